@@ -1,0 +1,192 @@
+//! Strict parsers for the CSV layout's value formats, and the Arrow builders they feed.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int64Builder,
+    StringBuilder, TimestampMicrosecondBuilder,
+};
+use chrono::{DateTime, NaiveDate};
+use svodka_schema::{ColumnType, MONEY_PRECISION, MONEY_SCALE};
+
+/// Accumulates one column; `push` parses a raw field or says what is wrong with it.
+pub(crate) enum ColumnBuilder {
+    Int(Int64Builder, bool),
+    Float(Float64Builder, bool),
+    Money(Decimal128Builder, bool),
+    Text(StringBuilder, bool),
+    Bool(BooleanBuilder, bool),
+    Date(Date32Builder, bool),
+    Timestamp(TimestampMicrosecondBuilder, bool),
+    /// A non-canonical column, kept as nullable text.
+    Extra(StringBuilder),
+}
+
+impl ColumnBuilder {
+    pub(crate) fn new(ty: ColumnType, nullable: bool) -> Self {
+        match ty {
+            ColumnType::Id | ColumnType::Int => ColumnBuilder::Int(Int64Builder::new(), nullable),
+            ColumnType::Float => ColumnBuilder::Float(Float64Builder::new(), nullable),
+            ColumnType::Money => ColumnBuilder::Money(
+                Decimal128Builder::new()
+                    .with_precision_and_scale(MONEY_PRECISION, MONEY_SCALE)
+                    .expect("valid decimal type"),
+                nullable,
+            ),
+            ColumnType::Text => ColumnBuilder::Text(StringBuilder::new(), nullable),
+            ColumnType::Bool => ColumnBuilder::Bool(BooleanBuilder::new(), nullable),
+            ColumnType::Date => ColumnBuilder::Date(Date32Builder::new(), nullable),
+            ColumnType::Timestamp => ColumnBuilder::Timestamp(
+                TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+                nullable,
+            ),
+        }
+    }
+
+    pub(crate) fn push(&mut self, raw: &[u8]) -> Result<(), String> {
+        let text = std::str::from_utf8(raw).map_err(|_| "not valid UTF-8".to_string())?;
+        if let ColumnBuilder::Extra(b) = self {
+            if text.is_empty() {
+                b.append_null()
+            } else {
+                b.append_value(text)
+            }
+            return Ok(());
+        }
+        if text.is_empty() {
+            if !self.nullable() {
+                return Err("empty value in a required column".into());
+            }
+            self.append_null();
+            return Ok(());
+        }
+        match self {
+            ColumnBuilder::Int(b, _) => b.append_value(parse_int(text)?),
+            ColumnBuilder::Float(b, _) => b.append_value(parse_float(text)?),
+            ColumnBuilder::Money(b, _) => b.append_value(parse_money(text)?),
+            ColumnBuilder::Text(b, _) => b.append_value(text),
+            ColumnBuilder::Bool(b, _) => b.append_value(parse_bool(text)?),
+            ColumnBuilder::Date(b, _) => b.append_value(parse_date(text)?),
+            ColumnBuilder::Timestamp(b, _) => b.append_value(parse_timestamp(text)?),
+            ColumnBuilder::Extra(_) => unreachable!("handled above"),
+        }
+        Ok(())
+    }
+
+    fn nullable(&self) -> bool {
+        match self {
+            ColumnBuilder::Int(_, n)
+            | ColumnBuilder::Float(_, n)
+            | ColumnBuilder::Money(_, n)
+            | ColumnBuilder::Text(_, n)
+            | ColumnBuilder::Bool(_, n)
+            | ColumnBuilder::Date(_, n)
+            | ColumnBuilder::Timestamp(_, n) => *n,
+            ColumnBuilder::Extra(_) => true,
+        }
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            ColumnBuilder::Int(b, _) => b.append_null(),
+            ColumnBuilder::Float(b, _) => b.append_null(),
+            ColumnBuilder::Money(b, _) => b.append_null(),
+            ColumnBuilder::Text(b, _) => b.append_null(),
+            ColumnBuilder::Bool(b, _) => b.append_null(),
+            ColumnBuilder::Date(b, _) => b.append_null(),
+            ColumnBuilder::Timestamp(b, _) => b.append_null(),
+            ColumnBuilder::Extra(b) => b.append_null(),
+        }
+    }
+
+    pub(crate) fn finish(&mut self) -> ArrayRef {
+        match self {
+            ColumnBuilder::Int(b, _) => Arc::new(b.finish()),
+            ColumnBuilder::Float(b, _) => Arc::new(b.finish()),
+            ColumnBuilder::Money(b, _) => Arc::new(b.finish()),
+            ColumnBuilder::Text(b, _) => Arc::new(b.finish()),
+            ColumnBuilder::Bool(b, _) => Arc::new(b.finish()),
+            ColumnBuilder::Date(b, _) => Arc::new(b.finish()),
+            ColumnBuilder::Timestamp(b, _) => Arc::new(b.finish()),
+            ColumnBuilder::Extra(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// A whole number, e.g. `42` or `-7`.
+pub fn parse_int(text: &str) -> Result<i64, String> {
+    text.parse::<i64>()
+        .map_err(|_| "expected a whole number".to_string())
+}
+
+/// A finite decimal number, e.g. `12.5`.
+pub fn parse_float(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err("expected a number".into()),
+    }
+}
+
+/// `true` or `false` (any letter case).
+pub fn parse_bool(text: &str) -> Result<bool, String> {
+    if text.eq_ignore_ascii_case("true") {
+        Ok(true)
+    } else if text.eq_ignore_ascii_case("false") {
+        Ok(false)
+    } else {
+        Err("expected true or false".into())
+    }
+}
+
+/// Days since 1970-01-01 of a `YYYY-MM-DD` date.
+pub fn parse_date(text: &str) -> Result<i32, String> {
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| "expected a date YYYY-MM-DD".to_string())?;
+    Ok(date
+        .signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch"))
+        .num_days() as i32)
+}
+
+/// Microseconds since the epoch, UTC, of an ISO 8601 timestamp with an offset or `Z`.
+pub fn parse_timestamp(text: &str) -> Result<i64, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_micros())
+        .map_err(|_| {
+            "expected an ISO 8601 timestamp with an offset, e.g. 2024-03-05T12:34:56+03:00"
+                .to_string()
+        })
+}
+
+/// Exact money in kopecks: `1234.5` → 123450. At most two significant decimals (trailing
+/// zeros beyond are allowed); no exponent, no thousands separators.
+pub fn parse_money(text: &str) -> Result<i128, String> {
+    let bad = || "expected an amount like 1234.56".to_string();
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    if whole.is_empty() && fraction.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !fraction.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    let max_whole = (MONEY_PRECISION - MONEY_SCALE as u8) as usize;
+    if whole.trim_start_matches('0').len() > max_whole {
+        return Err(format!("amount exceeds {max_whole} whole digits"));
+    }
+    let (kept, rest) = fraction.split_at(fraction.len().min(2));
+    if rest.bytes().any(|b| b != b'0') {
+        return Err("more than two decimal places".into());
+    }
+    let mut value: i128 = 0;
+    for b in whole.bytes() {
+        value = value * 10 + i128::from(b - b'0');
+    }
+    for i in 0..2 {
+        let digit = kept.as_bytes().get(i).map_or(0, |b| i128::from(b - b'0'));
+        value = value * 10 + digit;
+    }
+    Ok(if negative { -value } else { value })
+}

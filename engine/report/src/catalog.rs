@@ -1,0 +1,389 @@
+//! The loaded set of models and reports: files read and deserialised, names and settings
+//! checked. Later layers (a client's folder, `--reports DIR`) replace earlier ones by id.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+
+use crate::error::{did_you_mean, Diagnostic, ReportError};
+use crate::settings::Setting;
+use crate::source::{join, SourceFile};
+use crate::spec::{ModelSpec, ReportSpec};
+
+/// Names every run binds; settings may not take them.
+pub const BUILTIN_PARAMETERS: &[&str] = &[
+    "from",
+    "to",
+    "period_start",
+    "period_end",
+    "as_of",
+    "as_of_end",
+    "portal_url",
+];
+
+/// Report filters every report accepts, and whether their values are ids (else text).
+pub const FILTERS: &[(&str, bool)] = &[
+    ("employee", true),
+    ("department", true),
+    ("pipeline", true),
+    ("source", false),
+];
+
+/// A model as loaded.
+#[derive(Debug)]
+pub struct Model {
+    pub spec: ModelSpec,
+    pub src: Arc<SourceFile>,
+    pub settings: Vec<Setting>,
+}
+
+/// A report as loaded.
+#[derive(Debug)]
+pub struct Report {
+    pub spec: ReportSpec,
+    pub src: Arc<SourceFile>,
+    /// Settings the report itself declares (including re-declared model settings).
+    pub settings: Vec<Setting>,
+}
+
+impl Report {
+    pub fn id(&self) -> &str {
+        &self.spec.report
+    }
+}
+
+/// All models and reports available to a run.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    pub models: IndexMap<String, Arc<Model>>,
+    pub reports: IndexMap<String, Arc<Report>>,
+}
+
+impl Catalog {
+    /// Loads files in order; a later definition with the same id replaces an earlier one.
+    /// Every problem in every file is collected before failing.
+    pub fn from_sources(files: Vec<SourceFile>) -> Result<Catalog, ReportError> {
+        let mut catalog = Catalog::default();
+        let mut problems = Vec::new();
+        for file in files {
+            if let Err(mut d) = catalog.add(file) {
+                problems.append(&mut d);
+            }
+        }
+        if problems.is_empty() {
+            Ok(catalog)
+        } else {
+            Err(ReportError::Invalid(problems))
+        }
+    }
+
+    /// Adds one file (a model or a report).
+    pub fn add(&mut self, file: SourceFile) -> Result<(), Vec<Diagnostic>> {
+        let src = Arc::new(file);
+        let kind = file_kind(&src).map_err(|d| vec![d])?;
+        match kind {
+            FileKind::Model => {
+                let spec: ModelSpec = deserialize(&src).map_err(|d| vec![d])?;
+                let model = check_model(spec, src)?;
+                self.models
+                    .insert(model.spec.model.clone(), Arc::new(model));
+            }
+            FileKind::Report => {
+                let spec: ReportSpec = deserialize(&src).map_err(|d| vec![d])?;
+                let report = check_report(spec, src)?;
+                self.reports
+                    .insert(report.spec.report.clone(), Arc::new(report));
+            }
+        }
+        Ok(())
+    }
+
+    /// The report of this id, or an error suggesting the nearest one.
+    pub fn report(&self, id: &str) -> Result<&Arc<Report>, ReportError> {
+        self.reports
+            .get(id)
+            .ok_or_else(|| ReportError::UnknownReport {
+                id: id.to_string(),
+                hint: did_you_mean(id, self.reports.keys().map(String::as_str)),
+            })
+    }
+}
+
+/// Reads every `*.yaml`/`*.yml` file under `dir` (recursively, in name order).
+pub fn read_dir(dir: &Path) -> Result<Vec<SourceFile>, ReportError> {
+    let io = |path: &Path, source| ReportError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| io(dir, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| io(dir, e))?;
+    entries.sort_by_key(|e| e.file_name());
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(read_dir(&path)?);
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
+            files.push(read_file(&path)?);
+        }
+    }
+    Ok(files)
+}
+
+/// Reads one definition file.
+pub fn read_file(path: &Path) -> Result<SourceFile, ReportError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ReportError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(SourceFile::new(path.display().to_string(), text))
+}
+
+enum FileKind {
+    Model,
+    Report,
+}
+
+fn file_kind(src: &SourceFile) -> Result<FileKind, Diagnostic> {
+    let value: serde_yaml::Value =
+        serde_yaml::from_str(&src.text).map_err(|e| yaml_diagnostic(src, &e))?;
+    let map = value.as_mapping();
+    let has = |k: &str| map.is_some_and(|m| m.contains_key(k));
+    match (has("model"), has("report")) {
+        (true, false) => Ok(FileKind::Model),
+        (false, true) => Ok(FileKind::Report),
+        _ => Err(Diagnostic::at(
+            src,
+            "",
+            "",
+            "a definition file starts with `model: <name>` or `report: <id>`",
+        )),
+    }
+}
+
+fn deserialize<T: serde::de::DeserializeOwned>(src: &SourceFile) -> Result<T, Diagnostic> {
+    serde_yaml::from_str(&src.text).map_err(|e| yaml_diagnostic(src, &e))
+}
+
+/// Turns a serde_yaml error into a located diagnostic, with a suggestion for unknown keys.
+fn yaml_diagnostic(src: &SourceFile, e: &serde_yaml::Error) -> Diagnostic {
+    let pos = e
+        .location()
+        .map(|l| crate::source::Pos {
+            line: l.line(),
+            column: l.column(),
+        })
+        .unwrap_or_default();
+    let mut message = e.to_string();
+    if let Some(cut) = message.rfind(" at line ") {
+        message.truncate(cut);
+    }
+    if let Some(hint) = unknown_key_hint(&message) {
+        message.push_str(&hint);
+    }
+    Diagnostic::at_pos(src, pos, "", message)
+}
+
+/// For "unknown field `x`, expected one of `a`, `b`", the nearest of a, b.
+fn unknown_key_hint(message: &str) -> Option<String> {
+    let (kind, rest) = if let Some(i) = message.find("unknown field `") {
+        ("field", &message[i + "unknown field `".len()..])
+    } else if let Some(i) = message.find("unknown variant `") {
+        ("variant", &message[i + "unknown variant `".len()..])
+    } else {
+        return None;
+    };
+    let _ = kind;
+    let (wanted, expected) = rest.split_once('`')?;
+    let known: Vec<&str> = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .collect();
+    let hint = did_you_mean(wanted, known);
+    (!hint.is_empty()).then_some(hint)
+}
+
+/// A name usable as an id: lowercase letters, digits and single underscores.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.contains("__");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a valid name: use lowercase letters, digits and single underscores, starting with a letter"
+        ))
+    }
+}
+
+fn resolve_settings(
+    src: &SourceFile,
+    context: &str,
+    specs: &IndexMap<String, crate::spec::SettingSpec>,
+    problems: &mut Vec<Diagnostic>,
+) -> Vec<Setting> {
+    let mut out = Vec::new();
+    for (name, spec) in specs {
+        let path = join("settings", name);
+        if let Err(m) = check_name(name) {
+            problems.push(Diagnostic {
+                pos: src.key_pos(&path),
+                ..Diagnostic::at(src, &path, context, m)
+            });
+            continue;
+        }
+        if BUILTIN_PARAMETERS.contains(&name.as_str()) {
+            problems.push(Diagnostic {
+                pos: src.key_pos(&path),
+                ..Diagnostic::at(
+                    src,
+                    &path,
+                    context,
+                    format!("`{name}` is a built-in parameter; choose another setting name"),
+                )
+            });
+            continue;
+        }
+        match Setting::from_spec(name, spec) {
+            Ok(s) => out.push(s),
+            Err(m) => problems.push(Diagnostic::at(
+                src,
+                &path,
+                format!("{context}, setting `{name}`"),
+                m,
+            )),
+        }
+    }
+    out
+}
+
+fn check_model(spec: ModelSpec, src: Arc<SourceFile>) -> Result<Model, Vec<Diagnostic>> {
+    let context = format!("model `{}`", spec.model);
+    let mut problems = Vec::new();
+    if let Err(m) = check_name(&spec.model) {
+        problems.push(Diagnostic::at(&src, "model", "", m));
+    }
+    for (name, _) in spec.filters.iter() {
+        if !FILTERS.iter().any(|(f, _)| f == name) {
+            problems.push(Diagnostic {
+                pos: src.key_pos(&join("filters", name)),
+                ..Diagnostic::at(
+                    &src,
+                    "filters",
+                    context.clone(),
+                    format!(
+                        "unknown filter `{name}`{}; filters are {}",
+                        did_you_mean(name, FILTERS.iter().map(|(f, _)| *f)),
+                        FILTERS.iter().map(|(f, _)| *f).collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            });
+        }
+    }
+    check_unique_names(&src, &context, "columns", spec.columns.names(), &mut problems);
+    check_unique_names(&src, &context, "measures", spec.measures.names(), &mut problems);
+    let settings = resolve_settings(&src, &context, &spec.settings, &mut problems);
+    if problems.is_empty() {
+        Ok(Model {
+            spec,
+            src,
+            settings,
+        })
+    } else {
+        Err(problems)
+    }
+}
+
+fn check_report(spec: ReportSpec, src: Arc<SourceFile>) -> Result<Report, Vec<Diagnostic>> {
+    let context = format!("report `{}`", spec.report);
+    let mut problems = Vec::new();
+    if let Err(m) = check_name(&spec.report) {
+        problems.push(Diagnostic::at(&src, "report", "", m));
+    }
+    if spec.blocks.is_empty() {
+        problems.push(Diagnostic::at(&src, "blocks", context.clone(), "a report needs at least one block"));
+    }
+    for (i, block) in spec.blocks.iter().enumerate() {
+        let path = crate::source::index("blocks", i);
+        if let Err(m) = check_name(&block.id) {
+            problems.push(Diagnostic::at(&src, &join(&path, "id"), context.clone(), m));
+        }
+        if spec.blocks[..i].iter().any(|b| b.id == block.id) {
+            problems.push(Diagnostic::at(
+                &src,
+                &join(&path, "id"),
+                context.clone(),
+                format!("block id `{}` is used twice", block.id),
+            ));
+        }
+        let bctx = format!("{context}, block `{}`", block.id);
+        let list = !block.columns.is_empty();
+        if list && (!block.measures.is_empty() || !block.by.is_empty() || block.totals) {
+            problems.push(Diagnostic::at(
+                &src,
+                &path,
+                bctx.clone(),
+                "a block has either `columns` (a list) or `by`/`measures`/`totals` (a table), not both",
+            ));
+        } else if !list && block.measures.is_empty() {
+            problems.push(Diagnostic::at(
+                &src,
+                &path,
+                bctx.clone(),
+                "a block needs `measures` (a table) or `columns` (a list)",
+            ));
+        }
+        if list && block.from.is_none() {
+            problems.push(Diagnostic::at(&src, &path, bctx.clone(), "a list block needs `from: <model>`"));
+        }
+        let names: Vec<&str> = block.by.names().chain(block.measures.names()).chain(block.columns.names()).collect();
+        check_unique_names(&src, &bctx, &path, names.into_iter(), &mut problems);
+    }
+    let settings = resolve_settings(&src, &context, &spec.settings, &mut problems);
+    if problems.is_empty() {
+        Ok(Report {
+            spec,
+            src,
+            settings,
+        })
+    } else {
+        Err(problems)
+    }
+}
+
+/// Output names must be valid and distinct.
+fn check_unique_names<'a>(
+    src: &SourceFile,
+    context: &str,
+    path: &str,
+    names: impl Iterator<Item = &'a str>,
+    problems: &mut Vec<Diagnostic>,
+) {
+    let mut seen: Vec<&str> = Vec::new();
+    for name in names {
+        if let Err(m) = check_name(name) {
+            problems.push(Diagnostic::at(src, path, context, m));
+        } else if seen.contains(&name) {
+            problems.push(Diagnostic::at(
+                src,
+                path,
+                context,
+                format!("`{name}` is defined twice"),
+            ));
+        }
+        seen.push(name);
+    }
+}

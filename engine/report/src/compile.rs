@@ -1,0 +1,1285 @@
+//! Compiles models and blocks into DataFusion DataFrames (logical plans) through the
+//! DataFrame API. Settings and parameters enter as literal values; report filters as
+//! `IN` lists on the columns each model names for them.
+//!
+//! A table block reads one or more models. Each model is aggregated by the block's
+//! dimensions on its own; when there are several, the per-model results are stacked
+//! (UNION ALL, each model's measures null in the others' rows) and folded by dimension,
+//! which is a full outer join on the dimensions that also matches null keys. Measures that
+//! combine other measures are computed after that, so they may mix models.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema, ScalarValue};
+use datafusion::dataframe::DataFrame;
+use datafusion::datasource::provider_as_source;
+use datafusion::execution::session_state::SessionState;
+use datafusion::functions_aggregate::expr_fn::max;
+use datafusion::logical_expr::utils::find_aggregate_exprs;
+use datafusion::logical_expr::{Expr, JoinType, LogicalPlanBuilder, SortExpr};
+use indexmap::IndexMap;
+
+use crate::catalog::{Catalog, Model, Report};
+use crate::error::{did_you_mean, Diagnostic, ReportError};
+use crate::expr::{self, Bindings, ExprSite, Resolved, Scope, Target, TargetKind};
+use crate::result::{infer_type, type_fits, BlockKind, ColumnMeta};
+use crate::source::{index, join, SourceFile};
+use crate::spec::{Empty, ExprSpec, Limit};
+use crate::tables::TableSource;
+
+impl From<Diagnostic> for ReportError {
+    fn from(d: Diagnostic) -> Self {
+        ReportError::invalid(d)
+    }
+}
+
+/// A compiled block: the plan of its rows (and of its totals row), with column metadata.
+#[derive(Debug, Clone)]
+pub struct CompiledBlock {
+    pub kind: BlockKind,
+    pub rows: DataFrame,
+    pub totals: Option<DataFrame>,
+    pub columns: Vec<ColumnMeta>,
+}
+
+/// A measure of a model, parsed once per compiler.
+#[derive(Debug, Clone)]
+struct Measure {
+    model: String,
+    name: String,
+    spec: ExprSpec,
+    text: String,
+    kind: MeasureKind,
+}
+
+#[derive(Debug, Clone)]
+enum MeasureKind {
+    /// An aggregate over the model's rows.
+    Base { expr: Expr, empty: Empty },
+    /// An expression over other measures (names rewritten to their plan columns).
+    Derived { resolved: Resolved, site: ExprSite },
+}
+
+/// Builds plans for one run (one set of bindings and filters).
+pub struct Compiler<'a> {
+    catalog: &'a Catalog,
+    source: &'a dyn TableSource,
+    state: SessionState,
+    bindings: Bindings,
+    filters: Vec<(String, Vec<ScalarValue>)>,
+    frames: Mutex<HashMap<(String, bool), DataFrame>>,
+    measures: Mutex<HashMap<String, Arc<IndexMap<String, Measure>>>>,
+}
+
+/// The plan column a model measure becomes inside a block.
+fn measure_column(model: &str, name: &str) -> String {
+    format!("{model}__{name}")
+}
+
+/// The plan column of a block's own measure before it is renamed for output.
+fn block_column(name: &str) -> String {
+    format!("__block__{name}")
+}
+
+/// An unqualified column reference (names never contain dots, but `col()` would parse them).
+fn column(name: &str) -> Expr {
+    Expr::Column(Column::new_unqualified(name))
+}
+
+fn frame_columns(df: &DataFrame) -> Vec<String> {
+    df.schema().fields().iter().map(|f| f.name().clone()).collect()
+}
+
+fn column_scope(names: &[String]) -> Scope {
+    let mut scope = Scope::default();
+    scope.add_columns(names.iter().map(String::as_str));
+    scope
+}
+
+/// Attaches the block or model context to a DataFusion error raised while building.
+fn df_error(src: &SourceFile, path: &str, context: &str, e: datafusion::error::DataFusionError) -> ReportError {
+    Diagnostic::at(src, path, context, expr::clean(&e.to_string())).into()
+}
+
+impl<'a> Compiler<'a> {
+    pub fn new(
+        catalog: &'a Catalog,
+        source: &'a dyn TableSource,
+        state: SessionState,
+        bindings: Bindings,
+        filters: Vec<(String, Vec<ScalarValue>)>,
+    ) -> Self {
+        Compiler {
+            catalog,
+            source,
+            state,
+            bindings,
+            filters,
+            frames: Mutex::new(HashMap::new()),
+            measures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn state(&self) -> &SessionState {
+        &self.state
+    }
+
+    /// Replaces a model's frame by a given one (e.g. its rows cached in memory).
+    pub fn set_frame(&self, model: &str, filtered: bool, df: DataFrame) {
+        self.frames
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((model.to_string(), filtered), df);
+    }
+
+    fn resolve(&self, site: &ExprSite, text: &str, scope: &Scope) -> Result<Resolved, Diagnostic> {
+        expr::resolve(&self.state, site, text, scope)
+    }
+
+    fn plan(&self, site: &ExprSite, resolved: &Resolved, schema: &DFSchema) -> Result<Expr, Diagnostic> {
+        expr::plan(&self.state, site, resolved, schema, &self.bindings)
+    }
+
+    /// Parses, resolves against the frame's columns and plans, in one step.
+    fn row_expr(&self, site: &ExprSite, text: &str, df: &DataFrame) -> Result<Expr, Diagnostic> {
+        let scope = column_scope(&frame_columns(df));
+        let resolved = self.resolve(site, text, &scope)?;
+        self.plan(site, &resolved, df.schema())
+    }
+
+    fn filter(&self, df: DataFrame, site: &ExprSite, text: &str) -> Result<DataFrame, ReportError> {
+        let predicate = self.row_expr(site, text, &df)?;
+        df.filter(predicate)
+            .map_err(|e| df_error(&site.src, &site.path, &site.context, e))
+    }
+
+    /// A table or a model, by name.
+    fn source_frame(
+        &self,
+        name: &str,
+        src: &SourceFile,
+        path: &str,
+        context: &str,
+        stack: &mut Vec<String>,
+    ) -> Result<DataFrame, ReportError> {
+        if self.catalog.models.contains_key(name) {
+            return self.model_frame(name, false, stack);
+        }
+        if svodka_schema::table(name).is_none() {
+            let known = svodka_schema::TABLES
+                .iter()
+                .map(|t| t.name)
+                .chain(self.catalog.models.keys().map(String::as_str));
+            return Err(Diagnostic::at(
+                src,
+                path,
+                context,
+                format!("unknown table or model `{name}`{}", did_you_mean(name, known)),
+            )
+            .into());
+        }
+        let provider = self.source.table(name)?;
+        let plan = LogicalPlanBuilder::scan(name, provider_as_source(provider), None)
+            .and_then(|b| b.build())
+            .map_err(|e| df_error(src, path, context, e))?;
+        Ok(DataFrame::new(self.state.clone(), plan))
+    }
+
+    /// The rows of a model: source, joins, derived columns, report filters (when
+    /// `filtered`, i.e. read by a block directly rather than through another model), and
+    /// grouping. Columns come out unqualified, under the model's name.
+    pub fn model_frame(
+        &self,
+        name: &str,
+        filtered: bool,
+        stack: &mut Vec<String>,
+    ) -> Result<DataFrame, ReportError> {
+        let key = (name.to_string(), filtered);
+        if let Some(df) = self.frames.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(df.clone());
+        }
+        let model = self.catalog.models[name].clone();
+        let src = &model.src;
+        let context = format!("model `{name}`");
+        if stack.iter().any(|m| m == name) {
+            let mut cycle = stack.clone();
+            cycle.push(name.to_string());
+            return Err(Diagnostic::at(
+                src,
+                "from",
+                &context,
+                format!("models refer to each other in a cycle: {}", cycle.join(" → ")),
+            )
+            .into());
+        }
+        stack.push(name.to_string());
+        let site = |path: &str, what: String| ExprSite {
+            src: src.clone(),
+            path: path.to_string(),
+            context: what,
+        };
+        let mut df = self.source_frame(&model.spec.from, src, "from", &context, stack)?;
+        if let Some(w) = &model.spec.filter {
+            df = self.filter(df, &site("where", context.clone()), w)?;
+        }
+        for (i, j) in model.spec.joins.iter().enumerate() {
+            df = self.join(df, &model, i, j, stack)?;
+        }
+        let grouped = model.spec.group_by.is_some();
+        if !grouped {
+            df = self.derived_columns(df, &model)?;
+        }
+        if filtered {
+            df = self.apply_filters(df, &model)?;
+        }
+        if let Some(group_by) = &model.spec.group_by {
+            let mut groups = Vec::new();
+            for (g, spec) in group_by.iter() {
+                let text = spec.expr.as_deref().unwrap_or(g);
+                let e = self.row_expr(&site(&join("group_by", g), format!("{context}, group `{g}`")), text, &df)?;
+                groups.push(e.alias(g));
+            }
+            let mut aggs = Vec::new();
+            for (c, spec) in model.spec.columns.iter() {
+                let path = join("columns", c);
+                let s = site(&path, format!("{context}, column `{c}`"));
+                let text = spec.expr.as_deref().unwrap_or(c);
+                let e = self.row_expr(&s, text, &df)?;
+                if find_aggregate_exprs([&e]).is_empty() {
+                    return Err(s
+                        .error("in a model with `group_by`, every column is an aggregate (count, sum, max …)")
+                        .into());
+                }
+                aggs.push((c.clone(), e));
+            }
+            df = aggregate(df, groups, aggs)
+                .map_err(|e| df_error(src, "group_by", &context, e))?;
+        }
+        // One flat namespace under the model's name, whatever the joins left qualified.
+        let flat: Vec<Expr> = df
+            .schema()
+            .iter()
+            .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())).alias(f.name()))
+            .collect();
+        df = df
+            .select(flat)
+            .and_then(|d| d.alias(name))
+            .map_err(|e| df_error(src, "model", &context, e))?;
+        stack.pop();
+        self.frames
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, df.clone());
+        Ok(df)
+    }
+
+    fn join(
+        &self,
+        df: DataFrame,
+        model: &Model,
+        i: usize,
+        j: &crate::spec::JoinSpec,
+        stack: &mut Vec<String>,
+    ) -> Result<DataFrame, ReportError> {
+        let src = &model.src;
+        let path = index("joins", i);
+        let context = format!("model `{}`, join `{}`", model.spec.model, j.from);
+        let site = |p: &str| ExprSite {
+            src: src.clone(),
+            path: p.to_string(),
+            context: context.clone(),
+        };
+        let mut right = self.source_frame(&j.from, src, &join(&path, "from"), &context, stack)?;
+        if let Some(w) = &j.filter {
+            right = self.filter(right, &site(&join(&path, "where")), w)?;
+        }
+        let left_cols = frame_columns(&df);
+        let right_cols = frame_columns(&right);
+        let mut select = Vec::new();
+        let mut left_keys = Vec::new();
+        let mut right_keys = Vec::new();
+        if j.on.is_empty() {
+            return Err(site(&path).error("a join needs `on: {our_column: their_column}`").into());
+        }
+        for (k, (ours, theirs)) in j.on.iter().enumerate() {
+            let on_path = join(&join(&path, "on"), ours);
+            if !left_cols.contains(ours) {
+                return Err(Diagnostic {
+                    pos: src.key_pos(&on_path),
+                    ..site(&on_path).error(format!(
+                        "unknown column `{ours}` on this side of the join{}",
+                        did_you_mean(ours, left_cols.iter().map(String::as_str))
+                    ))
+                }
+                .into());
+            }
+            if !right_cols.contains(theirs) {
+                return Err(site(&on_path)
+                    .error(format!(
+                        "`{}` has no column `{theirs}`{}",
+                        j.from,
+                        did_you_mean(theirs, right_cols.iter().map(String::as_str))
+                    ))
+                    .into());
+            }
+            let key = format!("__key{k}");
+            select.push(column(theirs).alias(&key));
+            left_keys.push(ours.clone());
+            right_keys.push(key);
+        }
+        for (name, spec) in j.take.iter() {
+            let take_path = join(&join(&path, "take"), name);
+            if left_cols.contains(name) {
+                return Err(site(&take_path)
+                    .error(format!("the model already has a column `{name}`; take it under another name"))
+                    .into());
+            }
+            let text = spec.expr.as_deref().unwrap_or(name);
+            let e = self.row_expr(&site(&take_path), text, &right)?;
+            select.push(e.alias(name));
+        }
+        let right = right
+            .select(select)
+            .map_err(|e| df_error(src, &path, &context, e))?;
+        let lk: Vec<&str> = left_keys.iter().map(String::as_str).collect();
+        let rk: Vec<&str> = right_keys.iter().map(String::as_str).collect();
+        df.join(right, JoinType::Left, &lk, &rk, None)
+            .and_then(|d| d.drop_columns(&rk))
+            .map_err(|e| df_error(src, &path, &context, e))
+    }
+
+    /// Row-level derived columns, each after the ones it uses; a cycle is an error.
+    fn derived_columns(&self, mut df: DataFrame, model: &Model) -> Result<DataFrame, ReportError> {
+        let src = &model.src;
+        let existing = frame_columns(&df);
+        let mut scope = column_scope(&existing);
+        let derived: Vec<(&String, &ExprSpec)> = model
+            .spec
+            .columns
+            .iter()
+            .filter(|(_, s)| s.expr.is_some())
+            .map(|(n, s)| (n, s))
+            .collect();
+        for (name, spec) in model.spec.columns.iter() {
+            let path = join("columns", name);
+            if spec.expr.is_none() && !existing.contains(name) {
+                return Err(Diagnostic {
+                    pos: src.key_pos(&path),
+                    ..Diagnostic::at(
+                        src,
+                        &path,
+                        format!("model `{}`", model.spec.model),
+                        format!(
+                            "`{name}` has no `expr` and is not a column of `{}`{}",
+                            model.spec.from,
+                            did_you_mean(name, existing.iter().map(String::as_str))
+                        ),
+                    )
+                }
+                .into());
+            }
+            if spec.expr.is_some() && existing.contains(name) {
+                return Err(Diagnostic {
+                    pos: src.key_pos(&path),
+                    ..Diagnostic::at(
+                        src,
+                        &path,
+                        format!("model `{}`", model.spec.model),
+                        format!("`{name}` is already a column of the source or a join; give the derived column another name"),
+                    )
+                }
+                .into());
+            }
+        }
+        for (name, _) in &derived {
+            scope.add_columns([name.as_str()]);
+        }
+        let mut parsed: IndexMap<String, (ExprSite, Resolved)> = IndexMap::new();
+        for (name, spec) in &derived {
+            let site = ExprSite {
+                src: src.clone(),
+                path: join("columns", name),
+                context: format!("model `{}`, column `{name}`", model.spec.model),
+            };
+            let r = self.resolve(&site, spec.expr.as_deref().unwrap_or_default(), &scope)?;
+            parsed.insert((*name).clone(), (site, r));
+        }
+        let deps = |n: &str| -> Vec<String> {
+            parsed[n]
+                .1
+                .refs
+                .iter()
+                .map(|t| t.column.clone())
+                .filter(|c| parsed.contains_key(c))
+                .collect()
+        };
+        let order = topo_order(parsed.keys().cloned().collect(), deps).map_err(|cycle| {
+            let (site, _) = &parsed[&cycle[0]];
+            ReportError::from(site.error(format!(
+                "columns refer to each other in a cycle: {}",
+                cycle.join(" → ")
+            )))
+        })?;
+        for name in order {
+            let (site, resolved) = &parsed[&name];
+            let e = self.plan(site, resolved, df.schema())?;
+            df = df
+                .with_column(&name, e)
+                .map_err(|e| df_error(src, &site.path, &site.context, e))?;
+        }
+        Ok(df)
+    }
+
+    fn apply_filters(&self, mut df: DataFrame, model: &Model) -> Result<DataFrame, ReportError> {
+        let cols = frame_columns(&df);
+        for (filter, col_name) in &model.spec.filters {
+            let path = join("filters", filter);
+            if !cols.contains(col_name) {
+                return Err(Diagnostic::at(
+                    &model.src,
+                    &path,
+                    format!("model `{}`", model.spec.model),
+                    format!(
+                        "filter `{filter}` names unknown column `{col_name}`{}",
+                        did_you_mean(col_name, cols.iter().map(String::as_str))
+                    ),
+                )
+                .into());
+            }
+            let values = self
+                .filters
+                .iter()
+                .find(|(f, _)| f == filter)
+                .map(|(_, v)| v.as_slice())
+                .unwrap_or_default();
+            if values.is_empty() {
+                continue;
+            }
+            let list = values.iter().map(|v| Expr::Literal(v.clone(), None)).collect();
+            df = df
+                .filter(column(col_name).in_list(list, false))
+                .map_err(|e| df_error(&model.src, &path, &model.spec.model, e))?;
+        }
+        Ok(df)
+    }
+
+    /// The measures of a model, parsed and classified (once per compiler).
+    fn model_measures(&self, name: &str) -> Result<Arc<IndexMap<String, Measure>>, ReportError> {
+        if let Some(m) = self.measures.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
+            return Ok(m.clone());
+        }
+        let model = self.catalog.models[name].clone();
+        let df = self.model_frame(name, true, &mut Vec::new())?;
+        let cols = frame_columns(&df);
+        let mut scope = column_scope(&cols);
+        for (m, _) in model.spec.measures.iter() {
+            if cols.contains(m) {
+                let path = join("measures", m);
+                return Err(Diagnostic {
+                    pos: model.src.key_pos(&path),
+                    ..Diagnostic::at(
+                        &model.src,
+                        &path,
+                        format!("model `{name}`"),
+                        format!("measure `{m}` has the name of a column; measures and columns share one namespace"),
+                    )
+                }
+                .into());
+            }
+            scope.add(
+                None,
+                m,
+                Target {
+                    column: measure_column(name, m),
+                    kind: TargetKind::Measure {
+                        model: name.to_string(),
+                        name: m.clone(),
+                    },
+                },
+            );
+        }
+        let mut out = IndexMap::new();
+        for (m, spec) in model.spec.measures.iter() {
+            let site = ExprSite {
+                src: model.src.clone(),
+                path: join("measures", m),
+                context: format!("model `{name}`, measure `{m}`"),
+            };
+            let Some(text) = spec.expr.clone() else {
+                return Err(site.error("a measure needs an `expr`").into());
+            };
+            let resolved = self.resolve(&site, &text, &scope)?;
+            let uses_measures = resolved
+                .refs
+                .iter()
+                .any(|t| matches!(t.kind, TargetKind::Measure { .. }));
+            let kind = if uses_measures {
+                if let Some(c) = resolved.refs.iter().find(|t| t.kind == TargetKind::Column) {
+                    return Err(site
+                        .error_near(
+                            &c.column,
+                            format!(
+                                "column `{}` appears in a measure that combines other measures; \
+                                 wrap it in an aggregate in a measure of its own",
+                                c.column
+                            ),
+                        )
+                        .into());
+                }
+                MeasureKind::Derived {
+                    resolved,
+                    site: site.clone(),
+                }
+            } else {
+                let expr = self.plan(&site, &resolved, df.schema())?;
+                if find_aggregate_exprs([&expr]).is_empty() {
+                    return Err(site
+                        .error("a measure must aggregate rows (count, sum, avg, min, max …) or combine other measures")
+                        .into());
+                }
+                let empty = spec.empty.unwrap_or_else(|| default_empty(&expr));
+                MeasureKind::Base { expr, empty }
+            };
+            out.insert(
+                m.clone(),
+                Measure {
+                    model: name.to_string(),
+                    name: m.clone(),
+                    spec: spec.clone(),
+                    text,
+                    kind,
+                },
+            );
+        }
+        let out = Arc::new(out);
+        self.measures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), out.clone());
+        Ok(out)
+    }
+
+    /// Builds a model's rows and parses its measures: the checks that need no report.
+    pub fn check_model(&self, name: &str) -> Result<(), ReportError> {
+        self.model_frame(name, true, &mut Vec::new())?;
+        self.model_measures(name)?;
+        Ok(())
+    }
+
+    /// Compiles block `i` of `report`.
+    pub fn block(&self, report: &Report, i: usize) -> Result<CompiledBlock, ReportError> {
+        let block = &report.spec.blocks[i];
+        if block.columns.is_empty() {
+            let (rows, columns) = self.table_block(report, i, true)?;
+            let totals = if block.totals {
+                Some(self.table_block(report, i, false)?.0)
+            } else {
+                None
+            };
+            Ok(CompiledBlock {
+                kind: BlockKind::Table,
+                rows,
+                totals,
+                columns,
+            })
+        } else {
+            let (rows, columns) = self.list_block(report, i)?;
+            Ok(CompiledBlock {
+                kind: BlockKind::List,
+                rows,
+                totals: None,
+                columns,
+            })
+        }
+    }
+
+    fn block_site(&self, report: &Report, i: usize, sub: &str, what: Option<&str>) -> ExprSite {
+        let block = &report.spec.blocks[i];
+        let base = index("blocks", i);
+        let mut context = format!("report `{}`, block `{}`", report.id(), block.id);
+        if let Some(w) = what {
+            context.push_str(", ");
+            context.push_str(w);
+        }
+        ExprSite {
+            src: report.src.clone(),
+            path: if sub.is_empty() { base } else { join(&base, sub) },
+            context,
+        }
+    }
+
+    fn known_model(&self, report: &Report, i: usize, name: &str) -> Result<(), ReportError> {
+        if self.catalog.models.contains_key(name) {
+            return Ok(());
+        }
+        Err(self
+            .block_site(report, i, "from", None)
+            .error(format!(
+                "unknown model `{name}`{}",
+                did_you_mean(name, self.catalog.models.keys().map(String::as_str))
+            ))
+            .into())
+    }
+
+    fn list_block(&self, report: &Report, i: usize) -> Result<(DataFrame, Vec<ColumnMeta>), ReportError> {
+        let block = &report.spec.blocks[i];
+        let from = block.from.as_deref().unwrap_or_default();
+        self.known_model(report, i, from)?;
+        let model = self.catalog.models[from].clone();
+        let mut df = self.model_frame(from, true, &mut Vec::new())?;
+        if let Some(w) = &block.filter {
+            df = self.filter(df, &self.block_site(report, i, "where", None), w)?;
+        }
+        let mut select = Vec::new();
+        let mut metas = Vec::new();
+        for (name, spec) in block.columns.iter() {
+            let site = self.block_site(report, i, &join("columns", name), Some(&format!("column `{name}`")));
+            let text = spec.expr.as_deref().unwrap_or(name);
+            let e = self.row_expr(&site, text, &df)?;
+            select.push(e.alias(name));
+            let inherited = if is_identifier(text) {
+                model_column_spec(&model, text)
+            } else {
+                None
+            };
+            metas.push((name.clone(), spec.clone(), inherited, text.to_string(), site));
+        }
+        let df = df
+            .select(select)
+            .map_err(|e| df_error(&report.src, &index("blocks", i), &block.id, e))?;
+        let columns = self.column_metas(&df, metas, |text, inherited| {
+            match inherited {
+                Some(_) => format!("{from}.{text}"),
+                None => format!("{text} (over {from})"),
+            }
+        })?;
+        let df = self.sort_and_limit(df, report, i)?;
+        Ok((df, columns))
+    }
+
+    fn column_metas(
+        &self,
+        df: &DataFrame,
+        metas: Vec<(String, ExprSpec, Option<ExprSpec>, String, ExprSite)>,
+        definition: impl Fn(&str, Option<&ExprSpec>) -> String,
+    ) -> Result<Vec<ColumnMeta>, ReportError> {
+        let mut out = Vec::new();
+        for (name, spec, inherited, text, site) in metas {
+            let field = df
+                .schema()
+                .field_with_unqualified_name(&name)
+                .map_err(|e| ReportError::from(site.error(expr::clean(&e.to_string()))))?;
+            let declared = spec.ty.or(inherited.as_ref().and_then(|s| s.ty));
+            let ty = declared.unwrap_or_else(|| infer_type(&name, field.data_type()));
+            if !type_fits(ty, field.data_type()) {
+                return Err(site
+                    .error(format!(
+                        "declared type `{}` does not fit the computed type {}",
+                        ty.name(),
+                        field.data_type()
+                    ))
+                    .into());
+            }
+            let label = spec
+                .label
+                .clone()
+                .or_else(|| inherited.as_ref().and_then(|s| s.label.clone()))
+                .unwrap_or_else(|| name.clone());
+            let description = spec
+                .description
+                .clone()
+                .or_else(|| inherited.as_ref().and_then(|s| s.description.clone()));
+            let mut def = definition(&text, inherited.as_ref());
+            if let Some(inner) = inherited.as_ref().and_then(|s| s.expr.as_deref())
+                && inner != text
+            {
+                def = format!("{def} = {inner}");
+            }
+            out.push(ColumnMeta {
+                name,
+                label,
+                ty,
+                definition: def,
+                description,
+            });
+        }
+        Ok(out)
+    }
+
+    fn sort_and_limit(&self, df: DataFrame, report: &Report, i: usize) -> Result<DataFrame, ReportError> {
+        let block = &report.spec.blocks[i];
+        let cols = frame_columns(&df);
+        let mut sort = Vec::new();
+        for (k, item) in block.sort.iter().enumerate() {
+            let site = self.block_site(report, i, &index("sort", k), None);
+            let (name, asc, nulls_first) = parse_sort(item).map_err(|m| ReportError::from(site.error(m)))?;
+            if !cols.contains(&name) {
+                return Err(site
+                    .error(format!(
+                        "sort by unknown column `{name}`{}; sort names an output column",
+                        did_you_mean(&name, cols.iter().map(String::as_str))
+                    ))
+                    .into());
+            }
+            sort.push(SortExpr::new(column(&name), asc, nulls_first));
+        }
+        let mut df = df;
+        if !sort.is_empty() {
+            df = df
+                .sort(sort)
+                .map_err(|e| df_error(&report.src, &index("blocks", i), &block.id, e))?;
+        }
+        if let Some(limit) = &block.limit {
+            let site = self.block_site(report, i, "limit", None);
+            let n = match limit {
+                Limit::Fixed(n) => *n as usize,
+                Limit::Setting(s) => match self.bindings.0.get(s) {
+                    Some(ScalarValue::Int64(Some(n))) if *n >= 0 => *n as usize,
+                    Some(_) => return Err(site.error(format!("limit `${s}` must be a non-negative int setting")).into()),
+                    None => {
+                        return Err(site
+                            .error(format!(
+                                "unknown setting `${s}`{}",
+                                did_you_mean(s, self.bindings.names())
+                            ))
+                            .into())
+                    }
+                },
+            };
+            df = df
+                .limit(0, Some(n))
+                .map_err(|e| df_error(&report.src, &index("blocks", i), &block.id, e))?;
+        }
+        Ok(df)
+    }
+
+    /// The models a table block reads: its `from`, then every model named as a qualifier.
+    fn block_models(&self, report: &Report, i: usize) -> Result<Vec<String>, ReportError> {
+        let block = &report.spec.blocks[i];
+        if let Some(from) = &block.from {
+            self.known_model(report, i, from)?;
+        }
+        Ok(block_model_names(&self.state, block)
+            .into_iter()
+            .filter(|m| self.catalog.models.contains_key(m))
+            .collect())
+    }
+
+    /// A table block: with `dims` its rows, without them its totals row.
+    fn table_block(&self, report: &Report, i: usize, dims: bool) -> Result<(DataFrame, Vec<ColumnMeta>), ReportError> {
+        let block = &report.spec.blocks[i];
+        let block_path = index("blocks", i);
+        let err = |e| df_error(&report.src, &block_path, &format!("report `{}`, block `{}`", report.id(), block.id), e);
+        let models = self.block_models(report, i)?;
+        if models.is_empty() {
+            return Err(self
+                .block_site(report, i, "", None)
+                .error("name the model with `from:` or qualify measures as `model.measure`")
+                .into());
+        }
+        let from = block.from.clone();
+        let mut measures: IndexMap<String, Arc<IndexMap<String, Measure>>> = IndexMap::new();
+        for m in &models {
+            measures.insert(m.clone(), self.model_measures(m)?);
+        }
+        let from_cols = match &from {
+            Some(f) => frame_columns(&self.model_frame(f, true, &mut Vec::new())?),
+            None => Vec::new(),
+        };
+
+        // The names block expressions see.
+        let mut scope = column_scope(&from_cols);
+        for q in self.catalog.models.keys() {
+            scope.add_qualifier(q);
+        }
+        for (model, ms) in &measures {
+            for m in ms.keys() {
+                let target = Target {
+                    column: measure_column(model, m),
+                    kind: TargetKind::Measure {
+                        model: model.clone(),
+                        name: m.clone(),
+                    },
+                };
+                scope.add(Some(model), m, target.clone());
+                if from.as_deref() == Some(model.as_str()) {
+                    scope.add(None, m, target);
+                }
+            }
+        }
+        for (name, _) in block.measures.iter() {
+            if from_cols.contains(name) {
+                let site = self.block_site(report, i, &join("measures", name), None);
+                return Err(site
+                    .error(format!("measure `{name}` has the name of a column of `{}`; choose another name", from.as_deref().unwrap_or_default()))
+                    .into());
+            }
+        }
+        // Block measures shadow the model's, except inside their own definition, where a
+        // bare `x` means the model's measure `x`.
+        let mut block_scope = scope.clone();
+        for (name, _) in block.measures.iter() {
+            block_scope.add(
+                None,
+                name,
+                Target {
+                    column: block_column(name),
+                    kind: TargetKind::BlockMeasure(name.clone()),
+                },
+            );
+        }
+
+        enum Out {
+            Alias(Measure),
+            Inline { expr: Expr, empty: Empty },
+            Derived { resolved: Resolved, site: ExprSite },
+        }
+        let mut outs: IndexMap<String, (Out, ExprSite, String)> = IndexMap::new();
+        for (name, spec) in block.measures.iter() {
+            let site = self.block_site(report, i, &join("measures", name), Some(&format!("measure `{name}`")));
+            let text = spec.expr.clone().unwrap_or_else(|| name.clone());
+            let mut own_scope = block_scope.clone();
+            if let Some(target) = scope_target(&scope, name) {
+                own_scope.add(None, name, target);
+            } else {
+                own_scope.remove(name);
+            }
+            let resolved = self.resolve(&site, &text, &own_scope)?;
+            let has_columns = resolved.refs.iter().any(|t| t.kind == TargetKind::Column);
+            let has_measures = resolved.refs.iter().any(|t| t.kind != TargetKind::Column);
+            let out = if has_columns && has_measures {
+                let c = resolved.refs.iter().find(|t| t.kind == TargetKind::Column).expect("checked");
+                return Err(site
+                    .error_near(&c.column, format!("column `{}` appears beside measures; put the aggregate in a measure of its own", c.column))
+                    .into());
+            } else if is_identifier(&text)
+                && let [Target { kind: TargetKind::Measure { model, name: m }, .. }] = resolved.refs.as_slice()
+            {
+                Out::Alias(measures[model][m].clone())
+            } else if has_measures {
+                Out::Derived { resolved, site: site.clone() }
+            } else {
+                let f = from.as_deref().unwrap_or_default();
+                let df = self.model_frame(f, true, &mut Vec::new())?;
+                let expr = self.plan(&site, &resolved, df.schema())?;
+                if find_aggregate_exprs([&expr]).is_empty() {
+                    return Err(site
+                        .error("a measure must aggregate rows (count, sum, avg …) or combine other measures")
+                        .into());
+                }
+                let empty = spec.empty.unwrap_or_else(|| default_empty(&expr));
+                Out::Inline { expr, empty }
+            };
+            outs.insert(name.clone(), (out, site, text));
+        }
+
+        // Everything the outputs need, split into per-model aggregates and derived steps.
+        let mut base: IndexMap<String, Vec<(String, Expr, Empty)>> = IndexMap::new();
+        let mut derived: IndexMap<String, (Resolved, ExprSite)> = IndexMap::new();
+        let mut pending: Vec<Target> = Vec::new();
+        for (name, (out, _, _)) in &outs {
+            match out {
+                Out::Alias(m) => pending.push(Target {
+                    column: measure_column(&m.model, &m.name),
+                    kind: TargetKind::Measure { model: m.model.clone(), name: m.name.clone() },
+                }),
+                Out::Inline { expr, empty } => base
+                    .entry(from.clone().unwrap_or_default())
+                    .or_default()
+                    .push((block_column(name), expr.clone(), *empty)),
+                Out::Derived { resolved, site } => {
+                    derived.insert(block_column(name), (resolved.clone(), site.clone()));
+                    pending.extend(resolved.refs.iter().cloned());
+                }
+            }
+        }
+        let mut seen: Vec<String> = Vec::new();
+        while let Some(t) = pending.pop() {
+            if seen.contains(&t.column) {
+                continue;
+            }
+            seen.push(t.column.clone());
+            if let TargetKind::Measure { model, name } = &t.kind {
+                let m = &measures[model][name];
+                match &m.kind {
+                    MeasureKind::Base { expr, empty } => base
+                        .entry(model.clone())
+                        .or_default()
+                        .push((t.column.clone(), expr.clone(), *empty)),
+                    MeasureKind::Derived { resolved, site } => {
+                        derived.insert(t.column.clone(), (resolved.clone(), site.clone()));
+                        pending.extend(resolved.refs.iter().cloned());
+                    }
+                }
+            }
+        }
+        if base.is_empty() {
+            return Err(self
+                .block_site(report, i, "measures", None)
+                .error("the block aggregates nothing: at least one measure must count or sum rows")
+                .into());
+        }
+
+        // Aggregate each model by the block's dimensions.
+        let dim_names: Vec<String> = if dims { block.by.names().map(str::to_string).collect() } else { vec![] };
+        let mut parts: Vec<DataFrame> = Vec::new();
+        for (model, aggs) in &base {
+            let mut df = self.model_frame(model, true, &mut Vec::new())?;
+            if let Some(w) = &block.filter {
+                df = self.filter(df, &self.block_site(report, i, "where", Some(&format!("in model `{model}`"))), w)?;
+            }
+            let mut groups = Vec::new();
+            if dims {
+                for (d, spec) in block.by.iter() {
+                    let site = self.block_site(report, i, &join("by", d), Some(&format!("dimension `{d}` in model `{model}`")));
+                    let text = spec.expr.as_deref().unwrap_or(d);
+                    groups.push(self.row_expr(&site, text, &df)?.alias(d));
+                }
+            }
+            let aggs = aggs.iter().map(|(c, e, _)| (c.clone(), e.clone())).collect();
+            parts.push(aggregate(df, groups, aggs).map_err(err)?);
+        }
+        let mut df = if parts.len() == 1 {
+            parts.pop().expect("one part")
+        } else {
+            merge(parts, &dim_names).map_err(err)?
+        };
+
+        // Empty groups: counts and sums are 0, not null.
+        let fills: Vec<&String> = base
+            .values()
+            .flatten()
+            .filter(|(_, _, e)| *e == Empty::Zero)
+            .map(|(c, _, _)| c)
+            .collect();
+        if !fills.is_empty() {
+            let exprs: Vec<Expr> = df
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| {
+                    let c = column(f.name());
+                    if fills.contains(&f.name()) {
+                        datafusion::functions::expr_fn::coalesce(vec![
+                            c,
+                            Expr::Literal(ScalarValue::new_zero(f.data_type()).unwrap_or(ScalarValue::Int64(Some(0))), None),
+                        ])
+                        .alias(f.name())
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            df = df.select(exprs).map_err(err)?;
+        }
+
+        // Measures over measures, each after those it uses.
+        let order = topo_order(derived.keys().cloned().collect(), |c| {
+            derived[c]
+                .0
+                .refs
+                .iter()
+                .map(|t| t.column.clone())
+                .filter(|d| derived.contains_key(d))
+                .collect()
+        })
+        .map_err(|cycle| {
+            let (_, site) = &derived[&cycle[0]];
+            ReportError::from(site.error(format!(
+                "measures refer to each other in a cycle: {}",
+                cycle.iter().map(|c| c.replace("__block__", "").replace("__", ".")).collect::<Vec<_>>().join(" → ")
+            )))
+        })?;
+        for c in order {
+            let (resolved, site) = &derived[&c];
+            let e = self.plan(site, resolved, df.schema())?;
+            if !find_aggregate_exprs([&e]).is_empty() {
+                return Err(site.error("an aggregate of a measure is not allowed; aggregate rows in a measure of its own").into());
+            }
+            df = df.with_column(&c, e).map_err(err)?;
+        }
+
+        // Output: dimensions, then measures under their public names.
+        let mut select: Vec<Expr> = dim_names.iter().map(|d| column(d)).collect();
+        let mut metas = Vec::new();
+        if dims {
+            let first = from.clone().unwrap_or_else(|| models[0].clone());
+            let model = self.catalog.models[&first].clone();
+            for (d, spec) in block.by.iter() {
+                let site = self.block_site(report, i, &join("by", d), Some(&format!("dimension `{d}`")));
+                let text = spec.expr.clone().unwrap_or_else(|| d.clone());
+                let inherited = if is_identifier(&text) { model_column_spec(&model, &text) } else { None };
+                metas.push((d.clone(), spec.clone(), inherited, text, site));
+            }
+        }
+        for (name, (out, site, text)) in &outs {
+            let (col, inherited, shown) = match out {
+                Out::Alias(m) => {
+                    let mut spec = m.spec.clone();
+                    spec.expr = Some(m.text.clone());
+                    (measure_column(&m.model, &m.name), Some(spec), format!("{}.{}", m.model, m.name))
+                }
+                _ => (block_column(name), None, text.clone()),
+            };
+            select.push(column(&col).alias(name));
+            let spec = block.measures.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone()).unwrap_or_default();
+            metas.push((name.clone(), spec, inherited, shown, site.clone()));
+        }
+        let df = df.select(select).map_err(err)?;
+        let columns = self.column_metas(&df, metas, |text, _| text.to_string())?;
+        let df = if dims { self.sort_and_limit(df, report, i)? } else { df };
+        Ok((df, columns))
+    }
+}
+
+/// `from`, then the qualifiers of the block's measures: the names of the models it reads
+/// (some may not exist; compiling reports those).
+pub(crate) fn block_model_names(state: &SessionState, block: &crate::spec::BlockSpec) -> Vec<String> {
+    let mut out: Vec<String> = block.from.iter().cloned().collect();
+    for (name, spec) in block.measures.iter() {
+        for q in qualifiers(state, spec.expr.as_deref().unwrap_or(name)) {
+            if !out.contains(&q) {
+                out.push(q);
+            }
+        }
+    }
+    out
+}
+
+/// The qualifiers (`x` in `x.y`) an expression uses, found syntactically.
+fn qualifiers(state: &SessionState, text: &str) -> Vec<String> {
+    use datafusion::sql::sqlparser::ast;
+    let dialect = state.config().options().sql_parser.dialect;
+    let Ok(parsed) = state.sql_to_expr_with_alias(text, &dialect) else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    let _ = ast::visit_expressions(&parsed.expr, |e| {
+        if let ast::Expr::CompoundIdentifier(parts) = e
+            && parts.len() == 2
+        {
+            let q = parts[0].value.to_lowercase();
+            if !out.contains(&q) {
+                out.push(q);
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    out
+}
+
+fn scope_target(scope: &Scope, name: &str) -> Option<Target> {
+    scope.get(None, name).cloned()
+}
+
+/// True when `text` is one plain name (possibly `model.name`).
+fn is_identifier(text: &str) -> bool {
+    let t = text.trim();
+    !t.is_empty()
+        && t.split('.').count() <= 2
+        && t.split('.').all(|p| {
+            p.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+}
+
+/// The declaration of a model's column (derived, taken by a join, or a group key).
+fn model_column_spec(model: &Model, name: &str) -> Option<ExprSpec> {
+    if let Some((_, s)) = model.spec.columns.iter().find(|(n, _)| n == name) {
+        return Some(s.clone());
+    }
+    if let Some((_, s)) = model.spec.group_by.iter().flat_map(|g| g.iter()).find(|(n, _)| n == name) {
+        return Some(s.clone());
+    }
+    model
+        .spec
+        .joins
+        .iter()
+        .flat_map(|j| j.take.iter())
+        .find(|(n, _)| n == name)
+        .map(|(_, s)| s.clone())
+}
+
+/// `count` and `sum` give 0 for an empty group; everything else gives null.
+fn default_empty(expr: &Expr) -> Empty {
+    let mut e = expr;
+    while let Expr::Alias(a) = e {
+        e = &a.expr;
+    }
+    match e {
+        Expr::AggregateFunction(f) if matches!(f.func.name(), "count" | "sum") => Empty::Zero,
+        _ => Empty::Null,
+    }
+}
+
+/// "name [asc|desc] [nulls first|nulls last]" → (name, ascending, nulls_first).
+fn parse_sort(item: &str) -> Result<(String, bool, bool), String> {
+    let words: Vec<String> = item.split_whitespace().map(str::to_lowercase).collect();
+    let bad = || format!("sort item `{item}`: expected `column [asc|desc] [nulls first|nulls last]`");
+    let name = words.first().ok_or_else(bad)?.clone();
+    let mut asc = true;
+    let mut nulls_first = false;
+    let mut rest = &words[1..];
+    if let Some(w) = rest.first()
+        && (w == "asc" || w == "desc")
+    {
+        asc = w == "asc";
+        rest = &rest[1..];
+    }
+    match rest {
+        [] => {}
+        [n, f] if n == "nulls" && f == "first" => nulls_first = true,
+        [n, l] if n == "nulls" && l == "last" => nulls_first = false,
+        _ => return Err(bad()),
+    }
+    Ok((name, asc, nulls_first))
+}
+
+/// Aggregates `df` by `groups`; measures may wrap aggregates in further arithmetic, which
+/// is computed in a projection on top.
+fn aggregate(
+    df: DataFrame,
+    groups: Vec<Expr>,
+    measures: Vec<(String, Expr)>,
+) -> datafusion::error::Result<DataFrame> {
+    let group_names: Vec<String> = groups.iter().map(|g| g.schema_name().to_string()).collect();
+    let mut aggs: Vec<Expr> = Vec::new();
+    let mut post: Vec<Expr> = Vec::new();
+    let mut complex = false;
+    for (name, e) in measures {
+        if matches!(e, Expr::AggregateFunction(_)) {
+            aggs.push(e.alias(&name));
+            post.push(column(&name));
+            continue;
+        }
+        complex = true;
+        let found = find_aggregate_exprs([&e]);
+        let mut names = Vec::new();
+        for a in &found {
+            let inner = format!("__agg{}", aggs.len());
+            aggs.push(a.clone().alias(&inner));
+            names.push(inner);
+        }
+        let rewritten = e
+            .transform_up(|x| match found.iter().position(|a| a == &x) {
+                Some(p) => Ok(Transformed::yes(column(&names[p]))),
+                None => Ok(Transformed::no(x)),
+            })?
+            .data;
+        post.push(rewritten.alias(&name));
+    }
+    let df = df.aggregate(groups, aggs)?;
+    if !complex {
+        return Ok(df);
+    }
+    let mut select: Vec<Expr> = group_names.iter().map(|g| column(g)).collect();
+    select.extend(post);
+    df.select(select)
+}
+
+/// Stacks per-model aggregates and folds them by dimension (see the module doc).
+fn merge(parts: Vec<DataFrame>, dims: &[String]) -> datafusion::error::Result<DataFrame> {
+    let mut measure_types: Vec<(String, arrow::datatypes::DataType)> = Vec::new();
+    for p in &parts {
+        for f in p.schema().fields() {
+            if !dims.contains(f.name()) {
+                measure_types.push((f.name().clone(), f.data_type().clone()));
+            }
+        }
+    }
+    let mut stacked: Option<DataFrame> = None;
+    for p in parts {
+        let own = frame_columns(&p);
+        let mut select: Vec<Expr> = dims.iter().map(|d| column(d)).collect();
+        for (name, ty) in &measure_types {
+            select.push(if own.contains(name) {
+                column(name)
+            } else {
+                Expr::Literal(ScalarValue::try_from(ty)?, None).alias(name)
+            });
+        }
+        let p = p.select(select)?;
+        stacked = Some(match stacked {
+            None => p,
+            Some(s) => s.union(p)?,
+        });
+    }
+    let stacked = stacked.expect("at least two parts");
+    let groups = dims.iter().map(|d| column(d)).collect();
+    let folds = measure_types
+        .iter()
+        .map(|(name, _)| max(column(name)).alias(name))
+        .collect();
+    stacked.aggregate(groups, folds)
+}
+
+/// Orders `nodes` so that each comes after its dependencies; Err(cycle) on a cycle.
+fn topo_order(
+    nodes: Vec<String>,
+    deps: impl Fn(&str) -> Vec<String>,
+) -> Result<Vec<String>, Vec<String>> {
+    fn visit(
+        n: &str,
+        deps: &dyn Fn(&str) -> Vec<String>,
+        done: &mut Vec<String>,
+        path: &mut Vec<String>,
+    ) -> Result<(), Vec<String>> {
+        if done.iter().any(|d| d == n) {
+            return Ok(());
+        }
+        if let Some(start) = path.iter().position(|p| p == n) {
+            let mut cycle = path[start..].to_vec();
+            cycle.push(n.to_string());
+            return Err(cycle);
+        }
+        path.push(n.to_string());
+        for d in deps(n) {
+            visit(&d, deps, done, path)?;
+        }
+        path.pop();
+        done.push(n.to_string());
+        Ok(())
+    }
+    let mut done = Vec::new();
+    for n in &nodes {
+        visit(n, &deps, &mut done, &mut Vec::new())?;
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sort_items() {
+        assert_eq!(parse_sort("a desc").unwrap(), ("a".into(), false, false));
+        assert_eq!(parse_sort("a").unwrap(), ("a".into(), true, false));
+        assert_eq!(parse_sort("a asc nulls first").unwrap(), ("a".into(), true, true));
+        assert!(parse_sort("a sideways").is_err());
+    }
+
+    #[test]
+    fn cycles_are_found() {
+        let deps = |n: &str| match n {
+            "a" => vec!["b".to_string()],
+            "b" => vec!["c".to_string()],
+            "c" => vec!["a".to_string()],
+            _ => vec![],
+        };
+        let err = topo_order(vec!["a".into(), "d".into()], deps).unwrap_err();
+        assert_eq!(err, vec!["a", "b", "c", "a"]);
+        let ok = topo_order(vec!["b".into()], |n| if n == "b" { vec!["x".into()] } else { vec![] }).unwrap();
+        assert_eq!(ok, vec!["x", "b"]);
+    }
+
+    #[test]
+    fn identifiers() {
+        assert!(is_identifier("deals.won_count"));
+        assert!(is_identifier("won_count"));
+        assert!(!is_identifier("count(*)"));
+        assert!(!is_identifier("a.b.c"));
+    }
+}

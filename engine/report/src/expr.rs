@@ -1,0 +1,325 @@
+//! SQL fragments of the report language: parsed with DataFusion's SQL parser, every name
+//! resolved by our own scoping rules (so an unknown name is reported at its exact place
+//! with the nearest valid names), then planned into a DataFusion `Expr` with settings and
+//! parameters bound as literal values — never spliced into SQL text.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::DFSchema;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::{Expr, ExprSchemable};
+use datafusion::scalar::ScalarValue;
+use datafusion::sql::sqlparser::ast::{
+    self as ast, visit_expressions, visit_expressions_mut, ExprWithAlias, Ident, Value,
+};
+
+use crate::error::{did_you_mean, Diagnostic};
+use crate::source::{Pos, SourceFile};
+
+/// Where an expression was written: file, YAML path, and what it defines (for messages).
+#[derive(Debug, Clone)]
+pub struct ExprSite {
+    pub src: Arc<SourceFile>,
+    pub path: String,
+    pub context: String,
+}
+
+impl ExprSite {
+    /// A diagnostic at the expression's start.
+    pub fn error(&self, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::at(&self.src, &self.path, self.context.clone(), message)
+    }
+
+    /// A diagnostic at a line/column inside the expression text (1-based).
+    pub fn error_at(&self, line: u64, column: u64, message: impl Into<String>) -> Diagnostic {
+        let pos = self.src.pos_in_value(&self.path, line as usize, column as usize);
+        Diagnostic::at_pos(&self.src, pos, self.context.clone(), message)
+    }
+
+    /// A diagnostic at the first whole-word occurrence of `needle` in the expression.
+    pub fn error_near(&self, needle: &str, message: impl Into<String>) -> Diagnostic {
+        let pos: Pos = self.src.pos_within(&self.path, needle);
+        Diagnostic::at_pos(&self.src, pos, self.context.clone(), message)
+    }
+}
+
+/// What a name in an expression refers to, and the column it becomes in the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The plan column the name is rewritten to.
+    pub column: String,
+    pub kind: TargetKind,
+}
+
+/// The kinds of things a name can refer to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetKind {
+    /// A row-level column of a model or table.
+    Column,
+    /// A measure of a model.
+    Measure { model: String, name: String },
+    /// Another measure of the same block.
+    BlockMeasure(String),
+}
+
+/// The names visible to an expression: `(qualifier, name) → target`.
+#[derive(Debug, Default, Clone)]
+pub struct Scope {
+    entries: HashMap<(Option<String>, String), Target>,
+    /// What a qualifier may name (for "unknown model" hints).
+    qualifiers: Vec<String>,
+}
+
+impl Scope {
+    pub fn add(&mut self, qualifier: Option<&str>, name: &str, target: Target) {
+        if let Some(q) = qualifier
+            && !self.qualifiers.iter().any(|k| k == q)
+        {
+            self.qualifiers.push(q.to_string());
+        }
+        self.entries
+            .insert((qualifier.map(str::to_string), name.to_string()), target);
+    }
+
+    /// Adds every column name as an unqualified row-level column of the same name.
+    pub fn add_columns<'a>(&mut self, names: impl IntoIterator<Item = &'a str>) {
+        for n in names {
+            self.add(
+                None,
+                n,
+                Target {
+                    column: n.to_string(),
+                    kind: TargetKind::Column,
+                },
+            );
+        }
+    }
+
+    /// Makes `q` a known qualifier even when nothing is added under it yet.
+    pub fn add_qualifier(&mut self, q: &str) {
+        if !self.qualifiers.iter().any(|k| k == q) {
+            self.qualifiers.push(q.to_string());
+        }
+    }
+
+    pub fn get(&self, qualifier: Option<&str>, name: &str) -> Option<&Target> {
+        self.entries
+            .get(&(qualifier.map(str::to_string), name.to_string()))
+    }
+
+    /// Removes an unqualified name.
+    pub fn remove(&mut self, name: &str) {
+        self.entries.remove(&(None, name.to_string()));
+    }
+
+    fn lookup(&self, qualifier: Option<&str>, name: &str) -> Result<&Target, String> {
+        if let Some(t) = self
+            .entries
+            .get(&(qualifier.map(str::to_string), name.to_string()))
+        {
+            return Ok(t);
+        }
+        match qualifier {
+            Some(q) if !self.qualifiers.iter().any(|k| k == q) => Err(format!(
+                "unknown model `{q}` in `{q}.{name}`{}",
+                did_you_mean(q, self.qualifiers.iter().map(String::as_str))
+            )),
+            Some(q) => {
+                let known = self
+                    .entries
+                    .keys()
+                    .filter(|(kq, _)| kq.as_deref() == Some(q))
+                    .map(|(_, n)| n.as_str());
+                Err(format!(
+                    "model `{q}` has no measure `{name}`{}",
+                    did_you_mean(name, known)
+                ))
+            }
+            None => {
+                let known = self
+                    .entries
+                    .keys()
+                    .filter(|(kq, _)| kq.is_none())
+                    .map(|(_, n)| n.as_str());
+                Err(format!("unknown name `{name}`{}", did_you_mean(name, known)))
+            }
+        }
+    }
+}
+
+/// A parsed expression with its names resolved.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub ast: ast::Expr,
+    /// Every distinct target the expression refers to, in order of appearance.
+    pub refs: Vec<Target>,
+    /// Every `$name` used.
+    pub placeholders: Vec<String>,
+}
+
+/// Parses `text` and resolves its names in `scope`. Errors point into the expression.
+pub fn resolve(
+    state: &SessionState,
+    site: &ExprSite,
+    text: &str,
+    scope: &Scope,
+) -> Result<Resolved, Diagnostic> {
+    let dialect = state.config().options().sql_parser.dialect;
+    let parsed: ExprWithAlias = state
+        .sql_to_expr_with_alias(text, &dialect)
+        .map_err(|e| site.error(format!("cannot parse SQL `{text}`: {}", clean(&e.to_string()))))?;
+    if let Some(alias) = parsed.alias {
+        return Err(site.error_at(
+            alias.span.start.line,
+            alias.span.start.column,
+            "an expression here takes no alias: the YAML key names it",
+        ));
+    }
+    let mut ast = parsed.expr;
+    let mut refs: Vec<Target> = Vec::new();
+    let mut failure: Option<Diagnostic> = None;
+    let _ = visit_expressions_mut(&mut ast, |e| {
+        let (qualifier, ident) = match e {
+            ast::Expr::Identifier(id) => (None, id.clone()),
+            ast::Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
+                (Some(normalize(&parts[0])), parts[1].clone())
+            }
+            ast::Expr::CompoundIdentifier(parts) => {
+                failure = Some(site.error_at(
+                    parts[0].span.start.line,
+                    parts[0].span.start.column,
+                    format!(
+                        "`{}`: names have at most one qualifier (`model.measure`)",
+                        parts.iter().map(|p| p.value.as_str()).collect::<Vec<_>>().join(".")
+                    ),
+                ));
+                return ControlFlow::Break(());
+            }
+            _ => return ControlFlow::Continue(()),
+        };
+        match scope.lookup(qualifier.as_deref(), &normalize(&ident)) {
+            Ok(target) => {
+                if !refs.contains(target) {
+                    refs.push(target.clone());
+                }
+                *e = ast::Expr::Identifier(Ident::with_quote('"', target.column.clone()));
+                ControlFlow::Continue(())
+            }
+            Err(message) => {
+                failure = Some(site.error_at(ident.span.start.line, ident.span.start.column, message));
+                ControlFlow::Break(())
+            }
+        }
+    });
+    if let Some(d) = failure {
+        return Err(d);
+    }
+    let mut placeholders = Vec::new();
+    let _ = visit_expressions(&ast, |e| {
+        if let ast::Expr::Value(v) = e
+            && let Value::Placeholder(p) = &v.value
+            && !placeholders.contains(p)
+        {
+            placeholders.push(p.clone());
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    Ok(Resolved {
+        ast,
+        refs,
+        placeholders,
+    })
+}
+
+/// Unquoted identifiers are case-insensitive (as in SQL); quoted ones are exact.
+fn normalize(id: &Ident) -> String {
+    match id.quote_style {
+        Some(_) => id.value.clone(),
+        None => id.value.to_lowercase(),
+    }
+}
+
+/// Values bound to `$name` placeholders.
+#[derive(Debug, Clone, Default)]
+pub struct Bindings(pub HashMap<String, ScalarValue>);
+
+impl Bindings {
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+}
+
+/// Plans a resolved expression against `schema` and binds its placeholders.
+pub fn plan(
+    state: &SessionState,
+    site: &ExprSite,
+    resolved: &Resolved,
+    schema: &DFSchema,
+    bindings: &Bindings,
+) -> Result<Expr, Diagnostic> {
+    for p in &resolved.placeholders {
+        let name = p.trim_start_matches('$');
+        if !bindings.0.contains_key(name) {
+            return Err(site.error_near(
+                name,
+                format!(
+                    "unknown setting or parameter `${name}`{}",
+                    did_you_mean(name, bindings.names())
+                ),
+            ));
+        }
+    }
+    let expr = state
+        .create_logical_expr_from_sql_expr(
+            ExprWithAlias {
+                expr: resolved.ast.clone(),
+                alias: None,
+            },
+            schema,
+        )
+        .map_err(|e| site.error(clean(&e.to_string())))?;
+    let bound = expr
+        .transform_up(|e| match e {
+            Expr::Placeholder(p) => {
+                let name = p.id.trim_start_matches('$');
+                Ok(Transformed::yes(Expr::Literal(
+                    bindings.0[name].clone(),
+                    None,
+                )))
+            }
+            other => Ok(Transformed::no(other)),
+        })
+        .map_err(|e| site.error(clean(&e.to_string())))?
+        .data;
+    // Computing the type runs DataFusion's type checks now, so that a type error is
+    // reported here, at the expression, rather than later inside a whole plan.
+    bound
+        .to_field(schema)
+        .map_err(|e| site.error(clean(&e.to_string())))?;
+    Ok(bound)
+}
+
+/// DataFusion messages carry a category prefix and a backtrace hint; keep the substance.
+pub fn clean(message: &str) -> String {
+    let mut m = message.trim();
+    for prefix in [
+        "Error during planning: ",
+        "Schema error: ",
+        "SQL error: ",
+        "Arrow error: ",
+        "Execution error: ",
+        "Internal error: ",
+        "type_coercion\ncaused by\n",
+    ] {
+        if let Some(rest) = m.strip_prefix(prefix) {
+            m = rest.trim();
+        }
+    }
+    m.split("\n\nThis issue was likely caused")
+        .next()
+        .unwrap_or(m)
+        .to_string()
+}

@@ -1,0 +1,138 @@
+//! SQL functions the report language adds to DataFusion, bound to the client's time zone:
+//! `local_date(ts)` and `days_between(a, b)`.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Date32Array, Int64Array};
+use arrow::datatypes::{DataType, Date32Type, TimeUnit, TimestampMicrosecondType};
+use chrono_tz::Tz;
+use datafusion::common::{exec_err, plan_err};
+use datafusion::error::Result;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+
+use crate::time::LocalDays;
+
+/// The functions to register in a session for a client in `tz`.
+pub fn udfs(tz: Tz) -> Vec<ScalarUDF> {
+    vec![
+        ScalarUDF::new_from_impl(LocalDate::new(tz)),
+        ScalarUDF::new_from_impl(DaysBetween::new(tz)),
+    ]
+}
+
+/// `local_date(ts)`: the calendar date of a timestamp in the client's time zone.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct LocalDate {
+    tz: Tz,
+    signature: Signature,
+}
+
+impl LocalDate {
+    fn new(tz: Tz) -> Self {
+        LocalDate {
+            tz,
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for LocalDate {
+    fn name(&self) -> &str {
+        "local_date"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        match arg_types {
+            [t] => Ok(vec![coerce_day_arg("local_date", t)?]),
+            _ => plan_err!("local_date takes one argument, a timestamp"),
+        }
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Date32)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let mut days = LocalDays::new(self.tz);
+        Ok(ColumnarValue::Array(Arc::new(to_local_days(&arrays[0], &mut days)?)))
+    }
+}
+
+/// `days_between(a, b)`: whole days from the local date of `a` to the local date of `b`
+/// (dates or timestamps); positive when `b` is later.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct DaysBetween {
+    tz: Tz,
+    signature: Signature,
+}
+
+impl DaysBetween {
+    fn new(tz: Tz) -> Self {
+        DaysBetween {
+            tz,
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for DaysBetween {
+    fn name(&self) -> &str {
+        "days_between"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        match arg_types {
+            [a, b] => Ok(vec![
+                coerce_day_arg("days_between", a)?,
+                coerce_day_arg("days_between", b)?,
+            ]),
+            _ => plan_err!("days_between takes two arguments, each a date or a timestamp"),
+        }
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let mut days = LocalDays::new(self.tz);
+        let a = to_local_days(&arrays[0], &mut days)?;
+        let b = to_local_days(&arrays[1], &mut days)?;
+        let out: Int64Array = a
+            .iter()
+            .zip(b.iter())
+            .map(|(a, b)| Some(i64::from(b?) - i64::from(a?)))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// Dates stay dates; any timestamp becomes µs UTC; NULL stays as is.
+fn coerce_day_arg(function: &str, t: &DataType) -> Result<DataType> {
+    match t {
+        DataType::Date32 | DataType::Null => Ok(t.clone()),
+        DataType::Date64 => Ok(DataType::Date32),
+        DataType::Timestamp(_, _) => Ok(DataType::Timestamp(
+            TimeUnit::Microsecond,
+            Some("UTC".into()),
+        )),
+        other => plan_err!("{function} expects a date or a timestamp, got {other}"),
+    }
+}
+
+fn to_local_days(array: &ArrayRef, days: &mut LocalDays) -> Result<Date32Array> {
+    match array.data_type() {
+        DataType::Date32 => Ok(array.as_primitive::<Date32Type>().clone()),
+        DataType::Null => Ok(Date32Array::new_null(array.len())),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => Ok(array
+            .as_primitive::<TimestampMicrosecondType>()
+            .iter()
+            .map(|v| v.map(|micros| days.days(micros)))
+            .collect()),
+        other => exec_err!("expected a date or a timestamp, got {other}"),
+    }
+}

@@ -1,0 +1,30 @@
+//! The report language: YAML models and reports, validated with exact positions and
+//! compiled to DataFusion logical plans, then run over tables a caller supplies.
+//!
+//! Flow: `catalog` loads and checks files (`spec` is their shape, `source` their
+//! positions) → `compile` builds plans (`expr` resolves names, binds values) → `run`
+//! executes them into a `result::ReportResult`.
+
+pub mod catalog;
+pub mod compile;
+pub mod error;
+pub mod expr;
+pub mod functions;
+pub mod params;
+pub mod result;
+pub mod run;
+pub mod settings;
+pub mod source;
+pub mod spec;
+pub mod tables;
+pub mod time;
+
+pub use catalog::Catalog;
+pub use error::{Diagnostic, ReportError};
+pub use params::{FilterValue, RunParams};
+pub use result::{BlockKind, BlockResult, ColumnMeta, ReportResult};
+pub use run::{check, explain, run, settings_of, RunRequest};
+pub use settings::{Setting, SettingValue};
+pub use source::SourceFile;
+pub use spec::ValueType;
+pub use tables::{Loaded, MemoryTables, TableSource};

@@ -1,0 +1,181 @@
+//! Run parameters: the period, `as_of`, the time zone and the report filters, resolved by
+//! the rules of reports.md and turned into the values plans bind (`$from`, `$as_of_end`…).
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+use datafusion::scalar::ScalarValue;
+
+use crate::catalog::FILTERS;
+use crate::error::{did_you_mean, ReportError};
+use crate::time::{day_start_micros, days_since_epoch, month_end, month_start};
+
+/// The longest period a run accepts; longer ones are refused rather than computed.
+pub const MAX_PERIOD_DAYS: i64 = 25 * 366;
+
+/// One value of a report filter.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FilterValue {
+    Id(i64),
+    Text(String),
+}
+
+impl FilterValue {
+    pub fn scalar(&self) -> ScalarValue {
+        match self {
+            FilterValue::Id(v) => ScalarValue::Int64(Some(*v)),
+            FilterValue::Text(v) => ScalarValue::Utf8(Some(v.clone())),
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            FilterValue::Id(v) => (*v).into(),
+            FilterValue::Text(v) => v.clone().into(),
+        }
+    }
+}
+
+/// Everything that varies between two runs of the same report besides settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunParams {
+    /// First day of the period (inclusive).
+    pub from: NaiveDate,
+    /// Last day of the period (inclusive).
+    pub to: NaiveDate,
+    /// The day at whose end "now" is frozen.
+    pub as_of: NaiveDate,
+    pub timezone: Tz,
+    /// Filter name → values; an absent or empty filter does not filter.
+    pub filters: BTreeMap<String, Vec<FilterValue>>,
+    /// The CRM portal's base URL, for links (`https://example.bitrix24.ru`).
+    pub portal_url: Option<String>,
+}
+
+impl RunParams {
+    /// Applies the defaults of reports.md: the period defaults to the month of `today`;
+    /// `as_of` defaults to the period's last day, or `today` if that is earlier.
+    pub fn resolve(
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+        as_of: Option<NaiveDate>,
+        today: NaiveDate,
+        timezone: Tz,
+    ) -> Result<RunParams, ReportError> {
+        let (from, to) = match (from, to) {
+            (Some(f), Some(t)) => (f, t),
+            (Some(f), None) => (f, month_end(f).max(f)),
+            (None, Some(t)) => (month_start(t), t),
+            (None, None) => (month_start(today), month_end(today)),
+        };
+        if from > to {
+            return Err(ReportError::bad_input(
+                "from",
+                format!("the period starts ({from}) after it ends ({to})"),
+            ));
+        }
+        if (to - from).num_days() > MAX_PERIOD_DAYS {
+            return Err(ReportError::bad_input(
+                "to",
+                format!("the period {from} – {to} is longer than 25 years"),
+            ));
+        }
+        let as_of = as_of.unwrap_or_else(|| to.min(today));
+        Ok(RunParams {
+            from,
+            to,
+            as_of,
+            timezone,
+            filters: BTreeMap::new(),
+            portal_url: None,
+        })
+    }
+
+    /// Adds values to filter `name` (employee, department, pipeline, source), parsing
+    /// them as that filter requires.
+    pub fn add_filter(&mut self, name: &str, values: &[String]) -> Result<(), ReportError> {
+        let Some((_, is_id)) = FILTERS.iter().find(|(f, _)| *f == name) else {
+            return Err(ReportError::bad_input(
+                name,
+                format!(
+                    "unknown filter{}",
+                    did_you_mean(name, FILTERS.iter().map(|(f, _)| *f))
+                ),
+            ));
+        };
+        let entry = self.filters.entry(name.to_string()).or_default();
+        for v in values {
+            let value = if *is_id {
+                FilterValue::Id(v.trim().parse().map_err(|_| {
+                    ReportError::bad_input(name, format!("expected a numeric id, got {v:?}"))
+                })?)
+            } else {
+                FilterValue::Text(v.clone())
+            };
+            if !entry.contains(&value) {
+                entry.push(value);
+            }
+        }
+        entry.sort();
+        Ok(())
+    }
+
+    /// The built-in values every plan may use as `$name`.
+    pub fn bindings(&self) -> Vec<(&'static str, ScalarValue)> {
+        let tz = self.timezone;
+        let ts = |micros: i64| ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into()));
+        let next = |d: NaiveDate| d.succ_opt().unwrap_or(d);
+        vec![
+            ("from", ScalarValue::Date32(Some(days_since_epoch(self.from)))),
+            ("to", ScalarValue::Date32(Some(days_since_epoch(self.to)))),
+            ("period_start", ts(day_start_micros(self.from, tz))),
+            ("period_end", ts(day_start_micros(next(self.to), tz))),
+            ("as_of", ScalarValue::Date32(Some(days_since_epoch(self.as_of)))),
+            ("as_of_end", ts(day_start_micros(next(self.as_of), tz))),
+            (
+                "portal_url",
+                ScalarValue::Utf8(self.portal_url.clone().filter(|u| !u.is_empty())),
+            ),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn defaults_follow_reports_md() {
+        let tz = chrono_tz::Europe::Moscow;
+        let p = RunParams::resolve(None, None, None, d("2024-05-14"), tz).unwrap();
+        assert_eq!((p.from, p.to, p.as_of), (d("2024-05-01"), d("2024-05-31"), d("2024-05-14")));
+        let p = RunParams::resolve(Some(d("2024-01-01")), Some(d("2024-03-31")), None, d("2024-05-14"), tz).unwrap();
+        assert_eq!(p.as_of, d("2024-03-31"));
+        let p = RunParams::resolve(Some(d("2024-01-01")), Some(d("2024-03-31")), Some(d("2024-02-10")), d("2024-05-14"), tz).unwrap();
+        assert_eq!(p.as_of, d("2024-02-10"));
+    }
+
+    #[test]
+    fn bad_periods_are_refused() {
+        let tz = chrono_tz::Europe::Moscow;
+        let e = RunParams::resolve(Some(d("2024-02-01")), Some(d("2024-01-01")), None, d("2024-05-14"), tz).unwrap_err();
+        assert!(e.to_string().contains("starts (2024-02-01) after it ends (2024-01-01)"));
+        let e = RunParams::resolve(Some(d("1900-01-01")), Some(d("2024-01-01")), None, d("2024-05-14"), tz).unwrap_err();
+        assert!(e.to_string().contains("longer than 25 years"));
+    }
+
+    #[test]
+    fn filters_parse_by_kind() {
+        let mut p = RunParams::resolve(None, None, None, d("2024-05-14"), chrono_tz::UTC).unwrap();
+        p.add_filter("employee", &["3".into(), "1".into(), "3".into()]).unwrap();
+        assert_eq!(p.filters["employee"], vec![FilterValue::Id(1), FilterValue::Id(3)]);
+        assert!(p.add_filter("employee", &["x".into()]).is_err());
+        let e = p.add_filter("employe", &["1".into()]).unwrap_err().to_string();
+        assert!(e.contains("did you mean `employee`"), "{e}");
+    }
+}

@@ -1,0 +1,101 @@
+//! What a run produces: per block, Arrow batches plus what renderers need to present them
+//! (labels, value types, definitions, chart hints). Renderers never see plans.
+
+use arrow::datatypes::DataType;
+use arrow::record_batch::RecordBatch;
+
+use crate::params::RunParams;
+use crate::settings::SettingValue;
+use crate::spec::{ChartSpec, ValueType};
+
+/// One output column of a block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnMeta {
+    /// The public name (JSON key, xlsx header id).
+    pub name: String,
+    /// The human label (from YAML; the name when none is given).
+    pub label: String,
+    pub ty: ValueType,
+    /// How the value is computed, for explain and hover: the SQL, with its model.
+    pub definition: String,
+    pub description: Option<String>,
+}
+
+/// The kinds of block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    /// Grouped measures (`by` + `measures`), possibly one row.
+    Table,
+    /// Rows of a model (`columns`).
+    List,
+}
+
+/// One computed block.
+#[derive(Debug, Clone)]
+pub struct BlockResult {
+    pub id: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub kind: BlockKind,
+    pub columns: Vec<ColumnMeta>,
+    pub batches: Vec<RecordBatch>,
+    /// The totals row, when the block asks for one.
+    pub totals: Option<RecordBatch>,
+    pub chart: Option<ChartSpec>,
+}
+
+impl BlockResult {
+    pub fn row_count(&self) -> usize {
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+}
+
+/// A whole report run.
+#[derive(Debug, Clone)]
+pub struct ReportResult {
+    pub report: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub params: RunParams,
+    /// Effective settings, in declaration order.
+    pub settings: Vec<(String, SettingValue)>,
+    pub blocks: Vec<BlockResult>,
+}
+
+/// The presentation type of a column from its Arrow type and name, when YAML gives none.
+pub fn infer_type(name: &str, data_type: &DataType) -> ValueType {
+    match data_type {
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => {
+            if name == "id" || name.ends_with("_id") {
+                ValueType::Id
+            } else {
+                ValueType::Int
+            }
+        }
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => ValueType::Number,
+        DataType::Decimal128(..) | DataType::Decimal256(..) => ValueType::Money,
+        DataType::Boolean => ValueType::Bool,
+        DataType::Date32 | DataType::Date64 => ValueType::Date,
+        DataType::Timestamp(..) => ValueType::Timestamp,
+        _ => ValueType::Text,
+    }
+}
+
+/// Whether a declared presentation type can show values of this Arrow type.
+pub fn type_fits(ty: ValueType, data_type: &DataType) -> bool {
+    let numeric = data_type.is_numeric() || matches!(data_type, DataType::Null);
+    match ty {
+        t if t.is_numeric() => numeric,
+        ValueType::Bool => matches!(data_type, DataType::Boolean | DataType::Null),
+        ValueType::Date => matches!(data_type, DataType::Date32 | DataType::Date64 | DataType::Null),
+        ValueType::Timestamp => matches!(data_type, DataType::Timestamp(..) | DataType::Null),
+        _ => true,
+    }
+}

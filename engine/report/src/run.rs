@@ -1,0 +1,408 @@
+//! The engine's entry points: settings of a report, run, explain and check — the calls the
+//! CLI and the service are thin shells over.
+
+use std::sync::Arc;
+
+use chrono_tz::Tz;
+use datafusion::execution::context::SessionContext;
+use datafusion::prelude::SessionConfig;
+
+use crate::catalog::{Catalog, Report};
+use crate::compile::{CompiledBlock, Compiler};
+use crate::error::{did_you_mean, Diagnostic, ReportError};
+use crate::expr::Bindings;
+use crate::params::RunParams;
+use crate::result::{BlockResult, ReportResult};
+use crate::settings::{Setting, SettingValue};
+use crate::source::join;
+use crate::tables::{MemoryTables, TableSource};
+
+/// A request to run (or explain) one report.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub report: String,
+    pub params: RunParams,
+    /// Setting overrides as `(name, value text)`, applied in order.
+    pub settings: Vec<(String, String)>,
+    /// Only this block, when set.
+    pub block: Option<String>,
+}
+
+/// A DataFusion session with the report language's functions for time zone `tz`.
+pub fn session(tz: Tz) -> SessionContext {
+    let partitions = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let config = SessionConfig::new().with_target_partitions(partitions);
+    let ctx = SessionContext::new_with_config(config);
+    for udf in crate::functions::udfs(tz) {
+        ctx.register_udf(udf);
+    }
+    ctx
+}
+
+/// The models a report reads, directly or through other models, in first-use order.
+pub fn models_of(catalog: &Catalog, report: &Report) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut queue: Vec<String> = Vec::new();
+    let all: Vec<usize> = (0..report.spec.blocks.len()).collect();
+    queue.extend(direct_models(report, &all));
+    while let Some(m) = queue.first().cloned() {
+        queue.remove(0);
+        let Some(model) = catalog.models.get(&m) else {
+            continue;
+        };
+        if out.contains(&m) {
+            continue;
+        }
+        out.push(m);
+        queue.push(model.spec.from.clone());
+        queue.extend(model.spec.joins.iter().map(|j| j.from.clone()));
+    }
+    out
+}
+
+/// The settings a report accepts: those of every model it reads, then its own (which may
+/// re-declare a model's setting with another default, bounds or label, but not type).
+pub fn settings_of(catalog: &Catalog, report: &Report) -> Result<Vec<Setting>, ReportError> {
+    let mut out: Vec<Setting> = Vec::new();
+    for m in models_of(catalog, report) {
+        let model = &catalog.models[&m];
+        for s in &model.settings {
+            match out.iter().find(|o| o.name == s.name) {
+                Some(o) if o.ty != s.ty => {
+                    return Err(Diagnostic::at(
+                        &model.src,
+                        &join("settings", &s.name),
+                        format!("model `{m}`"),
+                        format!(
+                            "setting `{}` is also declared by another model of report `{}` with type {}",
+                            s.name,
+                            report.id(),
+                            o.ty
+                        ),
+                    )
+                    .into());
+                }
+                Some(_) => {}
+                None => out.push(s.clone()),
+            }
+        }
+    }
+    for s in &report.settings {
+        match out.iter_mut().find(|o| o.name == s.name) {
+            Some(o) if o.ty != s.ty => {
+                return Err(Diagnostic::at(
+                    &report.src,
+                    &join("settings", &s.name),
+                    format!("report `{}`", report.id()),
+                    format!(
+                        "setting `{}` re-declares a model setting of type {} as {}",
+                        s.name, o.ty, s.ty
+                    ),
+                )
+                .into());
+            }
+            Some(o) => *o = s.clone(),
+            None => out.push(s.clone()),
+        }
+    }
+    Ok(out)
+}
+
+/// Applies `name=value` overrides to the defaults.
+pub fn setting_values(
+    settings: &[Setting],
+    overrides: &[(String, String)],
+) -> Result<Vec<(String, SettingValue)>, ReportError> {
+    let mut values: Vec<(String, SettingValue)> = settings
+        .iter()
+        .map(|s| (s.name.clone(), s.default.clone()))
+        .collect();
+    for (name, text) in overrides {
+        let Some(setting) = settings.iter().find(|s| &s.name == name) else {
+            return Err(ReportError::bad_input(
+                format!("setting `{name}`"),
+                format!(
+                    "no such setting{}; this report has: {}",
+                    did_you_mean(name, settings.iter().map(|s| s.name.as_str())),
+                    settings
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        };
+        let value = setting
+            .parse(text)
+            .map_err(|m| ReportError::bad_input(format!("setting `{name}`"), m))?;
+        values
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .expect("every setting has a default")
+            .1 = value;
+    }
+    Ok(values)
+}
+
+struct Prepared<'a> {
+    report: Arc<Report>,
+    compiler: Compiler<'a>,
+    settings: Vec<(String, SettingValue)>,
+    blocks: Vec<usize>,
+}
+
+fn prepare<'a>(
+    catalog: &'a Catalog,
+    source: &'a dyn TableSource,
+    req: &RunRequest,
+) -> Result<Prepared<'a>, ReportError> {
+    let report = catalog.report(&req.report)?.clone();
+    let declared = settings_of(catalog, &report)?;
+    let settings = setting_values(&declared, &req.settings)?;
+    let mut bindings = Bindings::default();
+    for (name, value) in req.params.bindings() {
+        bindings.0.insert(name.to_string(), value);
+    }
+    for (name, value) in &settings {
+        bindings.0.insert(name.clone(), value.scalar());
+    }
+    let filters = req
+        .params
+        .filters
+        .iter()
+        .map(|(f, vs)| (f.clone(), vs.iter().map(|v| v.scalar()).collect()))
+        .collect();
+    let blocks = match &req.block {
+        None => (0..report.spec.blocks.len()).collect(),
+        Some(id) => vec![report
+            .spec
+            .blocks
+            .iter()
+            .position(|b| &b.id == id)
+            .ok_or_else(|| ReportError::UnknownBlock {
+                report: report.id().to_string(),
+                block: id.clone(),
+                hint: did_you_mean(id, report.spec.blocks.iter().map(|b| b.id.as_str())),
+            })?],
+    };
+    let state = session(req.params.timezone).state();
+    Ok(Prepared {
+        compiler: Compiler::new(catalog, source, state, bindings, filters),
+        report,
+        settings,
+        blocks,
+    })
+}
+
+fn execution_error(report: &str, block: &str, e: datafusion::error::DataFusionError) -> ReportError {
+    ReportError::Execution {
+        report: report.to_string(),
+        block: block.to_string(),
+        source: Box::new(e),
+    }
+}
+
+/// Runs a report over `source`. Models read by blocks are computed once and shared
+/// between the blocks.
+pub async fn run(
+    catalog: &Catalog,
+    source: &dyn TableSource,
+    req: &RunRequest,
+) -> Result<ReportResult, ReportError> {
+    let p = prepare(catalog, source, req)?;
+    let report = &p.report;
+    for m in direct_models(report, &p.blocks) {
+        if !catalog.models.contains_key(&m) {
+            continue;
+        }
+        let df = p.compiler.model_frame(&m, true, &mut Vec::new())?;
+        let cached = df
+            .cache()
+            .await
+            .and_then(|d| d.alias(&m))
+            .map_err(|e| execution_error(report.id(), &format!("model {m}"), e))?;
+        p.compiler.set_frame(&m, true, cached);
+    }
+    let mut blocks = Vec::new();
+    for &i in &p.blocks {
+        let spec = &report.spec.blocks[i];
+        let compiled = p.compiler.block(report, i)?;
+        let CompiledBlock {
+            kind,
+            rows,
+            totals,
+            columns,
+        } = compiled;
+        let batches = rows
+            .collect()
+            .await
+            .map_err(|e| execution_error(report.id(), &spec.id, e))?;
+        let totals = match totals {
+            Some(t) => {
+                let batches = t
+                    .collect()
+                    .await
+                    .map_err(|e| execution_error(report.id(), &spec.id, e))?;
+                let schema = batches
+                    .first()
+                    .map(|b| b.schema())
+                    .unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty()));
+                Some(
+                    arrow::compute::concat_batches(&schema, &batches)
+                        .map_err(|e| execution_error(report.id(), &spec.id, e.into()))?,
+                )
+            }
+            None => None,
+        };
+        blocks.push(BlockResult {
+            id: spec.id.clone(),
+            title: spec.title.clone(),
+            description: spec.description.clone(),
+            kind,
+            columns,
+            batches,
+            totals,
+            chart: spec.chart.clone(),
+        });
+    }
+    Ok(ReportResult {
+        report: report.id().to_string(),
+        title: report.spec.title.clone(),
+        description: report.spec.description.clone(),
+        params: req.params.clone(),
+        settings: p.settings,
+        blocks,
+    })
+}
+
+/// The models blocks read directly (`from` and qualifiers), in first-use order.
+fn direct_models(report: &Report, blocks: &[usize]) -> Vec<String> {
+    let state = SessionContext::new().state();
+    let mut out: Vec<String> = Vec::new();
+    for &i in blocks {
+        for m in crate::compile::block_model_names(&state, &report.spec.blocks[i]) {
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+    }
+    out
+}
+
+/// Each block's measure definitions and optimized logical plan, as text.
+pub async fn explain(
+    catalog: &Catalog,
+    source: &dyn TableSource,
+    req: &RunRequest,
+) -> Result<String, ReportError> {
+    use std::fmt::Write;
+    let p = prepare(catalog, source, req)?;
+    let report = &p.report;
+    let mut out = String::new();
+    let _ = writeln!(out, "report {} — {}", report.id(), report.spec.title);
+    let _ = writeln!(
+        out,
+        "period {} … {}, as of {}, time zone {}",
+        req.params.from, req.params.to, req.params.as_of, req.params.timezone
+    );
+    for (name, value) in &p.settings {
+        let _ = writeln!(out, "setting {name} = {value}");
+    }
+    for &i in &p.blocks {
+        let spec = &report.spec.blocks[i];
+        let compiled = p.compiler.block(report, i)?;
+        let _ = writeln!(out, "\n== block {} — {}", spec.id, spec.title);
+        for c in &compiled.columns {
+            let _ = writeln!(out, "  {} ({}, {}): {}", c.name, c.label, c.ty.name(), c.definition);
+            if let Some(d) = &c.description {
+                let _ = writeln!(out, "      {d}");
+            }
+        }
+        let plan = compiled
+            .rows
+            .into_optimized_plan()
+            .map_err(|e| execution_error(report.id(), &spec.id, e))?;
+        let _ = writeln!(out, "  plan:");
+        for line in plan.display_indent().to_string().lines() {
+            let _ = writeln!(out, "    {line}");
+        }
+    }
+    Ok(out)
+}
+
+/// Compiles every block of every report and every model against empty canonical tables,
+/// so that each definition is checked before anything runs. Collects all problems.
+pub async fn check(catalog: &Catalog) -> Result<(), ReportError> {
+    let empty = MemoryTables::empty();
+    let today = chrono::Utc::now().date_naive();
+    let params = RunParams::resolve(None, None, None, today, chrono_tz::Europe::Moscow)?;
+    let mut problems = Vec::new();
+    let mut collect = |r: Result<(), ReportError>| match r {
+        Ok(()) => {}
+        Err(ReportError::Invalid(mut d)) => problems.append(&mut d),
+        Err(other) => problems.push(Diagnostic {
+            file: String::new(),
+            pos: Default::default(),
+            context: String::new(),
+            message: other.to_string(),
+        }),
+    };
+    for id in catalog.reports.keys() {
+        let req = RunRequest {
+            report: id.clone(),
+            params: params.clone(),
+            settings: vec![],
+            block: None,
+        };
+        collect(check_report(catalog, &empty, &req).await);
+    }
+    for (name, model) in &catalog.models {
+        let mut bindings = Bindings::default();
+        for (n, v) in params.bindings() {
+            bindings.0.insert(n.to_string(), v);
+        }
+        for s in &model.settings {
+            bindings.0.insert(s.name.clone(), s.default.scalar());
+        }
+        let compiler = Compiler::new(catalog, &empty, session(params.timezone).state(), bindings, vec![]);
+        collect(compiler.check_model(name));
+    }
+    problems.dedup();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ReportError::Invalid(problems))
+    }
+}
+
+async fn check_report(catalog: &Catalog, source: &dyn TableSource, req: &RunRequest) -> Result<(), ReportError> {
+    let p = prepare(catalog, source, req)?;
+    let mut problems = Vec::new();
+    for &i in &p.blocks {
+        let spec = &p.report.spec.blocks[i];
+        match p.compiler.block(&p.report, i) {
+            Ok(compiled) => {
+                // Building the physical plan runs the analyzer and optimizer too.
+                for df in std::iter::once(compiled.rows).chain(compiled.totals) {
+                    if let Err(e) = df.create_physical_plan().await {
+                        problems.push(Diagnostic::at(
+                            &p.report.src,
+                            &crate::source::index("blocks", i),
+                            format!("report `{}`, block `{}`", p.report.id(), spec.id),
+                            crate::expr::clean(&e.to_string()),
+                        ));
+                    }
+                }
+            }
+            Err(ReportError::Invalid(mut d)) => problems.append(&mut d),
+            Err(e) => return Err(e),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ReportError::Invalid(problems))
+    }
+}

@@ -1,0 +1,403 @@
+//! The report language as written: serde shapes of model and report files, exactly what
+//! a YAML file may contain. Meaning (names resolved, types checked) comes in `catalog`.
+
+use std::fmt;
+
+use indexmap::IndexMap;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+/// A model file: a reusable view over a canonical table or another model.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// The model's name, by which reports and other models refer to it.
+    pub model: String,
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// A canonical table or another model.
+    pub from: String,
+    /// Row filter on the source, applied before joins (SQL boolean).
+    #[serde(default, rename = "where")]
+    pub filter: Option<String>,
+    #[serde(default)]
+    pub joins: Vec<JoinSpec>,
+    /// Makes this an aggregated model: one row per group; `columns` are then aggregates.
+    #[serde(default)]
+    pub group_by: Option<NamedExprs>,
+    /// Report filter name (`employee`, `department`, `pipeline`, `source`) → column.
+    #[serde(default)]
+    pub filters: IndexMap<String, String>,
+    #[serde(default)]
+    pub settings: IndexMap<String, SettingSpec>,
+    /// Derived columns (row-level SQL), or aggregates in an aggregated model.
+    #[serde(default)]
+    pub columns: NamedExprs,
+    /// Aggregates over the model's rows, or expressions over other measures.
+    #[serde(default)]
+    pub measures: NamedExprs,
+}
+
+/// A left join that brings named columns from a table or model, matched on key columns.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinSpec {
+    /// A canonical table or a model.
+    pub from: String,
+    /// Filter on the joined side before matching (SQL boolean over its columns).
+    #[serde(default, rename = "where")]
+    pub filter: Option<String>,
+    /// Our column → their column; all pairs must match.
+    pub on: IndexMap<String, String>,
+    /// Columns to bring: our new name → their column or SQL expression.
+    pub take: NamedExprs,
+}
+
+/// A report file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSpec {
+    /// The report id used on the command line, in URLs and in JSON.
+    pub report: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Settings of the report; may also re-declare a model's setting to change its
+    /// default, bounds or label (not its type).
+    #[serde(default)]
+    pub settings: IndexMap<String, SettingSpec>,
+    pub blocks: Vec<BlockSpec>,
+}
+
+/// One block of a report: an aggregate table (`by` + `measures`) or a list (`columns`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockSpec {
+    pub id: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The model that unqualified names refer to.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Row filter applied to every model the block reads (SQL boolean).
+    #[serde(default, rename = "where")]
+    pub filter: Option<String>,
+    /// Group-by dimensions (columns present in every model the block reads).
+    #[serde(default)]
+    pub by: NamedExprs,
+    /// Output measures: `name: model.measure`, `name: measure`, or an inline expression.
+    #[serde(default)]
+    pub measures: NamedExprs,
+    /// A list block's output columns (row-level expressions over `from`).
+    #[serde(default)]
+    pub columns: NamedExprs,
+    /// Adds a totals row: the block's measures computed over all its rows.
+    #[serde(default)]
+    pub totals: bool,
+    /// Output column names, each optionally followed by `asc`/`desc`.
+    #[serde(default)]
+    pub sort: Vec<String>,
+    /// Maximum rows: a number or `$setting`.
+    #[serde(default)]
+    pub limit: Option<Limit>,
+    /// A rendering hint for charts.
+    #[serde(default)]
+    pub chart: Option<ChartSpec>,
+}
+
+/// A row limit: fixed, or taken from a setting.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Limit {
+    Fixed(u64),
+    Setting(String),
+}
+
+impl<'de> Deserialize<'de> for Limit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Limit;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a positive number or `$setting`")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Limit, E> {
+                Ok(Limit::Fixed(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Limit, E> {
+                match v.strip_prefix('$') {
+                    Some(name) => Ok(Limit::Setting(name.to_string())),
+                    None => Err(E::custom(format!(
+                        "limit `{v}`: expected a positive number or `$setting`"
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// How a block may be drawn; renderers decide the details.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ChartSpec {
+    #[serde(rename = "type")]
+    pub kind: ChartKind,
+    /// The column along the category axis (or the slice names of a pie).
+    pub x: String,
+    /// The value columns.
+    pub y: Vec<String>,
+}
+
+/// The chart kinds renderers know.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ChartKind {
+    Bar,
+    StackedBar,
+    Line,
+    Pie,
+    Funnel,
+}
+
+/// A typed, bounded setting.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingSpec {
+    #[serde(rename = "type")]
+    pub ty: Option<SettingType>,
+    #[serde(default)]
+    pub default: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
+    /// The allowed values of an `enum` setting.
+    #[serde(default)]
+    pub values: Vec<String>,
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// The value types a setting may have.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SettingType {
+    Int,
+    Number,
+    Bool,
+    Text,
+    Enum,
+    Date,
+}
+
+impl fmt::Display for SettingType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SettingType::Int => "int",
+            SettingType::Number => "number",
+            SettingType::Bool => "bool",
+            SettingType::Text => "text",
+            SettingType::Enum => "enum",
+            SettingType::Date => "date",
+        })
+    }
+}
+
+/// How an output value is presented; also its JSON `type`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueType {
+    Id,
+    Int,
+    Number,
+    Money,
+    Percent,
+    Days,
+    Text,
+    Bool,
+    Date,
+    Timestamp,
+}
+
+impl ValueType {
+    /// The name used in JSON and in docs.
+    pub fn name(self) -> &'static str {
+        match self {
+            ValueType::Id => "id",
+            ValueType::Int => "int",
+            ValueType::Number => "number",
+            ValueType::Money => "money",
+            ValueType::Percent => "percent",
+            ValueType::Days => "days",
+            ValueType::Text => "text",
+            ValueType::Bool => "bool",
+            ValueType::Date => "date",
+            ValueType::Timestamp => "timestamp",
+        }
+    }
+
+    /// True for types shown as numbers.
+    pub fn is_numeric(self) -> bool {
+        matches!(
+            self,
+            ValueType::Id
+                | ValueType::Int
+                | ValueType::Number
+                | ValueType::Money
+                | ValueType::Percent
+                | ValueType::Days
+        )
+    }
+}
+
+/// What a measure shows for a group with no rows in its model.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Empty {
+    Zero,
+    Null,
+}
+
+/// A named column, dimension or measure: an expression with presentation details.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExprSpec {
+    /// SQL expression; absent means "the column or measure of the same name".
+    #[serde(default)]
+    pub expr: Option<String>,
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default, rename = "type")]
+    pub ty: Option<ValueType>,
+    /// Value for an empty group (default: 0 for `count` and `sum`, else null).
+    #[serde(default)]
+    pub empty: Option<Empty>,
+}
+
+/// An ordered list of named expressions. Accepted forms:
+/// a mapping `name: expr` / `name: {expr: …, label: …}`, or a list whose items are
+/// `name` (meaning `name: name`) or single-entry mappings.
+#[derive(Debug, Clone, Default)]
+pub struct NamedExprs(pub Vec<(String, ExprSpec)>);
+
+impl NamedExprs {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &(String, ExprSpec)> {
+        self.0.iter()
+    }
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(n, _)| n.as_str())
+    }
+}
+
+/// An entry's value: a bare expression (string, number or bool) or a full spec.
+struct ExprSpecValue(ExprSpec);
+
+impl<'de> Deserialize<'de> for ExprSpecValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ExprSpecValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an SQL expression or a mapping with `expr`, `label`, `type`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(ExprSpecValue(ExprSpec {
+                    expr: Some(v.to_string()),
+                    ..Default::default()
+                }))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                self.visit_str(if v { "true" } else { "false" })
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(ExprSpecValue(ExprSpec::default()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                ExprSpec::deserialize(de::value::MapAccessDeserializer::new(map)).map(ExprSpecValue)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A list item: `name` or `{name: spec}`.
+struct ListItem(String, ExprSpec);
+
+impl<'de> Deserialize<'de> for ListItem {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ListItem;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a name or a single `name: expression` entry")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(ListItem(v.to_string(), ExprSpec::default()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let Some((name, ExprSpecValue(spec))) = map.next_entry::<String, ExprSpecValue>()?
+                else {
+                    return Err(de::Error::custom("empty entry: expected `name: expression`"));
+                };
+                if map.next_key::<String>()?.is_some() {
+                    return Err(de::Error::custom(
+                        "a list item must hold exactly one `name: expression` entry",
+                    ));
+                }
+                Ok(ListItem(name, spec))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for NamedExprs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = NamedExprs;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping of names to expressions, or a list of names")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(NamedExprs::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some((name, ExprSpecValue(spec))) =
+                    map.next_entry::<String, ExprSpecValue>()?
+                {
+                    out.push((name, spec));
+                }
+                Ok(NamedExprs(out))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(ListItem(name, spec)) = seq.next_element()? {
+                    out.push((name, spec));
+                }
+                Ok(NamedExprs(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

@@ -1,0 +1,83 @@
+//! Where the engine's tables come from. The engine does no I/O of its own: a caller hands
+//! it a `TableSource` (CSV folder, snapshot store, plugin) that yields DataFusion tables.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::MemTable;
+
+use crate::error::ReportError;
+
+/// Supplies canonical tables by name.
+pub trait TableSource: Send + Sync {
+    /// The table called `name`, ready to scan.
+    fn table(&self, name: &str) -> Result<Arc<dyn TableProvider>, ReportError>;
+}
+
+/// A table read into memory: its schema and batches.
+pub struct Loaded {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+type Loader = dyn Fn(&str) -> Result<Loaded, String> + Send + Sync;
+
+/// Tables loaded on first use through a loader function and kept in memory, spread over
+/// `partitions` so that DataFusion scans them in parallel.
+pub struct MemoryTables {
+    loader: Box<Loader>,
+    partitions: usize,
+    cache: Mutex<HashMap<String, Arc<MemTable>>>,
+}
+
+impl MemoryTables {
+    pub fn new(
+        partitions: usize,
+        loader: impl Fn(&str) -> Result<Loaded, String> + Send + Sync + 'static,
+    ) -> Self {
+        MemoryTables {
+            loader: Box::new(loader),
+            partitions: partitions.max(1),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Empty tables of the canonical schema: for checking definitions without data.
+    pub fn empty() -> Self {
+        MemoryTables::new(1, |name| match svodka_schema::table(name) {
+            Some(t) => Ok(Loaded {
+                schema: t.schema(),
+                batches: vec![],
+            }),
+            None => Err("not a canonical table".into()),
+        })
+    }
+}
+
+impl TableSource for MemoryTables {
+    fn table(&self, name: &str) -> Result<Arc<dyn TableProvider>, ReportError> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = cache.get(name) {
+            return Ok(t.clone());
+        }
+        let loaded = (self.loader)(name).map_err(|message| ReportError::Table {
+            table: name.to_string(),
+            message,
+        })?;
+        let mut partitions = vec![Vec::new(); self.partitions];
+        for (i, batch) in loaded.batches.into_iter().enumerate() {
+            partitions[i % self.partitions].push(batch);
+        }
+        let table = Arc::new(
+            MemTable::try_new(loaded.schema, partitions).map_err(|e| ReportError::Table {
+                table: name.to_string(),
+                message: e.to_string(),
+            })?,
+        );
+        cache.insert(name.to_string(), table.clone());
+        Ok(table)
+    }
+}

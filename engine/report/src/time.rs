@@ -1,0 +1,160 @@
+//! Calendar arithmetic in the client's time zone: where a day starts, which day an
+//! instant falls on. Timestamps are stored in UTC; days are always the client's days.
+
+use chrono::{Datelike, NaiveDate, NaiveTime, TimeZone};
+use chrono_tz::Tz;
+
+const MICROS_PER_SECOND: i64 = 1_000_000;
+
+/// Days since 1970-01-01 (Arrow Date32).
+pub fn days_since_epoch(date: NaiveDate) -> i32 {
+    (date - epoch()).num_days() as i32
+}
+
+/// The date of Arrow Date32 `days`.
+pub fn date_from_days(days: i32) -> NaiveDate {
+    epoch() + chrono::Duration::days(i64::from(days))
+}
+
+fn epoch() -> NaiveDate {
+    NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid epoch")
+}
+
+/// The UTC instant (µs) at which `date` begins in `tz`. Where midnight does not exist
+/// (a DST gap), the day begins at the first instant that does.
+pub fn day_start_micros(date: NaiveDate, tz: Tz) -> i64 {
+    let naive = date.and_time(NaiveTime::MIN);
+    let mut probe = naive;
+    // A gap is at most a few hours; step forward until the local time exists.
+    for _ in 0..48 {
+        if let Some(t) = tz.from_local_datetime(&probe).earliest() {
+            return t.timestamp_micros();
+        }
+        probe += chrono::Duration::minutes(30);
+    }
+    tz.from_utc_datetime(&naive).timestamp_micros()
+}
+
+/// The local date in `tz` of UTC instant `micros`.
+pub fn local_date(micros: i64, tz: Tz) -> NaiveDate {
+    let secs = micros.div_euclid(MICROS_PER_SECOND);
+    let nanos = (micros.rem_euclid(MICROS_PER_SECOND) * 1000) as u32;
+    let utc = chrono::DateTime::from_timestamp(secs, nanos).unwrap_or_default();
+    utc.with_timezone(&tz).date_naive()
+}
+
+/// Local date as Date32 days, with a cache of the current UTC offset: offsets change a
+/// few times a year, so consecutive values almost always share one.
+pub struct LocalDays {
+    tz: Tz,
+    /// [start, end) in µs where `offset_micros` holds, verified by probing both ends.
+    window: Option<(i64, i64, i64)>,
+}
+
+impl LocalDays {
+    pub fn new(tz: Tz) -> Self {
+        LocalDays { tz, window: None }
+    }
+
+    pub fn days(&mut self, micros: i64) -> i32 {
+        if let Some((lo, hi, offset)) = self.window
+            && micros >= lo
+            && micros < hi
+        {
+            return (micros + offset).div_euclid(86_400 * MICROS_PER_SECOND) as i32;
+        }
+        let offset = self.offset_micros(micros);
+        // Assume the offset holds for the surrounding UTC day when it is the same at both
+        // ends; transitions happen at most once or twice a day in any real zone, so a
+        // window that agrees at both ends cannot contain one and come back.
+        let day = 86_400 * MICROS_PER_SECOND;
+        let lo = micros.div_euclid(day) * day;
+        let hi = lo + day;
+        if self.offset_micros(lo) == offset && self.offset_micros(hi - 1) == offset {
+            self.window = Some((lo, hi, offset));
+        } else {
+            self.window = None;
+        }
+        (micros + offset).div_euclid(day) as i32
+    }
+
+    fn offset_micros(&self, micros: i64) -> i64 {
+        use chrono::Offset;
+        let secs = micros.div_euclid(MICROS_PER_SECOND);
+        let utc = chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default();
+        i64::from(
+            self.tz
+                .offset_from_utc_datetime(&utc.naive_utc())
+                .fix()
+                .local_minus_utc(),
+        ) * MICROS_PER_SECOND
+    }
+}
+
+/// The first day of `date`'s month.
+pub fn month_start(date: NaiveDate) -> NaiveDate {
+    date.with_day(1).expect("day 1 exists")
+}
+
+/// The last day of `date`'s month.
+pub fn month_end(date: NaiveDate) -> NaiveDate {
+    let next = if date.month() == 12 {
+        NaiveDate::from_ymd_opt(date.year() + 1, 1, 1)
+    } else {
+        NaiveDate::from_ymd_opt(date.year(), date.month() + 1, 1)
+    };
+    next.expect("valid month") - chrono::Duration::days(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moscow_midnight_is_21_utc() {
+        let d = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
+        let start = day_start_micros(d, chrono_tz::Europe::Moscow);
+        // 2024-02-29T21:00:00Z
+        assert_eq!(start, 1_709_240_400_000_000);
+        assert_eq!(local_date(start, chrono_tz::Europe::Moscow), d);
+        assert_eq!(
+            local_date(start - 1, chrono_tz::Europe::Moscow),
+            NaiveDate::from_ymd_opt(2024, 2, 29).unwrap()
+        );
+    }
+
+    #[test]
+    fn dst_gap_day_starts_at_first_existing_instant() {
+        // Havana skips midnight → 01:00 on DST start (2024-03-10).
+        let d = NaiveDate::from_ymd_opt(2024, 3, 10).unwrap();
+        let tz = chrono_tz::America::Havana;
+        let start = day_start_micros(d, tz);
+        assert_eq!(local_date(start, tz), d);
+        assert_eq!(local_date(start - 1, tz), d.pred_opt().unwrap());
+    }
+
+    #[test]
+    fn cached_local_days_agree_with_direct_conversion_across_dst() {
+        let tz = chrono_tz::Europe::Berlin;
+        let mut cached = LocalDays::new(tz);
+        let start = day_start_micros(NaiveDate::from_ymd_opt(2024, 3, 29).unwrap(), tz);
+        // Every 17 minutes over five days around the spring-forward transition.
+        for i in 0..(5 * 24 * 60 / 17) {
+            let t = start + i * 17 * 60 * MICROS_PER_SECOND;
+            assert_eq!(
+                date_from_days(cached.days(t)),
+                local_date(t, tz),
+                "at {t}"
+            );
+        }
+    }
+
+    #[test]
+    fn month_edges() {
+        let d = NaiveDate::from_ymd_opt(2024, 2, 10).unwrap();
+        assert_eq!(month_start(d), NaiveDate::from_ymd_opt(2024, 2, 1).unwrap());
+        assert_eq!(month_end(d), NaiveDate::from_ymd_opt(2024, 2, 29).unwrap());
+        let d = NaiveDate::from_ymd_opt(2024, 12, 31).unwrap();
+        assert_eq!(month_end(d), d);
+    }
+}

@@ -1,0 +1,427 @@
+//! The canonical CRM tables (`schema.md`) as Arrow schemas, defined once, and the check
+//! that every table a connector delivers passes before the engine sees it.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// Money is exact: Decimal128 with this precision and scale, everywhere.
+pub const MONEY_PRECISION: u8 = 18;
+/// Two decimal places: kopecks.
+pub const MONEY_SCALE: i8 = 2;
+
+/// The logical type of a canonical column; each maps to exactly one Arrow type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// Int64 identifier from the source system.
+    Id,
+    /// Int64 count or ordinal.
+    Int,
+    /// Float64 quantity.
+    Float,
+    /// Decimal128(18, 2).
+    Money,
+    /// Utf8.
+    Text,
+    /// Boolean.
+    Bool,
+    /// Date32 (calendar day, no time zone).
+    Date,
+    /// Timestamp(Microsecond, "UTC").
+    Timestamp,
+}
+
+impl ColumnType {
+    /// The Arrow type this logical type is stored as.
+    pub fn arrow_type(self) -> DataType {
+        match self {
+            ColumnType::Id | ColumnType::Int => DataType::Int64,
+            ColumnType::Float => DataType::Float64,
+            ColumnType::Money => DataType::Decimal128(MONEY_PRECISION, MONEY_SCALE),
+            ColumnType::Text => DataType::Utf8,
+            ColumnType::Bool => DataType::Boolean,
+            ColumnType::Date => DataType::Date32,
+            ColumnType::Timestamp => timestamp_type(),
+        }
+    }
+}
+
+/// Timestamp(Microsecond, "UTC"): the one timestamp type of the canonical tables.
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// One column of a canonical table.
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    pub name: &'static str,
+    pub ty: ColumnType,
+    pub nullable: bool,
+}
+
+/// One canonical table.
+#[derive(Debug, Clone, Copy)]
+pub struct Table {
+    pub name: &'static str,
+    pub columns: &'static [Column],
+}
+
+impl Table {
+    /// The Arrow schema of this table.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.columns
+                .iter()
+                .map(|c| Field::new(c.name, c.ty.arrow_type(), c.nullable))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    /// The column of this name, if the table has one.
+    pub fn column(&self, name: &str) -> Option<&'static Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+const fn req(name: &'static str, ty: ColumnType) -> Column {
+    Column {
+        name,
+        ty,
+        nullable: false,
+    }
+}
+
+const fn opt(name: &'static str, ty: ColumnType) -> Column {
+    Column {
+        name,
+        ty,
+        nullable: true,
+    }
+}
+
+use ColumnType::{Bool, Date, Float, Id, Int, Money, Text, Timestamp as Ts};
+
+/// Every canonical table, in dependency order (referenced tables first).
+pub const TABLES: &[Table] = &[
+    Table {
+        name: "departments",
+        columns: &[req("id", Id), req("name", Text), opt("parent_id", Id)],
+    },
+    Table {
+        name: "users",
+        columns: &[
+            req("id", Id),
+            req("name", Text),
+            opt("department_id", Id),
+            req("active", Bool),
+            opt("position", Text),
+        ],
+    },
+    Table {
+        name: "pipelines",
+        columns: &[req("id", Id), req("name", Text), req("sort", Int)],
+    },
+    Table {
+        name: "stages",
+        columns: &[
+            req("entity", Text),
+            opt("pipeline_id", Id),
+            req("stage_id", Text),
+            req("name", Text),
+            req("sort", Int),
+            req("semantic", Text),
+        ],
+    },
+    Table {
+        name: "sources",
+        columns: &[req("id", Text), req("name", Text)],
+    },
+    Table {
+        name: "companies",
+        columns: &[
+            req("id", Id),
+            req("title", Text),
+            opt("inn", Text),
+            opt("city", Text),
+            opt("country", Text),
+            req("created_at", Ts),
+        ],
+    },
+    Table {
+        name: "contacts",
+        columns: &[
+            req("id", Id),
+            req("name", Text),
+            opt("company_id", Id),
+            req("created_at", Ts),
+        ],
+    },
+    Table {
+        name: "leads",
+        columns: &[
+            req("id", Id),
+            req("title", Text),
+            req("status_id", Text),
+            req("semantic", Text),
+            opt("source_id", Text),
+            req("assigned_id", Id),
+            req("created_at", Ts),
+            opt("closed_at", Ts),
+            req("modified_at", Ts),
+            opt("amount", Money),
+            opt("currency", Text),
+            opt("company_id", Id),
+            opt("contact_id", Id),
+            opt("city", Text),
+            opt("country", Text),
+            opt("utm_source", Text),
+            opt("utm_medium", Text),
+            opt("utm_campaign", Text),
+            opt("utm_content", Text),
+            opt("utm_term", Text),
+        ],
+    },
+    Table {
+        name: "deals",
+        columns: &[
+            req("id", Id),
+            req("title", Text),
+            req("pipeline_id", Id),
+            req("stage_id", Text),
+            req("semantic", Text),
+            opt("amount", Money),
+            opt("currency", Text),
+            req("assigned_id", Id),
+            req("created_at", Ts),
+            opt("closed_at", Ts),
+            req("modified_at", Ts),
+            opt("company_id", Id),
+            opt("contact_id", Id),
+            opt("lead_id", Id),
+            opt("source_id", Text),
+            opt("utm_source", Text),
+            opt("utm_medium", Text),
+            opt("utm_campaign", Text),
+            opt("utm_content", Text),
+            opt("utm_term", Text),
+        ],
+    },
+    Table {
+        name: "activities",
+        columns: &[
+            req("id", Id),
+            req("kind", Text),
+            opt("direction", Text),
+            req("owner_type", Text),
+            req("owner_id", Id),
+            req("responsible_id", Id),
+            req("created_at", Ts),
+            opt("deadline", Ts),
+            req("completed", Bool),
+            opt("completed_at", Ts),
+            opt("duration_s", Int),
+        ],
+    },
+    Table {
+        name: "stage_history",
+        columns: &[
+            req("entity", Text),
+            req("entity_id", Id),
+            opt("pipeline_id", Id),
+            req("stage_id", Text),
+            req("semantic", Text),
+            req("changed_at", Ts),
+            req("kind", Text),
+        ],
+    },
+    Table {
+        name: "plans",
+        columns: &[
+            req("month", Date),
+            opt("department_id", Id),
+            opt("employee_id", Id),
+            opt("company_id", Id),
+            opt("pipeline_id", Id),
+            opt("plan_amount", Money),
+            opt("plan_count", Int),
+        ],
+    },
+    Table {
+        name: "bonus_tiers",
+        columns: &[req("min_won_count", Int), req("bonus", Money)],
+    },
+    Table {
+        name: "onec_counterparties",
+        columns: &[
+            req("id", Text),
+            req("name", Text),
+            opt("inn", Text),
+            opt("kpp", Text),
+        ],
+    },
+    Table {
+        name: "onec_sales",
+        columns: &[
+            req("id", Text),
+            req("date", Ts),
+            req("counterparty_id", Text),
+            opt("contract", Text),
+            req("amount", Money),
+            opt("quantity", Float),
+            opt("volume", Float),
+            req("posted", Bool),
+        ],
+    },
+];
+
+/// The canonical table of this name.
+pub fn table(name: &str) -> Option<&'static Table> {
+    TABLES.iter().find(|t| t.name == name)
+}
+
+/// A delivered table that does not fit the canonical schema.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SchemaError {
+    /// The table name is not one of the canonical tables.
+    #[error("unknown table `{table}`; canonical tables are: {known}")]
+    UnknownTable { table: String, known: String },
+    /// A required (non-nullable) column is absent.
+    #[error("table `{table}`: required column `{column}` is missing")]
+    MissingColumn { table: String, column: String },
+    /// A column is present with an Arrow type other than the canonical one.
+    #[error("table `{table}`, column `{column}`: expected type {expected}, found {found}")]
+    WrongType {
+        table: String,
+        column: String,
+        expected: DataType,
+        found: DataType,
+    },
+    /// A required column carries nulls.
+    #[error("table `{table}`, column `{column}`: {nulls} null value(s) in a required column")]
+    NullInRequired {
+        table: String,
+        column: String,
+        nulls: usize,
+    },
+}
+
+/// Checks a delivered schema against the canonical one: every required column present,
+/// every canonical column that is present of the canonical type. Extra columns pass (custom
+/// models may use them); missing nullable columns pass (the loader fills them with nulls).
+pub fn check_schema(table_name: &str, delivered: &Schema) -> Result<(), SchemaError> {
+    let table = table(table_name).ok_or_else(|| SchemaError::UnknownTable {
+        table: table_name.to_string(),
+        known: TABLES.iter().map(|t| t.name).collect::<Vec<_>>().join(", "),
+    })?;
+    for column in table.columns {
+        match delivered.field_with_name(column.name) {
+            Err(_) if column.nullable => {}
+            Err(_) => {
+                return Err(SchemaError::MissingColumn {
+                    table: table.name.into(),
+                    column: column.name.into(),
+                });
+            }
+            Ok(field) => {
+                let expected = column.ty.arrow_type();
+                if !same_type(field.data_type(), &expected) {
+                    return Err(SchemaError::WrongType {
+                        table: table.name.into(),
+                        column: column.name.into(),
+                        expected,
+                        found: field.data_type().clone(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks a whole batch: its schema, then that required columns hold no nulls.
+pub fn check_batch(
+    table_name: &str,
+    batch: &arrow::record_batch::RecordBatch,
+) -> Result<(), SchemaError> {
+    check_schema(table_name, &batch.schema())?;
+    let table = table(table_name).expect("checked by check_schema");
+    for column in table.columns.iter().filter(|c| !c.nullable) {
+        let array = batch
+            .column_by_name(column.name)
+            .expect("checked by check_schema");
+        if array.null_count() > 0 {
+            return Err(SchemaError::NullInRequired {
+                table: table.name.into(),
+                column: column.name.into(),
+                nulls: array.null_count(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Timestamps compare by unit and by being UTC ("UTC" and "+00:00" are the same zone).
+fn same_type(found: &DataType, expected: &DataType) -> bool {
+    match (found, expected) {
+        (DataType::Timestamp(fu, Some(fz)), DataType::Timestamp(eu, Some(_))) => {
+            fu == eu && matches!(fz.as_ref(), "UTC" | "+00:00" | "Z")
+        }
+        _ => found == expected,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_has_unique_columns_and_an_arrow_schema() {
+        for t in TABLES {
+            let schema = t.schema();
+            assert_eq!(schema.fields().len(), t.columns.len(), "{}", t.name);
+            let mut names: Vec<_> = t.columns.iter().map(|c| c.name).collect();
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), t.columns.len(), "{}", t.name);
+        }
+    }
+
+    #[test]
+    fn missing_required_column_is_named() {
+        let schema = Schema::new(vec![Field::new("id", DataType::Int64, false)]);
+        let err = check_schema("departments", &schema).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "table `departments`: required column `name` is missing"
+        );
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("name", DataType::Utf8, false),
+        ]);
+        let err = check_schema("departments", &schema).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "table `departments`, column `id`: expected type Int64, found Utf8"
+        );
+    }
+
+    #[test]
+    fn extra_and_missing_nullable_columns_pass() {
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, false),
+            Field::new("region", DataType::Utf8, true),
+        ]);
+        check_schema("departments", &schema).unwrap();
+    }
+
+    #[test]
+    fn unknown_table_is_refused() {
+        let err = check_schema("dealz", &Schema::empty()).unwrap_err();
+        assert!(matches!(err, SchemaError::UnknownTable { .. }));
+    }
+}
