@@ -1,1 +1,272 @@
-fn main() {}
+//! `svodka`: the command line over the engine — generate demo data, run, explain and check
+//! reports. A thin shell: every command is a few library calls.
+
+mod catalog;
+mod data;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use svodka_report::{RunParams, RunRequest};
+
+#[derive(Parser)]
+#[command(name = "svodka", version, about = "CRM sales analytics: YAML reports over Bitrix24, 1C and CSV data")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a deterministic synthetic data set (CRM and 1C) in the CSV layout.
+    Demo(DemoArgs),
+    /// Run a report and print or save its result.
+    Run(RunArgs),
+    /// List the available reports.
+    List(CatalogArgs),
+    /// Print each block's measure definitions and DataFusion plan.
+    Explain(ExplainArgs),
+    /// Validate report and model files; exits non-zero on any error.
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+struct CatalogArgs {
+    /// A folder of report and model files layered over the shipped ones.
+    #[arg(long, value_name = "DIR")]
+    reports: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Output folder (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Number of deals to generate.
+    #[arg(long, default_value_t = svodka_demo::DEFAULT_DEALS)]
+    deals: usize,
+    /// Random seed: the same seed gives byte-identical files.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+#[derive(Args)]
+struct ParamArgs {
+    /// The data folder (CSV layout).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// First day of the period (YYYY-MM-DD); default: the first day of the current month.
+    #[arg(long, value_parser = parse_date)]
+    from: Option<NaiveDate>,
+    /// Last day of the period, inclusive; default: the last day of `from`'s month.
+    #[arg(long, value_parser = parse_date)]
+    to: Option<NaiveDate>,
+    /// The day at whose end the state is taken; default: `to`, or today if earlier.
+    #[arg(long = "as-of", value_parser = parse_date)]
+    as_of: Option<NaiveDate>,
+    /// Only these employees (ids); repeat or separate with commas.
+    #[arg(long, value_delimiter = ',')]
+    employee: Vec<String>,
+    /// Only these departments (ids).
+    #[arg(long, value_delimiter = ',')]
+    department: Vec<String>,
+    /// Only these pipelines (ids).
+    #[arg(long, value_delimiter = ',')]
+    pipeline: Vec<String>,
+    /// Only these lead/deal sources (ids).
+    #[arg(long, value_delimiter = ',')]
+    source: Vec<String>,
+    /// Override a setting: KEY=VALUE (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Client time zone (IANA); default: the data set's, else Europe/Moscow.
+    #[arg(long)]
+    tz: Option<String>,
+    /// CRM portal URL for links; default: the data set's.
+    #[arg(long)]
+    portal: Option<String>,
+    #[command(flatten)]
+    catalog: CatalogArgs,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Report id (see `svodka list`).
+    report: String,
+    #[command(flatten)]
+    params: ParamArgs,
+    /// Only this block.
+    #[arg(long)]
+    block: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    format: Format,
+    /// Write here instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ExplainArgs {
+    report: String,
+    /// Only this block.
+    #[arg(long)]
+    block: Option<String>,
+    #[command(flatten)]
+    params: ParamArgs,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Files or folders to check (layered over the shipped reports); none: the shipped ones.
+    paths: Vec<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Json,
+}
+
+fn parse_date(s: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| format!("expected YYYY-MM-DD, got {s:?}"))
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(a) => demo(a),
+        Command::Run(a) => run(a).await,
+        Command::List(a) => list(a),
+        Command::Explain(a) => explain(a).await,
+        Command::Check(a) => check(a).await,
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn demo(a: DemoArgs) -> Result<()> {
+    let started = std::time::Instant::now();
+    let mut progress = data::Progress::new("demo");
+    let summary = svodka_demo::generate(
+        &svodka_demo::DemoConfig {
+            deals: a.deals,
+            seed: a.seed,
+        },
+        &a.out,
+        &mut |done, total| progress.update(done, total),
+    )
+    .with_context(|| format!("writing demo data to {}", a.out.display()))?;
+    progress.finish();
+    eprintln!(
+        "wrote {} in {:.1}s: {}",
+        a.out.display(),
+        started.elapsed().as_secs_f64(),
+        summary
+    );
+    Ok(())
+}
+
+/// Resolves parameters and settings shared by `run` and `explain`.
+fn request(report: &str, p: &ParamArgs, block: Option<String>, info: Option<&svodka_csv::DatasetInfo>) -> Result<RunRequest> {
+    let tz_name = p
+        .tz
+        .clone()
+        .or_else(|| info.map(|i| i.timezone.clone()))
+        .unwrap_or_else(|| "Europe/Moscow".into());
+    let timezone: chrono_tz::Tz = tz_name
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--tz: unknown time zone {tz_name:?}"))?;
+    let today = match info {
+        Some(i) => i.snapshot_date,
+        None => chrono::Utc::now().with_timezone(&timezone).date_naive(),
+    };
+    let mut params = RunParams::resolve(p.from, p.to, p.as_of, today, timezone)?;
+    for (name, values) in [
+        ("employee", &p.employee),
+        ("department", &p.department),
+        ("pipeline", &p.pipeline),
+        ("source", &p.source),
+    ] {
+        params.add_filter(name, values)?;
+    }
+    params.portal_url = p.portal.clone().or_else(|| info.and_then(|i| i.portal_url.clone()));
+    let mut settings = Vec::new();
+    for kv in &p.set {
+        let Some((k, v)) = kv.split_once('=') else {
+            bail!("--set {kv:?}: expected KEY=VALUE");
+        };
+        settings.push((k.trim().to_string(), v.to_string()));
+    }
+    Ok(RunRequest {
+        report: report.to_string(),
+        params,
+        settings,
+        block,
+    })
+}
+
+async fn run(a: RunArgs) -> Result<()> {
+    let catalog = catalog::load(&a.params.catalog.reports)?;
+    let Some(dir) = &a.params.data else {
+        bail!("--data DIR is required (make one with `svodka demo --out DIR`)");
+    };
+    let (tables, info) = data::open(dir)?;
+    let req = request(&a.report, &a.params, a.block.clone(), info.as_ref())?;
+    let result = svodka_report::run(&catalog, &tables, &req).await?;
+    let bytes = match a.format {
+        Format::Json => {
+            let value = svodka_render::json::report_json(&result)?;
+            let mut text = serde_json::to_string_pretty(&value)?;
+            text.push('\n');
+            text.into_bytes()
+        }
+    };
+    match &a.out {
+        Some(path) => std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?,
+        None => std::io::stdout().write_all(&bytes)?,
+    }
+    Ok(())
+}
+
+fn list(a: CatalogArgs) -> Result<()> {
+    let catalog = catalog::load(&a.reports)?;
+    for (id, report) in &catalog.reports {
+        let blocks: Vec<&str> = report.spec.blocks.iter().map(|b| b.id.as_str()).collect();
+        println!("{id}\t{}\t[{}]", report.spec.title, blocks.join(", "));
+    }
+    Ok(())
+}
+
+async fn explain(a: ExplainArgs) -> Result<()> {
+    let catalog = catalog::load(&a.params.catalog.reports)?;
+    let (text, _) = match &a.params.data {
+        Some(dir) => {
+            let (tables, info) = data::open(dir)?;
+            let req = request(&a.report, &a.params, a.block.clone(), info.as_ref())?;
+            (svodka_report::explain(&catalog, &tables, &req).await?, ())
+        }
+        None => {
+            let tables = svodka_report::MemoryTables::empty();
+            let req = request(&a.report, &a.params, a.block.clone(), None)?;
+            (svodka_report::explain(&catalog, &tables, &req).await?, ())
+        }
+    };
+    print!("{text}");
+    Ok(())
+}
+
+async fn check(a: CheckArgs) -> Result<()> {
+    let catalog = catalog::load(&a.paths)?;
+    svodka_report::check(&catalog).await?;
+    println!(
+        "ok: {} reports, {} models",
+        catalog.reports.len(),
+        catalog.models.len()
+    );
+    Ok(())
+}

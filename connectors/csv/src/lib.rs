@@ -269,3 +269,50 @@ impl ColumnPlan {
 
 #[cfg(test)]
 mod tests;
+
+/// `dataset.yaml`: what a CSV folder describes — whose data, in which time zone, and the
+/// day it was extracted (the "today" of reports run on it).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetInfo {
+    pub name: String,
+    /// IANA time zone of the client, e.g. `Europe/Moscow`.
+    pub timezone: String,
+    /// The CRM portal base URL, for links.
+    #[serde(default)]
+    pub portal_url: Option<String>,
+    /// The day the data was extracted.
+    pub snapshot_date: chrono::NaiveDate,
+    /// How the data was produced (`demo seed 42`, `bitrix24 sync`…).
+    #[serde(default)]
+    pub origin: Option<String>,
+}
+
+/// The file name of the dataset description inside a CSV folder.
+pub const DATASET_FILE: &str = "dataset.yaml";
+
+impl DatasetInfo {
+    /// Reads `dir/dataset.yaml`; Ok(None) when the folder has none.
+    pub fn read(dir: &Path) -> Result<Option<DatasetInfo>, CsvError> {
+        let path = dir.join(DATASET_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).map_err(|source| CsvError::Io {
+            file: path.clone(),
+            source,
+        })?;
+        serde_yaml::from_str(&text).map(Some).map_err(|e| CsvError::Malformed {
+            file: path,
+            line: e.location().map(|l| l.line() as u64).unwrap_or(1),
+            message: e.to_string(),
+        })
+    }
+
+    /// Writes `dir/dataset.yaml`.
+    pub fn write(&self, dir: &Path) -> Result<(), CsvError> {
+        let path = dir.join(DATASET_FILE);
+        let text = serde_yaml::to_string(self).expect("plain struct serialises");
+        std::fs::write(&path, text).map_err(|source| CsvError::Io { file: path, source })
+    }
+}

@@ -155,7 +155,9 @@ impl<'a> Compiler<'a> {
             .map_err(|e| df_error(&site.src, &site.path, &site.context, e))
     }
 
-    /// A table or a model, by name.
+    /// A table or a model, by name. A model may share its name with the table it refines
+    /// (model `deals` reads table `deals`): inside that model the name means the table,
+    /// everywhere else the model.
     fn source_frame(
         &self,
         name: &str,
@@ -164,10 +166,11 @@ impl<'a> Compiler<'a> {
         context: &str,
         stack: &mut Vec<String>,
     ) -> Result<DataFrame, ReportError> {
-        if self.catalog.models.contains_key(name) {
+        let is_table = svodka_schema::table(name).is_some();
+        if self.catalog.models.contains_key(name) && !(is_table && stack.iter().any(|m| m == name)) {
             return self.model_frame(name, false, stack);
         }
-        if svodka_schema::table(name).is_none() {
+        if !is_table {
             let known = svodka_schema::TABLES
                 .iter()
                 .map(|t| t.name)
@@ -1093,13 +1096,13 @@ fn model_column_spec(model: &Model, name: &str) -> Option<ExprSpec> {
     if let Some((_, s)) = model.spec.group_by.iter().flat_map(|g| g.iter()).find(|(n, _)| n == name) {
         return Some(s.clone());
     }
-    model
-        .spec
-        .joins
-        .iter()
-        .flat_map(|j| j.take.iter())
-        .find(|(n, _)| n == name)
-        .map(|(_, s)| s.clone())
+    // A join's column is shown with the table or model it comes from.
+    model.spec.joins.iter().find_map(|j| {
+        j.take.iter().find(|(n, _)| n == name).map(|(n, s)| ExprSpec {
+            expr: Some(format!("{}.{}", j.from, s.expr.as_deref().unwrap_or(n))),
+            ..s.clone()
+        })
+    })
 }
 
 /// `count` and `sum` give 0 for an empty group; everything else gives null.

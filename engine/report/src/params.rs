@@ -104,6 +104,9 @@ impl RunParams {
                 ),
             ));
         };
+        if values.is_empty() {
+            return Ok(());
+        }
         let entry = self.filters.entry(name.to_string()).or_default();
         for v in values {
             let value = if *is_id {

@@ -1,0 +1,71 @@
+//! Opening a data folder for the engine, and progress output for long commands.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use svodka_csv::DatasetInfo;
+use svodka_report::{Loaded, MemoryTables};
+
+/// A CSV folder as engine tables (each read on first use), with its description.
+pub fn open(dir: &Path) -> Result<(MemoryTables, Option<DatasetInfo>)> {
+    if !dir.is_dir() {
+        bail!("{}: not a folder (make one with `svodka demo --out {}`)", dir.display(), dir.display());
+    }
+    let info = DatasetInfo::read(dir).with_context(|| format!("reading {}", dir.display()))?;
+    let owned = dir.to_path_buf();
+    let partitions = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let tables = MemoryTables::new(partitions, move |name| {
+        let t = svodka_csv::read_table(&owned, name).map_err(|e| e.to_string())?;
+        if !t.present {
+            eprintln!(
+                "note: {} is absent; table `{name}` is empty",
+                svodka_csv::table_path(&owned, name).display()
+            );
+        }
+        Ok(Loaded {
+            schema: t.schema,
+            batches: t.batches,
+        })
+    });
+    Ok((tables, info))
+}
+
+/// A progress line on a terminal (rewritten in place), plain lines every 10% otherwise.
+pub struct Progress {
+    what: &'static str,
+    started: Instant,
+    terminal: bool,
+    last_decile: u64,
+}
+
+impl Progress {
+    pub fn new(what: &'static str) -> Self {
+        Progress {
+            what,
+            started: Instant::now(),
+            terminal: std::io::stderr().is_terminal(),
+            last_decile: 0,
+        }
+    }
+
+    pub fn update(&mut self, done: u64, total: u64) {
+        let total = total.max(1);
+        let pct = done * 100 / total;
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let eta = if done > 0 { elapsed * (total - done.min(total)) as f64 / done as f64 } else { 0.0 };
+        if self.terminal {
+            eprint!("\r{}: {pct:>3}% ({done}/{total}), {elapsed:.0}s elapsed, ETA {eta:.0}s   ", self.what);
+        } else if pct / 10 > self.last_decile {
+            self.last_decile = pct / 10;
+            eprintln!("{}: {pct}% ({done}/{total}), {elapsed:.0}s elapsed", self.what);
+        }
+    }
+
+    pub fn finish(&self) {
+        if self.terminal {
+            eprintln!();
+        }
+    }
+}
