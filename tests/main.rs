@@ -1,1 +1,7 @@
+//! End-to-end tests: the `svodka` binary run on fixtures, as a user runs it.
+//! One test binary, split by topic.
 
+mod cli;
+mod dsl;
+mod forgotten;
+mod util;

@@ -10,6 +10,11 @@ include!(concat!(env!("OUT_DIR"), "/builtin_reports.rs"));
 
 /// Shipped definitions, then each path (folder or file) in order; later ids replace earlier.
 pub fn load(paths: &[PathBuf]) -> Result<Catalog> {
+    Ok(Catalog::from_sources(files(paths)?)?)
+}
+
+/// The files `load` reads.
+pub fn files(paths: &[PathBuf]) -> Result<Vec<SourceFile>> {
     let mut files: Vec<SourceFile> = BUILTIN_FILES
         .iter()
         .map(|(name, text)| SourceFile::new(*name, *text))
@@ -21,5 +26,5 @@ pub fn load(paths: &[PathBuf]) -> Result<Catalog> {
             files.push(read_file(p)?);
         }
     }
-    Ok(Catalog::from_sources(files)?)
+    Ok(files)
 }

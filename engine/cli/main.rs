@@ -261,8 +261,15 @@ async fn explain(a: ExplainArgs) -> Result<()> {
 }
 
 async fn check(a: CheckArgs) -> Result<()> {
-    let catalog = catalog::load(&a.paths)?;
-    svodka_report::check(&catalog).await?;
+    let (catalog, mut problems) = svodka_report::Catalog::from_sources_lenient(catalog::files(&a.paths)?);
+    match svodka_report::check(&catalog).await {
+        Ok(()) => {}
+        Err(svodka_report::ReportError::Invalid(mut more)) => problems.append(&mut more),
+        Err(other) => return Err(other.into()),
+    }
+    if !problems.is_empty() {
+        return Err(svodka_report::ReportError::Invalid(problems).into());
+    }
     println!(
         "ok: {} reports, {} models",
         catalog.reports.len(),

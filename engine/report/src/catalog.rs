@@ -64,6 +64,17 @@ impl Catalog {
     /// Loads files in order; a later definition with the same id replaces an earlier one.
     /// Every problem in every file is collected before failing.
     pub fn from_sources(files: Vec<SourceFile>) -> Result<Catalog, ReportError> {
+        let (catalog, problems) = Catalog::from_sources_lenient(files);
+        if problems.is_empty() {
+            Ok(catalog)
+        } else {
+            Err(ReportError::Invalid(problems))
+        }
+    }
+
+    /// Loads every file that is valid on its own and lists the problems of the others
+    /// (for `check`, which goes on to compile what loaded).
+    pub fn from_sources_lenient(files: Vec<SourceFile>) -> (Catalog, Vec<Diagnostic>) {
         let mut catalog = Catalog::default();
         let mut problems = Vec::new();
         for file in files {
@@ -71,11 +82,7 @@ impl Catalog {
                 problems.append(&mut d);
             }
         }
-        if problems.is_empty() {
-            Ok(catalog)
-        } else {
-            Err(ReportError::Invalid(problems))
-        }
+        (catalog, problems)
     }
 
     /// Adds one file (a model or a report).
@@ -180,14 +187,32 @@ fn yaml_diagnostic(src: &SourceFile, e: &serde_yaml::Error) -> Diagnostic {
             column: l.column(),
         })
         .unwrap_or_default();
-    let mut message = e.to_string();
-    if let Some(cut) = message.rfind(" at line ") {
-        message.truncate(cut);
-    }
+    let mut message = strip_locations(&e.to_string());
     if let Some(hint) = unknown_key_hint(&message) {
         message.push_str(&hint);
     }
     Diagnostic::at_pos(src, pos, "", message)
+}
+
+/// Removes serde_yaml's " at line N column M" (the position is reported separately).
+fn strip_locations(message: &str) -> String {
+    let mut out = String::new();
+    let mut rest = message;
+    while let Some(i) = rest.find(" at line ") {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i + " at line ".len()..];
+        let digits = |s: &str| s.len() - s.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let n = digits(tail);
+        match tail[n..].strip_prefix(" column ") {
+            Some(after) if n > 0 => rest = &after[digits(after)..],
+            _ => {
+                out.push_str(" at line ");
+                rest = tail;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// For "unknown field `x`, expected one of `a`, `b`", the nearest of a, b.

@@ -306,18 +306,22 @@ impl<'a> Compiler<'a> {
         if j.on.is_empty() {
             return Err(site(&path).error("a join needs `on: {our_column: their_column}`").into());
         }
+        // Our side of a key is a column or an expression over the model's columns so far.
+        let mut df = df;
+        let mut scratch = Vec::new();
         for (k, (ours, theirs)) in j.on.iter().enumerate() {
             let on_path = join(&join(&path, "on"), ours);
-            if !left_cols.contains(ours) {
-                return Err(Diagnostic {
-                    pos: src.key_pos(&on_path),
-                    ..site(&on_path).error(format!(
-                        "unknown column `{ours}` on this side of the join{}",
-                        did_you_mean(ours, left_cols.iter().map(String::as_str))
-                    ))
-                }
-                .into());
-            }
+            let left_key = if left_cols.contains(ours) {
+                ours.clone()
+            } else {
+                let e = self.row_expr(&site(&on_path), ours, &df)?;
+                let name = format!("__lkey{k}");
+                df = df
+                    .with_column(&name, e)
+                    .map_err(|e| df_error(src, &on_path, &context, e))?;
+                scratch.push(name.clone());
+                name
+            };
             if !right_cols.contains(theirs) {
                 return Err(site(&on_path)
                     .error(format!(
@@ -329,7 +333,7 @@ impl<'a> Compiler<'a> {
             }
             let key = format!("__key{k}");
             select.push(column(theirs).alias(&key));
-            left_keys.push(ours.clone());
+            left_keys.push(left_key);
             right_keys.push(key);
         }
         for (name, spec) in j.take.iter() {
@@ -348,8 +352,10 @@ impl<'a> Compiler<'a> {
             .map_err(|e| df_error(src, &path, &context, e))?;
         let lk: Vec<&str> = left_keys.iter().map(String::as_str).collect();
         let rk: Vec<&str> = right_keys.iter().map(String::as_str).collect();
+        let mut dropped = rk.clone();
+        dropped.extend(scratch.iter().map(String::as_str));
         df.join(right, JoinType::Left, &lk, &rk, None)
-            .and_then(|d| d.drop_columns(&rk))
+            .and_then(|d| d.drop_columns(&dropped))
             .map_err(|e| df_error(src, &path, &context, e))
     }
 
@@ -764,10 +770,23 @@ impl<'a> Compiler<'a> {
         if let Some(from) = &block.from {
             self.known_model(report, i, from)?;
         }
-        Ok(block_model_names(&self.state, block)
-            .into_iter()
-            .filter(|m| self.catalog.models.contains_key(m))
-            .collect())
+        for (name, spec) in block.measures.iter() {
+            for q in qualifiers(&self.state, spec.expr.as_deref().unwrap_or(name)) {
+                if !self.catalog.models.contains_key(&q) {
+                    let site = self.block_site(report, i, &join("measures", name), Some(&format!("measure `{name}`")));
+                    return Err(site
+                        .error_near(
+                            &q,
+                            format!(
+                                "unknown model `{q}`{}",
+                                did_you_mean(&q, self.catalog.models.keys().map(String::as_str))
+                            ),
+                        )
+                        .into());
+                }
+            }
+        }
+        Ok(block_model_names(&self.state, block))
     }
 
     /// A table block: with `dims` its rows, without them its totals row.

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::DFSchema;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{Expr, ExprSchemable};
@@ -294,17 +294,40 @@ pub fn plan(
         })
         .map_err(|e| site.error(clean(&e.to_string())))?
         .data;
-    // Computing the type runs DataFusion's type checks now, so that a type error is
-    // reported here, at the expression, rather than later inside a whole plan.
-    bound
-        .to_field(schema)
-        .map_err(|e| site.error(clean(&e.to_string())))?;
+    // Computing the type of every sub-expression runs DataFusion's type checks now, so
+    // that a type error is reported here, at the expression, rather than later inside a
+    // whole plan (an aggregate's FILTER clause is not checked by the aggregate's own type).
+    let mut failure = None;
+    let _ = bound.apply(|e| {
+        if let Err(err) = e.to_field(schema) {
+            failure = Some(err);
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    if let Some(err) = failure {
+        return Err(site.error(clean(&err.to_string())));
+    }
     Ok(bound)
 }
 
-/// DataFusion messages carry a category prefix and a backtrace hint; keep the substance.
+/// DataFusion messages carry category prefixes, a bug-report hint and, for signature
+/// mismatches, one line per candidate; keep what a report author needs.
 pub fn clean(message: &str) -> String {
-    let mut m = message.trim();
+    const HINT: &str = "This issue was likely caused by a bug in DataFusion's code. Please help us to resolve this by filing a bug report in our issue tracker: https://github.com/apache/datafusion/issues.";
+    const NO_MATCH: &str = "No function matches the given name and argument types";
+    let mut m = message.replace(HINT, "");
+    if let Some(at) = m.find(NO_MATCH) {
+        let rest = &m[at + NO_MATCH.len()..];
+        let call = rest.split('.').next().unwrap_or("").trim();
+        let candidates: Vec<&str> = rest
+            .lines()
+            .skip(1)
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("Candidate") && !l.starts_with("You might"))
+            .collect();
+        m = format!("no function matches {call}; it accepts {}", candidates.join(", "));
+    }
     for prefix in [
         "Error during planning: ",
         "Schema error: ",
@@ -314,12 +337,7 @@ pub fn clean(message: &str) -> String {
         "Internal error: ",
         "type_coercion\ncaused by\n",
     ] {
-        if let Some(rest) = m.strip_prefix(prefix) {
-            m = rest.trim();
-        }
+        m = m.replace(prefix, "");
     }
-    m.split("\n\nThis issue was likely caused")
-        .next()
-        .unwrap_or(m)
-        .to_string()
+    m.trim().to_string()
 }

@@ -43,12 +43,15 @@ pub fn session(tz: Tz) -> SessionContext {
 
 /// The models a report reads, directly or through other models, in first-use order.
 pub fn models_of(catalog: &Catalog, report: &Report) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut queue: Vec<String> = Vec::new();
     let all: Vec<usize> = (0..report.spec.blocks.len()).collect();
-    queue.extend(direct_models(report, &all));
-    while let Some(m) = queue.first().cloned() {
-        queue.remove(0);
+    reachable_models(catalog, direct_models(report, &all))
+}
+
+/// `seeds` and every model they read through `from` or joins, in first-use order.
+fn reachable_models(catalog: &Catalog, seeds: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut queue = std::collections::VecDeque::from(seeds);
+    while let Some(m) = queue.pop_front() {
         let Some(model) = catalog.models.get(&m) else {
             continue;
         };
@@ -56,18 +59,17 @@ pub fn models_of(catalog: &Catalog, report: &Report) -> Vec<String> {
             continue;
         }
         out.push(m);
-        queue.push(model.spec.from.clone());
+        queue.push_back(model.spec.from.clone());
         queue.extend(model.spec.joins.iter().map(|j| j.from.clone()));
     }
     out
 }
 
-/// The settings a report accepts: those of every model it reads, then its own (which may
-/// re-declare a model's setting with another default, bounds or label, but not type).
-pub fn settings_of(catalog: &Catalog, report: &Report) -> Result<Vec<Setting>, ReportError> {
+/// The settings of these models; one name declared twice must have one type.
+fn settings_of_models(catalog: &Catalog, models: &[String], owner: &str) -> Result<Vec<Setting>, ReportError> {
     let mut out: Vec<Setting> = Vec::new();
-    for m in models_of(catalog, report) {
-        let model = &catalog.models[&m];
+    for m in models {
+        let model = &catalog.models[m];
         for s in &model.settings {
             match out.iter().find(|o| o.name == s.name) {
                 Some(o) if o.ty != s.ty => {
@@ -76,10 +78,8 @@ pub fn settings_of(catalog: &Catalog, report: &Report) -> Result<Vec<Setting>, R
                         &join("settings", &s.name),
                         format!("model `{m}`"),
                         format!(
-                            "setting `{}` is also declared by another model of report `{}` with type {}",
-                            s.name,
-                            report.id(),
-                            o.ty
+                            "setting `{}` is also declared by another model of {owner} with type {}",
+                            s.name, o.ty
                         ),
                     )
                     .into());
@@ -89,6 +89,13 @@ pub fn settings_of(catalog: &Catalog, report: &Report) -> Result<Vec<Setting>, R
             }
         }
     }
+    Ok(out)
+}
+
+/// The settings a report accepts: those of every model it reads, then its own (which may
+/// re-declare a model's setting with another default, bounds or label, but not type).
+pub fn settings_of(catalog: &Catalog, report: &Report) -> Result<Vec<Setting>, ReportError> {
+    let mut out = settings_of_models(catalog, &models_of(catalog, report), &format!("report `{}`", report.id()))?;
     for s in &report.settings {
         match out.iter_mut().find(|o| o.name == s.name) {
             Some(o) if o.ty != s.ty => {
@@ -358,16 +365,20 @@ pub async fn check(catalog: &Catalog) -> Result<(), ReportError> {
         };
         collect(check_report(catalog, &empty, &req).await);
     }
-    for (name, model) in &catalog.models {
-        let mut bindings = Bindings::default();
-        for (n, v) in params.bindings() {
-            bindings.0.insert(n.to_string(), v);
-        }
-        for s in &model.settings {
-            bindings.0.insert(s.name.clone(), s.default.scalar());
-        }
-        let compiler = Compiler::new(catalog, &empty, session(params.timezone).state(), bindings, vec![]);
-        collect(compiler.check_model(name));
+    for name in catalog.models.keys() {
+        let check_one = || -> Result<(), ReportError> {
+            let models = reachable_models(catalog, vec![name.clone()]);
+            let mut bindings = Bindings::default();
+            for (n, v) in params.bindings() {
+                bindings.0.insert(n.to_string(), v);
+            }
+            for s in settings_of_models(catalog, &models, &format!("model `{name}`"))? {
+                bindings.0.insert(s.name.clone(), s.default.scalar());
+            }
+            let compiler = Compiler::new(catalog, &empty, session(params.timezone).state(), bindings, vec![]);
+            compiler.check_model(name)
+        };
+        collect(check_one());
     }
     problems.dedup();
     if problems.is_empty() {

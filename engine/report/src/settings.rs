@@ -160,7 +160,7 @@ impl Setting {
             }
             (ty, other) => {
                 return Err(format!(
-                    "expected a {ty} value, got {}",
+                    "expected a value of type {ty}, got {}",
                     serde_yaml::to_string(other)
                         .unwrap_or_default()
                         .trim_end()

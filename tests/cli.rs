@@ -1,0 +1,124 @@
+//! The command line as a user meets it: list, explain, demo, errors for bad input.
+
+use crate::util::{fails, fixture, json, ok, write};
+
+#[test]
+fn list_shows_forgotten() {
+    let out = ok(&["list"]);
+    assert!(out.lines().any(|l| l.starts_with("forgotten\tНезабудка\t[totals, by_department, by_employee, forgotten_leads, forgotten_deals]")), "{out}");
+}
+
+#[test]
+fn explain_prints_definitions_and_plans() {
+    let data = fixture("forgotten");
+    let out = ok(&["explain", "forgotten", "--block", "by_department", "--data", data.to_str().unwrap()]);
+    assert!(out.contains("== block by_department — По отделам"), "{out}");
+    assert!(out.contains("forgotten_share (Доля забытых, %, percent): deals.forgotten_share = 100.0 * forgotten_created / nullif(created, 0)"), "{out}");
+    assert!(out.contains("Aggregate:"), "{out}");
+    // Without data, against the empty canonical tables.
+    let out = ok(&["explain", "forgotten"]);
+    assert!(out.contains("== block forgotten_deals"), "{out}");
+}
+
+#[test]
+fn help_everywhere() {
+    for cmd in ["run", "demo", "list", "explain", "check"] {
+        let out = ok(&[cmd, "--help"]);
+        assert!(out.contains("Usage: svodka"), "{cmd}: {out}");
+    }
+}
+
+#[test]
+fn unknown_report_and_block() {
+    let data = fixture("forgotten");
+    let err = fails(&["run", "forgoten", "--data", data.to_str().unwrap()]);
+    assert!(err.contains("unknown report `forgoten`, did you mean `forgotten`?"), "{err}");
+    let err = fails(&["run", "forgotten", "--data", data.to_str().unwrap(), "--block", "total"]);
+    assert!(err.contains("report `forgotten` has no block `total`, did you mean `totals`?"), "{err}");
+}
+
+#[test]
+fn bad_parameters() {
+    let data = fixture("forgotten");
+    let d = data.to_str().unwrap();
+    let err = fails(&["run", "forgotten", "--data", d, "--from", "2024-13-01"]);
+    assert!(err.contains("expected YYYY-MM-DD"), "{err}");
+    let err = fails(&["run", "forgotten", "--data", d, "--from", "2024-05-01", "--to", "2024-04-01"]);
+    assert!(err.contains("the period starts (2024-05-01) after it ends (2024-04-01)"), "{err}");
+    let err = fails(&["run", "forgotten", "--data", d, "--employee", "x"]);
+    assert!(err.contains("employee: expected a numeric id, got \"x\""), "{err}");
+    let err = fails(&["run", "forgotten", "--data", "/nonexistent/folder"]);
+    assert!(err.contains("/nonexistent/folder: not a folder"), "{err}");
+}
+
+#[test]
+fn csv_error_names_file_line_column_and_value() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture("forgotten")).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+    }
+    let deals = std::fs::read_to_string(dir.path().join("deals.csv")).unwrap();
+    write(dir.path(), "deals.csv", &deals.replace("2024-04-10T10:00:00+03:00,,2024-04-10", "10.04.2024,,2024-04-10"));
+    let err = fails(&["run", "forgotten", "--data", dir.path().to_str().unwrap()]);
+    assert!(err.contains("table `deals`:"), "{err}");
+    assert!(err.contains("deals.csv:4: column `created_at`: expected an ISO 8601 timestamp with an offset"), "{err}");
+    assert!(err.contains("\"10.04.2024\""), "{err}");
+}
+
+#[test]
+fn demo_is_deterministic_and_complete() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    ok(&["demo", "--out", a.path().to_str().unwrap(), "--deals", "300", "--seed", "7"]);
+    ok(&["demo", "--out", b.path().to_str().unwrap(), "--deals", "300", "--seed", "7"]);
+    for t in svodka_schema_tables() {
+        let file = format!("{t}.csv");
+        let x = std::fs::read(a.path().join(&file)).unwrap_or_else(|_| panic!("{file} written"));
+        let y = std::fs::read(b.path().join(&file)).unwrap();
+        assert!(x == y, "{file} differs between two runs with one seed");
+    }
+    let deals = std::fs::read_to_string(a.path().join("deals.csv")).unwrap();
+    assert_eq!(deals.lines().count(), 301, "header + 300 deals");
+    // And the report runs on it.
+    let r = json(&["run", "forgotten", "--data", a.path().to_str().unwrap()]);
+    assert_eq!(r["params"]["as_of"], "2026-11-25");
+    let c = tempfile::tempdir().unwrap();
+    ok(&["demo", "--out", c.path().to_str().unwrap(), "--deals", "300", "--seed", "8"]);
+    assert_ne!(std::fs::read(c.path().join("deals.csv")).unwrap(), deals.into_bytes());
+}
+
+fn svodka_schema_tables() -> Vec<&'static str> {
+    vec![
+        "departments", "users", "pipelines", "stages", "sources", "companies", "contacts", "leads",
+        "deals", "activities", "stage_history", "plans", "bonus_tiers", "onec_counterparties", "onec_sales",
+    ]
+}
+
+#[test]
+fn a_new_report_needs_no_rust() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "models/big_deals.yaml",
+        "model: big_deals\n# `deals` here is the shipped model: its columns (employee…) come along.\nfrom: deals\nwhere: amount >= $min_amount\nsettings:\n  min_amount: { type: number, default: 1000, min: 0 }\nmeasures:\n  count: { expr: count(*), label: Крупных сделок }\n  total: { expr: sum(amount), type: money }\n",
+    );
+    write(
+        dir.path(),
+        "big.yaml",
+        "report: big\ntitle: Крупные сделки\nblocks:\n  - id: by_employee\n    title: По сотрудникам\n    from: big_deals\n    by: [employee]\n    measures: [count, total]\n    sort: [total desc, employee]\n",
+    );
+    let data = fixture("forgotten");
+    let r = json(&["run", "big", "--reports", dir.path().to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    let rows = crate::util::block(&r, "by_employee")["rows"].clone();
+    assert_eq!(
+        rows,
+        serde_json::json!([
+            {"employee": "Борис", "count": 1, "total": 5000.0},
+            {"employee": "Анна", "count": 2, "total": 3000.0},
+            {"employee": "Вера", "count": 1, "total": 3000.0},
+        ])
+    );
+    let r = json(&["run", "big", "--reports", dir.path().to_str().unwrap(), "--data", data.to_str().unwrap(), "--set", "min_amount=2500"]);
+    assert_eq!(crate::util::block(&r, "by_employee")["rows"].as_array().unwrap().len(), 2);
+}

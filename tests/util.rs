@@ -1,0 +1,93 @@
+//! Helpers: run the binary, read JSON, find fixtures, compare golden files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures").join(name)
+}
+
+/// Runs `svodka` with `args`; returns its output whatever the exit status.
+pub fn svodka(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_svodka"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("svodka runs")
+}
+
+/// Runs `svodka`, asserts success, returns standard output.
+pub fn ok(args: &[&str]) -> String {
+    let out = svodka(args);
+    assert!(
+        out.status.success(),
+        "svodka {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// Runs `svodka`, asserts failure, returns standard error.
+pub fn fails(args: &[&str]) -> String {
+    let out = svodka(args);
+    assert!(
+        !out.status.success(),
+        "svodka {args:?} should have failed; stdout:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stderr).expect("UTF-8 errors")
+}
+
+pub fn json(args: &[&str]) -> Value {
+    serde_json::from_str(&ok(args)).expect("valid JSON")
+}
+
+/// The block `id` of a report's JSON.
+pub fn block<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["blocks"]
+        .as_array()
+        .expect("blocks")
+        .iter()
+        .find(|b| b["id"] == id)
+        .unwrap_or_else(|| panic!("no block {id}"))
+}
+
+/// Compares `actual` with the golden file; `UPDATE_GOLDEN=1` rewrites it.
+pub fn golden(name: &str, actual: &str) {
+    let path = root().join("tests/golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).expect("write golden file");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing golden file {}; run with UPDATE_GOLDEN=1", path.display()));
+    if expected != actual {
+        let diff_at = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
+        panic!(
+            "{} differs from the output at line {}:\nexpected: {}\nactual:   {}\n(run with UPDATE_GOLDEN=1 after checking the change)",
+            path.display(),
+            diff_at + 1,
+            expected.lines().nth(diff_at).unwrap_or(""),
+            actual.lines().nth(diff_at).unwrap_or("")
+        );
+    }
+}
+
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
