@@ -11,7 +11,14 @@ fn list_shows_forgotten() {
 #[test]
 fn explain_prints_definitions_and_plans() {
     let data = fixture("forgotten");
-    let out = ok(&["explain", "forgotten", "--block", "by_department", "--data", data.to_str().unwrap()]);
+    let out = ok(&[
+        "explain",
+        "forgotten",
+        "--block",
+        "by_department",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
     assert!(out.contains("== block by_department — По отделам"), "{out}");
     assert!(out.contains("forgotten_share (Доля забытых, %, percent): deals.forgotten_share = 100.0 * forgotten_created / nullif(created, 0)"), "{out}");
     assert!(out.contains("Aggregate:"), "{out}");
@@ -32,9 +39,22 @@ fn help_everywhere() {
 fn unknown_report_and_block() {
     let data = fixture("forgotten");
     let err = fails(&["run", "forgoten", "--data", data.to_str().unwrap()]);
-    assert!(err.contains("unknown report `forgoten`, did you mean `forgotten`?"), "{err}");
-    let err = fails(&["run", "forgotten", "--data", data.to_str().unwrap(), "--block", "total"]);
-    assert!(err.contains("report `forgotten` has no block `total`, did you mean `totals`?"), "{err}");
+    assert!(
+        err.contains("unknown report `forgoten`, did you mean `forgotten`?"),
+        "{err}"
+    );
+    let err = fails(&[
+        "run",
+        "forgotten",
+        "--data",
+        data.to_str().unwrap(),
+        "--block",
+        "total",
+    ]);
+    assert!(
+        err.contains("report `forgotten` has no block `total`, did you mean `totals`?"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -43,10 +63,25 @@ fn bad_parameters() {
     let d = data.to_str().unwrap();
     let err = fails(&["run", "forgotten", "--data", d, "--from", "2024-13-01"]);
     assert!(err.contains("expected YYYY-MM-DD"), "{err}");
-    let err = fails(&["run", "forgotten", "--data", d, "--from", "2024-05-01", "--to", "2024-04-01"]);
-    assert!(err.contains("the period starts (2024-05-01) after it ends (2024-04-01)"), "{err}");
+    let err = fails(&[
+        "run",
+        "forgotten",
+        "--data",
+        d,
+        "--from",
+        "2024-05-01",
+        "--to",
+        "2024-04-01",
+    ]);
+    assert!(
+        err.contains("the period starts (2024-05-01) after it ends (2024-04-01)"),
+        "{err}"
+    );
     let err = fails(&["run", "forgotten", "--data", d, "--employee", "x"]);
-    assert!(err.contains("employee: expected a numeric id, got \"x\""), "{err}");
+    assert!(
+        err.contains("employee: expected a numeric id, got \"x\""),
+        "{err}"
+    );
     let err = fails(&["run", "forgotten", "--data", "/nonexistent/folder"]);
     assert!(err.contains("/nonexistent/folder: not a folder"), "{err}");
 }
@@ -59,10 +94,22 @@ fn csv_error_names_file_line_column_and_value() {
         std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
     }
     let deals = std::fs::read_to_string(dir.path().join("deals.csv")).unwrap();
-    write(dir.path(), "deals.csv", &deals.replace("2024-04-10T10:00:00+03:00,,2024-04-10", "10.04.2024,,2024-04-10"));
+    write(
+        dir.path(),
+        "deals.csv",
+        &deals.replace(
+            "2024-04-10T10:00:00+03:00,,2024-04-10",
+            "10.04.2024,,2024-04-10",
+        ),
+    );
     let err = fails(&["run", "forgotten", "--data", dir.path().to_str().unwrap()]);
     assert!(err.contains("table `deals`:"), "{err}");
-    assert!(err.contains("deals.csv:4: column `created_at`: expected an ISO 8601 timestamp with an offset"), "{err}");
+    assert!(
+        err.contains(
+            "deals.csv:4: column `created_at`: expected an ISO 8601 timestamp with an offset"
+        ),
+        "{err}"
+    );
     assert!(err.contains("\"10.04.2024\""), "{err}");
 }
 
@@ -70,8 +117,24 @@ fn csv_error_names_file_line_column_and_value() {
 fn demo_is_deterministic_and_complete() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
-    ok(&["demo", "--out", a.path().to_str().unwrap(), "--deals", "300", "--seed", "7"]);
-    ok(&["demo", "--out", b.path().to_str().unwrap(), "--deals", "300", "--seed", "7"]);
+    ok(&[
+        "demo",
+        "--out",
+        a.path().to_str().unwrap(),
+        "--deals",
+        "300",
+        "--seed",
+        "7",
+    ]);
+    ok(&[
+        "demo",
+        "--out",
+        b.path().to_str().unwrap(),
+        "--deals",
+        "300",
+        "--seed",
+        "7",
+    ]);
     for t in svodka_schema_tables() {
         let file = format!("{t}.csv");
         let x = std::fs::read(a.path().join(&file)).unwrap_or_else(|_| panic!("{file} written"));
@@ -84,14 +147,38 @@ fn demo_is_deterministic_and_complete() {
     let r = json(&["run", "forgotten", "--data", a.path().to_str().unwrap()]);
     assert_eq!(r["params"]["as_of"], "2026-11-25");
     let c = tempfile::tempdir().unwrap();
-    ok(&["demo", "--out", c.path().to_str().unwrap(), "--deals", "300", "--seed", "8"]);
-    assert_ne!(std::fs::read(c.path().join("deals.csv")).unwrap(), deals.into_bytes());
+    ok(&[
+        "demo",
+        "--out",
+        c.path().to_str().unwrap(),
+        "--deals",
+        "300",
+        "--seed",
+        "8",
+    ]);
+    assert_ne!(
+        std::fs::read(c.path().join("deals.csv")).unwrap(),
+        deals.into_bytes()
+    );
 }
 
 fn svodka_schema_tables() -> Vec<&'static str> {
     vec![
-        "departments", "users", "pipelines", "stages", "sources", "companies", "contacts", "leads",
-        "deals", "activities", "stage_history", "plans", "bonus_tiers", "onec_counterparties", "onec_sales",
+        "departments",
+        "users",
+        "pipelines",
+        "stages",
+        "sources",
+        "companies",
+        "contacts",
+        "leads",
+        "deals",
+        "activities",
+        "stage_history",
+        "plans",
+        "bonus_tiers",
+        "onec_counterparties",
+        "onec_sales",
     ]
 }
 
@@ -109,7 +196,14 @@ fn a_new_report_needs_no_rust() {
         "report: big\ntitle: Крупные сделки\nblocks:\n  - id: by_employee\n    title: По сотрудникам\n    from: big_deals\n    by: [employee]\n    measures: [count, total]\n    sort: [total desc, employee]\n",
     );
     let data = fixture("forgotten");
-    let r = json(&["run", "big", "--reports", dir.path().to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    let r = json(&[
+        "run",
+        "big",
+        "--reports",
+        dir.path().to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
     let rows = crate::util::block(&r, "by_employee")["rows"].clone();
     assert_eq!(
         rows,
@@ -119,6 +213,21 @@ fn a_new_report_needs_no_rust() {
             {"employee": "Вера", "count": 1, "total": 3000.0},
         ])
     );
-    let r = json(&["run", "big", "--reports", dir.path().to_str().unwrap(), "--data", data.to_str().unwrap(), "--set", "min_amount=2500"]);
-    assert_eq!(crate::util::block(&r, "by_employee")["rows"].as_array().unwrap().len(), 2);
+    let r = json(&[
+        "run",
+        "big",
+        "--reports",
+        dir.path().to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--set",
+        "min_amount=2500",
+    ]);
+    assert_eq!(
+        crate::util::block(&r, "by_employee")["rows"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 }

@@ -12,7 +12,8 @@ fn check_error(yaml: &str) -> String {
     err.replace(path.to_str().unwrap(), "r.yaml")
 }
 
-const HEAD: &str = "report: bad\ntitle: Bad\nblocks:\n  - id: totals\n    title: T\n    from: deals\n";
+const HEAD: &str =
+    "report: bad\ntitle: Bad\nblocks:\n  - id: totals\n    title: T\n    from: deals\n";
 
 #[test]
 fn shipped_reports_are_clean() {
@@ -32,7 +33,10 @@ fn unknown_column_points_into_the_expression() {
 #[test]
 fn unknown_key_suggests_the_right_one() {
     let err = check_error(&format!("{HEAD}    measurs:\n      total: sum(amount)\n"));
-    assert!(err.contains("r.yaml:7:5: blocks[0]: unknown field `measurs`"), "{err}");
+    assert!(
+        err.contains("r.yaml:7:5: blocks[0]: unknown field `measurs`"),
+        "{err}"
+    );
     assert!(err.contains("did you mean `measures`?"), "{err}");
 }
 
@@ -45,7 +49,9 @@ fn yaml_syntax_error_has_a_position() {
 
 #[test]
 fn measure_cycle_is_named() {
-    let err = check_error(&format!("{HEAD}    measures:\n      a: b + 1\n      b: a * 2\n      c: count(*)\n"));
+    let err = check_error(&format!(
+        "{HEAD}    measures:\n      a: b + 1\n      b: a * 2\n      c: count(*)\n"
+    ));
     assert!(err.contains("r.yaml:8:10: report `bad`, block `totals`, measure `a`: measures refer to each other in a cycle: a → b → a"), "{err}");
 }
 
@@ -57,54 +63,94 @@ fn type_error_names_the_measure() {
 
 #[test]
 fn comparison_type_error() {
-    let err = check_error(&format!("{HEAD}    measures:\n      n: count(*) filter (where created_at > true)\n"));
-    assert!(err.contains("r.yaml:8:10: report `bad`, block `totals`, measure `n`:"), "{err}");
+    let err = check_error(&format!(
+        "{HEAD}    measures:\n      n: count(*) filter (where created_at > true)\n"
+    ));
+    assert!(
+        err.contains("r.yaml:8:10: report `bad`, block `totals`, measure `n`:"),
+        "{err}"
+    );
 }
 
 #[test]
 fn bad_setting_default_and_unknown_setting() {
-    let err = check_error("report: bad\ntitle: Bad\nsettings:\n  threshold: { type: int, default: abc }\nblocks:\n  - id: t\n    title: T\n    from: deals\n    measures:\n      n: count(*)\n");
+    let err = check_error(
+        "report: bad\ntitle: Bad\nsettings:\n  threshold: { type: int, default: abc }\nblocks:\n  - id: t\n    title: T\n    from: deals\n    measures:\n      n: count(*)\n",
+    );
     assert!(err.contains("r.yaml:4:14: report `bad`, setting `threshold`: default: expected a value of type int, got abc"), "{err}");
-    let err = check_error(&format!("{HEAD}    measures:\n      n: count(*) filter (where amount > $treshold)\n"));
-    assert!(err.contains("unknown setting or parameter `$treshold`"), "{err}");
+    let err = check_error(&format!(
+        "{HEAD}    measures:\n      n: count(*) filter (where amount > $treshold)\n"
+    ));
+    assert!(
+        err.contains("unknown setting or parameter `$treshold`"),
+        "{err}"
+    );
 }
 
 #[test]
 fn setting_bounds_are_checked_on_the_default() {
-    let err = check_error("report: bad\ntitle: Bad\nsettings:\n  days: { type: int, default: 0, min: 1 }\nblocks:\n  - id: t\n    title: T\n    from: deals\n    measures:\n      n: count(*)\n");
+    let err = check_error(
+        "report: bad\ntitle: Bad\nsettings:\n  days: { type: int, default: 0, min: 1 }\nblocks:\n  - id: t\n    title: T\n    from: deals\n    measures:\n      n: count(*)\n",
+    );
     assert!(err.contains("default: 0 is below the minimum 1"), "{err}");
 }
 
 #[test]
 fn unknown_model_and_measure() {
-    let err = check_error("report: bad\ntitle: Bad\nblocks:\n  - id: t\n    title: T\n    measures:\n      n: deals.forgoten\n");
+    let err = check_error(
+        "report: bad\ntitle: Bad\nblocks:\n  - id: t\n    title: T\n    measures:\n      n: deals.forgoten\n",
+    );
     assert!(err.contains("r.yaml:7:16: report `bad`, block `t`, measure `n`: model `deals` has no measure `forgoten`, did you mean `forgotten`?"), "{err}");
-    let err = check_error("report: bad\ntitle: Bad\nblocks:\n  - id: t\n    title: T\n    measures:\n      n: dels.created\n");
+    let err = check_error(
+        "report: bad\ntitle: Bad\nblocks:\n  - id: t\n    title: T\n    measures:\n      n: dels.created\n",
+    );
     assert!(err.contains("r.yaml:7:10: report `bad`, block `t`, measure `n`: unknown model `dels`, did you mean `deals`?"), "{err}");
 }
 
 #[test]
 fn model_column_cycle_and_unknown_table() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "m.yaml", "model: loop\nfrom: deals\ncolumns:\n  a: b + 1\n  b: a + 1\nmeasures:\n  n: count(*)\n");
+    write(
+        dir.path(),
+        "m.yaml",
+        "model: loop\nfrom: deals\ncolumns:\n  a: b + 1\n  b: a + 1\nmeasures:\n  n: count(*)\n",
+    );
     let err = fails(&["check", dir.path().to_str().unwrap()]);
     assert!(err.contains("m.yaml:4:6: model `loop`, column `a`: columns refer to each other in a cycle: a → b → a"), "{err}");
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "m.yaml", "model: lost\nfrom: dealz\nmeasures:\n  n: count(*)\n");
+    write(
+        dir.path(),
+        "m.yaml",
+        "model: lost\nfrom: dealz\nmeasures:\n  n: count(*)\n",
+    );
     let err = fails(&["check", dir.path().to_str().unwrap()]);
-    assert!(err.contains("m.yaml:2:7: model `lost`: unknown table or model `dealz`, did you mean `deals`?"), "{err}");
+    assert!(
+        err.contains(
+            "m.yaml:2:7: model `lost`: unknown table or model `dealz`, did you mean `deals`?"
+        ),
+        "{err}"
+    );
 }
 
 #[test]
 fn sort_by_unknown_column() {
-    let err = check_error(&format!("{HEAD}    by: [employee]\n    measures:\n      n: count(*)\n    sort: [emploee desc]\n"));
-    assert!(err.contains("sort by unknown column `emploee`, did you mean `employee`?"), "{err}");
+    let err = check_error(&format!(
+        "{HEAD}    by: [employee]\n    measures:\n      n: count(*)\n    sort: [emploee desc]\n"
+    ));
+    assert!(
+        err.contains("sort by unknown column `emploee`, did you mean `employee`?"),
+        "{err}"
+    );
 }
 
 #[test]
 fn every_problem_in_every_file_is_listed() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "a.yaml", "report: a\ntitle: A\nblocks:\n  - id: t\n    title: T\n    from: deals\n    measures:\n      n: sum(amout)\n");
+    write(
+        dir.path(),
+        "a.yaml",
+        "report: a\ntitle: A\nblocks:\n  - id: t\n    title: T\n    from: deals\n    measures:\n      n: sum(amout)\n",
+    );
     write(dir.path(), "b.yaml", "report: b\ntitle: B\nblock: []\n");
     let err = fails(&["check", dir.path().to_str().unwrap()]);
     assert!(err.contains("a.yaml:8:14"), "{err}");

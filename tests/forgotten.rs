@@ -11,7 +11,7 @@
 //! move; deal 8 created after `as_of`; deal 9 lost in the period. Leads likewise: lead 3
 //! touched exactly 3 days before, an activity on contact 3 that must not count.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::util::{block, fails, fixture, golden, json, ok};
 
@@ -118,11 +118,20 @@ fn forgotten_deals_list() {
                "url": "https://fixture.bitrix24.ru/crm/deal/details/5/"})
     );
     assert_eq!(got[1]["reason"], "no_activity");
-    assert_eq!(got[1]["last_touch_at"], "2024-04-02T10:00:00+03:00", "a stage move is a touch");
+    assert_eq!(
+        got[1]["last_touch_at"], "2024-04-02T10:00:00+03:00",
+        "a stage move is a touch"
+    );
     assert_eq!(got[2]["amount"], Value::Null);
     assert_eq!(got[2]["days_since_touch"], 20);
-    assert_eq!(got[3]["days_since_touch"], 14, "exactly N days is forgotten");
-    assert_eq!(got[3]["no_planned_activity"], false, "a task completed after as_of was still planned");
+    assert_eq!(
+        got[3]["days_since_touch"], 14,
+        "exactly N days is forgotten"
+    );
+    assert_eq!(
+        got[3]["no_planned_activity"], false,
+        "a task completed after as_of was still planned"
+    );
 }
 
 #[test]
@@ -131,8 +140,10 @@ fn employee_filter() {
     assert_eq!(r["params"]["employee"], json!([2]));
     assert_eq!(
         rows(&r, "totals"),
-        vec![json!({"leads_created": 1, "deals_created": 2, "open_leads": 1, "open_deals": 1,
-                    "forgotten_leads": 0, "forgotten_deals": 1, "forgotten_sum": 0.0})]
+        vec![
+            json!({"leads_created": 1, "deals_created": 2, "open_leads": 1, "open_deals": 1,
+                    "forgotten_leads": 0, "forgotten_deals": 1, "forgotten_sum": 0.0})
+        ]
     );
     assert_eq!(rows(&r, "by_employee").len(), 1);
 }
@@ -142,10 +153,15 @@ fn department_filter() {
     let r = run(&["--department", "2"]);
     assert_eq!(
         rows(&r, "totals"),
-        vec![json!({"leads_created": 1, "deals_created": 0, "open_leads": 1, "open_deals": 1,
-                    "forgotten_leads": 1, "forgotten_deals": 1, "forgotten_sum": 3000.0})]
+        vec![
+            json!({"leads_created": 1, "deals_created": 0, "open_leads": 1, "open_deals": 1,
+                    "forgotten_leads": 1, "forgotten_deals": 1, "forgotten_sum": 3000.0})
+        ]
     );
-    let ids: Vec<i64> = rows(&r, "forgotten_deals").iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    let ids: Vec<i64> = rows(&r, "forgotten_deals")
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
     assert_eq!(ids, vec![5]);
 }
 
@@ -157,9 +173,26 @@ fn setting_override_within_bounds() {
     assert_eq!(t["forgotten_deals"], 2, "deals 5 (29 days) and 7 (28 days)");
     assert_eq!(t["forgotten_sum"], 3400.5);
     let data = fixture("forgotten");
-    let err = fails(&["run", "forgotten", "--data", data.to_str().unwrap(), "--set", "deal_forgotten_days=0"]);
-    assert!(err.contains("setting `deal_forgotten_days`: 0 is below the minimum 1"), "{err}");
-    let err = fails(&["run", "forgotten", "--data", data.to_str().unwrap(), "--set", "deal_forgoten_days=5"]);
+    let err = fails(&[
+        "run",
+        "forgotten",
+        "--data",
+        data.to_str().unwrap(),
+        "--set",
+        "deal_forgotten_days=0",
+    ]);
+    assert!(
+        err.contains("setting `deal_forgotten_days`: 0 is below the minimum 1"),
+        "{err}"
+    );
+    let err = fails(&[
+        "run",
+        "forgotten",
+        "--data",
+        data.to_str().unwrap(),
+        "--set",
+        "deal_forgoten_days=5",
+    ]);
     assert!(err.contains("did you mean `deal_forgotten_days`"), "{err}");
 }
 
@@ -169,18 +202,50 @@ fn period_boundary_is_midnight_moscow() {
     // 20:30 and 20:59 UTC); 00:10 Moscow on April 1 belongs to April although it is
     // still March 31 in UTC.
     let data = fixture("forgotten");
-    let march31 = json(&["run", "forgotten", "--data", data.to_str().unwrap(),
-        "--from", "2024-03-31", "--to", "2024-03-31", "--block", "totals"]);
+    let march31 = json(&[
+        "run",
+        "forgotten",
+        "--data",
+        data.to_str().unwrap(),
+        "--from",
+        "2024-03-31",
+        "--to",
+        "2024-03-31",
+        "--block",
+        "totals",
+    ]);
     let t = &rows(&march31, "totals")[0];
-    assert_eq!((t["deals_created"].as_i64(), t["leads_created"].as_i64()), (Some(1), Some(1)));
-    let april1 = json(&["run", "forgotten", "--data", data.to_str().unwrap(),
-        "--from", "2024-04-01", "--to", "2024-04-01", "--block", "totals"]);
+    assert_eq!(
+        (t["deals_created"].as_i64(), t["leads_created"].as_i64()),
+        (Some(1), Some(1))
+    );
+    let april1 = json(&[
+        "run",
+        "forgotten",
+        "--data",
+        data.to_str().unwrap(),
+        "--from",
+        "2024-04-01",
+        "--to",
+        "2024-04-01",
+        "--block",
+        "totals",
+    ]);
     assert_eq!(rows(&april1, "totals")[0]["deals_created"], 1);
 }
 
 #[test]
 fn whole_report_matches_golden_file() {
     let data = fixture("forgotten");
-    let out = ok(&["run", "forgotten", "--data", data.to_str().unwrap(), "--from", "2024-04-01", "--to", "2024-04-30"]);
+    let out = ok(&[
+        "run",
+        "forgotten",
+        "--data",
+        data.to_str().unwrap(),
+        "--from",
+        "2024-04-01",
+        "--to",
+        "2024-04-30",
+    ]);
     golden("forgotten.json", &out);
 }

@@ -12,7 +12,10 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
         let path = entry.path();
         if path.is_dir() {
             collect(&path, out);
-        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
             out.push(path);
         }
     }
@@ -25,12 +28,20 @@ fn main() {
     let mut files = Vec::new();
     collect(&reports, &mut files);
     files.sort();
-    let mut code = String::from("/// Shipped definition files: (path shown in messages, text).\npub const BUILTIN_FILES: &[(&str, &str)] = &[\n");
+    let mut code = String::from(
+        "/// Shipped definition files: (path shown in messages, text).\npub const BUILTIN_FILES: &[(&str, &str)] = &[\n",
+    );
     for f in files {
         let shown = f.strip_prefix(&root).unwrap_or(&f).display().to_string();
-        writeln!(code, "    ({shown:?}, include_str!({:?})),", f.display().to_string()).unwrap();
+        writeln!(
+            code,
+            "    ({shown:?}, include_str!({:?})),",
+            f.display().to_string()
+        )
+        .unwrap();
     }
     code.push_str("];\n");
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo")).join("builtin_reports.rs");
+    let out =
+        PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo")).join("builtin_reports.rs");
     std::fs::write(out, code).expect("write builtin_reports.rs");
 }

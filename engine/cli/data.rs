@@ -4,18 +4,24 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use svodka_csv::DatasetInfo;
 use svodka_report::{Loaded, MemoryTables};
 
 /// A CSV folder as engine tables (each read on first use), with its description.
 pub fn open(dir: &Path) -> Result<(MemoryTables, Option<DatasetInfo>)> {
     if !dir.is_dir() {
-        bail!("{}: not a folder (make one with `svodka demo --out {}`)", dir.display(), dir.display());
+        bail!(
+            "{}: not a folder (make one with `svodka demo --out {}`)",
+            dir.display(),
+            dir.display()
+        );
     }
     let info = DatasetInfo::read(dir).with_context(|| format!("reading {}", dir.display()))?;
     let owned = dir.to_path_buf();
-    let partitions = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let partitions = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let tables = MemoryTables::new(partitions, move |name| {
         let t = svodka_csv::read_table(&owned, name).map_err(|e| e.to_string())?;
         if !t.present {
@@ -54,12 +60,22 @@ impl Progress {
         let total = total.max(1);
         let pct = done * 100 / total;
         let elapsed = self.started.elapsed().as_secs_f64();
-        let eta = if done > 0 { elapsed * (total - done.min(total)) as f64 / done as f64 } else { 0.0 };
+        let eta = if done > 0 {
+            elapsed * (total - done.min(total)) as f64 / done as f64
+        } else {
+            0.0
+        };
         if self.terminal {
-            eprint!("\r{}: {pct:>3}% ({done}/{total}), {elapsed:.0}s elapsed, ETA {eta:.0}s   ", self.what);
+            eprint!(
+                "\r{}: {pct:>3}% ({done}/{total}), {elapsed:.0}s elapsed, ETA {eta:.0}s   ",
+                self.what
+            );
         } else if pct / 10 > self.last_decile {
             self.last_decile = pct / 10;
-            eprintln!("{}: {pct}% ({done}/{total}), {elapsed:.0}s elapsed", self.what);
+            eprintln!(
+                "{}: {pct}% ({done}/{total}), {elapsed:.0}s elapsed",
+                self.what
+            );
         }
     }
 

@@ -7,13 +7,17 @@ mod data;
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use svodka_report::{RunParams, RunRequest};
 
 #[derive(Parser)]
-#[command(name = "svodka", version, about = "CRM sales analytics: YAML reports over Bitrix24, 1C and CSV data")]
+#[command(
+    name = "svodka",
+    version,
+    about = "CRM sales analytics: YAML reports over Bitrix24, 1C and CSV data"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -172,12 +176,16 @@ fn demo(a: DemoArgs) -> Result<()> {
 }
 
 /// Resolves parameters and settings shared by `run` and `explain`.
-fn request(report: &str, p: &ParamArgs, block: Option<String>, info: Option<&svodka_csv::DatasetInfo>) -> Result<RunRequest> {
-    let tz_name = p
-        .tz
-        .clone()
-        .or_else(|| info.map(|i| i.timezone.clone()))
-        .unwrap_or_else(|| "Europe/Moscow".into());
+fn request(
+    report: &str,
+    p: &ParamArgs,
+    block: Option<String>,
+    info: Option<&svodka_csv::DatasetInfo>,
+) -> Result<RunRequest> {
+    let tz_name =
+        p.tz.clone()
+            .or_else(|| info.map(|i| i.timezone.clone()))
+            .unwrap_or_else(|| "Europe/Moscow".into());
     let timezone: chrono_tz::Tz = tz_name
         .parse()
         .map_err(|_| anyhow::anyhow!("--tz: unknown time zone {tz_name:?}"))?;
@@ -194,7 +202,10 @@ fn request(report: &str, p: &ParamArgs, block: Option<String>, info: Option<&svo
     ] {
         params.add_filter(name, values)?;
     }
-    params.portal_url = p.portal.clone().or_else(|| info.and_then(|i| i.portal_url.clone()));
+    params.portal_url = p
+        .portal
+        .clone()
+        .or_else(|| info.and_then(|i| i.portal_url.clone()));
     let mut settings = Vec::new();
     for kv in &p.set {
         let Some((k, v)) = kv.split_once('=') else {
@@ -227,7 +238,9 @@ async fn run(a: RunArgs) -> Result<()> {
         }
     };
     match &a.out {
-        Some(path) => std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?,
+        Some(path) => {
+            std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?
+        }
         None => std::io::stdout().write_all(&bytes)?,
     }
     Ok(())
@@ -261,7 +274,8 @@ async fn explain(a: ExplainArgs) -> Result<()> {
 }
 
 async fn check(a: CheckArgs) -> Result<()> {
-    let (catalog, mut problems) = svodka_report::Catalog::from_sources_lenient(catalog::files(&a.paths)?);
+    let (catalog, mut problems) =
+        svodka_report::Catalog::from_sources_lenient(catalog::files(&a.paths)?);
     match svodka_report::check(&catalog).await {
         Ok(()) => {}
         Err(svodka_report::ReportError::Invalid(mut more)) => problems.append(&mut more),

@@ -134,7 +134,11 @@ pub fn read_from<R: Read>(
     let header = reader.byte_headers().map_err(malformed)?.clone();
     let header: Vec<String> = header
         .iter()
-        .map(|h| String::from_utf8_lossy(h).trim_start_matches('\u{feff}').to_string())
+        .map(|h| {
+            String::from_utf8_lossy(h)
+                .trim_start_matches('\u{feff}')
+                .to_string()
+        })
         .collect();
     for (i, name) in header.iter().enumerate() {
         if header[..i].contains(name) {
@@ -162,15 +166,13 @@ pub fn read_from<R: Read>(
                 Some(i) => record.get(i).unwrap_or_default(),
                 None => b"",
             };
-            builder
-                .push(raw)
-                .map_err(|problem| CsvError::BadValue {
-                    file: path.to_path_buf(),
-                    line,
-                    column: slot.name.clone(),
-                    value: String::from_utf8_lossy(raw).into_owned(),
-                    problem,
-                })?;
+            builder.push(raw).map_err(|problem| CsvError::BadValue {
+                file: path.to_path_buf(),
+                line,
+                column: slot.name.clone(),
+                value: String::from_utf8_lossy(raw).into_owned(),
+                problem,
+            })?;
         }
         rows += 1;
         in_batch += 1;
@@ -254,11 +256,7 @@ impl ColumnPlan {
             .collect()
     }
 
-    fn finish(
-        &self,
-        builders: &mut [ColumnBuilder],
-        path: &Path,
-    ) -> Result<RecordBatch, CsvError> {
+    fn finish(&self, builders: &mut [ColumnBuilder], path: &Path) -> Result<RecordBatch, CsvError> {
         let arrays: Vec<ArrayRef> = builders.iter_mut().map(|b| b.finish()).collect();
         RecordBatch::try_new(self.schema.clone(), arrays).map_err(|source| CsvError::Arrow {
             file: path.to_path_buf(),
@@ -302,11 +300,13 @@ impl DatasetInfo {
             file: path.clone(),
             source,
         })?;
-        serde_yaml::from_str(&text).map(Some).map_err(|e| CsvError::Malformed {
-            file: path,
-            line: e.location().map(|l| l.line() as u64).unwrap_or(1),
-            message: e.to_string(),
-        })
+        serde_yaml::from_str(&text)
+            .map(Some)
+            .map_err(|e| CsvError::Malformed {
+                file: path,
+                line: e.location().map(|l| l.line() as u64).unwrap_or(1),
+                message: e.to_string(),
+            })
     }
 
     /// Writes `dir/dataset.yaml`.

@@ -41,7 +41,10 @@ fn parses_types_offsets_money_and_nulls() {
         .as_primitive::<TimestampMicrosecondType>();
     assert!(closed.is_null(0));
     assert_eq!(closed.value(1) % 1_000_000, 500_000);
-    let lead = b.column_by_name("lead_id").unwrap().as_primitive::<Int64Type>();
+    let lead = b
+        .column_by_name("lead_id")
+        .unwrap()
+        .as_primitive::<Int64Type>();
     assert_eq!(lead.null_count(), 2, "absent nullable column is all null");
     let region = b.column_by_name("region").unwrap().as_string::<i32>();
     assert_eq!(region.value(0), "north");
@@ -66,50 +69,82 @@ fn bad_date_names_file_line_column_and_value() {
 
 #[test]
 fn timestamp_without_offset_is_refused() {
-    let text = format!("{DEAL_HEADER}\n7,A,1,NEW,process,,3,2024-03-05T12:34:56,,2024-03-05T09:34:56Z\n");
+    let text =
+        format!("{DEAL_HEADER}\n7,A,1,NEW,process,,3,2024-03-05T12:34:56,,2024-03-05T09:34:56Z\n");
     let err = read("deals", &text).unwrap_err();
-    assert!(matches!(err, CsvError::BadValue { line: 2, ref column, .. } if column == "created_at"));
+    assert!(
+        matches!(err, CsvError::BadValue { line: 2, ref column, .. } if column == "created_at")
+    );
 }
 
 #[test]
 fn money_with_three_decimals_is_refused() {
-    let text = format!("{DEAL_HEADER}\n7,A,1,NEW,process,1.005,3,2024-03-05T12:34:56Z,,2024-03-05T09:34:56Z\n");
+    let text = format!(
+        "{DEAL_HEADER}\n7,A,1,NEW,process,1.005,3,2024-03-05T12:34:56Z,,2024-03-05T09:34:56Z\n"
+    );
     let err = read("deals", &text).unwrap_err().to_string();
-    assert!(err.contains("column `amount`: more than two decimal places: \"1.005\""), "{err}");
+    assert!(
+        err.contains("column `amount`: more than two decimal places: \"1.005\""),
+        "{err}"
+    );
 }
 
 #[test]
 fn empty_required_value_is_refused() {
-    let text = format!("{DEAL_HEADER}\n7,A,1,NEW,process,,,2024-03-05T12:34:56Z,,2024-03-05T09:34:56Z\n");
+    let text =
+        format!("{DEAL_HEADER}\n7,A,1,NEW,process,,,2024-03-05T12:34:56Z,,2024-03-05T09:34:56Z\n");
     let err = read("deals", &text).unwrap_err().to_string();
-    assert!(err.contains("deals.csv:2: column `assigned_id`: empty value in a required column"), "{err}");
+    assert!(
+        err.contains("deals.csv:2: column `assigned_id`: empty value in a required column"),
+        "{err}"
+    );
 }
 
 #[test]
 fn bad_id_and_bad_bool() {
-    let err = read("users", "id,name,active\nx1,Ann,true\n").unwrap_err().to_string();
-    assert!(err.contains(":2: column `id`: expected a whole number: \"x1\""), "{err}");
-    let err = read("users", "id,name,active\n1,Ann,yes\n").unwrap_err().to_string();
-    assert!(err.contains(":2: column `active`: expected true or false: \"yes\""), "{err}");
+    let err = read("users", "id,name,active\nx1,Ann,true\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(":2: column `id`: expected a whole number: \"x1\""),
+        "{err}"
+    );
+    let err = read("users", "id,name,active\n1,Ann,yes\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(":2: column `active`: expected true or false: \"yes\""),
+        "{err}"
+    );
 }
 
 #[test]
 fn missing_required_header_column() {
     let err = read("users", "id,name\n1,Ann\n").unwrap_err().to_string();
-    assert_eq!(err, "deals.csv:1: required column `active` of table `users` is missing from the header");
+    assert_eq!(
+        err,
+        "deals.csv:1: required column `active` of table `users` is missing from the header"
+    );
 }
 
 #[test]
 fn short_row_and_unterminated_quote_are_malformed() {
-    let err = read("users", "id,name,active\n1,Ann\n").unwrap_err().to_string();
-    assert_eq!(err, "deals.csv:2: malformed CSV: expected 3 fields, found 2");
+    let err = read("users", "id,name,active\n1,Ann\n")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "deals.csv:2: malformed CSV: expected 3 fields, found 2"
+    );
     let err = read("users", "id,name,active\n1,\"Ann,true\n2,Bob,true\n").unwrap_err();
     assert!(matches!(err, CsvError::Malformed { .. }), "{err}");
 }
 
 #[test]
 fn duplicate_header_is_refused() {
-    let err = read("users", "id,name,active,name\n").unwrap_err().to_string();
+    let err = read("users", "id,name,active,name\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("column `name` appears twice"), "{err}");
 }
 
@@ -119,8 +154,13 @@ fn invalid_utf8_is_named() {
     bytes.extend_from_slice(&[0xff, 0xfe]);
     bytes.extend_from_slice(b",true\n");
     let canonical = svodka_schema::table("users").unwrap();
-    let err = read_from(&bytes[..], Path::new("users.csv"), canonical).unwrap_err().to_string();
-    assert!(err.contains("users.csv:2: column `name`: not valid UTF-8"), "{err}");
+    let err = read_from(&bytes[..], Path::new("users.csv"), canonical)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("users.csv:2: column `name`: not valid UTF-8"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -148,5 +188,8 @@ fn money_parser_edges() {
     assert!(parse_money("1 000").is_err());
     assert!(parse_money(".").is_err());
     assert!(parse_money("12345678901234567").is_err());
-    assert_eq!(parse_money("9999999999999999.99").unwrap(), 999_999_999_999_999_999);
+    assert_eq!(
+        parse_money("9999999999999999.99").unwrap(),
+        999_999_999_999_999_999
+    );
 }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use names::*;
 use rng::Rng;
-use write::{days_from_civil, TableWriter};
+use write::{TableWriter, days_from_civil};
 
 /// Deals in the default demo set.
 pub const DEFAULT_DEALS: usize = 20_000;
@@ -118,6 +118,20 @@ struct Company {
     onec: Vec<String>,
 }
 
+/// A lead, deal or company as the owner of activities and stage history.
+#[derive(Clone, Copy)]
+struct Entity {
+    kind: &'static str,
+    id: i64,
+}
+
+/// The lead a deal was converted from: its id, source and UTM tags pass to the deal.
+struct LeadOrigin {
+    id: i64,
+    source: Source,
+    utm: [Option<String>; 5],
+}
+
 #[derive(Clone, Copy)]
 enum Journey {
     Lead { converts: bool },
@@ -187,7 +201,9 @@ pub fn generate(
     let start = (snapshot_day - HISTORY_DAYS) * DAY - 3 * HOUR;
     let mut rng = Rng::new(config.seed);
     let employees = make_employees(&mut rng, config.deals, start, now);
-    let day_weights = (0..HISTORY_DAYS).map(|i| day_weight(snapshot_day - HISTORY_DAYS + i, i)).collect();
+    let day_weights = (0..HISTORY_DAYS)
+        .map(|i| day_weight(snapshot_day - HISTORY_DAYS + i, i))
+        .collect();
     let mut g = Gen {
         rng: rng.fork(1),
         now,
@@ -209,8 +225,12 @@ pub fn generate(
         sales: TableWriter::create(out, "onec_sales")?,
     };
     let mut summary = Summary::default();
-    summary.tables.push(("departments", write_departments(out, g.employees.len())?));
-    summary.tables.push(("users", write_users(out, &mut rng.fork(2), &g.employees)?));
+    summary
+        .tables
+        .push(("departments", write_departments(out, g.employees.len())?));
+    summary
+        .tables
+        .push(("users", write_users(out, &mut rng.fork(2), &g.employees)?));
     summary.tables.push(("pipelines", write_pipelines(out)?));
     summary.tables.push(("stages", write_stages(out)?));
     summary.tables.push(("sources", write_sources(out)?));
@@ -226,7 +246,7 @@ pub fn generate(
                 g.deal(t, employee, None)?;
             }
         }
-        if i as u64 % step == 0 {
+        if (i as u64).is_multiple_of(step) {
             progress(i as u64, total);
         }
     }
@@ -235,12 +255,31 @@ pub fn generate(
     summary.tables.push(("leads", g.leads.rows));
     summary.tables.push(("deals", g.deals.rows));
     let onec_only = g.onec_only_counterparties()?;
-    summary.tables.push(("companies", write_companies(out, &g.companies)?));
-    summary.tables.push(("contacts", write_contacts(out, &g.contacts)?));
-    summary.tables.push(("onec_counterparties", write_counterparties(out, &mut g.rng.fork(3), &g.companies, &onec_only)?));
-    summary.tables.push(("plans", write_plans(out, &g.employees, config.deals, snapshot_day)?));
-    summary.tables.push(("bonus_tiers", write_bonus_tiers(out)?));
-    let Gen { leads, deals, activities, history, sales, .. } = g;
+    summary
+        .tables
+        .push(("companies", write_companies(out, &g.companies)?));
+    summary
+        .tables
+        .push(("contacts", write_contacts(out, &g.contacts)?));
+    summary.tables.push((
+        "onec_counterparties",
+        write_counterparties(out, &mut g.rng.fork(3), &g.companies, &onec_only)?,
+    ));
+    summary.tables.push((
+        "plans",
+        write_plans(out, &g.employees, config.deals, snapshot_day)?,
+    ));
+    summary
+        .tables
+        .push(("bonus_tiers", write_bonus_tiers(out)?));
+    let Gen {
+        leads,
+        deals,
+        activities,
+        history,
+        sales,
+        ..
+    } = g;
     leads.finish()?;
     deals.finish()?;
     summary.tables.push(("activities", activities.finish()?));
@@ -251,7 +290,10 @@ pub fn generate(
         timezone: "Europe/Moscow".into(),
         portal_url: Some(PORTAL_URL.into()),
         snapshot_date: chrono::NaiveDate::from_ymd_opt(y as i32, m, d).expect("valid date"),
-        origin: Some(format!("svodka demo --deals {} --seed {}", config.deals, config.seed)),
+        origin: Some(format!(
+            "svodka demo --deals {} --seed {}",
+            config.deals, config.seed
+        )),
     }
     .write(out)
     .map_err(|e| DemoError::Invalid(e.to_string()))?;
@@ -261,7 +303,9 @@ pub fn generate(
 /// Relative volume of new business on a day: seasons, weekdays, growth, holidays.
 fn day_weight(day: i64, index: i64) -> f64 {
     let (_, month, dom) = write::civil(day);
-    let season = [0.55, 0.85, 1.1, 1.15, 1.0, 0.9, 0.75, 0.8, 1.15, 1.2, 1.15, 1.05][month as usize - 1];
+    let season = [
+        0.55, 0.85, 1.1, 1.15, 1.0, 0.9, 0.75, 0.8, 1.15, 1.2, 1.15, 1.05,
+    ][month as usize - 1];
     // 1970-01-01 was a Thursday: 0 = Monday.
     let weekday = (day + 3).rem_euclid(7);
     let week = [1.0, 1.05, 1.05, 1.0, 0.9, 0.18, 0.08][weekday as usize];
@@ -277,8 +321,16 @@ fn make_employees(rng: &mut Rng, deals: usize, start: i64, now: i64) -> Vec<Empl
         .map(|i| {
             let id = i as i64 + 1;
             // One newcomer has no department yet.
-            let department = if i == n - 1 { None } else { Some(departments[i % departments.len()]) };
-            let hired = if i < n * 8 / 10 { start - 200 * DAY } else { start + rng.range(60, 600) * DAY };
+            let department = if i == n - 1 {
+                None
+            } else {
+                Some(departments[i % departments.len()])
+            };
+            let hired = if i < n * 8 / 10 {
+                start - 200 * DAY
+            } else {
+                start + rng.range(60, 600) * DAY
+            };
             let dismissed = if i % 9 == 5 {
                 Some(hired.max(start) + rng.range(120, 600) * DAY).filter(|d| *d < now - 20 * DAY)
             } else {
@@ -318,9 +370,17 @@ fn write_users(out: &Path, rng: &mut Rng, employees: &[Employee]) -> Result<u64,
     let mut heads: Vec<i64> = Vec::new();
     for e in employees {
         let female = rng.chance(0.45);
-        let first = if female { rng.pick(FIRST_NAMES_F) } else { rng.pick(FIRST_NAMES_M) };
+        let first = if female {
+            rng.pick(FIRST_NAMES_F)
+        } else {
+            rng.pick(FIRST_NAMES_M)
+        };
         let last = rng.pick(LAST_NAMES);
-        let last = if female { format!("{last}а") } else { last.to_string() };
+        let last = if female {
+            format!("{last}а")
+        } else {
+            last.to_string()
+        };
         let position = match e.department {
             Some(d) if !heads.contains(&d) => {
                 heads.push(d);
@@ -358,16 +418,46 @@ fn write_stages(out: &Path) -> Result<u64, DemoError> {
         ("JUNK", "Некачественный лид", 50, "failure"),
     ];
     for (id, name, sort, semantic) in lead {
-        w.text("lead").text("").text(id).text(name).int(*sort).text(semantic).end()?;
+        w.text("lead")
+            .text("")
+            .text(id)
+            .text(name)
+            .int(*sort)
+            .text(semantic)
+            .end()?;
     }
     for (p, _, _) in PIPELINES {
         for (i, (id, name)) in DEAL_PROCESS.iter().enumerate() {
-            w.text("deal").int(*p).text(&stage_id(*p, id)).text(name).int(10 * (i as i64 + 1)).text("process").end()?;
+            w.text("deal")
+                .int(*p)
+                .text(&stage_id(*p, id))
+                .text(name)
+                .int(10 * (i as i64 + 1))
+                .text("process")
+                .end()?;
         }
-        w.text("deal").int(*p).text(&stage_id(*p, "WON")).text("Сделка успешна").int(60).text("success").end()?;
-        w.text("deal").int(*p).text(&stage_id(*p, "LOSE")).text("Сделка провалена").int(70).text("failure").end()?;
+        w.text("deal")
+            .int(*p)
+            .text(&stage_id(*p, "WON"))
+            .text("Сделка успешна")
+            .int(60)
+            .text("success")
+            .end()?;
+        w.text("deal")
+            .int(*p)
+            .text(&stage_id(*p, "LOSE"))
+            .text("Сделка провалена")
+            .int(70)
+            .text("failure")
+            .end()?;
         if *p == 0 {
-            w.text("deal").int(0).text("APOLOGY").text("Анализ причины провала").int(80).text("failure").end()?;
+            w.text("deal")
+                .int(0)
+                .text("APOLOGY")
+                .text("Анализ причины провала")
+                .int(80)
+                .text("failure")
+                .end()?;
         }
     }
     w.finish()
@@ -375,8 +465,8 @@ fn write_stages(out: &Path) -> Result<u64, DemoError> {
 
 fn write_sources(out: &Path) -> Result<u64, DemoError> {
     let mut w = TableWriter::create(out, "sources")?;
-    for (id, name, ..) in SOURCES {
-        w.text(id).text(name).end()?;
+    for source in SOURCES {
+        w.text(source.id).text(source.name).end()?;
     }
     w.finish()
 }
@@ -429,7 +519,10 @@ impl Gen {
         if candidates.is_empty() {
             return self.rng.below(self.employees.len());
         }
-        let weights: Vec<f64> = candidates.iter().map(|&i| self.employees[i].strength).collect();
+        let weights: Vec<f64> = candidates
+            .iter()
+            .map(|&i| self.employees[i].strength)
+            .collect();
         candidates[self.rng.weighted(&weights)]
     }
 
@@ -438,31 +531,52 @@ impl Gen {
         self.next_lead += 1;
         let emp = self.pick_employee(t, false);
         let employee = self.employees[emp].id;
-        let weights: Vec<f64> = SOURCES.iter().map(|s| s.2).collect();
+        let weights: Vec<f64> = SOURCES.iter().map(|s| s.weight).collect();
         let source = SOURCES[self.rng.weighted(&weights)];
         let age_days = (self.now - t) / DAY;
         // When and how the lead closes; None = still open at the snapshot.
         let close = if converts {
             // A converted lead always yields its deal, so the deal count is exact.
             let c = office_hours(t + (self.rng.lognormal(2.0, 1.0).min(60.0) * DAY as f64) as i64);
-            Some((if c < self.now { c } else { t + (self.now - t) / 2 }, true))
+            Some((
+                if c < self.now {
+                    c
+                } else {
+                    t + (self.now - t) / 2
+                },
+                true,
+            ))
         } else {
             let open_p = if age_days < 45 { 0.7 } else { 0.025 };
             if self.rng.chance(open_p) {
                 None
             } else {
-                Some((office_hours(t + (self.rng.lognormal(3.0, 1.0).min(90.0) * DAY as f64) as i64), false))
+                Some((
+                    office_hours(t + (self.rng.lognormal(3.0, 1.0).min(90.0) * DAY as f64) as i64),
+                    false,
+                ))
             }
         };
         let close = close.filter(|(c, _)| *c < self.now);
         let (status, semantic) = match close {
             Some((_, true)) => ("CONVERTED", "success"),
             Some((_, false)) => ("JUNK", "failure"),
-            None => *self.rng.pick(&[("NEW", "process"), ("IN_PROCESS", "process"), ("PROCESSED", "process")]),
+            None => *self.rng.pick(&[
+                ("NEW", "process"),
+                ("IN_PROCESS", "process"),
+                ("PROCESSED", "process"),
+            ]),
         };
         // Stage history: NEW, maybe IN_PROCESS / PROCESSED, then the final status.
         let end = close.map(|(c, _)| c).unwrap_or(self.now - HOUR);
-        self.history_row("lead", id, None, "NEW", "process", t, "created")?;
+        self.history_row(
+            Entity { kind: "lead", id },
+            None,
+            "NEW",
+            "process",
+            t,
+            "created",
+        )?;
         let mut last_change = t;
         let middle: Vec<&str> = match status {
             "NEW" => vec![],
@@ -473,11 +587,18 @@ impl Gen {
         };
         for (k, s) in middle.iter().enumerate() {
             let at = t + (end - t) * (k as i64 + 1) / (middle.len() as i64 + 2);
-            self.history_row("lead", id, None, s, "process", at, "moved")?;
+            self.history_row(Entity { kind: "lead", id }, None, s, "process", at, "moved")?;
             last_change = at;
         }
         if let Some((c, _)) = close {
-            self.history_row("lead", id, None, status, semantic, c, "moved")?;
+            self.history_row(
+                Entity { kind: "lead", id },
+                None,
+                status,
+                semantic,
+                c,
+                "moved",
+            )?;
             last_change = c;
         }
         // Activities: forgotten open leads get none recently, or none at all.
@@ -489,19 +610,33 @@ impl Gen {
         };
         let stale = close.is_none() && (age_days > 45 || self.rng.chance(0.3));
         let act_end = if stale { t + (end - t) / 4 } else { end };
-        let mut last_act = self.activities_for("lead", id, employee, t, act_end, n as usize, 1.0)?;
+        let mut last_act = self.activities_for(
+            Entity { kind: "lead", id },
+            employee,
+            t,
+            act_end,
+            n as usize,
+            1.0,
+        )?;
         if close.is_none() && !stale && self.rng.chance(0.5) {
-            last_act = last_act.max(self.planned_task("lead", id, employee)?);
+            last_act = last_act.max(self.planned_task(Entity { kind: "lead", id }, employee)?);
         }
         let (city, country) = *self.rng.pick(CITIES);
         let utm = self.utm(source);
-        let amount = self.rng.chance(0.3).then(|| (self.rng.lognormal(200_000.0, 0.8) as i64 / 100) * 10_000);
+        let amount = self
+            .rng
+            .chance(0.3)
+            .then(|| (self.rng.lognormal(200_000.0, 0.8) as i64 / 100) * 10_000);
         let w = &mut self.leads;
         w.int(id)
-            .text(&format!("Заявка: {} ({})", CARGO[(id as usize * 7) % CARGO.len()], source.1))
+            .text(&format!(
+                "Заявка: {} ({})",
+                CARGO[(id as usize * 7) % CARGO.len()],
+                source.name
+            ))
             .text(status)
             .text(semantic)
-            .text(source.0)
+            .text(source.id)
             .int(employee)
             .ts(t)
             .opt_ts(close.map(|(c, _)| c))
@@ -517,18 +652,20 @@ impl Gen {
         }
         w.end()?;
         if let Some((c, true)) = close {
-            self.deal(c, emp, Some((id, source, utm)))?;
+            self.deal(c, emp, Some(LeadOrigin { id, source, utm }))?;
         }
         Ok(())
     }
 
-    fn utm(&mut self, source: (&str, &str, f64, Option<&str>, Option<&str>)) -> [Option<String>; 5] {
-        match (source.3, source.4) {
+    fn utm(&mut self, source: Source) -> [Option<String>; 5] {
+        match (source.utm_source, source.utm_medium) {
             (Some(s), Some(m)) => [
                 Some(s.to_string()),
                 Some(m.to_string()),
                 Some(self.rng.pick(CAMPAIGNS).to_string()),
-                self.rng.chance(0.6).then(|| self.rng.pick(UTM_CONTENT).to_string()),
+                self.rng
+                    .chance(0.6)
+                    .then(|| self.rng.pick(UTM_CONTENT).to_string()),
                 (m == "cpc").then(|| self.rng.pick(UTM_TERM).to_string()),
             ],
             _ => [None, None, None, None, None],
@@ -539,9 +676,13 @@ impl Gen {
         let id = self.companies.len() as i64 + 1;
         let form = *self.rng.pick(COMPANY_FORMS);
         let title = if form == "ИП" {
-            format!("ИП {} {}", self.rng.pick(LAST_NAMES), &self.rng.pick(FIRST_NAMES_M)[..2])
+            format!(
+                "ИП {} {}.",
+                self.rng.pick(LAST_NAMES),
+                self.rng.pick(FIRST_NAMES_M).chars().next().unwrap_or('А')
+            )
         } else {
-            company_name(form, *self.rng.pick(COMPANY_WORDS_A), *self.rng.pick(COMPANY_WORDS_B))
+            company_name(&mut self.rng, form)
         };
         let inn = if self.rng.chance(0.92) {
             Some(if form == "ИП" {
@@ -558,8 +699,13 @@ impl Gen {
         for _ in 0..self.rng.range(1, 3) {
             let cid = self.next_contact;
             self.next_contact += 1;
-            let name = format!("{} {}", self.rng.pick(FIRST_NAMES_M), self.rng.pick(LAST_NAMES));
-            self.contacts.push((cid, name, Some(id), created + self.rng.range(0, 30) * DAY));
+            let name = format!(
+                "{} {}",
+                self.rng.pick(FIRST_NAMES_M),
+                self.rng.pick(LAST_NAMES)
+            );
+            self.contacts
+                .push((cid, name, Some(id), created + self.rng.range(0, 30) * DAY));
             contacts.push(cid);
         }
         let big = self.rng.chance(0.1);
@@ -586,12 +732,7 @@ impl Gen {
     }
 
     /// One deal created at `t`, by employee index `emp`, optionally from a lead.
-    fn deal(
-        &mut self,
-        t: i64,
-        emp: usize,
-        lead: Option<(i64, (&str, &str, f64, Option<&str>, Option<&str>), [Option<String>; 5])>,
-    ) -> Result<(), DemoError> {
+    fn deal(&mut self, t: i64, emp: usize, lead: Option<LeadOrigin>) -> Result<(), DemoError> {
         let id = self.next_deal;
         self.next_deal += 1;
         // A repeat customer, or a new one (every lead brings a new company).
@@ -609,7 +750,11 @@ impl Gen {
             emp = self.pick_employee(t, true);
         } else if repeat {
             let owner = self.companies[ci].owner;
-            if let Some(i) = self.employees.iter().position(|e| e.id == owner && e.active_at(t)) {
+            if let Some(i) = self
+                .employees
+                .iter()
+                .position(|e| e.id == owner && e.active_at(t))
+            {
                 emp = i;
             }
         }
@@ -629,7 +774,10 @@ impl Gen {
         let dropped = e.drop_from.is_some_and(|d| t >= d);
         let win_p = (0.42 * e.strength * if dropped { 0.25 } else { 1.0 }).clamp(0.05, 0.8);
         let effort = e.strength * if dropped { 0.4 } else { 1.0 };
-        let cycle_days = self.rng.lognormal(if big { 45.0 } else { 22.0 }, 0.9).clamp(0.2, 600.0);
+        let cycle_days = self
+            .rng
+            .lognormal(if big { 45.0 } else { 22.0 }, 0.9)
+            .clamp(0.2, 600.0);
         let mut close = office_hours(t + (cycle_days * DAY as f64) as i64);
         let mut won = self.rng.chance(win_p);
         let mut open = close >= self.now;
@@ -642,7 +790,14 @@ impl Gen {
         let end = if open { self.now - HOUR } else { close };
 
         // Stage path.
-        self.history_row("deal", id, Some(pipeline), &stage_id(pipeline, "NEW"), "process", t, "created")?;
+        self.history_row(
+            Entity { kind: "deal", id },
+            Some(pipeline),
+            &stage_id(pipeline, "NEW"),
+            "process",
+            t,
+            "created",
+        )?;
         let depth = if open {
             self.rng.range(1, 5) as usize
         } else if won {
@@ -664,14 +819,32 @@ impl Gen {
                 "moved"
             };
             stage = stage_id(pipeline, DEAL_PROCESS[s].0);
-            self.history_row("deal", id, Some(pipeline), &stage, "process", at, kind)?;
+            self.history_row(
+                Entity { kind: "deal", id },
+                Some(pipeline),
+                &stage,
+                "process",
+                at,
+                kind,
+            )?;
             last_change = at;
         }
         let mut semantic = "process";
         if !open {
-            let lost_stage = if pipeline == 0 && self.rng.chance(0.1) { "APOLOGY" } else { "LOSE" };
+            let lost_stage = if pipeline == 0 && self.rng.chance(0.1) {
+                "APOLOGY"
+            } else {
+                "LOSE"
+            };
             let final_stage = stage_id(pipeline, if won { "WON" } else { lost_stage });
-            self.history_row("deal", id, Some(pipeline), &final_stage, if won { "success" } else { "failure" }, close, "moved")?;
+            self.history_row(
+                Entity { kind: "deal", id },
+                Some(pipeline),
+                &final_stage,
+                if won { "success" } else { "failure" },
+                close,
+                "moved",
+            )?;
             stage = final_stage;
             semantic = if won { "success" } else { "failure" };
             last_change = close;
@@ -680,7 +853,14 @@ impl Gen {
                 let back = close + self.rng.range(2, 20) * DAY;
                 if back < self.now {
                     stage = stage_id(pipeline, "EXECUTING");
-                    self.history_row("deal", id, Some(pipeline), &stage, "process", back, "moved")?;
+                    self.history_row(
+                        Entity { kind: "deal", id },
+                        Some(pipeline),
+                        &stage,
+                        "process",
+                        back,
+                        "moved",
+                    )?;
                     last_change = back;
                     semantic = "process";
                     open = true;
@@ -689,7 +869,14 @@ impl Gen {
                         won = self.rng.chance(0.5);
                         stage = stage_id(pipeline, if won { "WON" } else { "LOSE" });
                         semantic = if won { "success" } else { "failure" };
-                        self.history_row("deal", id, Some(pipeline), &stage, semantic, again, "moved")?;
+                        self.history_row(
+                            Entity { kind: "deal", id },
+                            Some(pipeline),
+                            &stage,
+                            semantic,
+                            again,
+                            "moved",
+                        )?;
                         close = again;
                         last_change = again;
                         open = false;
@@ -699,18 +886,28 @@ impl Gen {
         }
 
         // Activities over the deal's life; an open deal may be forgotten.
-        let n = (self.rng.lognormal(6.0, 0.5) * effort).round().clamp(1.0, 40.0) as usize;
+        let n = (self.rng.lognormal(6.0, 0.5) * effort)
+            .round()
+            .clamp(1.0, 40.0) as usize;
         let forgotten = open && (self.employees[emp].dismissed.is_some() || self.rng.chance(0.22));
         let act_end = if forgotten {
-            office_hours(end - self.rng.range(15 * 24, 150 * 24) * HOUR - self.rng.range(0, HOUR)).max(t)
+            office_hours(end - self.rng.range(15 * 24, 150 * 24) * HOUR - self.rng.range(0, HOUR))
+                .max(t)
         } else if open {
             end - self.rng.range(0, 6) * DAY
         } else {
             end
         };
-        let mut last_act = self.activities_for("deal", id, employee, t, act_end.max(t), n, effort)?;
+        let mut last_act = self.activities_for(
+            Entity { kind: "deal", id },
+            employee,
+            t,
+            act_end.max(t),
+            n,
+            effort,
+        )?;
         if open && !forgotten && self.rng.chance(0.7) {
-            last_act = last_act.max(self.planned_task("deal", id, employee)?);
+            last_act = last_act.max(self.planned_task(Entity { kind: "deal", id }, employee)?);
         }
         if won && !open {
             let company = &mut self.companies[ci];
@@ -731,7 +928,7 @@ impl Gen {
             CARGO[(id as usize * 3 + ci) % CARGO.len()]
         ) + &format!(", {}", ROUTES[(id as usize) % ROUTES.len()]);
         let (lead_id, source, utm) = match lead {
-            Some((l, s, u)) => (Some(l), Some(s.0), u),
+            Some(LeadOrigin { id, source, utm }) => (Some(id), Some(source.id), utm),
             None => (None, None, [None, None, None, None, None]),
         };
         let modified = last_change.max(last_act).max(t).min(self.now);
@@ -760,8 +957,7 @@ impl Gen {
     /// `n` activities on an entity between `from` and `to`; returns the latest creation.
     fn activities_for(
         &mut self,
-        owner_type: &str,
-        owner: i64,
+        owner: Entity,
         employee: i64,
         from: i64,
         to: i64,
@@ -773,31 +969,34 @@ impl Gen {
         let mut latest = from;
         for k in 0..n {
             // Spread over the span, the last one close to its end.
-            let at = if k + 1 == n { to } else { office_hours(from + ((to - from) as f64 * self.rng.f64()) as i64).min(to) };
+            let at = if k + 1 == n {
+                to
+            } else {
+                office_hours(from + ((to - from) as f64 * self.rng.f64()) as i64).min(to)
+            };
             let kind = kinds[self.rng.weighted(&weights)];
             let responsible = if self.rng.chance(0.05) {
                 self.employees[self.rng.below(self.employees.len())].id
             } else {
                 employee
             };
-            self.activity(kind, owner_type, owner, responsible, at, true)?;
+            self.activity(kind, owner, responsible, at, true)?;
             latest = latest.max(at);
         }
         Ok(latest)
     }
 
     /// An open task with a deadline ahead (or just missed); returns its creation instant.
-    fn planned_task(&mut self, owner_type: &str, owner: i64, employee: i64) -> Result<i64, DemoError> {
+    fn planned_task(&mut self, owner: Entity, employee: i64) -> Result<i64, DemoError> {
         let at = self.now - self.rng.range(1, 5 * 24) * HOUR;
-        self.activity("task", owner_type, owner, employee, at, false)?;
+        self.activity("task", owner, employee, at, false)?;
         Ok(at)
     }
 
     fn activity(
         &mut self,
         kind: &str,
-        owner_type: &str,
-        owner: i64,
+        owner: Entity,
         responsible: i64,
         at: i64,
         done: bool,
@@ -814,7 +1013,11 @@ impl Gen {
             _ => None,
         };
         let deadline = match kind {
-            "task" | "meeting" => Some(if done { at + self.rng.range(1, 72) * HOUR } else { self.now + self.rng.range(-48, 240) * HOUR }),
+            "task" | "meeting" => Some(if done {
+                at + self.rng.range(1, 72) * HOUR
+            } else {
+                self.now + self.rng.range(-48, 240) * HOUR
+            }),
             _ => None,
         };
         let completed_at = done.then(|| deadline.unwrap_or(at).min(self.now));
@@ -822,8 +1025,8 @@ impl Gen {
             .int(id)
             .text(kind)
             .opt_text(direction)
-            .text(owner_type)
-            .int(owner)
+            .text(owner.kind)
+            .int(owner.id)
             .int(responsible)
             .ts(at)
             .opt_ts(deadline)
@@ -843,15 +1046,23 @@ impl Gen {
                 (c.id, c.owner, c.created.max(self.start))
             };
             let at = created + ((self.now - created) as f64 * self.rng.f64()) as i64;
-            self.activity("call", "company", cid, owner, at.min(self.now - HOUR), true)?;
+            self.activity(
+                "call",
+                Entity {
+                    kind: "company",
+                    id: cid,
+                },
+                owner,
+                at.min(self.now - HOUR),
+                true,
+            )?;
         }
         Ok(())
     }
 
     fn history_row(
         &mut self,
-        entity: &str,
-        id: i64,
+        entity: Entity,
         pipeline: Option<i64>,
         stage: &str,
         semantic: &str,
@@ -859,8 +1070,8 @@ impl Gen {
         kind: &str,
     ) -> Result<(), DemoError> {
         self.history
-            .text(entity)
-            .int(id)
+            .text(entity.kind)
+            .int(entity.id)
             .opt_int(pipeline)
             .text(stage)
             .text(semantic)
@@ -911,7 +1122,7 @@ impl Gen {
         let mut out = Vec::new();
         for k in 0..n {
             let key = guid(&mut self.rng);
-            let name = company_name("ООО", *self.rng.pick(COMPANY_WORDS_A), *self.rng.pick(COMPANY_WORDS_B));
+            let name = company_name(&mut self.rng, "ООО");
             let inn = format!("{:010}", 5_000_000_000i64 + k as i64 * 104_729);
             for _ in 0..self.rng.range(1, 6) {
                 let at = self.start + ((self.now - self.start) as f64 * self.rng.f64()) as i64;
@@ -925,7 +1136,9 @@ impl Gen {
 }
 
 /// «Северный транзит», «Трансэкспресс»: adjectives stand apart, prefixes fuse.
-fn company_name(form: &str, a: &str, b: &str) -> String {
+fn company_name(rng: &mut Rng, form: &str) -> String {
+    let a = *rng.pick(COMPANY_WORDS_A);
+    let b = *rng.pick(COMPANY_WORDS_B);
     if a.ends_with('й') {
         format!("{form} «{a} {}»", b.to_lowercase())
     } else {
@@ -959,12 +1172,21 @@ fn guid(rng: &mut Rng) -> String {
 fn write_companies(out: &Path, companies: &[Company]) -> Result<u64, DemoError> {
     let mut w = TableWriter::create(out, "companies")?;
     for c in companies {
-        w.int(c.id).text(&c.title).opt_text(c.inn.as_deref()).text(c.city).text(c.country).ts(c.created).end()?;
+        w.int(c.id)
+            .text(&c.title)
+            .opt_text(c.inn.as_deref())
+            .text(c.city)
+            .text(c.country)
+            .ts(c.created)
+            .end()?;
     }
     w.finish()
 }
 
-fn write_contacts(out: &Path, contacts: &[(i64, String, Option<i64>, i64)]) -> Result<u64, DemoError> {
+fn write_contacts(
+    out: &Path,
+    contacts: &[(i64, String, Option<i64>, i64)],
+) -> Result<u64, DemoError> {
     let mut w = TableWriter::create(out, "contacts")?;
     for (id, name, company, created) in contacts {
         w.int(*id).text(name).opt_int(*company).ts(*created).end()?;
@@ -989,8 +1211,16 @@ fn write_counterparties(
                 inn.to_string()
             };
             let kpp = (inn.len() == 10).then(|| format!("77{:02}01001", k + 1));
-            let name = if k == 0 { c.title.clone() } else { format!("{} (филиал {})", c.title, c.city) };
-            w.text(key).text(&name).text(&shown).opt_text(kpp.as_deref()).end()?;
+            let name = if k == 0 {
+                c.title.clone()
+            } else {
+                format!("{} (филиал {})", c.title, c.city)
+            };
+            w.text(key)
+                .text(&name)
+                .text(&shown)
+                .opt_text(kpp.as_deref())
+                .end()?;
         }
     }
     for (key, name, inn) in onec_only {
@@ -1001,12 +1231,22 @@ fn write_counterparties(
 
 /// Monthly plans per sales employee (key accounts per pipeline), plus department-only
 /// rows for the regional department.
-fn write_plans(out: &Path, employees: &[Employee], deals: usize, snapshot_day: i64) -> Result<u64, DemoError> {
+fn write_plans(
+    out: &Path,
+    employees: &[Employee],
+    deals: usize,
+    snapshot_day: i64,
+) -> Result<u64, DemoError> {
     let mut w = TableWriter::create(out, "plans")?;
-    let staff = employees.iter().filter(|e| e.department.is_some()).count().max(1) as f64;
+    let staff = employees
+        .iter()
+        .filter(|e| e.department.is_some())
+        .count()
+        .max(1) as f64;
     let per_month_deals = deals as f64 / 24.0 / staff;
     let plan_count = (per_month_deals * 0.45 * 1.1).round().max(1.0) as i64;
-    let plan_kopecks = ((per_month_deals * 0.45 * 390_000.0 * 1.1) as i64 / 10_000).max(1) * 1_000_000;
+    let plan_kopecks =
+        ((per_month_deals * 0.45 * 390_000.0 * 1.1) as i64 / 10_000).max(1) * 1_000_000;
     let (sy, sm, _) = write::civil(snapshot_day - HISTORY_DAYS);
     let (ey, em, _) = write::civil(snapshot_day);
     // Through the month after the snapshot's, so that the coming month has a plan.
@@ -1022,11 +1262,25 @@ fn write_plans(out: &Path, employees: &[Employee], deals: usize, snapshot_day: i
             }
             let amount = ((plan_kopecks as f64 * season) as i64 / 1_000_000) * 1_000_000;
             let pipeline = (d == 4).then_some(1);
-            w.date(month_start).int(d).int(e.id).text("").opt_int(pipeline).money(amount).int(plan_count).end()?;
+            w.date(month_start)
+                .int(d)
+                .int(e.id)
+                .text("")
+                .opt_int(pipeline)
+                .money(amount)
+                .int(plan_count)
+                .end()?;
         }
         if employees.iter().any(|e| e.department == Some(5)) {
             let amount = ((plan_kopecks as f64 * season * 4.0) as i64 / 1_000_000) * 1_000_000;
-            w.date(month_start).int(5).text("").text("").text("").money(amount).int(plan_count * 4).end()?;
+            w.date(month_start)
+                .int(5)
+                .text("")
+                .text("")
+                .text("")
+                .money(amount)
+                .int(plan_count * 4)
+                .end()?;
         }
         (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
     }
@@ -1035,7 +1289,12 @@ fn write_plans(out: &Path, employees: &[Employee], deals: usize, snapshot_day: i
 
 fn write_bonus_tiers(out: &Path) -> Result<u64, DemoError> {
     let mut w = TableWriter::create(out, "bonus_tiers")?;
-    for (n, bonus) in [(3, 15_000_00), (6, 35_000_00), (10, 70_000_00), (15, 120_000_00)] {
+    for (n, bonus) in [
+        (3, 1_500_000),
+        (6, 3_500_000),
+        (10, 7_000_000),
+        (15, 12_000_000),
+    ] {
         w.int(n).money(bonus).end()?;
     }
     w.finish()

@@ -130,9 +130,7 @@ impl TableWriter {
 
     pub fn finish(mut self) -> Result<u64, DemoError> {
         use std::io::Write;
-        self.csv
-            .flush()
-            .map_err(|e| DemoError::io(&self.path, e))?;
+        self.csv.flush().map_err(|e| DemoError::io(&self.path, e))?;
         let inner = self
             .csv
             .into_inner()

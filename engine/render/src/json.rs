@@ -3,11 +3,11 @@
 
 use arrow::record_batch::RecordBatch;
 use chrono::SecondsFormat;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use svodka_report::{BlockResult, ReportResult};
 
-use crate::values::{cells, Cell};
 use crate::RenderError;
+use crate::values::{Cell, cells};
 
 /// The whole report as a JSON value.
 pub fn report_json(result: &ReportResult) -> Result<Value, RenderError> {
@@ -77,7 +77,11 @@ pub fn block_json(block: &BlockResult, tz: chrono_tz::Tz) -> Result<Value, Rende
     Ok(Value::Object(out))
 }
 
-fn batch_rows(block: &BlockResult, batch: &RecordBatch, tz: chrono_tz::Tz) -> Result<Vec<Value>, RenderError> {
+fn batch_rows(
+    block: &BlockResult,
+    batch: &RecordBatch,
+    tz: chrono_tz::Tz,
+) -> Result<Vec<Value>, RenderError> {
     let mut columns = Vec::new();
     for (i, c) in block.columns.iter().enumerate() {
         columns.push(cells(batch.column(i), c.ty, tz, &block.id, &c.name)?);
@@ -101,7 +105,9 @@ pub fn cell_json(cell: &Cell) -> Value {
     match cell {
         Cell::Null => Value::Null,
         Cell::Int(v) => (*v).into(),
-        Cell::Number(v) => serde_json::Number::from_f64(*v).map(Value::Number).unwrap_or(Value::Null),
+        Cell::Number(v) => serde_json::Number::from_f64(*v)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
         Cell::Text(s) => s.clone().into(),
         Cell::Bool(b) => (*b).into(),
         Cell::Date(d) => d.to_string().into(),

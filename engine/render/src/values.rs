@@ -51,7 +51,13 @@ pub fn cells(
             let a = cast(array, &DataType::Int64).map_err(|_| bad())?;
             let a = a.as_primitive::<Int64Type>();
             (0..n)
-                .map(|i| if a.is_null(i) { Cell::Null } else { Cell::Int(a.value(i)) })
+                .map(|i| {
+                    if a.is_null(i) {
+                        Cell::Null
+                    } else {
+                        Cell::Int(a.value(i))
+                    }
+                })
                 .collect()
         }
         t if t.is_numeric() => {
@@ -72,7 +78,13 @@ pub fn cells(
         ValueType::Bool => {
             let a = array.as_boolean_opt().ok_or_else(bad)?;
             (0..n)
-                .map(|i| if a.is_null(i) { Cell::Null } else { Cell::Bool(a.value(i)) })
+                .map(|i| {
+                    if a.is_null(i) {
+                        Cell::Null
+                    } else {
+                        Cell::Bool(a.value(i))
+                    }
+                })
                 .collect()
         }
         ValueType::Date => {

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
-use crate::error::{did_you_mean, Diagnostic, ReportError};
+use crate::error::{Diagnostic, ReportError, did_you_mean};
 use crate::settings::Setting;
-use crate::source::{join, SourceFile};
+use crate::source::{SourceFile, join};
 use crate::spec::{ModelSpec, ReportSpec};
 
 /// Names every run binds; settings may not take them.
@@ -226,21 +226,14 @@ fn unknown_key_hint(message: &str) -> Option<String> {
     };
     let _ = kind;
     let (wanted, expected) = rest.split_once('`')?;
-    let known: Vec<&str> = expected
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .collect();
+    let known: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
     let hint = did_you_mean(wanted, known);
     (!hint.is_empty()).then_some(hint)
 }
 
 /// A name usable as an id: lowercase letters, digits and single underscores.
 pub fn check_name(name: &str) -> Result<(), String> {
-    let ok = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase())
+    let ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
@@ -312,14 +305,30 @@ fn check_model(spec: ModelSpec, src: Arc<SourceFile>) -> Result<Model, Vec<Diagn
                     format!(
                         "unknown filter `{name}`{}; filters are {}",
                         did_you_mean(name, FILTERS.iter().map(|(f, _)| *f)),
-                        FILTERS.iter().map(|(f, _)| *f).collect::<Vec<_>>().join(", ")
+                        FILTERS
+                            .iter()
+                            .map(|(f, _)| *f)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 )
             });
         }
     }
-    check_unique_names(&src, &context, "columns", spec.columns.names(), &mut problems);
-    check_unique_names(&src, &context, "measures", spec.measures.names(), &mut problems);
+    check_unique_names(
+        &src,
+        &context,
+        "columns",
+        spec.columns.names(),
+        &mut problems,
+    );
+    check_unique_names(
+        &src,
+        &context,
+        "measures",
+        spec.measures.names(),
+        &mut problems,
+    );
     let settings = resolve_settings(&src, &context, &spec.settings, &mut problems);
     if problems.is_empty() {
         Ok(Model {
@@ -339,7 +348,12 @@ fn check_report(spec: ReportSpec, src: Arc<SourceFile>) -> Result<Report, Vec<Di
         problems.push(Diagnostic::at(&src, "report", "", m));
     }
     if spec.blocks.is_empty() {
-        problems.push(Diagnostic::at(&src, "blocks", context.clone(), "a report needs at least one block"));
+        problems.push(Diagnostic::at(
+            &src,
+            "blocks",
+            context.clone(),
+            "a report needs at least one block",
+        ));
     }
     for (i, block) in spec.blocks.iter().enumerate() {
         let path = crate::source::index("blocks", i);
@@ -372,9 +386,19 @@ fn check_report(spec: ReportSpec, src: Arc<SourceFile>) -> Result<Report, Vec<Di
             ));
         }
         if list && block.from.is_none() {
-            problems.push(Diagnostic::at(&src, &path, bctx.clone(), "a list block needs `from: <model>`"));
+            problems.push(Diagnostic::at(
+                &src,
+                &path,
+                bctx.clone(),
+                "a list block needs `from: <model>`",
+            ));
         }
-        let names: Vec<&str> = block.by.names().chain(block.measures.names()).chain(block.columns.names()).collect();
+        let names: Vec<&str> = block
+            .by
+            .names()
+            .chain(block.measures.names())
+            .chain(block.columns.names())
+            .collect();
         check_unique_names(&src, &bctx, &path, names.into_iter(), &mut problems);
     }
     let settings = resolve_settings(&src, &context, &spec.settings, &mut problems);

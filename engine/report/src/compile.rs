@@ -22,10 +22,10 @@ use datafusion::logical_expr::{Expr, JoinType, LogicalPlanBuilder, SortExpr};
 use indexmap::IndexMap;
 
 use crate::catalog::{Catalog, Model, Report};
-use crate::error::{did_you_mean, Diagnostic, ReportError};
+use crate::error::{Diagnostic, ReportError, did_you_mean};
 use crate::expr::{self, Bindings, ExprSite, Resolved, Scope, Target, TargetKind};
-use crate::result::{infer_type, type_fits, BlockKind, ColumnMeta};
-use crate::source::{index, join, SourceFile};
+use crate::result::{BlockKind, ColumnMeta, infer_type, type_fits};
+use crate::source::{SourceFile, index, join};
 use crate::spec::{Empty, ExprSpec, Limit};
 use crate::tables::TableSource;
 
@@ -59,7 +59,10 @@ enum MeasureKind {
     /// An aggregate over the model's rows.
     Base { expr: Expr, empty: Empty },
     /// An expression over other measures (names rewritten to their plan columns).
-    Derived { resolved: Resolved, site: ExprSite },
+    Derived {
+        resolved: Box<Resolved>,
+        site: ExprSite,
+    },
 }
 
 /// Builds plans for one run (one set of bindings and filters).
@@ -89,7 +92,11 @@ fn column(name: &str) -> Expr {
 }
 
 fn frame_columns(df: &DataFrame) -> Vec<String> {
-    df.schema().fields().iter().map(|f| f.name().clone()).collect()
+    df.schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect()
 }
 
 fn column_scope(names: &[String]) -> Scope {
@@ -99,7 +106,12 @@ fn column_scope(names: &[String]) -> Scope {
 }
 
 /// Attaches the block or model context to a DataFusion error raised while building.
-fn df_error(src: &SourceFile, path: &str, context: &str, e: datafusion::error::DataFusionError) -> ReportError {
+fn df_error(
+    src: &SourceFile,
+    path: &str,
+    context: &str,
+    e: datafusion::error::DataFusionError,
+) -> ReportError {
     Diagnostic::at(src, path, context, expr::clean(&e.to_string())).into()
 }
 
@@ -138,7 +150,12 @@ impl<'a> Compiler<'a> {
         expr::resolve(&self.state, site, text, scope)
     }
 
-    fn plan(&self, site: &ExprSite, resolved: &Resolved, schema: &DFSchema) -> Result<Expr, Diagnostic> {
+    fn plan(
+        &self,
+        site: &ExprSite,
+        resolved: &Resolved,
+        schema: &DFSchema,
+    ) -> Result<Expr, Diagnostic> {
         expr::plan(&self.state, site, resolved, schema, &self.bindings)
     }
 
@@ -167,7 +184,8 @@ impl<'a> Compiler<'a> {
         stack: &mut Vec<String>,
     ) -> Result<DataFrame, ReportError> {
         let is_table = svodka_schema::table(name).is_some();
-        if self.catalog.models.contains_key(name) && !(is_table && stack.iter().any(|m| m == name)) {
+        if self.catalog.models.contains_key(name) && !(is_table && stack.iter().any(|m| m == name))
+        {
             return self.model_frame(name, false, stack);
         }
         if !is_table {
@@ -179,7 +197,10 @@ impl<'a> Compiler<'a> {
                 src,
                 path,
                 context,
-                format!("unknown table or model `{name}`{}", did_you_mean(name, known)),
+                format!(
+                    "unknown table or model `{name}`{}",
+                    did_you_mean(name, known)
+                ),
             )
             .into());
         }
@@ -200,7 +221,12 @@ impl<'a> Compiler<'a> {
         stack: &mut Vec<String>,
     ) -> Result<DataFrame, ReportError> {
         let key = (name.to_string(), filtered);
-        if let Some(df) = self.frames.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(df) = self
+            .frames
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
             return Ok(df.clone());
         }
         let model = self.catalog.models[name].clone();
@@ -213,7 +239,10 @@ impl<'a> Compiler<'a> {
                 src,
                 "from",
                 &context,
-                format!("models refer to each other in a cycle: {}", cycle.join(" → ")),
+                format!(
+                    "models refer to each other in a cycle: {}",
+                    cycle.join(" → ")
+                ),
             )
             .into());
         }
@@ -241,7 +270,11 @@ impl<'a> Compiler<'a> {
             let mut groups = Vec::new();
             for (g, spec) in group_by.iter() {
                 let text = spec.expr.as_deref().unwrap_or(g);
-                let e = self.row_expr(&site(&join("group_by", g), format!("{context}, group `{g}`")), text, &df)?;
+                let e = self.row_expr(
+                    &site(&join("group_by", g), format!("{context}, group `{g}`")),
+                    text,
+                    &df,
+                )?;
                 groups.push(e.alias(g));
             }
             let mut aggs = Vec::new();
@@ -257,8 +290,7 @@ impl<'a> Compiler<'a> {
                 }
                 aggs.push((c.clone(), e));
             }
-            df = aggregate(df, groups, aggs)
-                .map_err(|e| df_error(src, "group_by", &context, e))?;
+            df = aggregate(df, groups, aggs).map_err(|e| df_error(src, "group_by", &context, e))?;
         }
         // One flat namespace under the model's name, whatever the joins left qualified.
         let flat: Vec<Expr> = df
@@ -304,7 +336,9 @@ impl<'a> Compiler<'a> {
         let mut left_keys = Vec::new();
         let mut right_keys = Vec::new();
         if j.on.is_empty() {
-            return Err(site(&path).error("a join needs `on: {our_column: their_column}`").into());
+            return Err(site(&path)
+                .error("a join needs `on: {our_column: their_column}`")
+                .into());
         }
         // Our side of a key is a column or an expression over the model's columns so far.
         let mut df = df;
@@ -340,7 +374,9 @@ impl<'a> Compiler<'a> {
             let take_path = join(&join(&path, "take"), name);
             if left_cols.contains(name) {
                 return Err(site(&take_path)
-                    .error(format!("the model already has a column `{name}`; take it under another name"))
+                    .error(format!(
+                        "the model already has a column `{name}`; take it under another name"
+                    ))
                     .into());
             }
             let text = spec.expr.as_deref().unwrap_or(name);
@@ -466,7 +502,10 @@ impl<'a> Compiler<'a> {
             if values.is_empty() {
                 continue;
             }
-            let list = values.iter().map(|v| Expr::Literal(v.clone(), None)).collect();
+            let list = values
+                .iter()
+                .map(|v| Expr::Literal(v.clone(), None))
+                .collect();
             df = df
                 .filter(column(col_name).in_list(list, false))
                 .map_err(|e| df_error(&model.src, &path, &model.spec.model, e))?;
@@ -476,7 +515,12 @@ impl<'a> Compiler<'a> {
 
     /// The measures of a model, parsed and classified (once per compiler).
     fn model_measures(&self, name: &str) -> Result<Arc<IndexMap<String, Measure>>, ReportError> {
-        if let Some(m) = self.measures.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
+        if let Some(m) = self
+            .measures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
             return Ok(m.clone());
         }
         let model = self.catalog.models[name].clone();
@@ -538,7 +582,7 @@ impl<'a> Compiler<'a> {
                         .into());
                 }
                 MeasureKind::Derived {
-                    resolved,
+                    resolved: Box::new(resolved),
                     site: site.clone(),
                 }
             } else {
@@ -614,7 +658,11 @@ impl<'a> Compiler<'a> {
         }
         ExprSite {
             src: report.src.clone(),
-            path: if sub.is_empty() { base } else { join(&base, sub) },
+            path: if sub.is_empty() {
+                base
+            } else {
+                join(&base, sub)
+            },
             context,
         }
     }
@@ -632,7 +680,11 @@ impl<'a> Compiler<'a> {
             .into())
     }
 
-    fn list_block(&self, report: &Report, i: usize) -> Result<(DataFrame, Vec<ColumnMeta>), ReportError> {
+    fn list_block(
+        &self,
+        report: &Report,
+        i: usize,
+    ) -> Result<(DataFrame, Vec<ColumnMeta>), ReportError> {
         let block = &report.spec.blocks[i];
         let from = block.from.as_deref().unwrap_or_default();
         self.known_model(report, i, from)?;
@@ -644,7 +696,12 @@ impl<'a> Compiler<'a> {
         let mut select = Vec::new();
         let mut metas = Vec::new();
         for (name, spec) in block.columns.iter() {
-            let site = self.block_site(report, i, &join("columns", name), Some(&format!("column `{name}`")));
+            let site = self.block_site(
+                report,
+                i,
+                &join("columns", name),
+                Some(&format!("column `{name}`")),
+            );
             let text = spec.expr.as_deref().unwrap_or(name);
             let e = self.row_expr(&site, text, &df)?;
             select.push(e.alias(name));
@@ -653,16 +710,20 @@ impl<'a> Compiler<'a> {
             } else {
                 None
             };
-            metas.push((name.clone(), spec.clone(), inherited, text.to_string(), site));
+            metas.push((
+                name.clone(),
+                spec.clone(),
+                inherited,
+                text.to_string(),
+                site,
+            ));
         }
         let df = df
             .select(select)
             .map_err(|e| df_error(&report.src, &index("blocks", i), &block.id, e))?;
-        let columns = self.column_metas(&df, metas, |text, inherited| {
-            match inherited {
-                Some(_) => format!("{from}.{text}"),
-                None => format!("{text} (over {from})"),
-            }
+        let columns = self.column_metas(&df, metas, |text, inherited| match inherited {
+            Some(_) => format!("{from}.{text}"),
+            None => format!("{text} (over {from})"),
         })?;
         let df = self.sort_and_limit(df, report, i)?;
         Ok((df, columns))
@@ -717,13 +778,19 @@ impl<'a> Compiler<'a> {
         Ok(out)
     }
 
-    fn sort_and_limit(&self, df: DataFrame, report: &Report, i: usize) -> Result<DataFrame, ReportError> {
+    fn sort_and_limit(
+        &self,
+        df: DataFrame,
+        report: &Report,
+        i: usize,
+    ) -> Result<DataFrame, ReportError> {
         let block = &report.spec.blocks[i];
         let cols = frame_columns(&df);
         let mut sort = Vec::new();
         for (k, item) in block.sort.iter().enumerate() {
             let site = self.block_site(report, i, &index("sort", k), None);
-            let (name, asc, nulls_first) = parse_sort(item).map_err(|m| ReportError::from(site.error(m)))?;
+            let (name, asc, nulls_first) =
+                parse_sort(item).map_err(|m| ReportError::from(site.error(m)))?;
             if !cols.contains(&name) {
                 return Err(site
                     .error(format!(
@@ -746,14 +813,18 @@ impl<'a> Compiler<'a> {
                 Limit::Fixed(n) => *n as usize,
                 Limit::Setting(s) => match self.bindings.0.get(s) {
                     Some(ScalarValue::Int64(Some(n))) if *n >= 0 => *n as usize,
-                    Some(_) => return Err(site.error(format!("limit `${s}` must be a non-negative int setting")).into()),
+                    Some(_) => {
+                        return Err(site
+                            .error(format!("limit `${s}` must be a non-negative int setting"))
+                            .into());
+                    }
                     None => {
                         return Err(site
                             .error(format!(
                                 "unknown setting `${s}`{}",
                                 did_you_mean(s, self.bindings.names())
                             ))
-                            .into())
+                            .into());
                     }
                 },
             };
@@ -773,7 +844,12 @@ impl<'a> Compiler<'a> {
         for (name, spec) in block.measures.iter() {
             for q in qualifiers(&self.state, spec.expr.as_deref().unwrap_or(name)) {
                 if !self.catalog.models.contains_key(&q) {
-                    let site = self.block_site(report, i, &join("measures", name), Some(&format!("measure `{name}`")));
+                    let site = self.block_site(
+                        report,
+                        i,
+                        &join("measures", name),
+                        Some(&format!("measure `{name}`")),
+                    );
                     return Err(site
                         .error_near(
                             &q,
@@ -790,10 +866,22 @@ impl<'a> Compiler<'a> {
     }
 
     /// A table block: with `dims` its rows, without them its totals row.
-    fn table_block(&self, report: &Report, i: usize, dims: bool) -> Result<(DataFrame, Vec<ColumnMeta>), ReportError> {
+    fn table_block(
+        &self,
+        report: &Report,
+        i: usize,
+        dims: bool,
+    ) -> Result<(DataFrame, Vec<ColumnMeta>), ReportError> {
         let block = &report.spec.blocks[i];
         let block_path = index("blocks", i);
-        let err = |e| df_error(&report.src, &block_path, &format!("report `{}`, block `{}`", report.id(), block.id), e);
+        let err = |e| {
+            df_error(
+                &report.src,
+                &block_path,
+                &format!("report `{}`, block `{}`", report.id(), block.id),
+                e,
+            )
+        };
         let models = self.block_models(report, i)?;
         if models.is_empty() {
             return Err(self
@@ -835,7 +923,10 @@ impl<'a> Compiler<'a> {
             if from_cols.contains(name) {
                 let site = self.block_site(report, i, &join("measures", name), None);
                 return Err(site
-                    .error(format!("measure `{name}` has the name of a column of `{}`; choose another name", from.as_deref().unwrap_or_default()))
+                    .error(format!(
+                        "measure `{name}` has the name of a column of `{}`; choose another name",
+                        from.as_deref().unwrap_or_default()
+                    ))
                     .into());
             }
         }
@@ -860,7 +951,12 @@ impl<'a> Compiler<'a> {
         }
         let mut outs: IndexMap<String, (Out, ExprSite, String)> = IndexMap::new();
         for (name, spec) in block.measures.iter() {
-            let site = self.block_site(report, i, &join("measures", name), Some(&format!("measure `{name}`")));
+            let site = self.block_site(
+                report,
+                i,
+                &join("measures", name),
+                Some(&format!("measure `{name}`")),
+            );
             let text = spec.expr.clone().unwrap_or_else(|| name.clone());
             let mut own_scope = block_scope.clone();
             if let Some(target) = scope_target(&scope, name) {
@@ -872,16 +968,28 @@ impl<'a> Compiler<'a> {
             let has_columns = resolved.refs.iter().any(|t| t.kind == TargetKind::Column);
             let has_measures = resolved.refs.iter().any(|t| t.kind != TargetKind::Column);
             let out = if has_columns && has_measures {
-                let c = resolved.refs.iter().find(|t| t.kind == TargetKind::Column).expect("checked");
+                let c = resolved
+                    .refs
+                    .iter()
+                    .find(|t| t.kind == TargetKind::Column)
+                    .expect("checked");
                 return Err(site
                     .error_near(&c.column, format!("column `{}` appears beside measures; put the aggregate in a measure of its own", c.column))
                     .into());
             } else if is_identifier(&text)
-                && let [Target { kind: TargetKind::Measure { model, name: m }, .. }] = resolved.refs.as_slice()
+                && let [
+                    Target {
+                        kind: TargetKind::Measure { model, name: m },
+                        ..
+                    },
+                ] = resolved.refs.as_slice()
             {
                 Out::Alias(measures[model][m].clone())
             } else if has_measures {
-                Out::Derived { resolved, site: site.clone() }
+                Out::Derived {
+                    resolved,
+                    site: site.clone(),
+                }
             } else {
                 let f = from.as_deref().unwrap_or_default();
                 let df = self.model_frame(f, true, &mut Vec::new())?;
@@ -905,7 +1013,10 @@ impl<'a> Compiler<'a> {
             match out {
                 Out::Alias(m) => pending.push(Target {
                     column: measure_column(&m.model, &m.name),
-                    kind: TargetKind::Measure { model: m.model.clone(), name: m.name.clone() },
+                    kind: TargetKind::Measure {
+                        model: m.model.clone(),
+                        name: m.name.clone(),
+                    },
                 }),
                 Out::Inline { expr, empty } => base
                     .entry(from.clone().unwrap_or_default())
@@ -931,7 +1042,7 @@ impl<'a> Compiler<'a> {
                         .or_default()
                         .push((t.column.clone(), expr.clone(), *empty)),
                     MeasureKind::Derived { resolved, site } => {
-                        derived.insert(t.column.clone(), (resolved.clone(), site.clone()));
+                        derived.insert(t.column.clone(), ((**resolved).clone(), site.clone()));
                         pending.extend(resolved.refs.iter().cloned());
                     }
                 }
@@ -945,22 +1056,38 @@ impl<'a> Compiler<'a> {
         }
 
         // Aggregate each model by the block's dimensions.
-        let dim_names: Vec<String> = if dims { block.by.names().map(str::to_string).collect() } else { vec![] };
+        let dim_names: Vec<String> = if dims {
+            block.by.names().map(str::to_string).collect()
+        } else {
+            vec![]
+        };
         let mut parts: Vec<DataFrame> = Vec::new();
         for (model, aggs) in &base {
             let mut df = self.model_frame(model, true, &mut Vec::new())?;
             if let Some(w) = &block.filter {
-                df = self.filter(df, &self.block_site(report, i, "where", Some(&format!("in model `{model}`"))), w)?;
+                df = self.filter(
+                    df,
+                    &self.block_site(report, i, "where", Some(&format!("in model `{model}`"))),
+                    w,
+                )?;
             }
             let mut groups = Vec::new();
             if dims {
                 for (d, spec) in block.by.iter() {
-                    let site = self.block_site(report, i, &join("by", d), Some(&format!("dimension `{d}` in model `{model}`")));
+                    let site = self.block_site(
+                        report,
+                        i,
+                        &join("by", d),
+                        Some(&format!("dimension `{d}` in model `{model}`")),
+                    );
                     let text = spec.expr.as_deref().unwrap_or(d);
                     groups.push(self.row_expr(&site, text, &df)?.alias(d));
                 }
             }
-            let aggs = aggs.iter().map(|(c, e, _)| (c.clone(), e.clone())).collect();
+            let aggs = aggs
+                .iter()
+                .map(|(c, e, _)| (c.clone(), e.clone()))
+                .collect();
             parts.push(aggregate(df, groups, aggs).map_err(err)?);
         }
         let mut df = if parts.len() == 1 {
@@ -986,7 +1113,11 @@ impl<'a> Compiler<'a> {
                     if fills.contains(&f.name()) {
                         datafusion::functions::expr_fn::coalesce(vec![
                             c,
-                            Expr::Literal(ScalarValue::new_zero(f.data_type()).unwrap_or(ScalarValue::Int64(Some(0))), None),
+                            Expr::Literal(
+                                ScalarValue::new_zero(f.data_type())
+                                    .unwrap_or(ScalarValue::Int64(Some(0))),
+                                None,
+                            ),
                         ])
                         .alias(f.name())
                     } else {
@@ -1010,9 +1141,13 @@ impl<'a> Compiler<'a> {
         .map_err(|cycle| {
             let (_, site) = &derived[&cycle[0]];
             ReportError::from(site.error(format!(
-                "measures refer to each other in a cycle: {}",
-                cycle.iter().map(|c| c.replace("__block__", "").replace("__", ".")).collect::<Vec<_>>().join(" → ")
-            )))
+                    "measures refer to each other in a cycle: {}",
+                    cycle
+                        .iter()
+                        .map(|c| c.replace("__block__", "").replace("__", "."))
+                        .collect::<Vec<_>>()
+                        .join(" → ")
+                )))
         })?;
         for c in order {
             let (resolved, site) = &derived[&c];
@@ -1030,9 +1165,14 @@ impl<'a> Compiler<'a> {
             let first = from.clone().unwrap_or_else(|| models[0].clone());
             let model = self.catalog.models[&first].clone();
             for (d, spec) in block.by.iter() {
-                let site = self.block_site(report, i, &join("by", d), Some(&format!("dimension `{d}`")));
+                let site =
+                    self.block_site(report, i, &join("by", d), Some(&format!("dimension `{d}`")));
                 let text = spec.expr.clone().unwrap_or_else(|| d.clone());
-                let inherited = if is_identifier(&text) { model_column_spec(&model, &text) } else { None };
+                let inherited = if is_identifier(&text) {
+                    model_column_spec(&model, &text)
+                } else {
+                    None
+                };
                 metas.push((d.clone(), spec.clone(), inherited, text, site));
             }
         }
@@ -1041,24 +1181,40 @@ impl<'a> Compiler<'a> {
                 Out::Alias(m) => {
                     let mut spec = m.spec.clone();
                     spec.expr = Some(m.text.clone());
-                    (measure_column(&m.model, &m.name), Some(spec), format!("{}.{}", m.model, m.name))
+                    (
+                        measure_column(&m.model, &m.name),
+                        Some(spec),
+                        format!("{}.{}", m.model, m.name),
+                    )
                 }
                 _ => (block_column(name), None, text.clone()),
             };
             select.push(column(&col).alias(name));
-            let spec = block.measures.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone()).unwrap_or_default();
+            let spec = block
+                .measures
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default();
             metas.push((name.clone(), spec, inherited, shown, site.clone()));
         }
         let df = df.select(select).map_err(err)?;
         let columns = self.column_metas(&df, metas, |text, _| text.to_string())?;
-        let df = if dims { self.sort_and_limit(df, report, i)? } else { df };
+        let df = if dims {
+            self.sort_and_limit(df, report, i)?
+        } else {
+            df
+        };
         Ok((df, columns))
     }
 }
 
 /// `from`, then the qualifiers of the block's measures: the names of the models it reads
 /// (some may not exist; compiling reports those).
-pub(crate) fn block_model_names(state: &SessionState, block: &crate::spec::BlockSpec) -> Vec<String> {
+pub(crate) fn block_model_names(
+    state: &SessionState,
+    block: &crate::spec::BlockSpec,
+) -> Vec<String> {
     let mut out: Vec<String> = block.from.iter().cloned().collect();
     for (name, spec) in block.measures.iter() {
         for q in qualifiers(state, spec.expr.as_deref().unwrap_or(name)) {
@@ -1102,7 +1258,9 @@ fn is_identifier(text: &str) -> bool {
     !t.is_empty()
         && t.split('.').count() <= 2
         && t.split('.').all(|p| {
-            p.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            p.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         })
 }
@@ -1112,15 +1270,24 @@ fn model_column_spec(model: &Model, name: &str) -> Option<ExprSpec> {
     if let Some((_, s)) = model.spec.columns.iter().find(|(n, _)| n == name) {
         return Some(s.clone());
     }
-    if let Some((_, s)) = model.spec.group_by.iter().flat_map(|g| g.iter()).find(|(n, _)| n == name) {
+    if let Some((_, s)) = model
+        .spec
+        .group_by
+        .iter()
+        .flat_map(|g| g.iter())
+        .find(|(n, _)| n == name)
+    {
         return Some(s.clone());
     }
     // A join's column is shown with the table or model it comes from.
     model.spec.joins.iter().find_map(|j| {
-        j.take.iter().find(|(n, _)| n == name).map(|(n, s)| ExprSpec {
-            expr: Some(format!("{}.{}", j.from, s.expr.as_deref().unwrap_or(n))),
-            ..s.clone()
-        })
+        j.take
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(n, s)| ExprSpec {
+                expr: Some(format!("{}.{}", j.from, s.expr.as_deref().unwrap_or(n))),
+                ..s.clone()
+            })
     })
 }
 
@@ -1139,7 +1306,8 @@ fn default_empty(expr: &Expr) -> Empty {
 /// "name [asc|desc] [nulls first|nulls last]" → (name, ascending, nulls_first).
 fn parse_sort(item: &str) -> Result<(String, bool, bool), String> {
     let words: Vec<String> = item.split_whitespace().map(str::to_lowercase).collect();
-    let bad = || format!("sort item `{item}`: expected `column [asc|desc] [nulls first|nulls last]`");
+    let bad =
+        || format!("sort item `{item}`: expected `column [asc|desc] [nulls first|nulls last]`");
     let name = words.first().ok_or_else(bad)?.clone();
     let mut asc = true;
     let mut nulls_first = false;
@@ -1279,7 +1447,10 @@ mod tests {
     fn sort_items() {
         assert_eq!(parse_sort("a desc").unwrap(), ("a".into(), false, false));
         assert_eq!(parse_sort("a").unwrap(), ("a".into(), true, false));
-        assert_eq!(parse_sort("a asc nulls first").unwrap(), ("a".into(), true, true));
+        assert_eq!(
+            parse_sort("a asc nulls first").unwrap(),
+            ("a".into(), true, true)
+        );
         assert!(parse_sort("a sideways").is_err());
     }
 
@@ -1293,7 +1464,10 @@ mod tests {
         };
         let err = topo_order(vec!["a".into(), "d".into()], deps).unwrap_err();
         assert_eq!(err, vec!["a", "b", "c", "a"]);
-        let ok = topo_order(vec!["b".into()], |n| if n == "b" { vec!["x".into()] } else { vec![] }).unwrap();
+        let ok = topo_order(vec!["b".into()], |n| {
+            if n == "b" { vec!["x".into()] } else { vec![] }
+        })
+        .unwrap();
         assert_eq!(ok, vec!["x", "b"]);
     }
 

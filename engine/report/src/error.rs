@@ -18,12 +18,22 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     /// A diagnostic at the value of `path` in `src`.
-    pub fn at(src: &SourceFile, path: &str, context: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn at(
+        src: &SourceFile,
+        path: &str,
+        context: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self::at_pos(src, src.pos(path), context, message)
     }
 
     /// A diagnostic at a known position in `src`.
-    pub fn at_pos(src: &SourceFile, pos: Pos, context: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn at_pos(
+        src: &SourceFile,
+        pos: Pos,
+        context: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Diagnostic {
             file: src.name.clone(),
             pos,
@@ -140,8 +150,14 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(did_you_mean("amout", ["amount", "title"]), ", did you mean `amount`?");
-        assert_eq!(did_you_mean("measurs", ["measures", "by"]), ", did you mean `measures`?");
+        assert_eq!(
+            did_you_mean("amout", ["amount", "title"]),
+            ", did you mean `amount`?"
+        );
+        assert_eq!(
+            did_you_mean("measurs", ["measures", "by"]),
+            ", did you mean `measures`?"
+        );
         assert_eq!(did_you_mean("zzz", ["amount", "title"]), "");
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }

@@ -7,16 +7,16 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::DFSchema;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{Expr, ExprSchemable};
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
-    self as ast, visit_expressions, visit_expressions_mut, ExprWithAlias, Ident, Value,
+    self as ast, ExprWithAlias, Ident, Value, visit_expressions, visit_expressions_mut,
 };
 
-use crate::error::{did_you_mean, Diagnostic};
+use crate::error::{Diagnostic, did_you_mean};
 use crate::source::{Pos, SourceFile};
 
 /// Where an expression was written: file, YAML path, and what it defines (for messages).
@@ -35,7 +35,9 @@ impl ExprSite {
 
     /// A diagnostic at a line/column inside the expression text (1-based).
     pub fn error_at(&self, line: u64, column: u64, message: impl Into<String>) -> Diagnostic {
-        let pos = self.src.pos_in_value(&self.path, line as usize, column as usize);
+        let pos = self
+            .src
+            .pos_in_value(&self.path, line as usize, column as usize);
         Diagnostic::at_pos(&self.src, pos, self.context.clone(), message)
     }
 
@@ -144,7 +146,10 @@ impl Scope {
                     .keys()
                     .filter(|(kq, _)| kq.is_none())
                     .map(|(_, n)| n.as_str());
-                Err(format!("unknown name `{name}`{}", did_you_mean(name, known)))
+                Err(format!(
+                    "unknown name `{name}`{}",
+                    did_you_mean(name, known)
+                ))
             }
         }
     }
@@ -168,9 +173,12 @@ pub fn resolve(
     scope: &Scope,
 ) -> Result<Resolved, Diagnostic> {
     let dialect = state.config().options().sql_parser.dialect;
-    let parsed: ExprWithAlias = state
-        .sql_to_expr_with_alias(text, &dialect)
-        .map_err(|e| site.error(format!("cannot parse SQL `{text}`: {}", clean(&e.to_string()))))?;
+    let parsed: ExprWithAlias = state.sql_to_expr_with_alias(text, &dialect).map_err(|e| {
+        site.error(format!(
+            "cannot parse SQL `{text}`: {}",
+            clean(&e.to_string())
+        ))
+    })?;
     if let Some(alias) = parsed.alias {
         return Err(site.error_at(
             alias.span.start.line,
@@ -209,7 +217,8 @@ pub fn resolve(
                 ControlFlow::Continue(())
             }
             Err(message) => {
-                failure = Some(site.error_at(ident.span.start.line, ident.span.start.column, message));
+                failure =
+                    Some(site.error_at(ident.span.start.line, ident.span.start.column, message));
                 ControlFlow::Break(())
             }
         }
@@ -326,7 +335,10 @@ pub fn clean(message: &str) -> String {
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with("Candidate") && !l.starts_with("You might"))
             .collect();
-        m = format!("no function matches {call}; it accepts {}", candidates.join(", "));
+        m = format!(
+            "no function matches {call}; it accepts {}",
+            candidates.join(", ")
+        );
     }
     for prefix in [
         "Error during planning: ",

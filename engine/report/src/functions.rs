@@ -57,7 +57,9 @@ impl ScalarUDFImpl for LocalDate {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let mut days = LocalDays::new(self.tz);
-        Ok(ColumnarValue::Array(Arc::new(to_local_days(&arrays[0], &mut days)?)))
+        Ok(ColumnarValue::Array(Arc::new(to_local_days(
+            &arrays[0], &mut days,
+        )?)))
     }
 }
 

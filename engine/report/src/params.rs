@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 use datafusion::scalar::ScalarValue;
 
 use crate::catalog::FILTERS;
-use crate::error::{did_you_mean, ReportError};
+use crate::error::{ReportError, did_you_mean};
 use crate::time::{day_start_micros, days_since_epoch, month_end, month_start};
 
 /// The longest period a run accepts; longer ones are refused rather than computed.
@@ -130,11 +130,17 @@ impl RunParams {
         let ts = |micros: i64| ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into()));
         let next = |d: NaiveDate| d.succ_opt().unwrap_or(d);
         vec![
-            ("from", ScalarValue::Date32(Some(days_since_epoch(self.from)))),
+            (
+                "from",
+                ScalarValue::Date32(Some(days_since_epoch(self.from))),
+            ),
             ("to", ScalarValue::Date32(Some(days_since_epoch(self.to)))),
             ("period_start", ts(day_start_micros(self.from, tz))),
             ("period_end", ts(day_start_micros(next(self.to), tz))),
-            ("as_of", ScalarValue::Date32(Some(days_since_epoch(self.as_of)))),
+            (
+                "as_of",
+                ScalarValue::Date32(Some(days_since_epoch(self.as_of))),
+            ),
             ("as_of_end", ts(day_start_micros(next(self.as_of), tz))),
             (
                 "portal_url",
@@ -156,29 +162,70 @@ mod tests {
     fn defaults_follow_reports_md() {
         let tz = chrono_tz::Europe::Moscow;
         let p = RunParams::resolve(None, None, None, d("2024-05-14"), tz).unwrap();
-        assert_eq!((p.from, p.to, p.as_of), (d("2024-05-01"), d("2024-05-31"), d("2024-05-14")));
-        let p = RunParams::resolve(Some(d("2024-01-01")), Some(d("2024-03-31")), None, d("2024-05-14"), tz).unwrap();
+        assert_eq!(
+            (p.from, p.to, p.as_of),
+            (d("2024-05-01"), d("2024-05-31"), d("2024-05-14"))
+        );
+        let p = RunParams::resolve(
+            Some(d("2024-01-01")),
+            Some(d("2024-03-31")),
+            None,
+            d("2024-05-14"),
+            tz,
+        )
+        .unwrap();
         assert_eq!(p.as_of, d("2024-03-31"));
-        let p = RunParams::resolve(Some(d("2024-01-01")), Some(d("2024-03-31")), Some(d("2024-02-10")), d("2024-05-14"), tz).unwrap();
+        let p = RunParams::resolve(
+            Some(d("2024-01-01")),
+            Some(d("2024-03-31")),
+            Some(d("2024-02-10")),
+            d("2024-05-14"),
+            tz,
+        )
+        .unwrap();
         assert_eq!(p.as_of, d("2024-02-10"));
     }
 
     #[test]
     fn bad_periods_are_refused() {
         let tz = chrono_tz::Europe::Moscow;
-        let e = RunParams::resolve(Some(d("2024-02-01")), Some(d("2024-01-01")), None, d("2024-05-14"), tz).unwrap_err();
-        assert!(e.to_string().contains("starts (2024-02-01) after it ends (2024-01-01)"));
-        let e = RunParams::resolve(Some(d("1900-01-01")), Some(d("2024-01-01")), None, d("2024-05-14"), tz).unwrap_err();
+        let e = RunParams::resolve(
+            Some(d("2024-02-01")),
+            Some(d("2024-01-01")),
+            None,
+            d("2024-05-14"),
+            tz,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("starts (2024-02-01) after it ends (2024-01-01)")
+        );
+        let e = RunParams::resolve(
+            Some(d("1900-01-01")),
+            Some(d("2024-01-01")),
+            None,
+            d("2024-05-14"),
+            tz,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("longer than 25 years"));
     }
 
     #[test]
     fn filters_parse_by_kind() {
         let mut p = RunParams::resolve(None, None, None, d("2024-05-14"), chrono_tz::UTC).unwrap();
-        p.add_filter("employee", &["3".into(), "1".into(), "3".into()]).unwrap();
-        assert_eq!(p.filters["employee"], vec![FilterValue::Id(1), FilterValue::Id(3)]);
+        p.add_filter("employee", &["3".into(), "1".into(), "3".into()])
+            .unwrap();
+        assert_eq!(
+            p.filters["employee"],
+            vec![FilterValue::Id(1), FilterValue::Id(3)]
+        );
         assert!(p.add_filter("employee", &["x".into()]).is_err());
-        let e = p.add_filter("employe", &["1".into()]).unwrap_err().to_string();
+        let e = p
+            .add_filter("employe", &["1".into()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("did you mean `employee`"), "{e}");
     }
 }

@@ -94,7 +94,10 @@ pub fn type_fits(ty: ValueType, data_type: &DataType) -> bool {
     match ty {
         t if t.is_numeric() => numeric,
         ValueType::Bool => matches!(data_type, DataType::Boolean | DataType::Null),
-        ValueType::Date => matches!(data_type, DataType::Date32 | DataType::Date64 | DataType::Null),
+        ValueType::Date => matches!(
+            data_type,
+            DataType::Date32 | DataType::Date64 | DataType::Null
+        ),
         ValueType::Timestamp => matches!(data_type, DataType::Timestamp(..) | DataType::Null),
         _ => true,
     }

@@ -9,7 +9,7 @@ use datafusion::prelude::SessionConfig;
 
 use crate::catalog::{Catalog, Report};
 use crate::compile::{CompiledBlock, Compiler};
-use crate::error::{did_you_mean, Diagnostic, ReportError};
+use crate::error::{Diagnostic, ReportError, did_you_mean};
 use crate::expr::Bindings;
 use crate::params::RunParams;
 use crate::result::{BlockResult, ReportResult};
@@ -66,7 +66,11 @@ fn reachable_models(catalog: &Catalog, seeds: Vec<String>) -> Vec<String> {
 }
 
 /// The settings of these models; one name declared twice must have one type.
-fn settings_of_models(catalog: &Catalog, models: &[String], owner: &str) -> Result<Vec<Setting>, ReportError> {
+fn settings_of_models(
+    catalog: &Catalog,
+    models: &[String],
+    owner: &str,
+) -> Result<Vec<Setting>, ReportError> {
     let mut out: Vec<Setting> = Vec::new();
     for m in models {
         let model = &catalog.models[m];
@@ -95,7 +99,11 @@ fn settings_of_models(catalog: &Catalog, models: &[String], owner: &str) -> Resu
 /// The settings a report accepts: those of every model it reads, then its own (which may
 /// re-declare a model's setting with another default, bounds or label, but not type).
 pub fn settings_of(catalog: &Catalog, report: &Report) -> Result<Vec<Setting>, ReportError> {
-    let mut out = settings_of_models(catalog, &models_of(catalog, report), &format!("report `{}`", report.id()))?;
+    let mut out = settings_of_models(
+        catalog,
+        &models_of(catalog, report),
+        &format!("report `{}`", report.id()),
+    )?;
     for s in &report.settings {
         match out.iter_mut().find(|o| o.name == s.name) {
             Some(o) if o.ty != s.ty => {
@@ -183,16 +191,18 @@ fn prepare<'a>(
         .collect();
     let blocks = match &req.block {
         None => (0..report.spec.blocks.len()).collect(),
-        Some(id) => vec![report
-            .spec
-            .blocks
-            .iter()
-            .position(|b| &b.id == id)
-            .ok_or_else(|| ReportError::UnknownBlock {
-                report: report.id().to_string(),
-                block: id.clone(),
-                hint: did_you_mean(id, report.spec.blocks.iter().map(|b| b.id.as_str())),
-            })?],
+        Some(id) => vec![
+            report
+                .spec
+                .blocks
+                .iter()
+                .position(|b| &b.id == id)
+                .ok_or_else(|| ReportError::UnknownBlock {
+                    report: report.id().to_string(),
+                    block: id.clone(),
+                    hint: did_you_mean(id, report.spec.blocks.iter().map(|b| b.id.as_str())),
+                })?,
+        ],
     };
     let state = session(req.params.timezone).state();
     Ok(Prepared {
@@ -203,7 +213,11 @@ fn prepare<'a>(
     })
 }
 
-fn execution_error(report: &str, block: &str, e: datafusion::error::DataFusionError) -> ReportError {
+fn execution_error(
+    report: &str,
+    block: &str,
+    e: datafusion::error::DataFusionError,
+) -> ReportError {
     ReportError::Execution {
         report: report.to_string(),
         block: block.to_string(),
@@ -322,7 +336,14 @@ pub async fn explain(
         let compiled = p.compiler.block(report, i)?;
         let _ = writeln!(out, "\n== block {} — {}", spec.id, spec.title);
         for c in &compiled.columns {
-            let _ = writeln!(out, "  {} ({}, {}): {}", c.name, c.label, c.ty.name(), c.definition);
+            let _ = writeln!(
+                out,
+                "  {} ({}, {}): {}",
+                c.name,
+                c.label,
+                c.ty.name(),
+                c.definition
+            );
             if let Some(d) = &c.description {
                 let _ = writeln!(out, "      {d}");
             }
@@ -375,7 +396,13 @@ pub async fn check(catalog: &Catalog) -> Result<(), ReportError> {
             for s in settings_of_models(catalog, &models, &format!("model `{name}`"))? {
                 bindings.0.insert(s.name.clone(), s.default.scalar());
             }
-            let compiler = Compiler::new(catalog, &empty, session(params.timezone).state(), bindings, vec![]);
+            let compiler = Compiler::new(
+                catalog,
+                &empty,
+                session(params.timezone).state(),
+                bindings,
+                vec![],
+            );
             compiler.check_model(name)
         };
         collect(check_one());
@@ -388,7 +415,11 @@ pub async fn check(catalog: &Catalog) -> Result<(), ReportError> {
     }
 }
 
-async fn check_report(catalog: &Catalog, source: &dyn TableSource, req: &RunRequest) -> Result<(), ReportError> {
+async fn check_report(
+    catalog: &Catalog,
+    source: &dyn TableSource,
+    req: &RunRequest,
+) -> Result<(), ReportError> {
     let p = prepare(catalog, source, req)?;
     let mut problems = Vec::new();
     for &i in &p.blocks {

@@ -72,9 +72,9 @@ pub struct Setting {
 impl Setting {
     /// Resolves a declaration; the error message says what is wrong (the caller adds where).
     pub fn from_spec(name: &str, spec: &SettingSpec) -> Result<Setting, String> {
-        let ty = spec
-            .ty
-            .ok_or_else(|| "a setting needs a `type` (int, number, bool, text, enum, date)".to_string())?;
+        let ty = spec.ty.ok_or_else(|| {
+            "a setting needs a `type` (int, number, bool, text, enum, date)".to_string()
+        })?;
         if ty == SettingType::Enum && spec.values.is_empty() {
             return Err("an enum setting needs `values`".into());
         }
@@ -161,9 +161,7 @@ impl Setting {
             (ty, other) => {
                 return Err(format!(
                     "expected a value of type {ty}, got {}",
-                    serde_yaml::to_string(other)
-                        .unwrap_or_default()
-                        .trim_end()
+                    serde_yaml::to_string(other).unwrap_or_default().trim_end()
                 ));
             }
         };

@@ -70,7 +70,10 @@ impl SourceFile {
 
     /// The position of the key that names the entry at `path` (falls back to `pos`).
     pub fn key_pos(&self, path: &str) -> Pos {
-        self.keys.get(path).copied().unwrap_or_else(|| self.pos(path))
+        self.keys
+            .get(path)
+            .copied()
+            .unwrap_or_else(|| self.pos(path))
     }
 
     /// The file position of 1-based (`line`, `column`) inside the scalar at `path`. Exact
@@ -159,14 +162,8 @@ pub fn index(parent: &str, i: usize) -> String {
 }
 
 enum Frame {
-    Map {
-        path: String,
-        key: Option<String>,
-    },
-    Seq {
-        path: String,
-        next: usize,
-    },
+    Map { path: String, key: Option<String> },
+    Seq { path: String, next: usize },
 }
 
 #[derive(Default)]
@@ -245,8 +242,17 @@ mod tests {
         let src = SourceFile::new("r.yaml", TEXT);
         assert_eq!(src.pos("report"), Pos { line: 1, column: 9 });
         assert_eq!(src.pos("blocks[0].id"), Pos { line: 3, column: 9 });
-        assert_eq!(src.key_pos("blocks[0].measures.share"), Pos { line: 5, column: 7 });
-        assert_eq!(src.pos("blocks[1].where"), Pos { line: 7, column: 26 });
+        assert_eq!(
+            src.key_pos("blocks[0].measures.share"),
+            Pos { line: 5, column: 7 }
+        );
+        assert_eq!(
+            src.pos("blocks[1].where"),
+            Pos {
+                line: 7,
+                column: 26
+            }
+        );
         // Unknown paths fall back to the nearest ancestor.
         assert_eq!(src.pos("blocks[0].measures.nope").line, 5);
     }
@@ -256,11 +262,17 @@ mod tests {
         let src = SourceFile::new("r.yaml", TEXT);
         assert_eq!(
             src.pos_within("blocks[0].measures.share", "created"),
-            Pos { line: 5, column: 41 }
+            Pos {
+                line: 5,
+                column: 41
+            }
         );
         assert_eq!(
             src.pos_within("blocks[0].measures.quoted", "amout"),
-            Pos { line: 6, column: 20 }
+            Pos {
+                line: 6,
+                column: 20
+            }
         );
         // `forgotten` as a whole word, not inside a longer identifier.
         assert_eq!(find_word("forgotten_x + forgotten", "forgotten"), Some(14));

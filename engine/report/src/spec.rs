@@ -4,8 +4,8 @@
 use std::fmt;
 
 use indexmap::IndexMap;
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// A model file: a reusable view over a canonical table or another model.
 #[derive(Debug, Clone, Deserialize)]
@@ -354,9 +354,12 @@ impl<'de> Deserialize<'de> for ListItem {
                 Ok(ListItem(v.to_string(), ExprSpec::default()))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let Some((name, ExprSpecValue(spec))) = map.next_entry::<String, ExprSpecValue>()?
+                let Some((name, ExprSpecValue(spec))) =
+                    map.next_entry::<String, ExprSpecValue>()?
                 else {
-                    return Err(de::Error::custom("empty entry: expected `name: expression`"));
+                    return Err(de::Error::custom(
+                        "empty entry: expected `name: expression`",
+                    ));
                 };
                 if map.next_key::<String>()?.is_some() {
                     return Err(de::Error::custom(

@@ -71,12 +71,12 @@ impl TableSource for MemoryTables {
         for (i, batch) in loaded.batches.into_iter().enumerate() {
             partitions[i % self.partitions].push(batch);
         }
-        let table = Arc::new(
-            MemTable::try_new(loaded.schema, partitions).map_err(|e| ReportError::Table {
+        let table = Arc::new(MemTable::try_new(loaded.schema, partitions).map_err(|e| {
+            ReportError::Table {
                 table: name.to_string(),
                 message: e.to_string(),
-            })?,
-        );
+            }
+        })?);
         cache.insert(name.to_string(), table.clone());
         Ok(table)
     }

@@ -141,11 +141,7 @@ mod tests {
         // Every 17 minutes over five days around the spring-forward transition.
         for i in 0..(5 * 24 * 60 / 17) {
             let t = start + i * 17 * 60 * MICROS_PER_SECOND;
-            assert_eq!(
-                date_from_days(cached.days(t)),
-                local_date(t, tz),
-                "at {t}"
-            );
+            assert_eq!(date_from_days(cached.days(t)), local_date(t, tz), "at {t}");
         }
     }
 
