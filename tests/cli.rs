@@ -231,3 +231,33 @@ fn a_new_report_needs_no_rust() {
         2
     );
 }
+
+#[test]
+fn the_worked_example_of_the_language_guide_runs() {
+    let dir = crate::util::root().join("docs/examples/big_deals");
+    let data = fixture("forgotten");
+    let r = json(&[
+        "run",
+        "big",
+        "--reports",
+        dir.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--set",
+        "min_amount=1000",
+    ]);
+    let b = crate::util::block(&r, "by_employee");
+    // Deals ≥ 1000: Анна 1 (1000) and 2 (2000), Борис 4 (5000, won), Вера 5 (3000, won), 8 (900: no).
+    assert_eq!(
+        b["rows"],
+        serde_json::json!([
+            {"employee_id": 2, "employee": "Борис", "count": 1, "total": 5000.0, "win_rate": 100.0},
+            {"employee_id": 1, "employee": "Анна", "count": 2, "total": 3000.0, "win_rate": 0.0},
+            {"employee_id": 3, "employee": "Вера", "count": 1, "total": 3000.0, "win_rate": 100.0},
+        ])
+    );
+    assert_eq!(
+        b["totals"],
+        serde_json::json!({"employee_id": null, "employee": null, "count": 4, "total": 11000.0, "win_rate": 50.0})
+    );
+}

@@ -38,6 +38,34 @@ pub fn open(dir: &Path) -> Result<(MemoryTables, Option<DatasetInfo>)> {
     Ok((tables, info))
 }
 
+/// The default demo data set, generated into the temp folder on first use.
+pub fn demo_dir() -> Result<std::path::PathBuf> {
+    let config = svodka_demo::DemoConfig {
+        deals: svodka_demo::DEFAULT_DEALS,
+        seed: 42,
+    };
+    let dir = std::env::temp_dir().join(format!(
+        "svodka-demo-{}-{}-v{}",
+        config.deals,
+        config.seed,
+        env!("CARGO_PKG_VERSION")
+    ));
+    if !dir.join(svodka_csv::DATASET_FILE).exists() {
+        eprintln!("generating the demo data set into {} …", dir.display());
+        // Written beside, then renamed, so that an interrupted run leaves no half set.
+        let partial = dir.with_extension("partial");
+        let _ = std::fs::remove_dir_all(&partial);
+        let mut progress = Progress::new("demo");
+        svodka_demo::generate(&config, &partial, &mut |d, t| progress.update(d, t))
+            .with_context(|| format!("writing {}", partial.display()))?;
+        progress.finish();
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::rename(&partial, &dir)
+            .with_context(|| format!("moving into {}", dir.display()))?;
+    }
+    Ok(dir)
+}
+
 /// A progress line on a terminal (rewritten in place), plain lines every 10% otherwise.
 pub struct Progress {
     what: &'static str,

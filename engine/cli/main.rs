@@ -62,6 +62,9 @@ struct ParamArgs {
     /// The data folder (CSV layout).
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
+    /// Use the built-in demo data set (generated on first use into the temp folder).
+    #[arg(long, conflicts_with = "data")]
+    demo: bool,
     /// First day of the period (YYYY-MM-DD); default: the first day of the current month.
     #[arg(long, value_parser = parse_date)]
     from: Option<NaiveDate>,
@@ -223,10 +226,14 @@ fn request(
 
 async fn run(a: RunArgs) -> Result<()> {
     let catalog = catalog::load(&a.params.catalog.reports)?;
-    let Some(dir) = &a.params.data else {
-        bail!("--data DIR is required (make one with `svodka demo --out DIR`)");
+    let dir = match (&a.params.data, a.params.demo) {
+        (Some(dir), _) => dir.clone(),
+        (None, true) => data::demo_dir()?,
+        (None, false) => {
+            bail!("--data DIR or --demo is required (make data with `svodka demo --out DIR`)")
+        }
     };
-    let (tables, info) = data::open(dir)?;
+    let (tables, info) = data::open(&dir)?;
     let req = request(&a.report, &a.params, a.block.clone(), info.as_ref())?;
     let result = svodka_report::run(&catalog, &tables, &req).await?;
     let bytes = match a.format {
@@ -257,7 +264,12 @@ fn list(a: CatalogArgs) -> Result<()> {
 
 async fn explain(a: ExplainArgs) -> Result<()> {
     let catalog = catalog::load(&a.params.catalog.reports)?;
-    let (text, _) = match &a.params.data {
+    let data_dir = match (&a.params.data, a.params.demo) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, true) => Some(data::demo_dir()?),
+        (None, false) => None,
+    };
+    let (text, _) = match &data_dir {
         Some(dir) => {
             let (tables, info) = data::open(dir)?;
             let req = request(&a.report, &a.params, a.block.clone(), info.as_ref())?;

@@ -83,8 +83,14 @@ fn batch_rows(
     tz: chrono_tz::Tz,
 ) -> Result<Vec<Value>, RenderError> {
     let mut columns = Vec::new();
-    for (i, c) in block.columns.iter().enumerate() {
-        columns.push(cells(batch.column(i), c.ty, tz, &block.id, &c.name)?);
+    for c in &block.columns {
+        let array = batch
+            .column_by_name(&c.name)
+            .ok_or_else(|| RenderError::MissingColumn {
+                block: block.id.clone(),
+                column: c.name.clone(),
+            })?;
+        columns.push(cells(array, c.ty, tz, &block.id, &c.name)?);
     }
     Ok((0..batch.num_rows())
         .map(|r| {

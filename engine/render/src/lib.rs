@@ -15,4 +15,7 @@ pub enum RenderError {
         data_type: String,
         value_type: &'static str,
     },
+    /// The result lacks a column its metadata announces.
+    #[error("block `{block}`: the result has no column `{column}`")]
+    MissingColumn { block: String, column: String },
 }

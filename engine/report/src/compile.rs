@@ -627,7 +627,25 @@ impl<'a> Compiler<'a> {
         if block.columns.is_empty() {
             let (rows, columns) = self.table_block(report, i, true)?;
             let totals = if block.totals {
-                Some(self.table_block(report, i, false)?.0)
+                // Same columns as the rows: dimensions are typed nulls in the totals row.
+                let totals = self.table_block(report, i, false)?.0;
+                let have = frame_columns(&totals);
+                let select = rows
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| {
+                        if have.contains(f.name()) {
+                            Ok(column(f.name()))
+                        } else {
+                            ScalarValue::try_from(f.data_type())
+                                .map(|null| Expr::Literal(null, None).alias(f.name()))
+                        }
+                    })
+                    .collect::<datafusion::error::Result<Vec<Expr>>>()
+                    .and_then(|select| totals.select(select))
+                    .map_err(|e| df_error(&report.src, &index("blocks", i), &block.id, e))?;
+                Some(select)
             } else {
                 None
             };
