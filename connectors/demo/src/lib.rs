@@ -586,7 +586,8 @@ impl Gen {
             _ => vec![],
         };
         for (k, s) in middle.iter().enumerate() {
-            let at = t + (end - t) * (k as i64 + 1) / (middle.len() as i64 + 2);
+            let at =
+                t + (end - t) * (k as i64 + 1) / (middle.len() as i64 + 2) + (k as i64 + 1) * 60;
             self.history_row(Entity { kind: "lead", id }, None, s, "process", at, "moved")?;
             last_change = at;
         }
@@ -787,7 +788,11 @@ impl Gen {
         {
             open = true;
         }
-        let end = if open { self.now - HOUR } else { close };
+        let end = if open {
+            (self.now - HOUR).max(t)
+        } else {
+            close
+        };
 
         // Stage path.
         self.history_row(
@@ -805,13 +810,18 @@ impl Gen {
         } else {
             self.rng.range(1, DEAL_PROCESS.len() as i64 + 1) as usize
         };
-        let moves: Vec<usize> = (1..depth).filter(|_| !self.rng.chance(0.18)).collect();
+        // A deal opened within the last day has not moved yet.
+        let fresh = open && t > self.now - DAY;
+        let moves: Vec<usize> = (1..depth)
+            .filter(|_| !self.rng.chance(0.18) && !fresh)
+            .collect();
         let mut last_change = t;
         let mut stage = stage_id(pipeline, "NEW");
         let span = if open { (end - t) * 6 / 10 } else { end - t };
         let pipeline_move = pipeline == 0 && moves.len() >= 2 && self.rng.chance(0.02);
         for (k, &s) in moves.iter().enumerate() {
-            let at = t + span * (k as i64 + 1) / (moves.len() as i64 + 1);
+            // Strictly after the previous change, even on a short span.
+            let at = t + span * (k as i64 + 1) / (moves.len() as i64 + 1) + (k as i64 + 1) * 60;
             let kind = if pipeline_move && k == moves.len() / 2 {
                 pipeline = 1;
                 "pipeline_changed"

@@ -47,6 +47,24 @@ pub fn models_of(catalog: &Catalog, report: &Report) -> Vec<String> {
     reachable_models(catalog, direct_models(report, &all))
 }
 
+/// The canonical tables a report reads through its models.
+pub fn tables_of(catalog: &Catalog, report: &Report) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for m in models_of(catalog, report) {
+        let model = &catalog.models[&m];
+        let names =
+            std::iter::once(&model.spec.from).chain(model.spec.joins.iter().map(|j| &j.from));
+        for name in names {
+            let is_table = svodka_schema::table(name).is_some();
+            let means_table = is_table && (name == &m || !catalog.models.contains_key(name));
+            if means_table && !out.contains(name) {
+                out.push(name.clone());
+            }
+        }
+    }
+    out
+}
+
 /// `seeds` and every model they read through `from` or joins, in first-use order.
 fn reachable_models(catalog: &Catalog, seeds: Vec<String>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -234,6 +252,7 @@ pub async fn run(
 ) -> Result<ReportResult, ReportError> {
     let p = prepare(catalog, source, req)?;
     let report = &p.report;
+    source.prefetch(&tables_of(catalog, report))?;
     for m in direct_models(report, &p.blocks) {
         if !catalog.models.contains_key(&m) {
             continue;

@@ -15,6 +15,11 @@ use crate::error::ReportError;
 pub trait TableSource: Send + Sync {
     /// The table called `name`, ready to scan.
     fn table(&self, name: &str) -> Result<Arc<dyn TableProvider>, ReportError>;
+
+    /// A hint that these tables will be read: a source may load them ahead, in parallel.
+    fn prefetch(&self, _names: &[String]) -> Result<(), ReportError> {
+        Ok(())
+    }
 }
 
 /// A table read into memory: its schema and batches.
@@ -45,6 +50,32 @@ impl MemoryTables {
         }
     }
 
+    /// Loads these tables now, in parallel (a report's tables are known before it runs;
+    /// loading them one by one as plans ask would use one core). Errors surface here.
+    fn load_all(&self, names: &[String]) -> Result<(), ReportError> {
+        let missing: Vec<&String> = {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            names.iter().filter(|n| !cache.contains_key(*n)).collect()
+        };
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = missing
+                .iter()
+                .map(|name| scope.spawn(move || self.table(name).map(|_| ())))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(ReportError::Table {
+                            table: String::new(),
+                            message: "a loader thread panicked".into(),
+                        })
+                    })
+                })
+                .collect::<Result<(), ReportError>>()
+        })
+    }
+
     /// Empty tables of the canonical schema: for checking definitions without data.
     pub fn empty() -> Self {
         MemoryTables::new(1, |name| match svodka_schema::table(name) {
@@ -58,15 +89,36 @@ impl MemoryTables {
 }
 
 impl TableSource for MemoryTables {
+    fn prefetch(&self, names: &[String]) -> Result<(), ReportError> {
+        self.load_all(names)
+    }
+
     fn table(&self, name: &str) -> Result<Arc<dyn TableProvider>, ReportError> {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(t) = cache.get(name) {
+        if let Some(t) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
             return Ok(t.clone());
         }
         let loaded = (self.loader)(name).map_err(|message| ReportError::Table {
             table: name.to_string(),
             message,
         })?;
+        // Whatever the connector, a canonical table must fit the canonical schema.
+        if svodka_schema::table(name).is_some() {
+            let fits = svodka_schema::check_schema(name, &loaded.schema).and_then(|()| {
+                loaded
+                    .batches
+                    .iter()
+                    .try_for_each(|b| svodka_schema::check_batch(name, b))
+            });
+            fits.map_err(|e| ReportError::Table {
+                table: name.to_string(),
+                message: e.to_string(),
+            })?;
+        }
         let mut partitions = vec![Vec::new(); self.partitions];
         for (i, batch) in loaded.batches.into_iter().enumerate() {
             partitions[i % self.partitions].push(batch);
@@ -77,7 +129,10 @@ impl TableSource for MemoryTables {
                 message: e.to_string(),
             }
         })?);
-        cache.insert(name.to_string(), table.clone());
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), table.clone());
         Ok(table)
     }
 }
