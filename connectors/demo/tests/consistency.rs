@@ -8,45 +8,41 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use svodka_demo::{DemoConfig, generate};
 
-fn ids(dir: &Path, table: &str, column: &str) -> Vec<Option<i64>> {
+/// One column of a generated table, as Rust values (None for null).
+fn column<T>(
+    dir: &Path,
+    table: &str,
+    column: &str,
+    get: impl Fn(&dyn Array, usize) -> T,
+) -> Vec<Option<T>> {
     let t = svodka_csv::read_table(dir, table).unwrap();
     t.batches
         .iter()
         .flat_map(|b| {
-            let a = b
-                .column_by_name(column)
-                .unwrap()
-                .as_primitive::<Int64Type>()
-                .clone();
-            (0..a.len()).map(move |i| (!a.is_null(i)).then(|| a.value(i)))
+            let a = b.column_by_name(column).unwrap().clone();
+            (0..a.len())
+                .map(|i| (!a.is_null(i)).then(|| get(a.as_ref(), i)))
+                .collect::<Vec<_>>()
         })
         .collect()
 }
 
-fn texts(dir: &Path, table: &str, column: &str) -> Vec<Option<String>> {
-    let t = svodka_csv::read_table(dir, table).unwrap();
-    t.batches
-        .iter()
-        .flat_map(|b| {
-            let a = b.column_by_name(column).unwrap().as_string::<i32>().clone();
-            (0..a.len()).map(move |i| (!a.is_null(i)).then(|| a.value(i).to_string()))
-        })
-        .collect()
+fn ids(dir: &Path, table: &str, name: &str) -> Vec<Option<i64>> {
+    column(dir, table, name, |a, i| {
+        a.as_primitive::<Int64Type>().value(i)
+    })
 }
 
-fn times(dir: &Path, table: &str, column: &str) -> Vec<Option<i64>> {
-    let t = svodka_csv::read_table(dir, table).unwrap();
-    t.batches
-        .iter()
-        .flat_map(|b| {
-            let a = b
-                .column_by_name(column)
-                .unwrap()
-                .as_primitive::<TimestampMicrosecondType>()
-                .clone();
-            (0..a.len()).map(move |i| (!a.is_null(i)).then(|| a.value(i)))
-        })
-        .collect()
+fn texts(dir: &Path, table: &str, name: &str) -> Vec<Option<String>> {
+    column(dir, table, name, |a, i| {
+        a.as_string::<i32>().value(i).to_string()
+    })
+}
+
+fn times(dir: &Path, table: &str, name: &str) -> Vec<Option<i64>> {
+    column(dir, table, name, |a, i| {
+        a.as_primitive::<TimestampMicrosecondType>().value(i)
+    })
 }
 
 #[test]

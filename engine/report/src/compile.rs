@@ -586,13 +586,7 @@ impl<'a> Compiler<'a> {
                     site: site.clone(),
                 }
             } else {
-                let expr = self.plan(&site, &resolved, df.schema())?;
-                if find_aggregate_exprs([&expr]).is_empty() {
-                    return Err(site
-                        .error("a measure must aggregate rows (count, sum, avg, min, max …) or combine other measures")
-                        .into());
-                }
-                let empty = spec.empty.unwrap_or_else(|| default_empty(&expr));
+                let (expr, empty) = self.aggregate_measure(&site, &resolved, &df, spec)?;
                 MeasureKind::Base { expr, empty }
             };
             out.insert(
@@ -619,6 +613,24 @@ impl<'a> Compiler<'a> {
         self.model_frame(name, true, &mut Vec::new())?;
         self.model_measures(name)?;
         Ok(())
+    }
+
+    /// Plans a measure that aggregates the rows of `df`; refuses one that does not.
+    fn aggregate_measure(
+        &self,
+        site: &ExprSite,
+        resolved: &Resolved,
+        df: &DataFrame,
+        spec: &ExprSpec,
+    ) -> Result<(Expr, Empty), ReportError> {
+        let expr = self.plan(site, resolved, df.schema())?;
+        if find_aggregate_exprs([&expr]).is_empty() {
+            return Err(site
+                .error("a measure must aggregate rows (count, sum, avg, min, max …) or combine other measures")
+                .into());
+        }
+        let empty = spec.empty.unwrap_or_else(|| default_empty(&expr));
+        Ok((expr, empty))
     }
 
     /// Compiles block `i` of `report`.
@@ -1011,13 +1023,7 @@ impl<'a> Compiler<'a> {
             } else {
                 let f = from.as_deref().unwrap_or_default();
                 let df = self.model_frame(f, true, &mut Vec::new())?;
-                let expr = self.plan(&site, &resolved, df.schema())?;
-                if find_aggregate_exprs([&expr]).is_empty() {
-                    return Err(site
-                        .error("a measure must aggregate rows (count, sum, avg …) or combine other measures")
-                        .into());
-                }
-                let empty = spec.empty.unwrap_or_else(|| default_empty(&expr));
+                let (expr, empty) = self.aggregate_measure(&site, &resolved, &df, spec)?;
                 Out::Inline { expr, empty }
             };
             outs.insert(name.clone(), (out, site, text));

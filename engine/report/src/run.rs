@@ -265,10 +265,15 @@ pub async fn run(
             .map_err(|e| execution_error(report.id(), &format!("model {m}"), e))?;
         p.compiler.set_frame(&m, true, cached);
     }
+    // Every block compiles before any runs: a bad definition fails fast and whole.
+    let compiled: Vec<(usize, CompiledBlock)> = p
+        .blocks
+        .iter()
+        .map(|&i| p.compiler.block(report, i).map(|c| (i, c)))
+        .collect::<Result<_, _>>()?;
     let mut blocks = Vec::new();
-    for &i in &p.blocks {
+    for (i, compiled) in compiled {
         let spec = &report.spec.blocks[i];
-        let compiled = p.compiler.block(report, i)?;
         let CompiledBlock {
             kind,
             rows,
