@@ -60,19 +60,16 @@ impl MemoryTables {
         std::thread::scope(|scope| {
             let handles: Vec<_> = missing
                 .iter()
-                .map(|name| scope.spawn(move || self.table(name).map(|_| ())))
+                .map(|name| (name, scope.spawn(move || self.table(name).map(|_| ()))))
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(ReportError::Table {
-                            table: String::new(),
-                            message: "a loader thread panicked".into(),
-                        })
+            handles.into_iter().try_for_each(|(name, h)| {
+                h.join().unwrap_or_else(|_| {
+                    Err(ReportError::Table {
+                        table: name.to_string(),
+                        message: "the loader panicked".into(),
                     })
                 })
-                .collect::<Result<(), ReportError>>()
+            })
         })
     }
 
