@@ -113,6 +113,9 @@ struct RunArgs {
     /// Write here instead of standard output.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Print where the time went (loading, models, blocks) to standard error.
+    #[arg(long)]
+    timings: bool,
 }
 
 #[derive(Args)]
@@ -236,6 +239,11 @@ async fn run(a: RunArgs) -> Result<()> {
     let (tables, info) = data::open(&dir)?;
     let req = request(&a.report, &a.params, a.block.clone(), info.as_ref())?;
     let result = svodka_report::run(&catalog, &tables, &req).await?;
+    if a.timings {
+        for (step, secs) in &result.timings {
+            eprintln!("{secs:>8.3}s  {step}");
+        }
+    }
     let bytes = match a.format {
         Format::Json => {
             let value = svodka_render::json::report_json(&result)?;

@@ -60,6 +60,8 @@ pub struct ReportResult {
     /// Effective settings, in declaration order.
     pub settings: Vec<(String, SettingValue)>,
     pub blocks: Vec<BlockResult>,
+    /// Where the run's time went: (step, seconds), in order.
+    pub timings: Vec<(String, f64)>,
 }
 
 /// The presentation type of a column from its Arrow type and name, when YAML gives none.

@@ -252,8 +252,28 @@ pub async fn run(
 ) -> Result<ReportResult, ReportError> {
     let p = prepare(catalog, source, req)?;
     let report = &p.report;
+    let mut timings: Vec<(String, f64)> = Vec::new();
+    let mut clock = std::time::Instant::now();
+    let mut lap = |step: String, timings: &mut Vec<(String, f64)>| {
+        timings.push((step, clock.elapsed().as_secs_f64()));
+        clock = std::time::Instant::now();
+    };
     source.prefetch(&tables_of(catalog, report))?;
-    for m in direct_models(report, &p.blocks) {
+    lap("load tables".into(), &mut timings);
+    // Models several others read (the per-entity activity facts, say) are computed once,
+    // before their readers are planned; models blocks read are computed once for all blocks.
+    let direct = direct_models(report, &p.blocks);
+    for m in shared_models(catalog, &direct) {
+        let df = p.compiler.model_frame(&m, false, &mut Vec::new())?;
+        let cached = df
+            .cache()
+            .await
+            .and_then(|d| d.alias(&m))
+            .map_err(|e| execution_error(report.id(), &format!("model {m}"), e))?;
+        p.compiler.set_frame(&m, false, cached);
+        lap(format!("model {m}"), &mut timings);
+    }
+    for m in direct {
         if !catalog.models.contains_key(&m) {
             continue;
         }
@@ -264,6 +284,7 @@ pub async fn run(
             .and_then(|d| d.alias(&m))
             .map_err(|e| execution_error(report.id(), &format!("model {m}"), e))?;
         p.compiler.set_frame(&m, true, cached);
+        lap(format!("model {m}"), &mut timings);
     }
     // Every block compiles before any runs: a bad definition fails fast and whole.
     let compiled: Vec<(usize, CompiledBlock)> = p
@@ -301,6 +322,7 @@ pub async fn run(
             }
             None => None,
         };
+        lap(format!("block {}", spec.id), &mut timings);
         blocks.push(BlockResult {
             id: spec.id.clone(),
             title: spec.title.clone(),
@@ -319,7 +341,51 @@ pub async fn run(
         params: req.params.clone(),
         settings: p.settings,
         blocks,
+        timings,
     })
+}
+
+/// Models read by two or more of the run's models, dependencies first: worth computing
+/// once. (A model read by blocks directly is cached separately, with the run's filters.)
+fn shared_models(catalog: &Catalog, direct: &[String]) -> Vec<String> {
+    let reachable = reachable_models(catalog, direct.to_vec());
+    let readers = |name: &str| {
+        reachable
+            .iter()
+            .filter(|m| m.as_str() != name)
+            .filter(|m| {
+                let spec = &catalog.models[m.as_str()].spec;
+                spec.from == name || spec.joins.iter().any(|j| j.from == name)
+            })
+            .count()
+    };
+    // Depth-first, dependencies before readers.
+    fn visit(catalog: &Catalog, m: &str, seen: &mut Vec<String>, order: &mut Vec<String>) {
+        if seen.iter().any(|s| s == m) {
+            return;
+        }
+        seen.push(m.to_string());
+        let Some(model) = catalog.models.get(m) else {
+            return;
+        };
+        let deps =
+            std::iter::once(&model.spec.from).chain(model.spec.joins.iter().map(|j| &j.from));
+        for d in deps {
+            if d != m {
+                visit(catalog, d, seen, order);
+            }
+        }
+        order.push(m.to_string());
+    }
+    let mut order = Vec::new();
+    let mut seen = Vec::new();
+    for m in direct {
+        visit(catalog, m, &mut seen, &mut order);
+    }
+    order
+        .into_iter()
+        .filter(|m| catalog.models.contains_key(m) && readers(m) >= 2)
+        .collect()
 }
 
 /// The models blocks read directly (`from` and qualifiers), in first-use order.
