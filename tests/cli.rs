@@ -261,3 +261,70 @@ fn the_worked_example_of_the_language_guide_runs() {
         serde_json::json!({"employee_id": null, "employee": null, "count": 4, "total": 11000.0, "win_rate": 50.0})
     );
 }
+
+#[test]
+fn selector_parameter_chooses_a_measure() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "pick.yaml",
+        r#"report: pick
+title: Выбор показателя
+parameters:
+  metric: { type: enum, values: [created, open, forgotten], default: open, label: Показатель }
+blocks:
+  - id: by_employee
+    title: По сотрудникам
+    from: deals
+    by: [employee_id]
+    measures:
+      value: "case $metric when 'created' then created when 'open' then open else forgotten end"
+    sort: [employee_id]
+"#,
+    );
+    let data = fixture("forgotten");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "pick",
+            "--reports",
+            dir.path().to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--from",
+            "2024-04-01",
+            "--to",
+            "2024-04-30",
+        ];
+        args.extend_from_slice(extra);
+        json(&args)
+    };
+    let values = |r: &serde_json::Value| -> Vec<i64> {
+        crate::util::block(r, "by_employee")["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["value"].as_i64().unwrap())
+            .collect()
+    };
+    let open = run(&[]);
+    assert_eq!(open["params"]["metric"], "open");
+    assert_eq!(
+        values(&open),
+        vec![3, 1, 1, 1],
+        "open deals of Анна, Борис, Вера, Глеб at 2024-04-30"
+    );
+    let forgotten = run(&["--param", "metric=forgotten"]);
+    assert_eq!(values(&forgotten), vec![2, 1, 1, 0]);
+    let err = fails(&[
+        "run",
+        "pick",
+        "--reports",
+        dir.path().to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--param",
+        "metric=forgoten",
+    ]);
+    assert!(err.contains("parameter `metric`: \"forgoten\" is not one of: created, open, forgotten, did you mean `forgotten`?"), "{err}");
+}

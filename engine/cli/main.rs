@@ -89,6 +89,9 @@ struct ParamArgs {
     /// Override a setting: KEY=VALUE (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// A report parameter (a selector such as metric or grain): KEY=VALUE (repeatable).
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    param: Vec<String>,
     /// Client time zone (IANA); default: the data set's, else Europe/Moscow.
     #[arg(long)]
     tz: Option<String>,
@@ -212,19 +215,24 @@ fn request(
         .portal
         .clone()
         .or_else(|| info.and_then(|i| i.portal_url.clone()));
-    let mut settings = Vec::new();
-    for kv in &p.set {
-        let Some((k, v)) = kv.split_once('=') else {
-            bail!("--set {kv:?}: expected KEY=VALUE");
-        };
-        settings.push((k.trim().to_string(), v.to_string()));
-    }
     Ok(RunRequest {
         report: report.to_string(),
         params,
-        settings,
+        settings: key_values("--set", &p.set)?,
+        parameters: key_values("--param", &p.param)?,
         block,
     })
+}
+
+/// `KEY=VALUE` arguments as pairs.
+fn key_values(flag: &str, items: &[String]) -> Result<Vec<(String, String)>> {
+    items
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => Ok((k.trim().to_string(), v.to_string())),
+            None => bail!("{flag} {kv:?}: expected KEY=VALUE"),
+        })
+        .collect()
 }
 
 async fn run(a: RunArgs) -> Result<()> {

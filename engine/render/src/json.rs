@@ -17,6 +17,9 @@ pub fn report_json(result: &ReportResult) -> Result<Value, RenderError> {
     params.insert("to".into(), p.to.to_string().into());
     params.insert("as_of".into(), p.as_of.to_string().into());
     params.insert("timezone".into(), p.timezone.name().into());
+    for (name, value) in &result.parameters {
+        params.insert(name.clone(), value.to_json());
+    }
     for (name, values) in &p.filters {
         params.insert(
             name.clone(),

@@ -45,6 +45,8 @@ pub struct Report {
     pub src: Arc<SourceFile>,
     /// Settings the report itself declares (including re-declared model settings).
     pub settings: Vec<Setting>,
+    /// Per-request parameters the report declares (selectors such as `metric`).
+    pub parameters: Vec<Setting>,
 }
 
 impl Report {
@@ -250,12 +252,13 @@ pub fn check_name(name: &str) -> Result<(), String> {
 fn resolve_settings(
     src: &SourceFile,
     context: &str,
+    section: &str,
     specs: &IndexMap<String, crate::spec::SettingSpec>,
     problems: &mut Vec<Diagnostic>,
 ) -> Vec<Setting> {
     let mut out = Vec::new();
     for (name, spec) in specs {
-        let path = join("settings", name);
+        let path = join(section, name);
         if let Err(m) = check_name(name) {
             problems.push(Diagnostic {
                 pos: src.key_pos(&path),
@@ -270,7 +273,7 @@ fn resolve_settings(
                     src,
                     &path,
                     context,
-                    format!("`{name}` is a built-in parameter; choose another setting name"),
+                    format!("`{name}` is a built-in parameter; choose another name"),
                 )
             });
             continue;
@@ -280,7 +283,7 @@ fn resolve_settings(
             Err(m) => problems.push(Diagnostic::at(
                 src,
                 &path,
-                format!("{context}, setting `{name}`"),
+                format!("{context}, {} `{name}`", section.trim_end_matches('s')),
                 m,
             )),
         }
@@ -329,7 +332,7 @@ fn check_model(spec: ModelSpec, src: Arc<SourceFile>) -> Result<Model, Vec<Diagn
         spec.measures.names(),
         &mut problems,
     );
-    let settings = resolve_settings(&src, &context, &spec.settings, &mut problems);
+    let settings = resolve_settings(&src, &context, "settings", &spec.settings, &mut problems);
     if problems.is_empty() {
         Ok(Model {
             spec,
@@ -401,12 +404,33 @@ fn check_report(spec: ReportSpec, src: Arc<SourceFile>) -> Result<Report, Vec<Di
             .collect();
         check_unique_names(&src, &bctx, &path, names.into_iter(), &mut problems);
     }
-    let settings = resolve_settings(&src, &context, &spec.settings, &mut problems);
+    let settings = resolve_settings(&src, &context, "settings", &spec.settings, &mut problems);
+    let parameters = resolve_settings(
+        &src,
+        &context,
+        "parameters",
+        &spec.parameters,
+        &mut problems,
+    );
+    for p in &parameters {
+        if settings.iter().any(|s| s.name == p.name) {
+            problems.push(Diagnostic {
+                pos: src.key_pos(&join("parameters", &p.name)),
+                ..Diagnostic::at(
+                    &src,
+                    "parameters",
+                    context.clone(),
+                    format!("`{}` is both a setting and a parameter", p.name),
+                )
+            });
+        }
+    }
     if problems.is_empty() {
         Ok(Report {
             spec,
             src,
             settings,
+            parameters,
         })
     } else {
         Err(problems)

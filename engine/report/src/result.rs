@@ -59,6 +59,8 @@ pub struct ReportResult {
     pub params: RunParams,
     /// Effective settings, in declaration order.
     pub settings: Vec<(String, SettingValue)>,
+    /// The report's declared parameters and their values.
+    pub parameters: Vec<(String, SettingValue)>,
     pub blocks: Vec<BlockResult>,
     /// Where the run's time went: (step, seconds), in order.
     pub timings: Vec<(String, f64)>,

@@ -24,6 +24,8 @@ pub struct RunRequest {
     pub params: RunParams,
     /// Setting overrides as `(name, value text)`, applied in order.
     pub settings: Vec<(String, String)>,
+    /// Values of the report's declared parameters as `(name, value text)`.
+    pub parameters: Vec<(String, String)>,
     /// Only this block, when set.
     pub block: Option<String>,
 }
@@ -143,10 +145,20 @@ pub fn settings_of(catalog: &Catalog, report: &Report) -> Result<Vec<Setting>, R
     Ok(out)
 }
 
-/// Applies `name=value` overrides to the defaults.
+/// Applies `name=value` overrides to the defaults of settings.
 pub fn setting_values(
     settings: &[Setting],
     overrides: &[(String, String)],
+) -> Result<Vec<(String, SettingValue)>, ReportError> {
+    typed_values(settings, overrides, "setting")
+}
+
+/// Applies `name=value` overrides to typed defaults; `kind` names them in messages
+/// (setting or parameter).
+fn typed_values(
+    settings: &[Setting],
+    overrides: &[(String, String)],
+    kind: &str,
 ) -> Result<Vec<(String, SettingValue)>, ReportError> {
     let mut values: Vec<(String, SettingValue)> = settings
         .iter()
@@ -155,9 +167,9 @@ pub fn setting_values(
     for (name, text) in overrides {
         let Some(setting) = settings.iter().find(|s| &s.name == name) else {
             return Err(ReportError::bad_input(
-                format!("setting `{name}`"),
+                format!("{kind} `{name}`"),
                 format!(
-                    "no such setting{}; this report has: {}",
+                    "no such {kind}{}; this report has: {}",
                     did_you_mean(name, settings.iter().map(|s| s.name.as_str())),
                     settings
                         .iter()
@@ -169,7 +181,7 @@ pub fn setting_values(
         };
         let value = setting
             .parse(text)
-            .map_err(|m| ReportError::bad_input(format!("setting `{name}`"), m))?;
+            .map_err(|m| ReportError::bad_input(format!("{kind} `{name}`"), m))?;
         values
             .iter_mut()
             .find(|(n, _)| n == name)
@@ -183,6 +195,7 @@ struct Prepared<'a> {
     report: Arc<Report>,
     compiler: Compiler<'a>,
     settings: Vec<(String, SettingValue)>,
+    parameters: Vec<(String, SettingValue)>,
     blocks: Vec<usize>,
 }
 
@@ -194,11 +207,12 @@ fn prepare<'a>(
     let report = catalog.report(&req.report)?.clone();
     let declared = settings_of(catalog, &report)?;
     let settings = setting_values(&declared, &req.settings)?;
+    let parameters = typed_values(&report.parameters, &req.parameters, "parameter")?;
     let mut bindings = Bindings::default();
     for (name, value) in req.params.bindings() {
         bindings.0.insert(name.to_string(), value);
     }
-    for (name, value) in &settings {
+    for (name, value) in settings.iter().chain(&parameters) {
         bindings.0.insert(name.clone(), value.scalar());
     }
     let filters = req
@@ -227,6 +241,7 @@ fn prepare<'a>(
         compiler: Compiler::new(catalog, source, state, bindings, filters),
         report,
         settings,
+        parameters,
         blocks,
     })
 }
@@ -340,6 +355,7 @@ pub async fn run(
         description: report.spec.description.clone(),
         params: req.params.clone(),
         settings: p.settings,
+        parameters: p.parameters,
         blocks,
         timings,
     })
@@ -418,6 +434,9 @@ pub async fn explain(
         "period {} … {}, as of {}, time zone {}",
         req.params.from, req.params.to, req.params.as_of, req.params.timezone
     );
+    for (name, value) in &p.parameters {
+        let _ = writeln!(out, "parameter {name} = {value}");
+    }
     for (name, value) in &p.settings {
         let _ = writeln!(out, "setting {name} = {value}");
     }
@@ -472,6 +491,7 @@ pub async fn check(catalog: &Catalog) -> Result<(), ReportError> {
             report: id.clone(),
             params: params.clone(),
             settings: vec![],
+            parameters: vec![],
             block: None,
         };
         collect(check_report(catalog, &empty, &req).await);

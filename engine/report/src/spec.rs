@@ -68,6 +68,10 @@ pub struct ReportSpec {
     /// default, bounds or label (not its type).
     #[serde(default)]
     pub settings: IndexMap<String, SettingSpec>,
+    /// Choices made per request (`metric`, `grain`): typed and bounded like settings,
+    /// bound as `$name`, shown in the output's `params`.
+    #[serde(default)]
+    pub parameters: IndexMap<String, SettingSpec>,
     pub blocks: Vec<BlockSpec>,
 }
 
