@@ -4,4 +4,5 @@
 mod cli;
 mod dsl;
 mod forgotten;
+mod language;
 mod util;

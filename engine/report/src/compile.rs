@@ -18,7 +18,7 @@ use datafusion::datasource::provider_as_source;
 use datafusion::execution::session_state::SessionState;
 use datafusion::functions_aggregate::expr_fn::max;
 use datafusion::logical_expr::utils::find_aggregate_exprs;
-use datafusion::logical_expr::{Expr, JoinType, LogicalPlanBuilder, SortExpr};
+use datafusion::logical_expr::{Expr, ExprSchemable, JoinType, LogicalPlanBuilder, SortExpr};
 use indexmap::IndexMap;
 
 use crate::catalog::{Catalog, Model, Report};
@@ -28,6 +28,7 @@ use crate::result::{BlockKind, ColumnMeta, infer_type, type_fits};
 use crate::source::{SourceFile, index, join};
 use crate::spec::{Empty, ExprSpec, Limit};
 use crate::tables::TableSource;
+use crate::time::Grain;
 
 impl From<Diagnostic> for ReportError {
     fn from(d: Diagnostic) -> Self {
@@ -615,6 +616,161 @@ impl<'a> Compiler<'a> {
         Ok(())
     }
 
+    /// The block's time dimension, if it has one: (name, time expression text, grain).
+    fn time_dimension(
+        &self,
+        report: &Report,
+        i: usize,
+    ) -> Result<Option<(String, String, Grain)>, ReportError> {
+        let block = &report.spec.blocks[i];
+        let mut found = None;
+        for (d, spec) in block.by.iter() {
+            let Some(time) = &spec.time else {
+                if spec.grain.is_some() {
+                    let site = self.block_site(report, i, &join(&join("by", d), "grain"), None);
+                    return Err(site.error("`grain` goes with `time:`").into());
+                }
+                continue;
+            };
+            let site = self.block_site(
+                report,
+                i,
+                &join(&join("by", d), "grain"),
+                Some(&format!("dimension `{d}`")),
+            );
+            if found.is_some() {
+                return Err(site.error("a block has at most one time dimension").into());
+            }
+            if spec.expr.is_some() {
+                return Err(site
+                    .error("a time dimension takes `time:` (and `grain:`), not `expr:`")
+                    .into());
+            }
+            let grain_text = match spec.grain.as_deref() {
+                None => "month".to_string(),
+                Some(g) => match g.strip_prefix('$') {
+                    Some(name) => match self.bindings.0.get(name) {
+                        Some(ScalarValue::Utf8(Some(v))) => v.clone(),
+                        Some(_) => {
+                            return Err(site
+                                .error(format!("`${name}` must be a text setting or parameter"))
+                                .into());
+                        }
+                        None => {
+                            return Err(site
+                                .error(format!(
+                                    "unknown setting or parameter `${name}`{}",
+                                    did_you_mean(name, self.bindings.names())
+                                ))
+                                .into());
+                        }
+                    },
+                    None => g.to_string(),
+                },
+            };
+            let grain = Grain::parse(&grain_text).ok_or_else(|| {
+                ReportError::from(site.error(format!(
+                    "unknown grain `{grain_text}`{}; grains are {}",
+                    did_you_mean(&grain_text, Grain::NAMES.iter().copied()),
+                    Grain::NAMES.join(", ")
+                )))
+            })?;
+            found = Some((d.clone(), time.clone(), grain));
+        }
+        Ok(found)
+    }
+
+    /// `t` within the run's period: timestamps against the period's instants in the
+    /// client's zone, dates against its days.
+    fn in_period(&self, site: &ExprSite, t: &Expr, schema: &DFSchema) -> Result<Expr, ReportError> {
+        let bound = |name: &str| Expr::Literal(self.bindings.0[name].clone(), None);
+        match t.get_type(schema) {
+            Ok(arrow::datatypes::DataType::Timestamp(..)) => Ok(t
+                .clone()
+                .gt_eq(bound("period_start"))
+                .and(t.clone().lt(bound("period_end")))),
+            Ok(arrow::datatypes::DataType::Date32) => Ok(t
+                .clone()
+                .gt_eq(bound("from"))
+                .and(t.clone().lt_eq(bound("to")))),
+            Ok(other) => Err(site
+                .error(format!("`time` must be a timestamp or a date, not {other}"))
+                .into()),
+            Err(e) => Err(site.error(expr::clean(&e.to_string())).into()),
+        }
+    }
+
+    fn period_start_expr(&self, grain: Grain, t: Expr) -> Result<Expr, ReportError> {
+        let udf = self
+            .state
+            .scalar_functions()
+            .get("period_start")
+            .cloned()
+            .ok_or_else(|| ReportError::bad_input("period_start", "function not registered"))?;
+        let name = Grain::NAMES[[
+            Grain::Day,
+            Grain::Week,
+            Grain::Month,
+            Grain::Quarter,
+            Grain::Year,
+        ]
+        .iter()
+        .position(|g| *g == grain)
+        .expect("every grain has a name")];
+        Ok(udf.call(vec![
+            Expr::Literal(ScalarValue::Utf8(Some(name.into())), None),
+            t,
+        ]))
+    }
+
+    /// Every period of the run's range for every combination of the other dimensions that
+    /// occurs, so that empty periods appear as rows (0 or null), never go missing.
+    fn period_spine(
+        &self,
+        parts: &[DataFrame],
+        dims: &[String],
+        time_dim: &str,
+        grain: Grain,
+    ) -> datafusion::error::Result<DataFrame> {
+        let days = |name: &str| match &self.bindings.0[name] {
+            ScalarValue::Date32(Some(d)) => crate::time::date_from_days(*d),
+            _ => unreachable!("`from` and `to` are bound as dates"),
+        };
+        let periods: Vec<Vec<Expr>> = grain
+            .periods(days("from"), days("to"))
+            .into_iter()
+            .map(|p| {
+                vec![Expr::Literal(
+                    ScalarValue::Date32(Some(crate::time::days_since_epoch(p))),
+                    None,
+                )]
+            })
+            .collect();
+        let values = LogicalPlanBuilder::values(periods)?.build()?;
+        let periods = DataFrame::new(self.state.clone(), values)
+            .select(vec![column("column1").alias(time_dim)])?;
+        let others: Vec<&String> = dims.iter().filter(|d| d.as_str() != time_dim).collect();
+        if others.is_empty() {
+            return Ok(periods);
+        }
+        let mut keys: Option<DataFrame> = None;
+        for p in parts {
+            let k = p
+                .clone()
+                .select(others.iter().map(|d| column(d)).collect::<Vec<Expr>>())?;
+            keys = Some(match keys {
+                None => k,
+                Some(all) => all.union(k)?,
+            });
+        }
+        let keys = keys.expect("at least one part").distinct()?;
+        let plan = LogicalPlanBuilder::from(keys.logical_plan().clone())
+            .cross_join(periods.logical_plan().clone())?
+            .build()?;
+        DataFrame::new(self.state.clone(), plan)
+            .select(dims.iter().map(|d| column(d)).collect::<Vec<Expr>>())
+    }
+
     /// Plans a measure that aggregates the rows of `df`; refuses one that does not.
     fn aggregate_measure(
         &self,
@@ -949,17 +1105,6 @@ impl<'a> Compiler<'a> {
                 }
             }
         }
-        for (name, _) in block.measures.iter() {
-            if from_cols.contains(name) {
-                let site = self.block_site(report, i, &join("measures", name), None);
-                return Err(site
-                    .error(format!(
-                        "measure `{name}` has the name of a column of `{}`; choose another name",
-                        from.as_deref().unwrap_or_default()
-                    ))
-                    .into());
-            }
-        }
         // Block measures shadow the model's, except inside their own definition, where a
         // bare `x` means the model's measure `x`.
         let mut block_scope = scope.clone();
@@ -994,7 +1139,13 @@ impl<'a> Compiler<'a> {
             } else {
                 own_scope.remove(name);
             }
-            let resolved = self.resolve(&site, &text, &own_scope)?;
+            let resolved = expr::resolve_layered(
+                &self.state,
+                &site,
+                &text,
+                &own_scope,
+                Some(&column_scope(&from_cols)),
+            )?;
             let has_columns = resolved.refs.iter().any(|t| t.kind == TargetKind::Column);
             let has_measures = resolved.refs.iter().any(|t| t.kind != TargetKind::Column);
             let out = if has_columns && has_measures {
@@ -1085,6 +1236,7 @@ impl<'a> Compiler<'a> {
         } else {
             vec![]
         };
+        let time_dim = self.time_dimension(report, i)?;
         let mut parts: Vec<DataFrame> = Vec::new();
         for (model, aggs) in &base {
             let mut df = self.model_frame(model, true, &mut Vec::new())?;
@@ -1095,9 +1247,29 @@ impl<'a> Compiler<'a> {
                     w,
                 )?;
             }
+            // A time dimension keeps the rows whose time falls in the run's period.
+            let mut time_expr = None;
+            if let Some((d, text, grain)) = &time_dim {
+                let site = self.block_site(
+                    report,
+                    i,
+                    &join(&join("by", d), "time"),
+                    Some(&format!("time dimension `{d}` in model `{model}`")),
+                );
+                let t = self.row_expr(&site, text, &df)?;
+                let keep = self.in_period(&site, &t, df.schema())?;
+                df = df.filter(keep).map_err(err)?;
+                time_expr = Some((d.clone(), t, *grain));
+            }
             let mut groups = Vec::new();
             if dims {
                 for (d, spec) in block.by.iter() {
+                    if let Some((td, t, grain)) = &time_expr
+                        && td == d
+                    {
+                        groups.push(self.period_start_expr(*grain, t.clone())?.alias(d));
+                        continue;
+                    }
                     let site = self.block_site(
                         report,
                         i,
@@ -1113,6 +1285,12 @@ impl<'a> Compiler<'a> {
                 .map(|(c, e, _)| (c.clone(), e.clone()))
                 .collect();
             parts.push(aggregate(df, groups, aggs).map_err(err)?);
+        }
+        if dims && let Some((d, _, grain)) = &time_dim {
+            let spine = self
+                .period_spine(&parts, &dim_names, d, *grain)
+                .map_err(err)?;
+            parts.push(spine);
         }
         let mut df = if parts.len() == 1 {
             parts.pop().expect("one part")

@@ -13,8 +13,9 @@ use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{Expr, ExprSchemable};
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
-    self as ast, ExprWithAlias, Ident, Value, visit_expressions, visit_expressions_mut,
+    self as ast, ExprWithAlias, Ident, Value, VisitMut, VisitorMut, visit_expressions,
 };
+use datafusion::sql::sqlparser::tokenizer::Span;
 
 use crate::error::{Diagnostic, did_you_mean};
 use crate::source::{Pos, SourceFile};
@@ -172,6 +173,19 @@ pub fn resolve(
     text: &str,
     scope: &Scope,
 ) -> Result<Resolved, Diagnostic> {
+    resolve_layered(state, site, text, scope, None)
+}
+
+/// As `resolve`, but names inside the arguments of an aggregate call (`sum(amount)`,
+/// not a window `sum(n) over ()`) look in `in_aggregates` first: there a name means a
+/// row-level column even where a measure of the same name shadows it outside.
+pub fn resolve_layered(
+    state: &SessionState,
+    site: &ExprSite,
+    text: &str,
+    scope: &Scope,
+    in_aggregates: Option<&Scope>,
+) -> Result<Resolved, Diagnostic> {
     let dialect = state.config().options().sql_parser.dialect;
     let parsed: ExprWithAlias = state.sql_to_expr_with_alias(text, &dialect).map_err(|e| {
         site.error(format!(
@@ -187,45 +201,24 @@ pub fn resolve(
         ));
     }
     let mut ast = parsed.expr;
-    let mut refs: Vec<Target> = Vec::new();
-    let mut failure: Option<Diagnostic> = None;
-    let _ = visit_expressions_mut(&mut ast, |e| {
-        let (qualifier, ident) = match e {
-            ast::Expr::Identifier(id) => (None, id.clone()),
-            ast::Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
-                (Some(normalize(&parts[0])), parts[1].clone())
-            }
-            ast::Expr::CompoundIdentifier(parts) => {
-                failure = Some(site.error_at(
-                    parts[0].span.start.line,
-                    parts[0].span.start.column,
-                    format!(
-                        "`{}`: names have at most one qualifier (`model.measure`)",
-                        parts.iter().map(|p| p.value.as_str()).collect::<Vec<_>>().join(".")
-                    ),
-                ));
-                return ControlFlow::Break(());
-            }
-            _ => return ControlFlow::Continue(()),
-        };
-        match scope.lookup(qualifier.as_deref(), &normalize(&ident)) {
-            Ok(target) => {
-                if !refs.contains(target) {
-                    refs.push(target.clone());
-                }
-                *e = ast::Expr::Identifier(Ident::with_quote('"', target.column.clone()));
-                ControlFlow::Continue(())
-            }
-            Err(message) => {
-                failure =
-                    Some(site.error_at(ident.span.start.line, ident.span.start.column, message));
-                ControlFlow::Break(())
-            }
-        }
-    });
-    if let Some(d) = failure {
+    let aggregates: Vec<String> = state
+        .aggregate_functions()
+        .keys()
+        .map(|k| k.to_lowercase())
+        .collect();
+    let mut resolver = Resolver {
+        site,
+        scope,
+        in_aggregates,
+        aggregates: &aggregates,
+        refs: Vec::new(),
+        failure: None,
+    };
+    let _ = ast.visit(&mut resolver);
+    if let Some(d) = resolver.failure {
         return Err(d);
     }
+    let refs = resolver.refs;
     let mut placeholders = Vec::new();
     let _ = visit_expressions(&ast, |e| {
         if let ast::Expr::Value(v) = e
@@ -241,6 +234,94 @@ pub fn resolve(
         refs,
         placeholders,
     })
+}
+
+/// Rewrites every name to the plan column it resolves to. A rewritten name has an empty
+/// span, which marks it as done for the enclosing pass.
+struct Resolver<'a> {
+    site: &'a ExprSite,
+    scope: &'a Scope,
+    in_aggregates: Option<&'a Scope>,
+    aggregates: &'a [String],
+    refs: Vec<Target>,
+    failure: Option<Diagnostic>,
+}
+
+impl VisitorMut for Resolver<'_> {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, e: &mut ast::Expr) -> ControlFlow<()> {
+        if let (ast::Expr::Function(f), Some(inner)) = (&*e, self.in_aggregates)
+            && f.over.is_none()
+            && f.name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .is_some_and(|id| self.aggregates.contains(&id.value.to_lowercase()))
+        {
+            let mut nested = Resolver {
+                site: self.site,
+                scope: inner,
+                in_aggregates: None,
+                aggregates: self.aggregates,
+                refs: Vec::new(),
+                failure: None,
+            };
+            let _ = e.visit(&mut nested);
+            for t in nested.refs {
+                if !self.refs.contains(&t) {
+                    self.refs.push(t);
+                }
+            }
+            if let Some(d) = nested.failure {
+                self.failure = Some(d);
+                return ControlFlow::Break(());
+            }
+            return ControlFlow::Continue(());
+        }
+        let (qualifier, ident) = match &*e {
+            ast::Expr::Identifier(id) if id.span == Span::empty() => {
+                return ControlFlow::Continue(());
+            }
+            ast::Expr::Identifier(id) => (None, id.clone()),
+            ast::Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
+                (Some(normalize(&parts[0])), parts[1].clone())
+            }
+            ast::Expr::CompoundIdentifier(parts) => {
+                self.failure = Some(self.site.error_at(
+                    parts[0].span.start.line,
+                    parts[0].span.start.column,
+                    format!(
+                        "`{}`: names have at most one qualifier (`model.measure`)",
+                        parts.iter().map(|p| p.value.as_str()).collect::<Vec<_>>().join(".")
+                    ),
+                ));
+                return ControlFlow::Break(());
+            }
+            _ => return ControlFlow::Continue(()),
+        };
+        match self.scope.lookup(qualifier.as_deref(), &normalize(&ident)) {
+            Ok(target) => {
+                if !self.refs.contains(target) {
+                    self.refs.push(target.clone());
+                }
+                *e = ast::Expr::Identifier(Ident {
+                    value: target.column.clone(),
+                    quote_style: Some('"'),
+                    span: Span::empty(),
+                });
+                ControlFlow::Continue(())
+            }
+            Err(message) => {
+                self.failure = Some(self.site.error_at(
+                    ident.span.start.line,
+                    ident.span.start.column,
+                    message,
+                ));
+                ControlFlow::Break(())
+            }
+        }
+    }
 }
 
 /// Unquoted identifiers are case-insensitive (as in SQL); quoted ones are exact.

@@ -1,5 +1,5 @@
 //! SQL functions the report language adds to DataFusion, bound to the client's time zone:
-//! `local_date(ts)` and `days_between(a, b)`.
+//! `local_date(ts)`, `days_between(a, b)` and `period_start(grain, ts)`.
 
 use std::sync::Arc;
 
@@ -19,7 +19,70 @@ pub fn udfs(tz: Tz) -> Vec<ScalarUDF> {
     vec![
         ScalarUDF::new_from_impl(LocalDate::new(tz)),
         ScalarUDF::new_from_impl(DaysBetween::new(tz)),
+        ScalarUDF::new_from_impl(PeriodStart::new(tz)),
     ]
+}
+
+/// `period_start(grain, ts)`: the first day of the day/week/month/quarter/year that
+/// contains `ts`, in the client's time zone.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PeriodStart {
+    tz: Tz,
+    signature: Signature,
+}
+
+impl PeriodStart {
+    fn new(tz: Tz) -> Self {
+        PeriodStart {
+            tz,
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for PeriodStart {
+    fn name(&self) -> &str {
+        "period_start"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        match arg_types {
+            [DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8, t] => {
+                Ok(vec![DataType::Utf8, coerce_day_arg("period_start", t)?])
+            }
+            _ => plan_err!("period_start takes a grain ('month', …) and a date or timestamp"),
+        }
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Date32)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let grain = match &args.args[0] {
+            ColumnarValue::Scalar(datafusion::scalar::ScalarValue::Utf8(Some(g))) => g.clone(),
+            _ => return exec_err!("period_start: the grain must be a constant"),
+        };
+        let Some(grain) = crate::time::Grain::parse(&grain) else {
+            return exec_err!(
+                "period_start: unknown grain {grain:?}; use one of {}",
+                crate::time::Grain::NAMES.join(", ")
+            );
+        };
+        let arrays = ColumnarValue::values_to_arrays(&args.args[1..])?;
+        let mut days = LocalDays::new(self.tz);
+        let local = to_local_days(&arrays[0], &mut days)?;
+        let out: Date32Array = local
+            .iter()
+            .map(|d| {
+                d.map(|d| {
+                    let date = crate::time::date_from_days(d);
+                    crate::time::days_since_epoch(grain.start(date))
+                })
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
 }
 
 /// `local_date(ts)`: the calendar date of a timestamp in the client's time zone.

@@ -283,6 +283,15 @@ pub struct ExprSpec {
     /// Value for an empty group (default: 0 for `count` and `sum`, else null).
     #[serde(default)]
     pub empty: Option<Empty>,
+    /// Makes a dimension a time dimension: the timestamp (or date) column or expression
+    /// whose period is the group. Rows outside the run's period drop out, and every
+    /// period of the range is present in the result.
+    #[serde(default)]
+    pub time: Option<String>,
+    /// The period length of a time dimension: day, week, month, quarter, year or
+    /// `$parameter` (default month).
+    #[serde(default)]
+    pub grain: Option<String>,
 }
 
 /// An ordered list of named expressions. Accepted forms:

@@ -91,6 +91,74 @@ impl LocalDays {
     }
 }
 
+/// Calendar periods a time dimension groups by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grain {
+    Day,
+    Week,
+    Month,
+    Quarter,
+    Year,
+}
+
+impl Grain {
+    pub const NAMES: &'static [&'static str] = &["day", "week", "month", "quarter", "year"];
+
+    pub fn parse(name: &str) -> Option<Grain> {
+        Some(match name {
+            "day" => Grain::Day,
+            "week" => Grain::Week,
+            "month" => Grain::Month,
+            "quarter" => Grain::Quarter,
+            "year" => Grain::Year,
+            _ => return None,
+        })
+    }
+
+    /// The first day of the period containing `date` (weeks start on Monday).
+    pub fn start(self, date: NaiveDate) -> NaiveDate {
+        match self {
+            Grain::Day => date,
+            Grain::Week => {
+                date - chrono::Duration::days(i64::from(date.weekday().num_days_from_monday()))
+            }
+            Grain::Month => month_start(date),
+            Grain::Quarter => {
+                NaiveDate::from_ymd_opt(date.year(), (date.month() - 1) / 3 * 3 + 1, 1)
+                    .expect("valid quarter")
+            }
+            Grain::Year => NaiveDate::from_ymd_opt(date.year(), 1, 1).expect("valid year"),
+        }
+    }
+
+    /// The first day of the next period after the one starting at `start`.
+    pub fn next(self, start: NaiveDate) -> NaiveDate {
+        let months = |n: u32| {
+            start
+                .checked_add_months(chrono::Months::new(n))
+                .expect("in range")
+        };
+        match self {
+            Grain::Day => start + chrono::Duration::days(1),
+            Grain::Week => start + chrono::Duration::days(7),
+            Grain::Month => months(1),
+            Grain::Quarter => months(3),
+            Grain::Year => months(12),
+        }
+    }
+
+    /// The starts of every period that overlaps `from..=to`.
+    pub fn periods(self, from: NaiveDate, to: NaiveDate) -> Vec<NaiveDate> {
+        let mut out = Vec::new();
+        let mut p = self.start(from);
+        while p <= to {
+            out.push(p);
+            p = self.next(p);
+        }
+        out
+    }
+}
+
 /// The first day of `date`'s month.
 pub fn month_start(date: NaiveDate) -> NaiveDate {
     date.with_day(1).expect("day 1 exists")
@@ -143,6 +211,22 @@ mod tests {
             let t = start + i * 17 * 60 * MICROS_PER_SECOND;
             assert_eq!(date_from_days(cached.days(t)), local_date(t, tz), "at {t}");
         }
+    }
+
+    #[test]
+    fn grains() {
+        let d = |s: &str| s.parse::<NaiveDate>().unwrap();
+        assert_eq!(Grain::Week.start(d("2024-03-07")), d("2024-03-04"));
+        assert_eq!(Grain::Quarter.start(d("2024-08-31")), d("2024-07-01"));
+        assert_eq!(
+            Grain::Quarter.periods(d("2024-02-10"), d("2024-07-01")),
+            vec![d("2024-01-01"), d("2024-04-01"), d("2024-07-01")]
+        );
+        assert_eq!(
+            Grain::Month.periods(d("2024-01-31"), d("2024-03-01")).len(),
+            3
+        );
+        assert_eq!(Grain::Year.next(d("2024-01-01")), d("2025-01-01"));
     }
 
     #[test]

@@ -1,0 +1,177 @@
+//! Features of the report language, each on the `forgotten` fixture with hand-computed
+//! values: time dimensions with every period present, grains chosen by a parameter,
+//! window functions for shares of the total and for "nth deal of the company".
+//!
+//! Deals of the fixture, by creation date (Moscow): 1 and 2 on 2024-03-01 (Анна),
+//! 3 on 04-10 (Борис), 4 on 02-01 (Борис), 5 on 02-01 (Вера), 6 on 04-01 00:10 (Глеб),
+//! 7 on 03-31 23:30 (Анна), 8 on 05-02 (Вера), 9 on 04-20 (Борис). Deals 1, 2, 4, 5 are
+//! of company 1.
+
+use serde_json::{Value, json};
+
+use crate::util::{block, fixture, json, write};
+
+const DYNAMICS: &str = r#"report: dyn
+title: Динамика
+parameters:
+  grain: { type: enum, values: [month, quarter, year], default: month }
+blocks:
+  - id: total
+    title: Всего
+    from: deals
+    by:
+      - period_start: { time: created_at, grain: $grain }
+    measures:
+      n: count(*)
+      amount: sum(amount)
+      avg_amount: avg(amount)
+    totals: true
+    sort: [period_start]
+  - id: by_employee
+    title: По сотрудникам
+    from: deals
+    by:
+      - employee
+      - period_start: { time: created_at, grain: $grain }
+    measures:
+      n: count(*)
+    sort: [employee, period_start]
+  - id: share
+    title: Доли
+    from: deals
+    by: [employee]
+    measures:
+      n: count(*)
+      share: { expr: "100.0 * n / sum(n) over ()", type: percent }
+    totals: true
+    sort: [employee]
+"#;
+
+fn run(from: &str, to: &str, extra: &[&str]) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "dyn.yaml", DYNAMICS);
+    let data = fixture("forgotten");
+    let mut args = vec![
+        "run",
+        "dyn",
+        "--reports",
+        dir.path().to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--from",
+        from,
+        "--to",
+        to,
+    ];
+    args.extend_from_slice(extra);
+    json(&args)
+}
+
+#[test]
+fn every_period_is_present_and_empty_ones_are_zero() {
+    let r = run("2024-01-01", "2024-05-31", &[]);
+    assert_eq!(
+        block(&r, "total")["rows"],
+        json!([
+            {"period_start": "2024-01-01", "n": 0, "amount": 0.0, "avg_amount": null},
+            {"period_start": "2024-02-01", "n": 2, "amount": 8000.0, "avg_amount": 4000.0},
+            {"period_start": "2024-03-01", "n": 3, "amount": 3400.5, "avg_amount": 1133.5},
+            {"period_start": "2024-04-01", "n": 3, "amount": 800.0, "avg_amount": 400.0},
+            {"period_start": "2024-05-01", "n": 1, "amount": 900.0, "avg_amount": 900.0},
+        ])
+    );
+    // Deal 3 has no amount: avg over April is (700 + 100) / 2.
+    assert_eq!(block(&r, "total")["totals"]["n"], 9);
+}
+
+#[test]
+fn grain_is_a_parameter() {
+    let r = run("2024-01-01", "2024-06-30", &["--param", "grain=quarter"]);
+    let rows = &block(&r, "total")["rows"];
+    assert_eq!(rows[0]["period_start"], "2024-01-01");
+    assert_eq!(rows[0]["n"], 5);
+    assert_eq!(rows[1]["period_start"], "2024-04-01");
+    assert_eq!(rows[1]["n"], 4);
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn other_dimensions_get_every_period_too() {
+    let r = run("2024-02-01", "2024-04-30", &[]);
+    let rows = block(&r, "by_employee")["rows"].as_array().unwrap().clone();
+    assert_eq!(rows.len(), 12, "4 employees × 3 months");
+    let n = |e: &str, p: &str| {
+        rows.iter()
+            .find(|r| r["employee"] == e && r["period_start"] == p)
+            .unwrap_or_else(|| panic!("{e} {p}"))["n"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(
+        [
+            n("Анна", "2024-02-01"),
+            n("Анна", "2024-03-01"),
+            n("Анна", "2024-04-01")
+        ],
+        [0, 3, 0]
+    );
+    assert_eq!([n("Борис", "2024-02-01"), n("Борис", "2024-04-01")], [1, 2]);
+    assert_eq!(
+        n("Глеб", "2024-04-01"),
+        1,
+        "00:10 Moscow on April 1 is April"
+    );
+}
+
+#[test]
+fn share_of_total_is_a_window_over_the_groups() {
+    let r = run("2024-01-01", "2024-12-31", &[]);
+    let b = block(&r, "share");
+    let shares: Vec<f64> = b["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["share"].as_f64().unwrap())
+        .collect();
+    assert_eq!(shares, vec![33.33, 33.33, 22.22, 11.11]);
+    assert_eq!(b["totals"]["share"], 100.0);
+}
+
+#[test]
+fn window_columns_in_models() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "models/ranked.yaml",
+        "model: ranked_deals\nfrom: deals\nfilters: { employee: assigned_id }\ncolumns:\n  nth_of_company: row_number() over (partition by company_id order by created_at, id)\n  is_repeat: company_id is not null and nth_of_company > 1\nmeasures:\n  repeat: count(*) filter (where is_repeat)\n",
+    );
+    write(
+        dir.path(),
+        "rep.yaml",
+        "report: rep\ntitle: Повторные\nblocks:\n  - id: t\n    title: T\n    from: ranked_deals\n    measures: [repeat]\n",
+    );
+    let data = fixture("forgotten");
+    // Company 1: deals 4, 5 (Feb 1, tie broken by id), 1, 2 → three after the first.
+    let r = json(&[
+        "run",
+        "rep",
+        "--reports",
+        dir.path().to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(block(&r, "t")["rows"], json!([{"repeat": 3}]));
+    // A filter narrows rows after windows are computed: Анна's deals 1 and 2 are still
+    // the 3rd and 4th of their company.
+    let r = json(&[
+        "run",
+        "rep",
+        "--reports",
+        dir.path().to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--employee",
+        "1",
+    ]);
+    assert_eq!(block(&r, "t")["rows"], json!([{"repeat": 2}]));
+}
