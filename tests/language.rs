@@ -175,3 +175,67 @@ fn window_columns_in_models() {
     ]);
     assert_eq!(block(&r, "t")["rows"], json!([{"repeat": 2}]));
 }
+
+const COMPARE: &str = r#"report: cmp
+title: Сравнение
+blocks:
+  - id: dynamics
+    title: По месяцам
+    from: deals
+    by:
+      - period_start: { time: created_at, grain: month }
+    measures:
+      n: count(*)
+      prev_year_n: { expr: count(*), shift: previous_year }
+    sort: [period_start]
+  - id: vs_previous
+    title: С прошлым периодом
+    from: deals
+    measures:
+      created: created
+      previous: { expr: created, shift: previous_period }
+      change: created - previous
+"#;
+
+fn compare(from: &str, to: &str) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "cmp.yaml", COMPARE);
+    let data = fixture("forgotten");
+    json(&[
+        "run",
+        "cmp",
+        "--reports",
+        dir.path().to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--from",
+        from,
+        "--to",
+        to,
+    ])
+}
+
+#[test]
+fn same_period_last_year_is_shifted_by_the_calendar() {
+    let r = compare("2025-02-01", "2025-05-31");
+    assert_eq!(
+        block(&r, "dynamics")["rows"],
+        json!([
+            {"period_start": "2025-02-01", "n": 0, "prev_year_n": 2},
+            {"period_start": "2025-03-01", "n": 0, "prev_year_n": 3},
+            {"period_start": "2025-04-01", "n": 0, "prev_year_n": 3},
+            {"period_start": "2025-05-01", "n": 0, "prev_year_n": 1},
+        ])
+    );
+}
+
+#[test]
+fn previous_period_of_the_same_length() {
+    // April 2024 is 30 days; the 30 days before are March 2–31: only deal 7 (March 31,
+    // 23:30 Moscow) was created then; deals 1 and 2 (March 1) fall outside.
+    let r = compare("2024-04-01", "2024-04-30");
+    assert_eq!(
+        block(&r, "vs_previous")["rows"],
+        json!([{"created": 3, "previous": 1, "change": 2}])
+    );
+}

@@ -24,9 +24,10 @@ use indexmap::IndexMap;
 use crate::catalog::{Catalog, Model, Report};
 use crate::error::{Diagnostic, ReportError, did_you_mean};
 use crate::expr::{self, Bindings, ExprSite, Resolved, Scope, Target, TargetKind};
+use crate::params::RunParams;
 use crate::result::{BlockKind, ColumnMeta, infer_type, type_fits};
 use crate::source::{SourceFile, index, join};
-use crate::spec::{Empty, ExprSpec, Limit};
+use crate::spec::{Empty, ExprSpec, Limit, Shift};
 use crate::tables::TableSource;
 use crate::time::Grain;
 
@@ -71,11 +72,15 @@ pub struct Compiler<'a> {
     catalog: &'a Catalog,
     source: &'a dyn TableSource,
     state: SessionState,
+    params: RunParams,
     bindings: Bindings,
     filters: Vec<(String, Vec<ScalarValue>)>,
     frames: Mutex<HashMap<(String, bool), DataFrame>>,
     measures: Mutex<HashMap<String, Arc<IndexMap<String, Measure>>>>,
 }
+
+/// One aggregation of a table block: a model, over the run's period or a shifted one.
+type Part = (String, Option<Shift>);
 
 /// The plan column a model measure becomes inside a block.
 fn measure_column(model: &str, name: &str) -> String {
@@ -121,6 +126,7 @@ impl<'a> Compiler<'a> {
         catalog: &'a Catalog,
         source: &'a dyn TableSource,
         state: SessionState,
+        params: RunParams,
         bindings: Bindings,
         filters: Vec<(String, Vec<ScalarValue>)>,
     ) -> Self {
@@ -128,6 +134,7 @@ impl<'a> Compiler<'a> {
             catalog,
             source,
             state,
+            params,
             bindings,
             filters,
             frames: Mutex::new(HashMap::new()),
@@ -137,6 +144,24 @@ impl<'a> Compiler<'a> {
 
     pub fn state(&self) -> &SessionState {
         &self.state
+    }
+
+    /// A compiler for the same run over a shifted period (its own caches: every model it
+    /// reads is computed for that period).
+    fn shifted(&self, shift: Shift) -> Compiler<'a> {
+        let params = self.params.shifted(shift);
+        let mut bindings = self.bindings.clone();
+        for (name, value) in params.bindings() {
+            bindings.0.insert(name.to_string(), value);
+        }
+        Compiler::new(
+            self.catalog,
+            self.source,
+            self.state.clone(),
+            params,
+            bindings,
+            self.filters.clone(),
+        )
     }
 
     /// Replaces a model's frame by a given one (e.g. its rows cached in memory).
@@ -1121,8 +1146,22 @@ impl<'a> Compiler<'a> {
 
         enum Out {
             Alias(Measure),
-            Inline { expr: Expr, empty: Empty },
-            Derived { resolved: Resolved, site: ExprSite },
+            Inline {
+                expr: Expr,
+                empty: Empty,
+            },
+            Derived {
+                resolved: Resolved,
+                site: ExprSite,
+            },
+            /// A measure of `model` over a shifted period: a model measure, or an inline
+            /// aggregate (re-planned with the shifted values).
+            Shifted {
+                model: String,
+                shift: Shift,
+                measure: Option<String>,
+                resolved: Resolved,
+            },
         }
         let mut outs: IndexMap<String, (Out, ExprSite, String)> = IndexMap::new();
         for (name, spec) in block.measures.iter() {
@@ -1148,7 +1187,53 @@ impl<'a> Compiler<'a> {
             )?;
             let has_columns = resolved.refs.iter().any(|t| t.kind == TargetKind::Column);
             let has_measures = resolved.refs.iter().any(|t| t.kind != TargetKind::Column);
-            let out = if has_columns && has_measures {
+            let out = if let Some(shift) = spec.shift {
+                // A model measure, named directly or through a block measure that aliases it.
+                let alias = match resolved.refs.as_slice() {
+                    [
+                        Target {
+                            kind: TargetKind::Measure { model, name: m },
+                            ..
+                        },
+                    ] if is_identifier(&text) => Some((model.clone(), m.clone())),
+                    [
+                        Target {
+                            kind: TargetKind::BlockMeasure(b),
+                            ..
+                        },
+                    ] if is_identifier(&text) => match outs.get(b) {
+                        Some((Out::Alias(m), _, _)) => Some((m.model.clone(), m.name.clone())),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                match alias {
+                    Some((model, m)) => {
+                        if matches!(measures[&model][&m].kind, MeasureKind::Derived { .. }) {
+                            return Err(site
+                                .error(format!("`shift` applies to a measure that aggregates rows; `{model}.{m}` combines other measures: shift those and combine them here"))
+                                .into());
+                        }
+                        Out::Shifted {
+                            model,
+                            shift,
+                            measure: Some(m),
+                            resolved,
+                        }
+                    }
+                    None if !has_measures => Out::Shifted {
+                        model: from.clone().unwrap_or_default(),
+                        shift,
+                        measure: None,
+                        resolved,
+                    },
+                    None => {
+                        return Err(site
+                            .error("`shift` applies to a model measure or an aggregate over rows, not to a combination of measures")
+                            .into());
+                    }
+                }
+            } else if has_columns && has_measures {
                 let c = resolved
                     .refs
                     .iter()
@@ -1181,7 +1266,8 @@ impl<'a> Compiler<'a> {
         }
 
         // Everything the outputs need, split into per-model aggregates and derived steps.
-        let mut base: IndexMap<String, Vec<(String, Expr, Empty)>> = IndexMap::new();
+        let mut base: IndexMap<Part, Vec<(String, Expr, Empty)>> = IndexMap::new();
+        let mut shifted: HashMap<Shift, Compiler<'a>> = HashMap::new();
         let mut derived: IndexMap<String, (Resolved, ExprSite)> = IndexMap::new();
         let mut pending: Vec<Target> = Vec::new();
         for (name, (out, _, _)) in &outs {
@@ -1194,9 +1280,38 @@ impl<'a> Compiler<'a> {
                     },
                 }),
                 Out::Inline { expr, empty } => base
-                    .entry(from.clone().unwrap_or_default())
+                    .entry((from.clone().unwrap_or_default(), None))
                     .or_default()
                     .push((block_column(name), expr.clone(), *empty)),
+                Out::Shifted {
+                    model,
+                    shift,
+                    measure,
+                    resolved,
+                } => {
+                    let c = shifted
+                        .entry(*shift)
+                        .or_insert_with(|| self.shifted(*shift));
+                    let (expr, empty) = match measure {
+                        Some(m) => match &c.model_measures(model)?[m].kind {
+                            MeasureKind::Base { expr, empty } => (expr.clone(), *empty),
+                            MeasureKind::Derived { .. } => unreachable!("refused above"),
+                        },
+                        None => {
+                            let df = c.model_frame(model, true, &mut Vec::new())?;
+                            let spec = block
+                                .measures
+                                .iter()
+                                .find(|(n, _)| n == name)
+                                .map(|(_, s)| s.clone())
+                                .unwrap_or_default();
+                            c.aggregate_measure(&outs[name].1, resolved, &df, &spec)?
+                        }
+                    };
+                    base.entry((model.clone(), Some(*shift)))
+                        .or_default()
+                        .push((block_column(name), expr, empty));
+                }
                 Out::Derived { resolved, site } => {
                     derived.insert(block_column(name), (resolved.clone(), site.clone()));
                     pending.extend(resolved.refs.iter().cloned());
@@ -1213,7 +1328,7 @@ impl<'a> Compiler<'a> {
                 let m = &measures[model][name];
                 match &m.kind {
                     MeasureKind::Base { expr, empty } => base
-                        .entry(model.clone())
+                        .entry((model.clone(), None))
                         .or_default()
                         .push((t.column.clone(), expr.clone(), *empty)),
                     MeasureKind::Derived { resolved, site } => {
@@ -1238,10 +1353,14 @@ impl<'a> Compiler<'a> {
         };
         let time_dim = self.time_dimension(report, i)?;
         let mut parts: Vec<DataFrame> = Vec::new();
-        for (model, aggs) in &base {
-            let mut df = self.model_frame(model, true, &mut Vec::new())?;
+        for ((model, shift), aggs) in &base {
+            let c: &Compiler = match shift {
+                Some(s) => &shifted[s],
+                None => self,
+            };
+            let mut df = c.model_frame(model, true, &mut Vec::new())?;
             if let Some(w) = &block.filter {
-                df = self.filter(
+                df = c.filter(
                     df,
                     &self.block_site(report, i, "where", Some(&format!("in model `{model}`"))),
                     w,
@@ -1256,9 +1375,14 @@ impl<'a> Compiler<'a> {
                     &join(&join("by", d), "time"),
                     Some(&format!("time dimension `{d}` in model `{model}`")),
                 );
-                let t = self.row_expr(&site, text, &df)?;
-                let keep = self.in_period(&site, &t, df.schema())?;
+                let t = c.row_expr(&site, text, &df)?;
+                let keep = c.in_period(&site, &t, df.schema())?;
                 df = df.filter(keep).map_err(err)?;
+                if *shift == Some(Shift::PreviousPeriod) {
+                    return Err(site
+                        .error("`shift: previous_period` does not align with a time dimension; use `previous_year`")
+                        .into());
+                }
                 time_expr = Some((d.clone(), t, *grain));
             }
             let mut groups = Vec::new();
@@ -1267,7 +1391,13 @@ impl<'a> Compiler<'a> {
                     if let Some((td, t, grain)) = &time_expr
                         && td == d
                     {
-                        groups.push(self.period_start_expr(*grain, t.clone())?.alias(d));
+                        let mut start = self.period_start_expr(*grain, t.clone())?;
+                        if *shift == Some(Shift::PreviousYear) {
+                            // Last year's period is shown beside this year's.
+                            start = start
+                                + Expr::Literal(ScalarValue::IntervalYearMonth(Some(12)), None);
+                        }
+                        groups.push(start.alias(d));
                         continue;
                     }
                     let site = self.block_site(
@@ -1277,7 +1407,7 @@ impl<'a> Compiler<'a> {
                         Some(&format!("dimension `{d}` in model `{model}`")),
                     );
                     let text = spec.expr.as_deref().unwrap_or(d);
-                    groups.push(self.row_expr(&site, text, &df)?.alias(d));
+                    groups.push(c.row_expr(&site, text, &df)?.alias(d));
                 }
             }
             let aggs = aggs
@@ -1330,28 +1460,48 @@ impl<'a> Compiler<'a> {
             df = df.select(exprs).map_err(err)?;
         }
 
-        // Measures over measures, each after those it uses.
-        let order = topo_order(derived.keys().cloned().collect(), |c| {
-            derived[c]
+        // Measures over measures, each after those it uses. A block measure that names a
+        // model measure is copied under its block name, for the block's own expressions.
+        let copies: HashMap<String, String> = outs
+            .iter()
+            .filter_map(|(name, (out, _, _))| match out {
+                Out::Alias(m) => Some((block_column(name), measure_column(&m.model, &m.name))),
+                _ => None,
+            })
+            .collect();
+        let nodes: Vec<String> = derived.keys().chain(copies.keys()).cloned().collect();
+        let order = topo_order(nodes.clone(), |c| match copies.get(c) {
+            Some(source) => vec![source.clone()]
+                .into_iter()
+                .filter(|d| nodes.contains(d))
+                .collect(),
+            None => derived[c]
                 .0
                 .refs
                 .iter()
                 .map(|t| t.column.clone())
-                .filter(|d| derived.contains_key(d))
-                .collect()
+                .filter(|d| nodes.contains(d))
+                .collect(),
         })
         .map_err(|cycle| {
-            let (_, site) = &derived[&cycle[0]];
+            let site = cycle
+                .iter()
+                .find_map(|c| derived.get(c).map(|(_, site)| site))
+                .expect("a cycle runs through an expression");
             ReportError::from(site.error(format!(
-                    "measures refer to each other in a cycle: {}",
-                    cycle
-                        .iter()
-                        .map(|c| c.replace("__block__", "").replace("__", "."))
-                        .collect::<Vec<_>>()
-                        .join(" → ")
-                )))
+                "measures refer to each other in a cycle: {}",
+                cycle
+                    .iter()
+                    .map(|c| c.replace("__block__", "").replace("__", "."))
+                    .collect::<Vec<_>>()
+                    .join(" → ")
+            )))
         })?;
         for c in order {
+            if let Some(source) = copies.get(&c) {
+                df = df.with_column(&c, column(source)).map_err(err)?;
+                continue;
+            }
             let (resolved, site) = &derived[&c];
             let e = self.plan(site, resolved, df.schema())?;
             if !find_aggregate_exprs([&e]).is_empty() {

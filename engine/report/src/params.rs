@@ -124,6 +124,30 @@ impl RunParams {
         Ok(())
     }
 
+    /// The same run over another period of the calendar: the same dates a year earlier,
+    /// or as many days just before (`as_of` moves with the period).
+    pub fn shifted(&self, shift: crate::spec::Shift) -> RunParams {
+        use crate::spec::Shift;
+        let year_back = |d: NaiveDate| d.checked_sub_months(chrono::Months::new(12)).unwrap_or(d);
+        let (from, to, as_of) = match shift {
+            Shift::PreviousYear => (
+                year_back(self.from),
+                year_back(self.to),
+                year_back(self.as_of),
+            ),
+            Shift::PreviousPeriod => {
+                let len = chrono::Duration::days((self.to - self.from).num_days() + 1);
+                (self.from - len, self.to - len, self.as_of - len)
+            }
+        };
+        RunParams {
+            from,
+            to,
+            as_of,
+            ..self.clone()
+        }
+    }
+
     /// The built-in values every plan may use as `$name`.
     pub fn bindings(&self) -> Vec<(&'static str, ScalarValue)> {
         let tz = self.timezone;
@@ -210,6 +234,38 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("longer than 25 years"));
+    }
+
+    #[test]
+    fn shifts() {
+        use crate::spec::Shift;
+        let p = RunParams::resolve(
+            Some(d("2024-03-01")),
+            Some(d("2024-03-31")),
+            None,
+            d("2024-05-14"),
+            chrono_tz::UTC,
+        )
+        .unwrap();
+        let y = p.shifted(Shift::PreviousYear);
+        assert_eq!(
+            (y.from, y.to, y.as_of),
+            (d("2023-03-01"), d("2023-03-31"), d("2023-03-31"))
+        );
+        let q = p.shifted(Shift::PreviousPeriod);
+        assert_eq!(
+            (q.from, q.to, q.as_of),
+            (d("2024-01-30"), d("2024-02-29"), d("2024-02-29"))
+        );
+        let leap = RunParams::resolve(
+            Some(d("2024-02-29")),
+            Some(d("2024-02-29")),
+            None,
+            d("2024-05-14"),
+            chrono_tz::UTC,
+        )
+        .unwrap();
+        assert_eq!(leap.shifted(Shift::PreviousYear).from, d("2023-02-28"));
     }
 
     #[test]

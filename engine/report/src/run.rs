@@ -238,7 +238,14 @@ fn prepare<'a>(
     };
     let state = session(req.params.timezone).state();
     Ok(Prepared {
-        compiler: Compiler::new(catalog, source, state, bindings, filters),
+        compiler: Compiler::new(
+            catalog,
+            source,
+            state,
+            req.params.clone(),
+            bindings,
+            filters,
+        ),
         report,
         settings,
         parameters,
@@ -510,6 +517,7 @@ pub async fn check(catalog: &Catalog) -> Result<(), ReportError> {
                 catalog,
                 &empty,
                 session(params.timezone).state(),
+                params.clone(),
                 bindings,
                 vec![],
             );

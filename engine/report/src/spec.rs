@@ -292,6 +292,18 @@ pub struct ExprSpec {
     /// `$parameter` (default month).
     #[serde(default)]
     pub grain: Option<String>,
+    /// Computes a measure over another period of the calendar: `previous_year` (the same
+    /// dates a year earlier) or `previous_period` (as many days just before).
+    #[serde(default)]
+    pub shift: Option<Shift>,
+}
+
+/// A calendar shift of the run's period (and `as_of`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Shift {
+    PreviousPeriod,
+    PreviousYear,
 }
 
 /// An ordered list of named expressions. Accepted forms:
