@@ -239,3 +239,108 @@ fn previous_period_of_the_same_length() {
         json!([{"created": 3, "previous": 1, "change": 2}])
     );
 }
+
+#[test]
+fn map_setting_is_a_table_to_join() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "models/weighted.yaml",
+        r#"model: weighted_activities
+from: activities
+where: created_at >= $period_start and created_at < $period_end
+settings:
+  activity_weights:
+    type: map
+    value: number
+    min: 0
+    default: { meeting: 5, call: 2, email: 1, task: 1, comment: 1, other: 1 }
+joins:
+  - from: users
+    on: { responsible_id: id }
+    take: { employee: name }
+  - from: $activity_weights
+    on: { kind: key }
+    take: { weight: value }
+filters: { employee: responsible_id }
+measures:
+  calls: count(*) filter (where kind = 'call')
+  points: sum(coalesce(weight, 0))
+"#,
+    );
+    write(
+        dir.path(),
+        "act.yaml",
+        r#"report: act
+title: Активность
+blocks:
+  - id: by_employee
+    title: По сотрудникам
+    from: weighted_activities
+    by: [employee]
+    measures:
+      calls: calls
+      points: points
+      activity_index: { expr: "100.0 * points / nullif(sum(points) over (), 0)", type: percent }
+    totals: true
+    sort: [employee]
+"#,
+    );
+    let data = fixture("forgotten");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "act",
+            "--reports",
+            dir.path().to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--from",
+            "2024-04-01",
+            "--to",
+            "2024-04-30",
+        ];
+        args.extend_from_slice(extra);
+        json(&args)
+    };
+    // April: Анна a call, an email (01:00 Moscow on the 17th) and a task = 2+1+1; Борис a
+    // call = 2; Вера a task, two calls (one on a company, one on a contact) and an email = 6.
+    let r = run(&[]);
+    assert_eq!(r["settings"]["activity_weights"]["meeting"], 5.0);
+    let b = block(&r, "by_employee");
+    assert_eq!(
+        b["rows"],
+        json!([
+            {"employee": "Анна", "calls": 1, "points": 4.0, "activity_index": 33.33},
+            {"employee": "Борис", "calls": 1, "points": 2.0, "activity_index": 16.67},
+            {"employee": "Вера", "calls": 2, "points": 6.0, "activity_index": 50.0},
+        ])
+    );
+    assert_eq!(
+        b["totals"],
+        json!({"employee": null, "calls": 4, "points": 12.0, "activity_index": 100.0})
+    );
+    // Only calls weigh now.
+    let r = run(&["--set", "activity_weights={call: 10}"]);
+    let idx: Vec<f64> = block(&r, "by_employee")["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["activity_index"].as_f64().unwrap())
+        .collect();
+    assert_eq!(idx, vec![25.0, 25.0, 50.0]);
+    let err = crate::util::fails(&[
+        "run",
+        "act",
+        "--reports",
+        dir.path().to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--set",
+        "activity_weights={call: -1}",
+    ]);
+    assert!(
+        err.contains("setting `activity_weights`: `call`: -1 is below the minimum 0"),
+        "{err}"
+    );
+}

@@ -209,6 +209,9 @@ impl<'a> Compiler<'a> {
         context: &str,
         stack: &mut Vec<String>,
     ) -> Result<DataFrame, ReportError> {
+        if let Some(setting) = name.strip_prefix('$') {
+            return self.setting_frame(setting, src, path, context);
+        }
         let is_table = svodka_schema::table(name).is_some();
         if self.catalog.models.contains_key(name) && !(is_table && stack.iter().any(|m| m == name))
         {
@@ -235,6 +238,58 @@ impl<'a> Compiler<'a> {
             .and_then(|b| b.build())
             .map_err(|e| df_error(src, path, context, e))?;
         Ok(DataFrame::new(self.state.clone(), plan))
+    }
+
+    /// A structured setting (map, list, table) as a table.
+    fn setting_frame(
+        &self,
+        name: &str,
+        src: &SourceFile,
+        path: &str,
+        context: &str,
+    ) -> Result<DataFrame, ReportError> {
+        let Some(rows) = self.bindings.1.get(name) else {
+            let known = self.bindings.1.keys().map(String::as_str);
+            return Err(Diagnostic::at(
+                src,
+                path,
+                context,
+                format!(
+                    "`${name}` is not a map, list or table setting{}",
+                    did_you_mean(name, known)
+                ),
+            )
+            .into());
+        };
+        let fields: Vec<arrow::datatypes::Field> = rows
+            .columns
+            .iter()
+            .map(|(c, t)| arrow::datatypes::Field::new(c, crate::settings::arrow_type(*t), true))
+            .collect();
+        let schema = Arc::new(arrow::datatypes::Schema::new(fields));
+        let build = || -> datafusion::error::Result<DataFrame> {
+            let mut arrays = Vec::new();
+            for (k, (_, t)) in rows.columns.iter().enumerate() {
+                let ty = crate::settings::arrow_type(*t);
+                let values: Vec<ScalarValue> = rows
+                    .rows
+                    .iter()
+                    .map(|r| r[k].scalar().expect("cells are scalars").cast_to(&ty))
+                    .collect::<datafusion::error::Result<_>>()?;
+                arrays.push(if values.is_empty() {
+                    arrow::array::new_empty_array(&ty)
+                } else {
+                    ScalarValue::iter_to_array(values)?
+                });
+            }
+            let batch = arrow::record_batch::RecordBatch::try_new(schema.clone(), arrays)?;
+            let table =
+                datafusion::datasource::MemTable::try_new(schema.clone(), vec![vec![batch]])?;
+            let plan = LogicalPlanBuilder::scan(name, provider_as_source(Arc::new(table)), None)?
+                .build()?;
+            Ok(DataFrame::new(self.state.clone(), plan))
+        };
+        build().map_err(|e| df_error(src, path, context, e))
     }
 
     /// The rows of a model: source, joins, derived columns, report filters (when

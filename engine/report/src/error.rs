@@ -117,10 +117,14 @@ impl ReportError {
 /// ", did you mean `x`?" for the known name closest to `wanted`, or "" when none is close.
 pub fn did_you_mean<'a>(wanted: &str, known: impl IntoIterator<Item = &'a str>) -> String {
     let wanted_lower = wanted.to_lowercase();
+    // Close in spelling, or the start of a longer name (`min_won` → `min_won_count`).
     let best = known
         .into_iter()
         .map(|k| (edit_distance(&wanted_lower, &k.to_lowercase()), k))
-        .filter(|(d, k)| *d <= (k.chars().count().max(wanted.chars().count()) / 3).max(1))
+        .filter(|(d, k)| {
+            *d <= (k.chars().count().max(wanted.chars().count()) / 3).max(1)
+                || (wanted.chars().count() >= 3 && k.to_lowercase().starts_with(&wanted_lower))
+        })
         .min_by_key(|(d, _)| *d);
     match best {
         Some((_, k)) => format!(", did you mean `{k}`?"),

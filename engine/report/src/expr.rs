@@ -334,9 +334,26 @@ fn normalize(id: &Ident) -> String {
 
 /// Values bound to `$name` placeholders.
 #[derive(Debug, Clone, Default)]
-pub struct Bindings(pub HashMap<String, ScalarValue>);
+pub struct Bindings(
+    pub HashMap<String, ScalarValue>,
+    /// Structured settings (map, list, table), read as tables with `from: $name`.
+    pub HashMap<String, crate::settings::Rows>,
+);
 
 impl Bindings {
+    /// Binds a setting or parameter value: a scalar as `$name`, a structured one as a table.
+    pub fn bind(&mut self, name: &str, value: &crate::settings::SettingValue) {
+        match (value.scalar(), value) {
+            (Some(v), _) => {
+                self.0.insert(name.to_string(), v);
+            }
+            (None, crate::settings::SettingValue::Rows(rows)) => {
+                self.1.insert(name.to_string(), rows.clone());
+            }
+            (None, _) => unreachable!("only structured values have no scalar"),
+        }
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.0.keys().map(String::as_str)
     }
@@ -352,6 +369,12 @@ pub fn plan(
 ) -> Result<Expr, Diagnostic> {
     for p in &resolved.placeholders {
         let name = p.trim_start_matches('$');
+        if bindings.1.contains_key(name) {
+            return Err(site.error_near(
+                name,
+                format!("`${name}` is a {} setting: read it as a table with `from: ${name}` (in a join or a model)", bindings.1[name].kind),
+            ));
+        }
         if !bindings.0.contains_key(name) {
             return Err(site.error_near(
                 name,

@@ -213,7 +213,7 @@ fn prepare<'a>(
         bindings.0.insert(name.to_string(), value);
     }
     for (name, value) in settings.iter().chain(&parameters) {
-        bindings.0.insert(name.clone(), value.scalar());
+        bindings.bind(name, value);
     }
     let filters = req
         .params
@@ -511,7 +511,7 @@ pub async fn check(catalog: &Catalog) -> Result<(), ReportError> {
                 bindings.0.insert(n.to_string(), v);
             }
             for s in settings_of_models(catalog, &models, &format!("model `{name}`"))? {
-                bindings.0.insert(s.name.clone(), s.default.scalar());
+                bindings.bind(&s.name, &s.default);
             }
             let compiler = Compiler::new(
                 catalog,

@@ -181,6 +181,17 @@ pub struct SettingSpec {
     /// The allowed values of an `enum` setting.
     #[serde(default)]
     pub values: Vec<String>,
+    /// `map` settings: the type of keys (default text) and of values.
+    #[serde(default)]
+    pub key: Option<SettingType>,
+    #[serde(default)]
+    pub value: Option<SettingType>,
+    /// `list` settings: the type of items.
+    #[serde(default)]
+    pub item: Option<SettingType>,
+    /// `table` settings: column name → type, in order.
+    #[serde(default)]
+    pub columns: IndexMap<String, SettingType>,
     #[serde(default)]
     pub label: Option<String>,
     #[serde(default)]
@@ -197,6 +208,12 @@ pub enum SettingType {
     Text,
     Enum,
     Date,
+    /// key → value pairs; joinable as a table (key, value).
+    Map,
+    /// A list of values; joinable as a table (item).
+    List,
+    /// Rows of named, typed columns; joinable as a table.
+    Table,
 }
 
 impl fmt::Display for SettingType {
@@ -208,6 +225,9 @@ impl fmt::Display for SettingType {
             SettingType::Text => "text",
             SettingType::Enum => "enum",
             SettingType::Date => "date",
+            SettingType::Map => "map",
+            SettingType::List => "list",
+            SettingType::Table => "table",
         })
     }
 }
