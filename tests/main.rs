@@ -5,4 +5,5 @@ mod cli;
 mod dsl;
 mod forgotten;
 mod language;
+mod manager_efficiency;
 mod util;

@@ -27,7 +27,7 @@ use crate::expr::{self, Bindings, ExprSite, Resolved, Scope, Target, TargetKind}
 use crate::params::RunParams;
 use crate::result::{BlockKind, ColumnMeta, infer_type, type_fits};
 use crate::source::{SourceFile, index, join};
-use crate::spec::{Empty, ExprSpec, Limit, Shift};
+use crate::spec::{Empty, ExprSpec, Limit, Shift, TimeSpec};
 use crate::tables::TableSource;
 use crate::time::Grain;
 
@@ -701,7 +701,7 @@ impl<'a> Compiler<'a> {
         &self,
         report: &Report,
         i: usize,
-    ) -> Result<Option<(String, String, Grain)>, ReportError> {
+    ) -> Result<Option<(String, TimeSpec, Grain)>, ReportError> {
         let block = &report.spec.blocks[i];
         let mut found = None;
         for (d, spec) in block.by.iter() {
@@ -1188,6 +1188,16 @@ impl<'a> Compiler<'a> {
         // Block measures shadow the model's, except inside their own definition, where a
         // bare `x` means the model's measure `x`.
         let mut block_scope = scope.clone();
+        for d in block.by.names() {
+            block_scope.add(
+                None,
+                d,
+                Target {
+                    column: d.to_string(),
+                    kind: TargetKind::Dimension(d.to_string()),
+                },
+            );
+        }
         for (name, _) in block.measures.iter() {
             block_scope.add(
                 None,
@@ -1423,13 +1433,18 @@ impl<'a> Compiler<'a> {
             }
             // A time dimension keeps the rows whose time falls in the run's period.
             let mut time_expr = None;
-            if let Some((d, text, grain)) = &time_dim {
+            if let Some((d, time, grain)) = &time_dim {
                 let site = self.block_site(
                     report,
                     i,
                     &join(&join("by", d), "time"),
                     Some(&format!("time dimension `{d}` in model `{model}`")),
                 );
+                let Some(text) = time.for_model(model) else {
+                    return Err(site
+                        .error(format!("`time` names no column for model `{model}`"))
+                        .into());
+                };
                 let t = c.row_expr(&site, text, &df)?;
                 let keep = c.in_period(&site, &t, df.schema())?;
                 df = df.filter(keep).map_err(err)?;
@@ -1584,6 +1599,15 @@ impl<'a> Compiler<'a> {
             }
         }
         for (name, (out, site, text)) in &outs {
+            let spec = block
+                .measures
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default();
+            if spec.hidden {
+                continue;
+            }
             let (col, inherited, shown) = match out {
                 Out::Alias(m) => {
                     let mut spec = m.spec.clone();
@@ -1597,12 +1621,6 @@ impl<'a> Compiler<'a> {
                 _ => (block_column(name), None, text.clone()),
             };
             select.push(column(&col).alias(name));
-            let spec = block
-                .measures
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, s)| s.clone())
-                .unwrap_or_default();
             metas.push((name.clone(), spec, inherited, shown, site.clone()));
         }
         let df = df.select(select).map_err(err)?;

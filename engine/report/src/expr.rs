@@ -66,6 +66,8 @@ pub enum TargetKind {
     Measure { model: String, name: String },
     /// Another measure of the same block.
     BlockMeasure(String),
+    /// A dimension of the block (for window partitions over measures).
+    Dimension(String),
 }
 
 /// The names visible to an expression: `(qualifier, name) → target`.

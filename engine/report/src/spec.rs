@@ -307,7 +307,7 @@ pub struct ExprSpec {
     /// whose period is the group. Rows outside the run's period drop out, and every
     /// period of the range is present in the result.
     #[serde(default)]
-    pub time: Option<String>,
+    pub time: Option<TimeSpec>,
     /// The period length of a time dimension: day, week, month, quarter, year or
     /// `$parameter` (default month).
     #[serde(default)]
@@ -316,6 +316,29 @@ pub struct ExprSpec {
     /// dates a year earlier) or `previous_period` (as many days just before).
     #[serde(default)]
     pub shift: Option<Shift>,
+    /// A block measure computed but not shown: it still brings its model's groups into
+    /// the block (e.g. every active employee, even one without activities).
+    #[serde(default)]
+    pub hidden: bool,
+}
+
+/// The time of a time dimension: one expression for every model, or one per model
+/// (`{deals: closed_at, activities: created_at}`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum TimeSpec {
+    One(String),
+    PerModel(IndexMap<String, String>),
+}
+
+impl TimeSpec {
+    /// The expression for `model`, if one is given for it.
+    pub fn for_model(&self, model: &str) -> Option<&str> {
+        match self {
+            TimeSpec::One(t) => Some(t),
+            TimeSpec::PerModel(m) => m.get(model).map(String::as_str),
+        }
+    }
 }
 
 /// A calendar shift of the run's period (and `as_of`).
