@@ -13,23 +13,11 @@
 
 use serde_json::{Value, json};
 
-use crate::util::{block, fails, fixture, golden, json};
+use crate::util::{block, fails, fixture, golden, run_on_fixture};
 
 /// `forgotten` over `from`–`to` on the fixture, with extra arguments.
 fn run_period(from: &str, to: &str, extra: &[&str]) -> Value {
-    let data = fixture("forgotten");
-    let mut args = vec![
-        "run",
-        "forgotten",
-        "--data",
-        data.to_str().unwrap(),
-        "--from",
-        from,
-        "--to",
-        to,
-    ];
-    args.extend_from_slice(extra);
-    json(&args)
+    run_on_fixture("forgotten", None, from, to, extra)
 }
 
 /// April 2024, `as_of` its last day.

@@ -9,7 +9,14 @@
 
 use serde_json::{Value, json};
 
-use crate::util::{block, fixture, json, write};
+use crate::util::{block, fixture, json, run_on_fixture, write};
+
+/// Runs report `report`, defined by `yaml` in a fresh folder, on the fixture.
+fn run_yaml(report: &str, yaml: &str, from: &str, to: &str, extra: &[&str]) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), &format!("{report}.yaml"), yaml);
+    run_on_fixture(report, Some(dir.path()), from, to, extra)
+}
 
 const DYNAMICS: &str = r#"report: dyn
 title: Динамика
@@ -48,23 +55,7 @@ blocks:
 "#;
 
 fn run(from: &str, to: &str, extra: &[&str]) -> Value {
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "dyn.yaml", DYNAMICS);
-    let data = fixture("forgotten");
-    let mut args = vec![
-        "run",
-        "dyn",
-        "--reports",
-        dir.path().to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--from",
-        from,
-        "--to",
-        to,
-    ];
-    args.extend_from_slice(extra);
-    json(&args)
+    run_yaml("dyn", DYNAMICS, from, to, extra)
 }
 
 #[test]
@@ -143,7 +134,7 @@ fn window_columns_in_models() {
     write(
         dir.path(),
         "models/ranked.yaml",
-        "model: ranked_deals\nfrom: deals\nfilters: { employee: assigned_id }\ncolumns:\n  nth_of_company: row_number() over (partition by company_id order by created_at, id)\n  is_repeat: company_id is not null and nth_of_company > 1\nmeasures:\n  repeat: count(*) filter (where is_repeat)\n",
+        "model: ranked_deals\nfrom: deals\nfilters: { employee: assigned_id }\ncolumns:\n  nth_of_company: row_number() over (partition by company_id order by created_at, id)\n  is_later_deal: company_id is not null and nth_of_company > 1\nmeasures:\n  repeat: count(*) filter (where is_later_deal)\n",
     );
     write(
         dir.path(),
@@ -198,21 +189,7 @@ blocks:
 "#;
 
 fn compare(from: &str, to: &str) -> Value {
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "cmp.yaml", COMPARE);
-    let data = fixture("forgotten");
-    json(&[
-        "run",
-        "cmp",
-        "--reports",
-        dir.path().to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--from",
-        from,
-        "--to",
-        to,
-    ])
+    run_yaml("cmp", COMPARE, from, to, &[])
 }
 
 #[test]
@@ -343,4 +320,38 @@ blocks:
         err.contains("setting `activity_weights`: `call`: -1 is below the minimum 0"),
         "{err}"
     );
+}
+
+const SALES: &str = r#"report: sales
+title: Продажи
+blocks:
+  - id: sales
+    title: Продажи
+    from: deals
+    measures: [won_count, won_sum, new_count, new_sum, repeat_count, repeat_sum, repeat_share]
+"#;
+
+fn sales(from: &str, to: &str, extra: &[&str]) -> Value {
+    run_yaml("sales", SALES, from, to, extra)
+}
+
+#[test]
+fn repeat_sale_is_the_customers_second_won_deal() {
+    // April: deal 4 (company 1, 5000) is the company's first won deal: new.
+    let r = sales("2024-04-01", "2024-04-30", &[]);
+    assert_eq!(
+        block(&r, "sales")["rows"],
+        json!([{"won_count": 1, "won_sum": 5000.0, "new_count": 1, "new_sum": 5000.0,
+                "repeat_count": 0, "repeat_sum": 0.0, "repeat_share": 0.0}])
+    );
+    // May: deal 5 (company 1, 3000, closed May 3) follows deal 4: a repeat sale.
+    let r = sales("2024-05-01", "2024-05-31", &[]);
+    assert_eq!(
+        block(&r, "sales")["rows"],
+        json!([{"won_count": 1, "won_sum": 3000.0, "new_count": 0, "new_sum": 0.0,
+                "repeat_count": 1, "repeat_sum": 3000.0, "repeat_share": 100.0}])
+    );
+    // By contact: neither deal has one, so neither is a repeat.
+    let r = sales("2024-05-01", "2024-05-31", &["--set", "repeat_by=contact"]);
+    assert_eq!(block(&r, "sales")["rows"][0]["repeat_count"], 0);
 }

@@ -6,4 +6,5 @@ mod dsl;
 mod forgotten;
 mod language;
 mod manager_efficiency;
+mod sales_dynamics;
 mod util;

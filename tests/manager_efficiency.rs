@@ -10,22 +10,10 @@
 
 use serde_json::{Value, json};
 
-use crate::util::{block, fixture, json};
+use crate::util::{block, run_on_fixture};
 
 fn run_period(from: &str, to: &str, extra: &[&str]) -> Value {
-    let data = fixture("forgotten");
-    let mut args = vec![
-        "run",
-        "manager_efficiency",
-        "--data",
-        data.to_str().unwrap(),
-        "--from",
-        from,
-        "--to",
-        to,
-    ];
-    args.extend_from_slice(extra);
-    json(&args)
+    run_on_fixture("manager_efficiency", None, from, to, extra)
 }
 
 /// April 2024.

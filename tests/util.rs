@@ -95,3 +95,30 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// `svodka run REPORT` on the `forgotten` fixture over `from`–`to`, with definitions from
+/// `reports` layered over the shipped ones, and extra arguments.
+pub fn run_on_fixture(
+    report: &str,
+    reports: Option<&Path>,
+    from: &str,
+    to: &str,
+    extra: &[&str],
+) -> Value {
+    let data = fixture("forgotten");
+    let mut args = vec![
+        "run",
+        report,
+        "--data",
+        data.to_str().unwrap(),
+        "--from",
+        from,
+        "--to",
+        to,
+    ];
+    if let Some(dir) = reports {
+        args.extend(["--reports", dir.to_str().unwrap()]);
+    }
+    args.extend_from_slice(extra);
+    json(&args)
+}

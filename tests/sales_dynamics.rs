@@ -1,0 +1,118 @@
+//! `sales_dynamics` (reports.md §4) on the `forgotten` fixture, April 2024 unless said.
+//! Won in April: deal 4 (Борис, 5000, created Feb 1: 64 days), the first won deal of
+//! company 1; lost: deal 9 (Борис, 100). Deal 5 (company 1, 3000) is won on May 3, after
+//! `as_of`. Created in April: deals 3, 6, 9; leads 1, 2, 3.
+
+use serde_json::{Value, json};
+
+use crate::util::{block, run_on_fixture};
+
+fn run(extra: &[&str]) -> Value {
+    run_on_fixture("sales_dynamics", None, "2024-04-01", "2024-04-30", extra)
+}
+
+#[test]
+fn summary_blocks() {
+    let r = run(&[]);
+    assert_eq!(
+        block(&r, "leads")["rows"],
+        json!([{"received": 3, "forgotten": 2}])
+    );
+    assert_eq!(
+        block(&r, "deals")["rows"],
+        json!([{"created": 3, "won_count": 1, "won_sum": 5000.0, "avg_check": 5000.0, "cycle_days": 64.0, "forgotten": 4}])
+    );
+    assert_eq!(
+        block(&r, "sales")["rows"],
+        json!([{"new_count": 1, "repeat_count": 0, "repeat_share": 0.0}])
+    );
+}
+
+#[test]
+fn dynamics_beside_the_previous_year() {
+    let r = run(&[]);
+    assert_eq!(
+        block(&r, "dynamics")["rows"],
+        json!([{"period_start": "2024-04-01", "won_count": 1, "won_sum": 5000.0, "prev_year_won_count": 0, "prev_year_won_sum": 0.0}])
+    );
+    // 2025 by quarter, as of its end: last year's Q2 had deals 4 and 5 won.
+    let r = run_on_fixture(
+        "sales_dynamics",
+        None,
+        "2025-01-01",
+        "2025-12-31",
+        &[
+            "--as-of",
+            "2025-12-31",
+            "--param",
+            "grain=quarter",
+            "--block",
+            "dynamics",
+        ],
+    );
+    let prev: Vec<(String, i64)> = block(&r, "dynamics")["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["period_start"].as_str().unwrap().to_string(),
+                row["prev_year_won_count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        prev,
+        vec![
+            ("2025-01-01".into(), 0),
+            ("2025-04-01".into(), 2),
+            ("2025-07-01".into(), 0),
+            ("2025-10-01".into(), 0)
+        ]
+    );
+}
+
+#[test]
+fn by_employee() {
+    let r = run(&[]);
+    let b = block(&r, "by_employee");
+    assert_eq!(
+        b["rows"],
+        json!([
+            {"employee_id": 2, "employee": "Борис", "created": 2, "won_count": 1, "won_sum": 5000.0, "avg_check": 5000.0,
+             "cycle_days": 64.0, "forgotten": 1, "new_count": 1, "repeat_count": 0, "repeat_share": 0.0},
+            {"employee_id": 1, "employee": "Анна", "created": 0, "won_count": 0, "won_sum": 0.0, "avg_check": null,
+             "cycle_days": null, "forgotten": 2, "new_count": 0, "repeat_count": 0, "repeat_share": null},
+            {"employee_id": 3, "employee": "Вера", "created": 0, "won_count": 0, "won_sum": 0.0, "avg_check": null,
+             "cycle_days": null, "forgotten": 1, "new_count": 0, "repeat_count": 0, "repeat_share": null},
+            {"employee_id": 4, "employee": "Глеб", "created": 1, "won_count": 0, "won_sum": 0.0, "avg_check": null,
+             "cycle_days": null, "forgotten": 0, "new_count": 0, "repeat_count": 0, "repeat_share": null},
+        ])
+    );
+    assert_eq!(b["totals"]["created"], 3);
+    assert_eq!(b["totals"]["repeat_share"], 0.0);
+}
+
+#[test]
+fn employee_dynamics() {
+    let r = run(&["--param", "metric=won_count"]);
+    assert_eq!(
+        block(&r, "employee_dynamics")["rows"],
+        json!([{"employee_id": 2, "employee": "Борис", "period_start": "2024-04-01", "value": 1.0}])
+    );
+}
+
+#[test]
+fn deals_created_or_closed_in_the_period() {
+    let r = run(&[]);
+    let rows = block(&r, "deals_list")["rows"].as_array().unwrap().clone();
+    let ids: Vec<i64> = rows.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, vec![9, 3, 6, 4]);
+    assert_eq!(
+        rows[0],
+        json!({"id": 9, "title": "Сделка девять", "employee": "Борис", "pipeline": "Общая", "stage": "Провалена",
+               "semantic": "failure", "amount": 100.0, "created_at": "2024-04-20T10:00:00+03:00",
+               "closed_at": "2024-04-22T10:00:00+03:00", "cycle_days": 2.0,
+               "url": "https://fixture.bitrix24.ru/crm/deal/details/9/"})
+    );
+}
