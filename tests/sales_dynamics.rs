@@ -116,3 +116,53 @@ fn deals_created_or_closed_in_the_period() {
                "url": "https://fixture.bitrix24.ru/crm/deal/details/9/"})
     );
 }
+
+#[test]
+fn time_in_stage_per_visit_with_a_row_per_stage() {
+    // Visits to process stages beginning in April; a visit with no next change lasts to the
+    // end of April 30 (Moscow). Deal 3: NEW from 04-10 10:00, 20 d 14 h; deal 9: NEW 2 d;
+    // deal 6: NEW from 04-01 00:10 to 04-25 15:00 (24 d 14 h 50 min), then WORK 5 d 9 h;
+    // deal 7: WORK from 04-02 10:00, 28 d 14 h. Leads: 1 NEW 5 d 14 h; 2 NEW 2 d 14 h;
+    // 3 NEW 1 d then IN_PROCESS 28 d 14 h; 5 IN_PROCESS 1 d 14 h. Lost and won stages
+    // are not process stages; deal 5's win on May 3 is after `as_of`.
+    let r = run(&[]);
+    let rows: Vec<(String, String, Option<i64>, f64, i64)> = block(&r, "time_in_stage")["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["entity"].as_str().unwrap().to_string(),
+                r["stage_id"].as_str().unwrap().to_string(),
+                r["employee_id"].as_i64(),
+                r["avg_days"].as_f64().unwrap(),
+                r["entries"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let row = |e: &str, s: &str, emp: Option<i64>, d: f64, n: i64| {
+        (e.to_string(), s.to_string(), emp, d, n)
+    };
+    assert_eq!(
+        rows,
+        vec![
+            row("deal", "NEW", None, 15.73, 3),
+            row("deal", "NEW", Some(2), 11.29, 2),
+            row("deal", "NEW", Some(4), 24.62, 1),
+            row("deal", "WORK", None, 16.98, 2),
+            row("deal", "WORK", Some(1), 28.58, 1),
+            row("deal", "WORK", Some(4), 5.38, 1),
+            row("lead", "IN_PROCESS", None, 15.08, 2),
+            row("lead", "IN_PROCESS", Some(1), 1.58, 1),
+            row("lead", "IN_PROCESS", Some(3), 28.58, 1),
+            row("lead", "NEW", None, 3.06, 3),
+            row("lead", "NEW", Some(1), 5.58, 1),
+            row("lead", "NEW", Some(2), 2.58, 1),
+            row("lead", "NEW", Some(3), 1.0, 1),
+        ]
+    );
+    let first = &block(&r, "time_in_stage")["rows"][1];
+    assert_eq!(first["stage"], "Новая");
+    assert_eq!(first["pipeline_id"], 0);
+    assert_eq!(first["employee"], "Борис");
+}

@@ -212,8 +212,15 @@ impl<'a> Compiler<'a> {
         if let Some(setting) = name.strip_prefix('$') {
             return self.setting_frame(setting, src, path, context);
         }
+        // `tables.x` is always the canonical table, whatever the models are called.
+        let (name, explicit) = match name.strip_prefix("tables.") {
+            Some(t) => (t, true),
+            None => (name, false),
+        };
         let is_table = svodka_schema::table(name).is_some();
-        if self.catalog.models.contains_key(name) && !(is_table && stack.iter().any(|m| m == name))
+        if !explicit
+            && self.catalog.models.contains_key(name)
+            && !(is_table && stack.iter().any(|m| m == name))
         {
             return self.model_frame(name, false, stack);
         }
@@ -873,30 +880,34 @@ impl<'a> Compiler<'a> {
     pub fn block(&self, report: &Report, i: usize) -> Result<CompiledBlock, ReportError> {
         let block = &report.spec.blocks[i];
         if block.columns.is_empty() {
-            let (rows, columns) = self.table_block(report, i, true)?;
+            let err = |e| df_error(&report.src, &index("blocks", i), &block.id, e);
+            let all: Vec<String> = block.by.names().map(str::to_string).collect();
+            let (mut rows, columns) = self.table_block(report, i, &all)?;
+            if !block.subtotals.is_empty() {
+                for (k, d) in block.subtotals.iter().enumerate() {
+                    if !all.contains(d) {
+                        return Err(self
+                            .block_site(report, i, &index("subtotals", k), None)
+                            .error(format!(
+                                "`{d}` is not a dimension of the block{}",
+                                did_you_mean(d, all.iter().map(String::as_str))
+                            ))
+                            .into());
+                    }
+                }
+                // Subtotal rows: grouped by fewer dimensions, the others null.
+                let sub = self.table_block(report, i, &block.subtotals)?.0;
+                let sub = align(sub, &rows).map_err(err)?;
+                rows = rows.union(sub).map_err(err)?;
+            }
             let totals = if block.totals {
                 // Same columns as the rows: dimensions are typed nulls in the totals row.
-                let totals = self.table_block(report, i, false)?.0;
-                let have = frame_columns(&totals);
-                let select = rows
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| {
-                        if have.contains(f.name()) {
-                            Ok(column(f.name()))
-                        } else {
-                            ScalarValue::try_from(f.data_type())
-                                .map(|null| Expr::Literal(null, None).alias(f.name()))
-                        }
-                    })
-                    .collect::<datafusion::error::Result<Vec<Expr>>>()
-                    .and_then(|select| totals.select(select))
-                    .map_err(|e| df_error(&report.src, &index("blocks", i), &block.id, e))?;
-                Some(select)
+                let totals = self.table_block(report, i, &[])?.0;
+                Some(align(totals, &rows).map_err(err)?)
             } else {
                 None
             };
+            let rows = self.sort_and_limit(rows, report, i)?;
             Ok(CompiledBlock {
                 kind: BlockKind::Table,
                 rows,
@@ -1136,7 +1147,7 @@ impl<'a> Compiler<'a> {
         &self,
         report: &Report,
         i: usize,
-        dims: bool,
+        group: &[String],
     ) -> Result<(DataFrame, Vec<ColumnMeta>), ReportError> {
         let block = &report.spec.blocks[i];
         let block_path = index("blocks", i);
@@ -1411,11 +1422,13 @@ impl<'a> Compiler<'a> {
         }
 
         // Aggregate each model by the block's dimensions.
-        let dim_names: Vec<String> = if dims {
-            block.by.names().map(str::to_string).collect()
-        } else {
-            vec![]
-        };
+        let dims = !group.is_empty();
+        let dim_names: Vec<String> = block
+            .by
+            .names()
+            .filter(|d| group.iter().any(|g| g == d))
+            .map(str::to_string)
+            .collect();
         let time_dim = self.time_dimension(report, i)?;
         let mut parts: Vec<DataFrame> = Vec::new();
         for ((model, shift), aggs) in &base {
@@ -1457,7 +1470,7 @@ impl<'a> Compiler<'a> {
             }
             let mut groups = Vec::new();
             if dims {
-                for (d, spec) in block.by.iter() {
+                for (d, spec) in block.by.iter().filter(|(d, _)| dim_names.contains(d)) {
                     if let Some((td, t, grain)) = &time_expr
                         && td == d
                     {
@@ -1486,7 +1499,9 @@ impl<'a> Compiler<'a> {
                 .collect();
             parts.push(aggregate(df, groups, aggs).map_err(err)?);
         }
-        if dims && let Some((d, _, grain)) = &time_dim {
+        if let Some((d, _, grain)) = &time_dim
+            && dim_names.contains(d)
+        {
             let spine = self
                 .period_spine(&parts, &dim_names, d, *grain)
                 .map_err(err)?;
@@ -1586,7 +1601,7 @@ impl<'a> Compiler<'a> {
         if dims {
             let first = from.clone().unwrap_or_else(|| models[0].clone());
             let model = self.catalog.models[&first].clone();
-            for (d, spec) in block.by.iter() {
+            for (d, spec) in block.by.iter().filter(|(d, _)| dim_names.contains(d)) {
                 let site =
                     self.block_site(report, i, &join("by", d), Some(&format!("dimension `{d}`")));
                 let text = spec.expr.clone().unwrap_or_else(|| d.clone());
@@ -1625,13 +1640,27 @@ impl<'a> Compiler<'a> {
         }
         let df = df.select(select).map_err(err)?;
         let columns = self.column_metas(&df, metas, |text, _| text.to_string())?;
-        let df = if dims {
-            self.sort_and_limit(df, report, i)?
-        } else {
-            df
-        };
         Ok((df, columns))
     }
+}
+
+/// `frame` with the columns of `like`, in its order: those it lacks as typed nulls.
+fn align(frame: DataFrame, like: &DataFrame) -> datafusion::error::Result<DataFrame> {
+    let have = frame_columns(&frame);
+    let select = like
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            if have.contains(f.name()) {
+                Ok(column(f.name()))
+            } else {
+                ScalarValue::try_from(f.data_type())
+                    .map(|null| Expr::Literal(null, None).alias(f.name()))
+            }
+        })
+        .collect::<datafusion::error::Result<Vec<Expr>>>()?;
+    frame.select(select)
 }
 
 /// `from`, then the qualifiers of the block's measures: the names of the models it reads

@@ -57,10 +57,15 @@ pub fn tables_of(catalog: &Catalog, report: &Report) -> Vec<String> {
         let names =
             std::iter::once(&model.spec.from).chain(model.spec.joins.iter().map(|j| &j.from));
         for name in names {
-            let is_table = svodka_schema::table(name).is_some();
-            let means_table = is_table && (name == &m || !catalog.models.contains_key(name));
-            if means_table && !out.contains(name) {
-                out.push(name.clone());
+            let (name, explicit) = match name.strip_prefix("tables.") {
+                Some(t) => (t.to_string(), true),
+                None => (name.clone(), false),
+            };
+            let is_table = svodka_schema::table(&name).is_some();
+            let means_table =
+                is_table && (explicit || name == m || !catalog.models.contains_key(&name));
+            if means_table && !out.contains(&name) {
+                out.push(name);
             }
         }
     }

@@ -101,6 +101,10 @@ pub struct BlockSpec {
     /// Adds a totals row: the block's measures computed over all its rows.
     #[serde(default)]
     pub totals: bool,
+    /// Adds subtotal rows grouped by these dimensions only (the others null), e.g. a
+    /// row per stage beside the rows per stage and employee.
+    #[serde(default)]
+    pub subtotals: Vec<String>,
     /// Output column names, each optionally followed by `asc`/`desc`.
     #[serde(default)]
     pub sort: Vec<String>,
