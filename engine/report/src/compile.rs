@@ -703,6 +703,17 @@ impl<'a> Compiler<'a> {
         Ok(())
     }
 
+    /// The value bound to `$name`, or an error at `site` naming the nearest one.
+    fn bound(&self, site: &ExprSite, name: &str) -> Result<&ScalarValue, ReportError> {
+        self.bindings.0.get(name).ok_or_else(|| {
+            site.error(format!(
+                "unknown setting or parameter `${name}`{}",
+                did_you_mean(name, self.bindings.names())
+            ))
+            .into()
+        })
+    }
+
     /// The block's time dimension, if it has one: (name, time expression text, grain).
     fn time_dimension(
         &self,
@@ -736,19 +747,11 @@ impl<'a> Compiler<'a> {
             let grain_text = match spec.grain.as_deref() {
                 None => "month".to_string(),
                 Some(g) => match g.strip_prefix('$') {
-                    Some(name) => match self.bindings.0.get(name) {
-                        Some(ScalarValue::Utf8(Some(v))) => v.clone(),
-                        Some(_) => {
+                    Some(name) => match self.bound(&site, name)? {
+                        ScalarValue::Utf8(Some(v)) => v.clone(),
+                        _ => {
                             return Err(site
                                 .error(format!("`${name}` must be a text setting or parameter"))
-                                .into());
-                        }
-                        None => {
-                            return Err(site
-                                .error(format!(
-                                    "unknown setting or parameter `${name}`{}",
-                                    did_you_mean(name, self.bindings.names())
-                                ))
                                 .into());
                         }
                     },
@@ -1088,19 +1091,11 @@ impl<'a> Compiler<'a> {
             let site = self.block_site(report, i, "limit", None);
             let n = match limit {
                 Limit::Fixed(n) => *n as usize,
-                Limit::Setting(s) => match self.bindings.0.get(s) {
-                    Some(ScalarValue::Int64(Some(n))) if *n >= 0 => *n as usize,
-                    Some(_) => {
+                Limit::Setting(s) => match self.bound(&site, s)? {
+                    ScalarValue::Int64(Some(n)) if *n >= 0 => *n as usize,
+                    _ => {
                         return Err(site
                             .error(format!("limit `${s}` must be a non-negative int setting"))
-                            .into());
-                    }
-                    None => {
-                        return Err(site
-                            .error(format!(
-                                "unknown setting `${s}`{}",
-                                did_you_mean(s, self.bindings.names())
-                            ))
                             .into());
                     }
                 },

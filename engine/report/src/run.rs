@@ -290,27 +290,21 @@ pub async fn run(
     // Models several others read (the per-entity activity facts, say) are computed once,
     // before their readers are planned; models blocks read are computed once for all blocks.
     let direct = direct_models(report, &p.blocks);
-    for m in shared_models(catalog, &direct) {
-        let df = p.compiler.model_frame(&m, false, &mut Vec::new())?;
+    let shared = shared_models(catalog, &direct)
+        .into_iter()
+        .map(|m| (m, false));
+    let read = direct
+        .into_iter()
+        .filter(|m| catalog.models.contains_key(m))
+        .map(|m| (m, true));
+    for (m, filtered) in shared.chain(read) {
+        let df = p.compiler.model_frame(&m, filtered, &mut Vec::new())?;
         let cached = df
             .cache()
             .await
             .and_then(|d| d.alias(&m))
             .map_err(|e| execution_error(report.id(), &format!("model {m}"), e))?;
-        p.compiler.set_frame(&m, false, cached);
-        lap(format!("model {m}"), &mut timings);
-    }
-    for m in direct {
-        if !catalog.models.contains_key(&m) {
-            continue;
-        }
-        let df = p.compiler.model_frame(&m, true, &mut Vec::new())?;
-        let cached = df
-            .cache()
-            .await
-            .and_then(|d| d.alias(&m))
-            .map_err(|e| execution_error(report.id(), &format!("model {m}"), e))?;
-        p.compiler.set_frame(&m, true, cached);
+        p.compiler.set_frame(&m, filtered, cached);
         lap(format!("model {m}"), &mut timings);
     }
     // Every block compiles before any runs: a bad definition fails fast and whole.
