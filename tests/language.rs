@@ -355,3 +355,52 @@ fn repeat_sale_is_the_customers_second_won_deal() {
     let r = sales("2024-05-01", "2024-05-31", &["--set", "repeat_by=contact"]);
     assert_eq!(block(&r, "sales")["rows"][0]["repeat_count"], 0);
 }
+
+const TREE: &str = r#"report: tree
+title: Дерево
+blocks:
+  - id: by_department
+    title: По отделам
+    from: deals
+    by: [department_id, department]
+    measures:
+      open_count: open
+      open_sum: open_sum
+    children:
+      - id: employees
+        title: Сотрудники
+        by: [employee_id, employee]
+    sort: [department_id nulls last]
+"#;
+
+#[test]
+fn children_rows_nest_under_their_parent() {
+    // Open at April 30: Анна's deals 1, 2, 7 and Борис's deal 3 (no amount) in Продажи,
+    // Вера's deal 5 in Опт, Глеб's deal 6 in no department.
+    let r = run_yaml("tree", TREE, "2024-04-01", "2024-04-30", &[]);
+    let b = block(&r, "by_department");
+    assert_eq!(
+        b["rows"],
+        json!([
+            {"department_id": 1, "department": "Продажи", "open_count": 4, "open_sum": 3400.5,
+             "children": {"employees": [
+                 {"employee_id": 1, "employee": "Анна", "open_count": 3, "open_sum": 3400.5},
+                 {"employee_id": 2, "employee": "Борис", "open_count": 1, "open_sum": 0.0}]}},
+            {"department_id": 2, "department": "Опт", "open_count": 1, "open_sum": 3000.0,
+             "children": {"employees": [{"employee_id": 3, "employee": "Вера", "open_count": 1, "open_sum": 3000.0}]}},
+            {"department_id": null, "department": null, "open_count": 1, "open_sum": 700.0,
+             "children": {"employees": [{"employee_id": 4, "employee": "Глеб", "open_count": 1, "open_sum": 700.0}]}},
+        ])
+    );
+    assert_eq!(b["children"][0]["id"], "employees");
+    let names: Vec<&str> = b["children"][0]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["employee_id", "employee", "open_count", "open_sum"]
+    );
+}

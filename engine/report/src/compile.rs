@@ -44,6 +44,19 @@ pub struct CompiledBlock {
     pub rows: DataFrame,
     pub totals: Option<DataFrame>,
     pub columns: Vec<ColumnMeta>,
+    pub children: Vec<CompiledChild>,
+}
+
+/// The rows a block's rows expand into (department → its employees).
+#[derive(Debug, Clone)]
+pub struct CompiledChild {
+    pub id: String,
+    pub title: Option<String>,
+    /// The block's dimensions: a child row belongs to the row with the same values.
+    pub parent_keys: Vec<String>,
+    /// Parent dimensions, child dimensions, measures.
+    pub rows: DataFrame,
+    pub columns: Vec<ColumnMeta>,
 }
 
 /// A measure of a model, parsed once per compiler.
@@ -719,10 +732,10 @@ impl<'a> Compiler<'a> {
         &self,
         report: &Report,
         i: usize,
+        dims: &[(String, ExprSpec)],
     ) -> Result<Option<(String, TimeSpec, Grain)>, ReportError> {
-        let block = &report.spec.blocks[i];
         let mut found = None;
-        for (d, spec) in block.by.iter() {
+        for (d, spec) in dims {
             let Some(time) = &spec.time else {
                 if spec.grain.is_some() {
                     let site = self.block_site(report, i, &join(&join("by", d), "grain"), None);
@@ -885,7 +898,7 @@ impl<'a> Compiler<'a> {
         if block.columns.is_empty() {
             let err = |e| df_error(&report.src, &index("blocks", i), &block.id, e);
             let all: Vec<String> = block.by.names().map(str::to_string).collect();
-            let (mut rows, columns) = self.table_block(report, i, &all)?;
+            let (mut rows, columns) = self.table_block(report, i, &block.by.0)?;
             if !block.subtotals.is_empty() {
                 for (k, d) in block.subtotals.iter().enumerate() {
                     if !all.contains(d) {
@@ -899,7 +912,13 @@ impl<'a> Compiler<'a> {
                     }
                 }
                 // Subtotal rows: grouped by fewer dimensions, the others null.
-                let sub = self.table_block(report, i, &block.subtotals)?.0;
+                let dims: Vec<(String, ExprSpec)> = block
+                    .by
+                    .iter()
+                    .filter(|(d, _)| block.subtotals.contains(d))
+                    .cloned()
+                    .collect();
+                let sub = self.table_block(report, i, &dims)?.0;
                 let sub = align(sub, &rows).map_err(err)?;
                 rows = rows.union(sub).map_err(err)?;
             }
@@ -911,11 +930,31 @@ impl<'a> Compiler<'a> {
                 None
             };
             let rows = self.sort_and_limit(rows, report, i)?;
+            // Children: the same measures by the block's dimensions and the child's.
+            let mut children = Vec::new();
+            for child in &block.children {
+                let mut dims = block.by.0.clone();
+                dims.extend(child.by.iter().cloned());
+                let (frame, child_columns) = self.table_block(report, i, &dims)?;
+                let order: Vec<SortExpr> = dims
+                    .iter()
+                    .map(|(d, _)| SortExpr::new(column(d), true, false))
+                    .collect();
+                let frame = frame.sort(order).map_err(err)?;
+                children.push(CompiledChild {
+                    id: child.id.clone(),
+                    title: child.title.clone(),
+                    parent_keys: all.clone(),
+                    rows: frame,
+                    columns: child_columns,
+                });
+            }
             Ok(CompiledBlock {
                 kind: BlockKind::Table,
                 rows,
                 totals,
                 columns,
+                children,
             })
         } else {
             let (rows, columns) = self.list_block(report, i)?;
@@ -923,6 +962,7 @@ impl<'a> Compiler<'a> {
                 kind: BlockKind::List,
                 rows,
                 totals: None,
+                children: vec![],
                 columns,
             })
         }
@@ -1142,7 +1182,7 @@ impl<'a> Compiler<'a> {
         &self,
         report: &Report,
         i: usize,
-        group: &[String],
+        group: &[(String, ExprSpec)],
     ) -> Result<(DataFrame, Vec<ColumnMeta>), ReportError> {
         let block = &report.spec.blocks[i];
         let block_path = index("blocks", i);
@@ -1194,7 +1234,7 @@ impl<'a> Compiler<'a> {
         // Block measures shadow the model's, except inside their own definition, where a
         // bare `x` means the model's measure `x`.
         let mut block_scope = scope.clone();
-        for d in block.by.names() {
+        for (d, _) in group {
             block_scope.add(
                 None,
                 d,
@@ -1418,13 +1458,8 @@ impl<'a> Compiler<'a> {
 
         // Aggregate each model by the block's dimensions.
         let dims = !group.is_empty();
-        let dim_names: Vec<String> = block
-            .by
-            .names()
-            .filter(|d| group.iter().any(|g| g == d))
-            .map(str::to_string)
-            .collect();
-        let time_dim = self.time_dimension(report, i)?;
+        let dim_names: Vec<String> = group.iter().map(|(d, _)| d.clone()).collect();
+        let time_dim = self.time_dimension(report, i, group)?;
         let mut parts: Vec<DataFrame> = Vec::new();
         for ((model, shift), aggs) in &base {
             let c: &Compiler = match shift {
@@ -1465,7 +1500,7 @@ impl<'a> Compiler<'a> {
             }
             let mut groups = Vec::new();
             if dims {
-                for (d, spec) in block.by.iter().filter(|(d, _)| dim_names.contains(d)) {
+                for (d, spec) in group {
                     if let Some((td, t, grain)) = &time_expr
                         && td == d
                     {
@@ -1596,7 +1631,7 @@ impl<'a> Compiler<'a> {
         if dims {
             let first = from.clone().unwrap_or_else(|| models[0].clone());
             let model = self.catalog.models[&first].clone();
-            for (d, spec) in block.by.iter().filter(|(d, _)| dim_names.contains(d)) {
+            for (d, spec) in group {
                 let site =
                     self.block_site(report, i, &join("by", d), Some(&format!("dimension `{d}`")));
                 let text = spec.expr.clone().unwrap_or_else(|| d.clone());

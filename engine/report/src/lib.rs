@@ -22,7 +22,7 @@ pub mod time;
 pub use catalog::Catalog;
 pub use error::{Diagnostic, ReportError};
 pub use params::{FilterValue, RunParams};
-pub use result::{BlockKind, BlockResult, ColumnMeta, ReportResult};
+pub use result::{BlockKind, BlockResult, ChildResult, ColumnMeta, ReportResult};
 pub use run::{RunRequest, check, explain, run, settings_of};
 pub use settings::{Setting, SettingValue};
 pub use source::SourceFile;

@@ -41,6 +41,8 @@ pub struct BlockResult {
     pub batches: Vec<RecordBatch>,
     /// The totals row, when the block asks for one.
     pub totals: Option<RecordBatch>,
+    /// The rows each row expands into, per level (department → employees, → pipelines).
+    pub children: Vec<ChildResult>,
     pub chart: Option<ChartSpec>,
 }
 
@@ -48,6 +50,18 @@ impl BlockResult {
     pub fn row_count(&self) -> usize {
         self.batches.iter().map(|b| b.num_rows()).sum()
     }
+}
+
+/// One level of expansion of a block's rows.
+#[derive(Debug, Clone)]
+pub struct ChildResult {
+    pub id: String,
+    pub title: Option<String>,
+    /// The block's dimensions: a child row belongs to the row with equal values there.
+    pub parent_keys: Vec<String>,
+    /// Parent dimensions, then the child's dimensions, then the measures.
+    pub columns: Vec<ColumnMeta>,
+    pub batches: Vec<RecordBatch>,
 }
 
 /// A whole report run.

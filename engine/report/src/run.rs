@@ -12,7 +12,7 @@ use crate::compile::{CompiledBlock, Compiler};
 use crate::error::{Diagnostic, ReportError, did_you_mean};
 use crate::expr::Bindings;
 use crate::params::RunParams;
-use crate::result::{BlockResult, ReportResult};
+use crate::result::{BlockResult, ChildResult, ReportResult};
 use crate::settings::{Setting, SettingValue};
 use crate::source::join;
 use crate::tables::{MemoryTables, TableSource};
@@ -321,7 +321,21 @@ pub async fn run(
             rows,
             totals,
             columns,
+            children,
         } = compiled;
+        let mut child_results = Vec::new();
+        for child in children {
+            let batches = child.rows.collect().await.map_err(|e| {
+                execution_error(report.id(), &format!("{}.{}", spec.id, child.id), e)
+            })?;
+            child_results.push(ChildResult {
+                id: child.id,
+                title: child.title,
+                parent_keys: child.parent_keys,
+                columns: child.columns,
+                batches,
+            });
+        }
         let batches = rows
             .collect()
             .await
@@ -352,6 +366,7 @@ pub async fn run(
             columns,
             batches,
             totals,
+            children: child_results,
             chart: spec.chart.clone(),
         });
     }

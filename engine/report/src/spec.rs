@@ -105,6 +105,9 @@ pub struct BlockSpec {
     /// row per stage beside the rows per stage and employee.
     #[serde(default)]
     pub subtotals: Vec<String>,
+    /// Rows each row expands into: the same measures by more dimensions.
+    #[serde(default)]
+    pub children: Vec<ChildSpec>,
     /// Output column names, each optionally followed by `asc`/`desc`.
     #[serde(default)]
     pub sort: Vec<String>,
@@ -114,6 +117,18 @@ pub struct BlockSpec {
     /// A rendering hint for charts.
     #[serde(default)]
     pub chart: Option<ChartSpec>,
+}
+
+/// A level of expansion of a block's rows (department → employees).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChildSpec {
+    /// Stable id: the key of these rows under their parent row in JSON.
+    pub id: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    /// The dimensions added to the block's.
+    pub by: NamedExprs,
 }
 
 /// A row limit: fixed, or taken from a setting.
