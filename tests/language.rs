@@ -404,3 +404,61 @@ fn children_rows_nest_under_their_parent() {
         vec!["employee_id", "employee", "open_count", "open_sum"]
     );
 }
+
+const PLAN: &str = r#"report: plan
+title: План
+blocks:
+  - id: by_employee
+    title: По сотрудникам
+    from: plans
+    by: [employee_id]
+    measures: [plan]
+    sort: [employee_id nulls last]
+  - id: by_department
+    title: По отделам
+    from: plans
+    by: [department_id, department]
+    measures: [plan, plan_deals]
+    totals: true
+    sort: [department_id]
+"#;
+
+#[test]
+fn plans_are_prorated_by_days_of_the_months_touched() {
+    // March 17 – April 15: 15 of March's 31 days, 15 of April's 30. Анна: 3100 × 15/31 +
+    // 3000 × 1/2 = 3000; Борис: 6000 / 2; department Опт (a department-only row): 9000 / 2.
+    // Борис's May plan is outside.
+    let r = run_yaml("plan", PLAN, "2024-03-17", "2024-04-15", &[]);
+    assert_eq!(
+        block(&r, "by_employee")["rows"],
+        json!([
+            {"employee_id": 1, "plan": 3000.0},
+            {"employee_id": 2, "plan": 3000.0},
+            {"employee_id": null, "plan": 4500.0},
+        ])
+    );
+    // An employee's plan counts for their department (Анна and Борис: Продажи). Deals
+    // planned: Анна 3 × 15/31 + 3 / 2, Борис 2 / 2 = 3.95; Опт has no count.
+    let b = block(&r, "by_department");
+    assert_eq!(
+        b["rows"],
+        json!([
+            {"department_id": 1, "department": "Продажи", "plan": 6000.0, "plan_deals": 3.95},
+            {"department_id": 2, "department": "Опт", "plan": 4500.0, "plan_deals": 0.0},
+        ])
+    );
+    assert_eq!(b["totals"]["plan"], 10500.0);
+    // Without pro-rating, every month the period touches counts whole.
+    let r = run_yaml(
+        "plan",
+        PLAN,
+        "2024-03-17",
+        "2024-04-15",
+        &["--set", "plan_prorate=false"],
+    );
+    assert_eq!(
+        block(&r, "by_department")["totals"]["plan"],
+        21100.0,
+        "3100 + 3000 + 6000 + 9000"
+    );
+}

@@ -526,14 +526,14 @@ impl<'a> Compiler<'a> {
                 }
                 .into());
             }
-            if spec.expr.is_some() && existing.contains(name) {
+            if spec.expr.is_some() && existing.contains(name) && !spec.replace {
                 return Err(Diagnostic {
                     pos: src.key_pos(&path),
                     ..Diagnostic::at(
                         src,
                         &path,
                         format!("model `{}`", model.spec.model),
-                        format!("`{name}` is already a column of the source or a join; give the derived column another name"),
+                        format!("`{name}` is already a column of the source or a join; give the derived column another name, or say `replace: true`"),
                     )
                 }
                 .into());
@@ -552,13 +552,14 @@ impl<'a> Compiler<'a> {
             let r = self.resolve(&site, spec.expr.as_deref().unwrap_or_default(), &scope)?;
             parsed.insert((*name).clone(), (site, r));
         }
+        // A column that replaces a source column reads the source's value under its name.
         let deps = |n: &str| -> Vec<String> {
             parsed[n]
                 .1
                 .refs
                 .iter()
                 .map(|t| t.column.clone())
-                .filter(|c| parsed.contains_key(c))
+                .filter(|c| parsed.contains_key(c) && !(c == n && existing.contains(c)))
                 .collect()
         };
         let order = topo_order(parsed.keys().cloned().collect(), deps).map_err(|cycle| {

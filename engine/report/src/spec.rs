@@ -339,6 +339,10 @@ pub struct ExprSpec {
     /// the block (e.g. every active employee, even one without activities).
     #[serde(default)]
     pub hidden: bool,
+    /// Model columns: redefines a column of the source or a join under its own name
+    /// (inside the expression the name still means the original value).
+    #[serde(default)]
+    pub replace: bool,
 }
 
 /// The time of a time dimension: one expression for every model, or one per model
