@@ -462,3 +462,58 @@ fn plans_are_prorated_by_days_of_the_months_touched() {
         "3100 + 3000 + 6000 + 9000"
     );
 }
+
+const BONUS: &str = r#"report: bonus
+title: Бонусы
+settings:
+  bonus_min_completion_pct: { type: number, default: 80, min: 0, max: 1000 }
+blocks:
+  - id: bonus
+    title: Бонусы
+    by: [employee_id]
+    measures:
+      plan: plans.plan
+      fact: deals.won_sum
+      won_count: deals.won_count
+      completion_pct: { expr: "100.0 * fact / nullif(plan, 0)", type: percent }
+      tier: tier_reached
+      bonus:
+        expr: "case when completion_pct >= $bonus_min_completion_pct then coalesce(tier_bonus, 0) else 0 end"
+        type: money
+    lookups:
+      - from: tables.bonus_tiers
+        key: won_count
+        at_most: min_won_count
+        take: { tier_reached: min_won_count, tier_bonus: bonus }
+    sort: [employee_id]
+"#;
+
+#[test]
+fn lookup_finds_the_highest_tier_reached() {
+    // April: Борис won 1 deal (5000) against a plan of 6000: 83.33 % ≥ 80 % → tier 1,
+    // bonus 1000. Nobody else won anything; Вера and Глеб have no plan (null %).
+    let r = run_yaml("bonus", BONUS, "2024-04-01", "2024-04-30", &[]);
+    assert_eq!(
+        block(&r, "bonus")["rows"],
+        json!([
+            {"employee_id": 1, "plan": 3000.0, "fact": 0.0, "won_count": 0, "completion_pct": 0.0, "tier": null, "bonus": 0.0},
+            {"employee_id": 2, "plan": 6000.0, "fact": 5000.0, "won_count": 1, "completion_pct": 83.33, "tier": 1, "bonus": 1000.0},
+            {"employee_id": 3, "plan": 0.0, "fact": 0.0, "won_count": 0, "completion_pct": null, "tier": null, "bonus": 0.0},
+            {"employee_id": 4, "plan": 0.0, "fact": 0.0, "won_count": 0, "completion_pct": null, "tier": null, "bonus": 0.0},
+            {"employee_id": null, "plan": 9000.0, "fact": 0.0, "won_count": 0, "completion_pct": 0.0, "tier": null, "bonus": 0.0},
+        ])
+    );
+    // Just below the minimum completion: no bonus, the tier is still shown.
+    let r = run_yaml(
+        "bonus",
+        BONUS,
+        "2024-04-01",
+        "2024-04-30",
+        &["--set", "bonus_min_completion_pct=83.34"],
+    );
+    let boris = &block(&r, "bonus")["rows"][1];
+    assert_eq!(
+        (boris["tier"].clone(), boris["bonus"].clone()),
+        (json!(1), json!(0.0))
+    );
+}

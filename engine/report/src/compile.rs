@@ -717,6 +717,84 @@ impl<'a> Compiler<'a> {
         Ok(())
     }
 
+    /// Adds the columns of lookup `k` of block `i` to `df`: the row of the looked-up table
+    /// with the highest `at_most` not above `key` (none: nulls).
+    fn lookup(
+        &self,
+        df: DataFrame,
+        report: &Report,
+        i: usize,
+        k: usize,
+        key: &str,
+    ) -> Result<DataFrame, ReportError> {
+        use datafusion::functions_window::expr_fn::row_number;
+        use datafusion::logical_expr::ExprFunctionExt;
+        let lk = &report.spec.blocks[i].lookups[k];
+        let path = index("lookups", k);
+        let context = format!(
+            "report `{}`, block `{}`, lookup in `{}`",
+            report.id(),
+            report.spec.blocks[i].id,
+            lk.from
+        );
+        let err = |e| df_error(&report.src, &path, &context, e);
+        let right = self.source_frame(
+            &lk.from,
+            &report.src,
+            &join(&path, "from"),
+            &context,
+            &mut Vec::new(),
+        )?;
+        let right_cols = frame_columns(&right);
+        if !right_cols.contains(&lk.at_most) {
+            return Err(Diagnostic::at(
+                &report.src,
+                &join(&path, "at_most"),
+                &context,
+                format!(
+                    "`{}` has no column `{}`{}",
+                    lk.from,
+                    lk.at_most,
+                    did_you_mean(&lk.at_most, right_cols.iter().map(String::as_str))
+                ),
+            )
+            .into());
+        }
+        let mut select = vec![column(&lk.at_most).alias("__lk_at")];
+        for (name, spec) in lk.take.iter() {
+            let site = ExprSite {
+                src: report.src.clone(),
+                path: join(&join(&path, "take"), name),
+                context: context.clone(),
+            };
+            let text = spec.expr.as_deref().unwrap_or(name);
+            select.push(
+                self.row_expr(&site, text, &right)?
+                    .alias(block_column(name)),
+            );
+        }
+        let right = right.select(select).map_err(err)?;
+        let rank = row_number()
+            .partition_by(vec![column("__lk_row")])
+            .order_by(vec![SortExpr::new(column("__lk_at"), false, true)])
+            .build()
+            .map_err(err)?;
+        df.with_column("__lk_row", row_number())
+            .and_then(|d| {
+                d.join_on(
+                    right,
+                    JoinType::Left,
+                    [column(key).gt_eq(column("__lk_at"))],
+                )
+            })
+            .and_then(|d| d.with_column("__lk_rank", rank))
+            .and_then(|d| {
+                d.filter(column("__lk_rank").eq(Expr::Literal(ScalarValue::UInt64(Some(1)), None)))
+            })
+            .and_then(|d| d.drop_columns(&["__lk_row", "__lk_at", "__lk_rank"]))
+            .map_err(err)
+    }
+
     /// The value bound to `$name`, or an error at `site` naming the nearest one.
     fn bound(&self, site: &ExprSite, name: &str) -> Result<&ScalarValue, ReportError> {
         self.bindings.0.get(name).ok_or_else(|| {
@@ -1235,6 +1313,18 @@ impl<'a> Compiler<'a> {
         // Block measures shadow the model's, except inside their own definition, where a
         // bare `x` means the model's measure `x`.
         let mut block_scope = scope.clone();
+        for lk in &block.lookups {
+            for (name, _) in lk.take.iter() {
+                block_scope.add(
+                    None,
+                    name,
+                    Target {
+                        column: block_column(name),
+                        kind: TargetKind::BlockMeasure(name.clone()),
+                    },
+                );
+            }
+        }
         for (d, _) in group {
             block_scope.add(
                 None,
@@ -1585,19 +1675,53 @@ impl<'a> Compiler<'a> {
                 _ => None,
             })
             .collect();
-        let nodes: Vec<String> = derived.keys().chain(copies.keys()).cloned().collect();
-        let order = topo_order(nodes.clone(), |c| match copies.get(c) {
-            Some(source) => vec![source.clone()]
-                .into_iter()
-                .filter(|d| nodes.contains(d))
-                .collect(),
-            None => derived[c]
-                .0
-                .refs
-                .iter()
-                .map(|t| t.column.clone())
-                .filter(|d| nodes.contains(d))
-                .collect(),
+        // Lookups are steps too: `__lookup{k}` after its key, its outputs after it.
+        let mut lookup_deps: HashMap<String, Vec<String>> = HashMap::new();
+        for (k, lk) in block.lookups.iter().enumerate() {
+            let site = self.block_site(report, i, &join(&index("lookups", k), "key"), None);
+            let key = if outs.contains_key(&lk.key) {
+                block_column(&lk.key)
+            } else if dim_names.contains(&lk.key) {
+                lk.key.clone()
+            } else {
+                let known = outs
+                    .keys()
+                    .map(String::as_str)
+                    .chain(dim_names.iter().map(String::as_str));
+                return Err(site
+                    .error(format!(
+                        "unknown measure or dimension `{}`{}",
+                        lk.key,
+                        did_you_mean(&lk.key, known)
+                    ))
+                    .into());
+            };
+            let step = format!("__lookup{k}");
+            lookup_deps.insert(step.clone(), vec![key]);
+            for (name, _) in lk.take.iter() {
+                lookup_deps.insert(block_column(name), vec![step.clone()]);
+            }
+        }
+        let nodes: Vec<String> = derived
+            .keys()
+            .chain(copies.keys())
+            .chain(lookup_deps.keys())
+            .cloned()
+            .collect();
+        let order = topo_order(nodes.clone(), |c| {
+            match copies.get(c).or(lookup_deps.get(c).and_then(|d| d.first())) {
+                Some(source) => vec![source.clone()]
+                    .into_iter()
+                    .filter(|d| nodes.contains(d))
+                    .collect(),
+                None => derived[c]
+                    .0
+                    .refs
+                    .iter()
+                    .map(|t| t.column.clone())
+                    .filter(|d| nodes.contains(d))
+                    .collect(),
+            }
         })
         .map_err(|cycle| {
             let site = cycle
@@ -1617,6 +1741,14 @@ impl<'a> Compiler<'a> {
             if let Some(source) = copies.get(&c) {
                 df = df.with_column(&c, column(source)).map_err(err)?;
                 continue;
+            }
+            if let Some(k) = c.strip_prefix("__lookup") {
+                let k: usize = k.parse().expect("lookup steps are numbered");
+                df = self.lookup(df, report, i, k, &lookup_deps[&c][0])?;
+                continue;
+            }
+            if lookup_deps.contains_key(&c) {
+                continue; // brought in by its lookup
             }
             let (resolved, site) = &derived[&c];
             let e = self.plan(site, resolved, df.schema())?;

@@ -108,6 +108,10 @@ pub struct BlockSpec {
     /// Rows each row expands into: the same measures by more dimensions.
     #[serde(default)]
     pub children: Vec<ChildSpec>,
+    /// Values looked up per row in a table by a range: the row of `from` with the highest
+    /// `at_most` not above the row's `key` (a bonus tier reached by a won count).
+    #[serde(default)]
+    pub lookups: Vec<LookupSpec>,
     /// Output column names, each optionally followed by `asc`/`desc`.
     #[serde(default)]
     pub sort: Vec<String>,
@@ -129,6 +133,20 @@ pub struct ChildSpec {
     pub title: Option<String>,
     /// The dimensions added to the block's.
     pub by: NamedExprs,
+}
+
+/// A range lookup of a block's rows in a table, model or table setting.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupSpec {
+    /// A table, a model or `$setting`.
+    pub from: String,
+    /// A measure or dimension of the block.
+    pub key: String,
+    /// Their column compared with the key: the match is the highest value ≤ key.
+    pub at_most: String,
+    /// Their columns (or expressions) brought in as block measures, by name.
+    pub take: NamedExprs,
 }
 
 /// A row limit: fixed, or taken from a setting.
