@@ -517,3 +517,62 @@ fn lookup_finds_the_highest_tier_reached() {
         (json!(1), json!(0.0))
     );
 }
+
+const MONTH_VS_PREVIOUS: &str = r#"report: mvp
+title: Месяц к предыдущему
+blocks:
+  - id: month_vs_previous
+    title: Месяц к предыдущему
+    from: deals
+    period: as_of_month
+    measures:
+      won_sum: won_sum
+      won_sum_previous: { expr: won_sum, shift: previous_month }
+      won_sum_change: won_sum - won_sum_previous
+      won_sum_change_pct: "100.0 * (won_sum - won_sum_previous) / nullif(won_sum_previous, 0)"
+      won_count: won_count
+      won_count_previous: { expr: won_count, shift: previous_month }
+      won_count_change: won_count - won_count_previous
+      won_count_change_pct: "100.0 * (won_count - won_count_previous) / nullif(won_count_previous, 0)"
+      avg_check: avg_check
+      avg_check_previous: won_sum_previous / nullif(won_count_previous, 0)
+      avg_check_change: avg_check - avg_check_previous
+      avg_check_change_pct: "100.0 * (avg_check - avg_check_previous) / nullif(avg_check_previous, 0)"
+    unpivot:
+      name: metric
+      rows: [won_sum, won_count, avg_check]
+      columns:
+        current: "{}"
+        previous: "{}_previous"
+        change: "{}_change"
+        change_pct: "{}_change_pct"
+"#;
+
+#[test]
+fn the_month_of_as_of_against_the_month_before_as_rows() {
+    // The run covers the whole spring; the block looks at May (the month of `as_of`)
+    // against April: deal 5 won on May 3 (3000) against deal 4 on April 5 (5000).
+    let r = run_yaml(
+        "mvp",
+        MONTH_VS_PREVIOUS,
+        "2024-03-01",
+        "2024-05-31",
+        &["--as-of", "2024-05-31"],
+    );
+    assert_eq!(
+        block(&r, "month_vs_previous")["rows"],
+        json!([
+            {"metric": "won_sum", "current": 3000.0, "previous": 5000.0, "change": -2000.0, "change_pct": -40.0},
+            {"metric": "won_count", "current": 1.0, "previous": 1.0, "change": 0.0, "change_pct": 0.0},
+            {"metric": "avg_check", "current": 3000.0, "previous": 5000.0, "change": -2000.0, "change_pct": -40.0},
+        ])
+    );
+    // April against March, when nothing was won: previous 0, change_pct null.
+    let r = run_yaml("mvp", MONTH_VS_PREVIOUS, "2024-03-01", "2024-04-30", &[]);
+    let rows = &block(&r, "month_vs_previous")["rows"];
+    assert_eq!(
+        rows[0],
+        json!({"metric": "won_sum", "current": 5000.0, "previous": 0.0, "change": 5000.0, "change_pct": null})
+    );
+    assert_eq!(rows[2]["previous"], serde_json::Value::Null);
+}

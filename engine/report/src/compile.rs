@@ -27,7 +27,7 @@ use crate::expr::{self, Bindings, ExprSite, Resolved, Scope, Target, TargetKind}
 use crate::params::RunParams;
 use crate::result::{BlockKind, ColumnMeta, infer_type, type_fits};
 use crate::source::{SourceFile, index, join};
-use crate::spec::{Empty, ExprSpec, Limit, Shift, TimeSpec};
+use crate::spec::{BlockPeriod, Empty, ExprSpec, Limit, Shift, TimeSpec};
 use crate::tables::TableSource;
 use crate::time::Grain;
 
@@ -162,7 +162,11 @@ impl<'a> Compiler<'a> {
     /// A compiler for the same run over a shifted period (its own caches: every model it
     /// reads is computed for that period).
     fn shifted(&self, shift: Shift) -> Compiler<'a> {
-        let params = self.params.shifted(shift);
+        self.with_params(self.params.shifted(shift))
+    }
+
+    /// A compiler for the same run over other parameters (its own caches).
+    fn with_params(&self, params: RunParams) -> Compiler<'a> {
         let mut bindings = self.bindings.clone();
         for (name, value) in params.bindings() {
             bindings.0.insert(name.to_string(), value);
@@ -795,6 +799,104 @@ impl<'a> Compiler<'a> {
             .map_err(err)
     }
 
+    /// Turns each row of measures into one row per listed item: the item's name, then one
+    /// value per output column, taken from the measure the column's pattern names.
+    fn unpivot(
+        &self,
+        report: &Report,
+        i: usize,
+        u: &crate::spec::UnpivotSpec,
+        rows: DataFrame,
+        columns: &[ColumnMeta],
+    ) -> Result<(DataFrame, Vec<ColumnMeta>), ReportError> {
+        let block = &report.spec.blocks[i];
+        let err = |e| {
+            df_error(
+                &report.src,
+                &join(&index("blocks", i), "unpivot"),
+                &block.id,
+                e,
+            )
+        };
+        let dims: Vec<String> = block.by.names().map(str::to_string).collect();
+        let have: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+        let mut stacked: Option<DataFrame> = None;
+        for (k, item) in u.rows.iter().enumerate() {
+            let mut select: Vec<Expr> = dims.iter().map(|d| column(d)).collect();
+            select.push(Expr::Literal(ScalarValue::Utf8(Some(item.clone())), None).alias(&u.name));
+            for (out, pattern) in &u.columns {
+                let source = pattern.replace("{}", item);
+                if !have.contains(&source.as_str()) {
+                    let site =
+                        self.block_site(report, i, &index(&join("unpivot", "rows"), k), None);
+                    return Err(site
+                        .error(format!(
+                            "column `{out}` of `{item}` reads measure `{source}`, which the block does not have{}",
+                            did_you_mean(&source, have.iter().copied())
+                        ))
+                        .into());
+                }
+                select.push(
+                    datafusion::logical_expr::cast(
+                        column(&source),
+                        arrow::datatypes::DataType::Float64,
+                    )
+                    .alias(out),
+                );
+            }
+            let part = rows.clone().select(select).map_err(err)?;
+            stacked = Some(match stacked {
+                None => part,
+                Some(s) => s.union(part).map_err(err)?,
+            });
+        }
+        let Some(df) = stacked else {
+            return Err(self
+                .block_site(report, i, "unpivot", None)
+                .error("`unpivot` needs `rows`")
+                .into());
+        };
+        let mut metas: Vec<ColumnMeta> = dims
+            .iter()
+            .filter_map(|d| columns.iter().find(|c| &c.name == d).cloned())
+            .collect();
+        metas.push(ColumnMeta {
+            name: u.name.clone(),
+            label: u.label.clone().unwrap_or_else(|| u.name.clone()),
+            ty: crate::spec::ValueType::Text,
+            definition: format!("one of: {}", u.rows.join(", ")),
+            description: None,
+        });
+        // One column holds several metrics (money, counts…): plain numbers.
+        for (out, pattern) in &u.columns {
+            metas.push(ColumnMeta {
+                name: out.clone(),
+                label: out.clone(),
+                ty: crate::spec::ValueType::Number,
+                definition: format!("the measure `{pattern}` of each row's item"),
+                description: None,
+            });
+        }
+        // Keep the row order of `rows:` (the union has none of its own).
+        let mut case: Option<datafusion::logical_expr::conditional_expressions::CaseBuilder> = None;
+        for (k, item) in u.rows.iter().enumerate() {
+            let is_item =
+                column(&u.name).eq(Expr::Literal(ScalarValue::Utf8(Some(item.clone())), None));
+            let rank = Expr::Literal(ScalarValue::Int64(Some(k as i64)), None);
+            case = Some(match case {
+                None => datafusion::logical_expr::when(is_item, rank),
+                Some(mut b) => b.when(is_item, rank),
+            });
+        }
+        let df = match case {
+            Some(b) => df
+                .sort(vec![SortExpr::new(b.end().map_err(err)?, true, false)])
+                .map_err(err)?,
+            None => df,
+        };
+        Ok((df, metas))
+    }
+
     /// The value bound to `$name`, or an error at `site` naming the nearest one.
     fn bound(&self, site: &ExprSite, name: &str) -> Result<&ScalarValue, ReportError> {
         self.bindings.0.get(name).ok_or_else(|| {
@@ -974,6 +1076,17 @@ impl<'a> Compiler<'a> {
     /// Compiles block `i` of `report`.
     pub fn block(&self, report: &Report, i: usize) -> Result<CompiledBlock, ReportError> {
         let block = &report.spec.blocks[i];
+        if block.period == Some(BlockPeriod::AsOfMonth)
+            && self.params.from != crate::time::month_start(self.params.as_of)
+        {
+            // The block's own period: the calendar month of `as_of`.
+            let params = RunParams {
+                from: crate::time::month_start(self.params.as_of),
+                to: crate::time::month_end(self.params.as_of),
+                ..self.params.clone()
+            };
+            return self.with_params(params).block(report, i);
+        }
         if block.columns.is_empty() {
             let err = |e| df_error(&report.src, &index("blocks", i), &block.id, e);
             let all: Vec<String> = block.by.names().map(str::to_string).collect();
@@ -1009,6 +1122,16 @@ impl<'a> Compiler<'a> {
                 None
             };
             let rows = self.sort_and_limit(rows, report, i)?;
+            if let Some(u) = &block.unpivot {
+                let (rows, columns) = self.unpivot(report, i, u, rows, &columns)?;
+                return Ok(CompiledBlock {
+                    kind: BlockKind::Table,
+                    rows,
+                    totals: None,
+                    columns,
+                    children: vec![],
+                });
+            }
             // Children: the same measures by the block's dimensions and the child's.
             let mut children = Vec::new();
             for child in &block.children {
@@ -1582,9 +1705,9 @@ impl<'a> Compiler<'a> {
                 let t = c.row_expr(&site, text, &df)?;
                 let keep = c.in_period(&site, &t, df.schema())?;
                 df = df.filter(keep).map_err(err)?;
-                if *shift == Some(Shift::PreviousPeriod) {
+                if matches!(shift, Some(Shift::PreviousPeriod | Shift::PreviousMonth)) {
                     return Err(site
-                        .error("`shift: previous_period` does not align with a time dimension; use `previous_year`")
+                        .error("this `shift` does not align with a time dimension; use `previous_year`")
                         .into());
                 }
                 time_expr = Some((d.clone(), t, *grain));

@@ -124,16 +124,30 @@ impl RunParams {
         Ok(())
     }
 
-    /// The same run over another period of the calendar: the same dates a year earlier,
-    /// or as many days just before (`as_of` moves with the period).
+    /// The same run over another period of the calendar: the same dates a year or a month
+    /// earlier (a month's last day to the previous month's last), or as many days just
+    /// before; `as_of` moves with the period.
     pub fn shifted(&self, shift: crate::spec::Shift) -> RunParams {
         use crate::spec::Shift;
         let year_back = |d: NaiveDate| d.checked_sub_months(chrono::Months::new(12)).unwrap_or(d);
+        let month_back = |d: NaiveDate| {
+            let back = d.checked_sub_months(chrono::Months::new(1)).unwrap_or(d);
+            if d == crate::time::month_end(d) {
+                crate::time::month_end(back)
+            } else {
+                back
+            }
+        };
         let (from, to, as_of) = match shift {
             Shift::PreviousYear => (
                 year_back(self.from),
                 year_back(self.to),
                 year_back(self.as_of),
+            ),
+            Shift::PreviousMonth => (
+                month_back(self.from),
+                month_back(self.to),
+                month_back(self.as_of),
             ),
             Shift::PreviousPeriod => {
                 let len = chrono::Duration::days((self.to - self.from).num_days() + 1);
@@ -256,6 +270,19 @@ mod tests {
         assert_eq!(
             (q.from, q.to, q.as_of),
             (d("2024-01-30"), d("2024-02-29"), d("2024-02-29"))
+        );
+        let m = RunParams::resolve(
+            Some(d("2024-04-01")),
+            Some(d("2024-04-30")),
+            None,
+            d("2024-05-14"),
+            chrono_tz::UTC,
+        )
+        .unwrap();
+        let m = m.shifted(Shift::PreviousMonth);
+        assert_eq!(
+            (m.from, m.to, m.as_of),
+            (d("2024-03-01"), d("2024-03-31"), d("2024-03-31"))
         );
         let leap = RunParams::resolve(
             Some(d("2024-02-29")),

@@ -108,6 +108,13 @@ pub struct BlockSpec {
     /// Rows each row expands into: the same measures by more dimensions.
     #[serde(default)]
     pub children: Vec<ChildSpec>,
+    /// The block's own period instead of the run's: `as_of_month`, the calendar month of
+    /// `as_of` (comparisons with `shift` then move from that month).
+    #[serde(default)]
+    pub period: Option<BlockPeriod>,
+    /// Turns the block's measures into rows, one per item (a funnel's steps, metrics).
+    #[serde(default)]
+    pub unpivot: Option<UnpivotSpec>,
     /// Values looked up per row in a table by a range: the row of `from` with the highest
     /// `at_most` not above the row's `key` (a bonus tier reached by a won count).
     #[serde(default)]
@@ -133,6 +140,27 @@ pub struct ChildSpec {
     pub title: Option<String>,
     /// The dimensions added to the block's.
     pub by: NamedExprs,
+}
+
+/// A block period other than the run's.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockPeriod {
+    AsOfMonth,
+}
+
+/// Rows from measures: for each item of `rows`, a row with `name` = the item and, per
+/// output column, the measure its pattern names (`{}` = the item).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnpivotSpec {
+    /// The column that holds the item's name (`metric`, `step`).
+    pub name: String,
+    #[serde(default)]
+    pub label: Option<String>,
+    pub rows: Vec<String>,
+    /// Output column → measure name pattern, e.g. `previous: "{}_previous"`.
+    pub columns: IndexMap<String, String>,
 }
 
 /// A range lookup of a block's rows in a table, model or table setting.
@@ -388,6 +416,8 @@ impl TimeSpec {
 pub enum Shift {
     PreviousPeriod,
     PreviousYear,
+    /// One calendar month back (a month's last day maps to the last day of the month before).
+    PreviousMonth,
 }
 
 /// An ordered list of named expressions. Accepted forms:
