@@ -576,3 +576,54 @@ fn the_month_of_as_of_against_the_month_before_as_rows() {
     );
     assert_eq!(rows[2]["previous"], serde_json::Value::Null);
 }
+
+const CYCLES: &str = r#"report: cycles
+title: Циклы
+settings:
+  cycle_buckets: { type: list, item: int, min: 1, default: [30, 90, 180] }
+blocks:
+  - id: cycle_distribution
+    title: Распределение циклов
+    from: deals
+    where: is_won
+    by:
+      - bucket: "bucket(deal_cycle_days, $cycle_buckets)"
+      - bucket_index: "bucket_index(deal_cycle_days, $cycle_buckets)"
+    measures:
+      won_count: won_count
+      share: { expr: "100.0 * won_count / nullif(sum(won_count) over (), 0)", type: percent }
+    sort: [bucket_index]
+"#;
+
+#[test]
+fn cycle_buckets_from_a_list_setting() {
+    // Won February–May (as of May 31): deal 4 after 64 days, deal 5 after 92.
+    let r = run_yaml(
+        "cycles",
+        CYCLES,
+        "2024-02-01",
+        "2024-05-31",
+        &["--as-of", "2024-05-31"],
+    );
+    assert_eq!(
+        block(&r, "cycle_distribution")["rows"],
+        json!([
+            {"bucket": "31–90", "bucket_index": 1, "won_count": 1, "share": 50.0},
+            {"bucket": "91–180", "bucket_index": 2, "won_count": 1, "share": 50.0},
+        ])
+    );
+    let r = run_yaml(
+        "cycles",
+        CYCLES,
+        "2024-02-01",
+        "2024-05-31",
+        &["--as-of", "2024-05-31", "--set", "cycle_buckets=[60, 90]"],
+    );
+    let labels: Vec<&str> = block(&r, "cycle_distribution")["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["bucket"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, vec!["61–90", ">90"]);
+}

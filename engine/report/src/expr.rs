@@ -350,6 +350,20 @@ impl Bindings {
                 self.0.insert(name.to_string(), v);
             }
             (None, crate::settings::SettingValue::Rows(rows)) => {
+                // A list is also a value (an SQL array), for functions such as `bucket`.
+                if rows.kind == crate::spec::SettingType::List {
+                    let ty = crate::settings::arrow_type(rows.columns[0].1);
+                    let items: Vec<ScalarValue> = rows
+                        .rows
+                        .iter()
+                        .filter_map(|r| r[0].scalar())
+                        .filter_map(|v| v.cast_to(&ty).ok())
+                        .collect();
+                    self.0.insert(
+                        name.to_string(),
+                        ScalarValue::List(ScalarValue::new_list(&items, &ty, true)),
+                    );
+                }
                 self.1.insert(name.to_string(), rows.clone());
             }
             (None, _) => unreachable!("only structured values have no scalar"),
@@ -371,7 +385,7 @@ pub fn plan(
 ) -> Result<Expr, Diagnostic> {
     for p in &resolved.placeholders {
         let name = p.trim_start_matches('$');
-        if bindings.1.contains_key(name) {
+        if bindings.1.contains_key(name) && !bindings.0.contains_key(name) {
             return Err(site.error_near(
                 name,
                 format!("`${name}` is a {} setting: read it as a table with `from: ${name}` (in a join or a model)", bindings.1[name].kind),

@@ -1,5 +1,6 @@
 //! SQL functions the report language adds to DataFusion, bound to the client's time zone:
-//! `local_date(ts)`, `days_between(a, b)` and `period_start(grain, ts)`.
+//! `local_date(ts)`, `days_between(a, b)`, `period_start(grain, ts)` and
+//! `bucket(x, bounds)` / `bucket_index(x, bounds)`.
 
 use std::sync::Arc;
 
@@ -20,7 +21,98 @@ pub fn udfs(tz: Tz) -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(LocalDate::new(tz)),
         ScalarUDF::new_from_impl(DaysBetween::new(tz)),
         ScalarUDF::new_from_impl(PeriodStart::new(tz)),
+        ScalarUDF::new_from_impl(Bucket::new(false)),
+        ScalarUDF::new_from_impl(Bucket::new(true)),
     ]
+}
+
+/// `bucket(x, bounds)`: the label of the range of ascending `bounds` that holds `x` —
+/// `≤30`, `31–90`, `91–180`, `>180` for bounds [30, 90, 180] — and `bucket_index(x,
+/// bounds)`, its position (0, 1, …), for sorting.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Bucket {
+    index: bool,
+    signature: Signature,
+}
+
+impl Bucket {
+    fn new(index: bool) -> Self {
+        Bucket {
+            index,
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for Bucket {
+    fn name(&self) -> &str {
+        if self.index { "bucket_index" } else { "bucket" }
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match arg_types {
+            [x, DataType::List(_)] if x.is_numeric() || x.is_null() => Ok(if self.index {
+                DataType::Int64
+            } else {
+                DataType::Utf8
+            }),
+            _ => plan_err!(
+                "{}(x, bounds) takes a number and a list of numbers (a list setting)",
+                self.name()
+            ),
+        }
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let bounds: Vec<f64> = match &args.args[1] {
+            ColumnarValue::Scalar(datafusion::scalar::ScalarValue::List(list)) => {
+                let values = arrow::compute::cast(&list.value(0), &DataType::Float64)?;
+                let values = values.as_primitive::<arrow::datatypes::Float64Type>();
+                let mut b: Vec<f64> = values.iter().flatten().collect();
+                b.sort_by(|x, y| x.total_cmp(y));
+                b
+            }
+            _ => return exec_err!("{}: the bounds must be a constant list", self.name()),
+        };
+        let fmt = |v: f64| {
+            if v.fract() == 0.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v}")
+            }
+        };
+        let labels: Vec<String> = (0..=bounds.len())
+            .map(|k| match k {
+                0 => format!(
+                    "≤{}",
+                    bounds
+                        .first()
+                        .map(|b| fmt(*b))
+                        .unwrap_or_else(|| "∞".into())
+                ),
+                k if k == bounds.len() => format!(">{}", fmt(bounds[k - 1])),
+                k if bounds[k - 1].fract() == 0.0 && bounds[k].fract() == 0.0 => {
+                    format!("{}–{}", fmt(bounds[k - 1] + 1.0), fmt(bounds[k]))
+                }
+                k => format!("({}; {}]", fmt(bounds[k - 1]), fmt(bounds[k])),
+            })
+            .collect();
+        let x = ColumnarValue::values_to_arrays(&args.args[..1])?;
+        let x = arrow::compute::cast(&x[0], &DataType::Float64)?;
+        let x = x.as_primitive::<arrow::datatypes::Float64Type>();
+        let position = |v: f64| bounds.iter().take_while(|b| v > **b).count();
+        if self.index {
+            let out: Int64Array = x.iter().map(|v| v.map(|v| position(v) as i64)).collect();
+            Ok(ColumnarValue::Array(Arc::new(out)))
+        } else {
+            let out: arrow::array::StringArray = x
+                .iter()
+                .map(|v| v.map(|v| labels[position(v)].clone()))
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(out)))
+        }
+    }
 }
 
 /// `period_start(grain, ts)`: the first day of the day/week/month/quarter/year that
