@@ -7,4 +7,5 @@ mod forgotten;
 mod language;
 mod manager_efficiency;
 mod sales_dynamics;
+mod sales_plan;
 mod util;

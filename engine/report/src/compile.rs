@@ -799,6 +799,55 @@ impl<'a> Compiler<'a> {
             .map_err(err)
     }
 
+    /// Measures whose total is the sum of the rows' values (or nothing) instead of the
+    /// measure over all rows.
+    fn totals_overrides(
+        &self,
+        block: &crate::spec::BlockSpec,
+        totals: DataFrame,
+        rows: &DataFrame,
+    ) -> datafusion::error::Result<DataFrame> {
+        use crate::spec::TotalKind;
+        use datafusion::functions_aggregate::expr_fn::sum;
+        let kind = |name: &str| {
+            block
+                .measures
+                .iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, s)| s.total)
+        };
+        let sums: Vec<Expr> = block
+            .measures
+            .iter()
+            .filter(|(_, s)| s.total == Some(TotalKind::Sum) && !s.hidden)
+            .map(|(n, _)| sum(column(n)).alias(format!("__sum_{n}")))
+            .collect();
+        let mut totals = totals;
+        if !sums.is_empty() {
+            let agg = rows.clone().aggregate(vec![], sums)?;
+            let plan = LogicalPlanBuilder::from(totals.logical_plan().clone())
+                .cross_join(agg.logical_plan().clone())?
+                .build()?;
+            totals = DataFrame::new(self.state.clone(), plan);
+        }
+        let select = rows
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| match kind(f.name()) {
+                Some(TotalKind::Sum) => Ok(datafusion::logical_expr::cast(
+                    column(&format!("__sum_{}", f.name())),
+                    f.data_type().clone(),
+                )
+                .alias(f.name())),
+                Some(TotalKind::None) => ScalarValue::try_from(f.data_type())
+                    .map(|null| Expr::Literal(null, None).alias(f.name())),
+                None => Ok(column(f.name())),
+            })
+            .collect::<datafusion::error::Result<Vec<Expr>>>()?;
+        totals.select(select)
+    }
+
     /// Turns each row of measures into one row per listed item: the item's name, then one
     /// value per output column, taken from the measure the column's pattern names.
     fn unpivot(
@@ -1116,8 +1165,8 @@ impl<'a> Compiler<'a> {
             }
             let totals = if block.totals {
                 // Same columns as the rows: dimensions are typed nulls in the totals row.
-                let totals = self.table_block(report, i, &[])?.0;
-                Some(align(totals, &rows).map_err(err)?)
+                let totals = align(self.table_block(report, i, &[])?.0, &rows).map_err(err)?;
+                Some(self.totals_overrides(block, totals, &rows).map_err(err)?)
             } else {
                 None
             };

@@ -389,6 +389,18 @@ pub struct ExprSpec {
     /// (inside the expression the name still means the original value).
     #[serde(default)]
     pub replace: bool,
+    /// Block measures: what the totals row shows — the measure over all rows (default),
+    /// the `sum` of the rows' values (a bonus), or `none`.
+    #[serde(default)]
+    pub total: Option<TotalKind>,
+}
+
+/// How a measure appears in the totals row.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TotalKind {
+    Sum,
+    None,
 }
 
 /// The time of a time dimension: one expression for every model, or one per model
