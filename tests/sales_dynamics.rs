@@ -166,3 +166,59 @@ fn time_in_stage_per_visit_with_a_row_per_stage() {
     assert_eq!(first["pipeline_id"], 0);
     assert_eq!(first["employee"], "Борис");
 }
+
+/// The `edges` fixture: deals 1 and 2 of company 10 won at the same instant (the tie goes
+/// to the lower id), deal 3 taken back into work after being lost.
+fn run_edges(block_id: &str) -> Value {
+    let data = crate::util::fixture("edges");
+    crate::util::json(&[
+        "run",
+        "sales_dynamics",
+        "--data",
+        data.to_str().unwrap(),
+        "--from",
+        "2024-04-01",
+        "--to",
+        "2024-04-30",
+        "--block",
+        block_id,
+    ])
+}
+
+#[test]
+fn repeat_sale_tie_is_broken_by_id() {
+    let r = run_edges("sales");
+    assert_eq!(
+        block(&r, "sales")["rows"],
+        json!([{"new_count": 1, "repeat_count": 1, "repeat_share": 50.0}])
+    );
+}
+
+#[test]
+fn a_reopened_deal_visits_a_stage_twice() {
+    // Deal 3: NEW April 1–3 (2 days), WORK April 3–5 (2 days), lost, WORK again from
+    // April 8 to the end of April 30 (22 days 14 hours).
+    let r = run_edges("time_in_stage");
+    let deal_rows: Vec<(String, Option<i64>, f64, i64)> = block(&r, "time_in_stage")["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["stage_id"].as_str().unwrap().to_string(),
+                r["employee_id"].as_i64(),
+                r["avg_days"].as_f64().unwrap(),
+                r["entries"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        deal_rows,
+        vec![
+            ("NEW".to_string(), None, 2.0, 1),
+            ("NEW".to_string(), Some(1), 2.0, 1),
+            ("WORK".to_string(), None, 12.29, 2),
+            ("WORK".to_string(), Some(1), 12.29, 2),
+        ]
+    );
+}
