@@ -282,22 +282,8 @@ blocks:
     sort: [employee_id]
 "#,
     );
-    let data = fixture("forgotten");
     let run = |extra: &[&str]| {
-        let mut args = vec![
-            "run",
-            "pick",
-            "--reports",
-            dir.path().to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-            "--from",
-            "2024-04-01",
-            "--to",
-            "2024-04-30",
-        ];
-        args.extend_from_slice(extra);
-        json(&args)
+        crate::util::run_on_fixture("pick", Some(dir.path()), "2024-04-01", "2024-04-30", extra)
     };
     let values = |r: &serde_json::Value| -> Vec<i64> {
         crate::util::block(r, "by_employee")["rows"]
@@ -322,7 +308,7 @@ blocks:
         "--reports",
         dir.path().to_str().unwrap(),
         "--data",
-        data.to_str().unwrap(),
+        fixture("forgotten").to_str().unwrap(),
         "--param",
         "metric=forgoten",
     ]);

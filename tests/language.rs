@@ -263,22 +263,8 @@ blocks:
     sort: [employee]
 "#,
     );
-    let data = fixture("forgotten");
     let run = |extra: &[&str]| {
-        let mut args = vec![
-            "run",
-            "act",
-            "--reports",
-            dir.path().to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-            "--from",
-            "2024-04-01",
-            "--to",
-            "2024-04-30",
-        ];
-        args.extend_from_slice(extra);
-        json(&args)
+        crate::util::run_on_fixture("act", Some(dir.path()), "2024-04-01", "2024-04-30", extra)
     };
     // April: Анна a call, an email (01:00 Moscow on the 17th) and a task = 2+1+1; Борис a
     // call = 2; Вера a task, two calls (one on a company, one on a contact) and an email = 6.
@@ -312,7 +298,7 @@ blocks:
         "--reports",
         dir.path().to_str().unwrap(),
         "--data",
-        data.to_str().unwrap(),
+        fixture("forgotten").to_str().unwrap(),
         "--set",
         "activity_weights={call: -1}",
     ]);
