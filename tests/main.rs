@@ -6,6 +6,7 @@ mod dsl;
 mod forgotten;
 mod language;
 mod manager_efficiency;
+mod marketing;
 mod sales_dynamics;
 mod sales_plan;
 mod util;

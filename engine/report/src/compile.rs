@@ -1630,11 +1630,25 @@ impl<'a> Compiler<'a> {
                     resolved,
                     site: site.clone(),
                 }
+            } else if resolved.refs.is_empty() && from.is_none() {
+                // A constant (`$from`): computed beside the measures, with the run's values.
+                Out::Derived {
+                    resolved,
+                    site: site.clone(),
+                }
             } else {
                 let f = from.as_deref().unwrap_or_default();
                 let df = self.model_frame(f, true, &mut Vec::new())?;
-                let (expr, empty) = self.aggregate_measure(&site, &resolved, &df, spec)?;
-                Out::Inline { expr, empty }
+                let planned = self.plan(&site, &resolved, df.schema())?;
+                if resolved.refs.is_empty() && find_aggregate_exprs([&planned]).is_empty() {
+                    Out::Derived {
+                        resolved,
+                        site: site.clone(),
+                    }
+                } else {
+                    let (expr, empty) = self.aggregate_measure(&site, &resolved, &df, spec)?;
+                    Out::Inline { expr, empty }
+                }
             };
             outs.insert(name.clone(), (out, site, text));
         }
