@@ -613,3 +613,25 @@ fn cycle_buckets_from_a_list_setting() {
         .collect();
     assert_eq!(labels, vec!["61–90", ">90"]);
 }
+
+#[test]
+fn having_filters_output_rows() {
+    let yaml = r#"report: hv
+title: Having
+blocks:
+  - id: busy
+    title: Занятые
+    from: deals
+    by: [employee]
+    measures:
+      open_count: open
+    having: open_count >= 2
+    sort: [employee]
+"#;
+    // Open at April 30: Анна 3, Борис 1, Вера 1, Глеб 1 — only Анна has two or more.
+    let r = run_yaml("hv", yaml, "2024-04-01", "2024-04-30", &[]);
+    assert_eq!(
+        block(&r, "busy")["rows"],
+        json!([{"employee": "Анна", "open_count": 3}])
+    );
+}

@@ -1170,6 +1170,15 @@ impl<'a> Compiler<'a> {
             } else {
                 None
             };
+            if let Some(h) = &block.having {
+                let site = self.block_site(report, i, "having", None);
+                if block.totals {
+                    return Err(site
+                        .error("a totals row would count the rows `having` drops; use one or the other")
+                        .into());
+                }
+                rows = self.filter(rows, &site, h)?;
+            }
             let rows = self.sort_and_limit(rows, report, i)?;
             if let Some(u) = &block.unpivot {
                 let (rows, columns) = self.unpivot(report, i, u, rows, &columns)?;

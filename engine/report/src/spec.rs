@@ -89,6 +89,10 @@ pub struct BlockSpec {
     /// Row filter applied to every model the block reads (SQL boolean).
     #[serde(default, rename = "where")]
     pub filter: Option<String>,
+    /// Row filter on the block's output (SQL boolean over its output columns), applied
+    /// after the measures are computed: clients whose turnover fell, say.
+    #[serde(default)]
+    pub having: Option<String>,
     /// Group-by dimensions (columns present in every model the block reads).
     #[serde(default)]
     pub by: NamedExprs,
