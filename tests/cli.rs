@@ -1,6 +1,6 @@
 //! The command line as a user meets it: list, explain, demo, errors for bad input.
 
-use crate::util::{fails, fixture, json, ok, write};
+use crate::util::{fails, fails_on_fixture, fixture, json, ok, write};
 
 #[test]
 fn list_shows_forgotten() {
@@ -37,20 +37,12 @@ fn help_everywhere() {
 
 #[test]
 fn unknown_report_and_block() {
-    let data = fixture("forgotten");
-    let err = fails(&["run", "forgoten", "--data", data.to_str().unwrap()]);
+    let err = fails_on_fixture("forgoten", &[]);
     assert!(
         err.contains("unknown report `forgoten`, did you mean `forgotten`?"),
         "{err}"
     );
-    let err = fails(&[
-        "run",
-        "forgotten",
-        "--data",
-        data.to_str().unwrap(),
-        "--block",
-        "total",
-    ]);
+    let err = fails_on_fixture("forgotten", &["--block", "total"]);
     assert!(
         err.contains("report `forgotten` has no block `total`, did you mean `totals`?"),
         "{err}"
@@ -59,25 +51,14 @@ fn unknown_report_and_block() {
 
 #[test]
 fn bad_parameters() {
-    let data = fixture("forgotten");
-    let d = data.to_str().unwrap();
-    let err = fails(&["run", "forgotten", "--data", d, "--from", "2024-13-01"]);
+    let err = fails_on_fixture("forgotten", &["--from", "2024-13-01"]);
     assert!(err.contains("expected YYYY-MM-DD"), "{err}");
-    let err = fails(&[
-        "run",
-        "forgotten",
-        "--data",
-        d,
-        "--from",
-        "2024-05-01",
-        "--to",
-        "2024-04-01",
-    ]);
+    let err = fails_on_fixture("forgotten", &["--from", "2024-05-01", "--to", "2024-04-01"]);
     assert!(
         err.contains("the period starts (2024-05-01) after it ends (2024-04-01)"),
         "{err}"
     );
-    let err = fails(&["run", "forgotten", "--data", d, "--employee", "x"]);
+    let err = fails_on_fixture("forgotten", &["--employee", "x"]);
     assert!(
         err.contains("employee: expected a numeric id, got \"x\""),
         "{err}"

@@ -13,7 +13,7 @@
 
 use serde_json::{Value, json};
 
-use crate::util::{block, fails, fixture, golden, run_on_fixture};
+use crate::util::{block, fails_on_fixture, golden, run_on_fixture};
 
 /// `forgotten` over `from`–`to` on the fixture, with extra arguments.
 fn run_period(from: &str, to: &str, extra: &[&str]) -> Value {
@@ -166,27 +166,12 @@ fn setting_override_within_bounds() {
     let t = &rows(&r, "totals")[0];
     assert_eq!(t["forgotten_deals"], 2, "deals 5 (29 days) and 7 (28 days)");
     assert_eq!(t["forgotten_sum"], 3400.5);
-    let data = fixture("forgotten");
-    let err = fails(&[
-        "run",
-        "forgotten",
-        "--data",
-        data.to_str().unwrap(),
-        "--set",
-        "deal_forgotten_days=0",
-    ]);
+    let err = fails_on_fixture("forgotten", &["--set", "deal_forgotten_days=0"]);
     assert!(
         err.contains("setting `deal_forgotten_days`: 0 is below the minimum 1"),
         "{err}"
     );
-    let err = fails(&[
-        "run",
-        "forgotten",
-        "--data",
-        data.to_str().unwrap(),
-        "--set",
-        "deal_forgoten_days=5",
-    ]);
+    let err = fails_on_fixture("forgotten", &["--set", "deal_forgoten_days=5"]);
     assert!(err.contains("did you mean `deal_forgotten_days`"), "{err}");
 }
 

@@ -122,3 +122,12 @@ pub fn run_on_fixture(
     args.extend_from_slice(extra);
     json(&args)
 }
+
+/// `svodka run REPORT` on the `forgotten` fixture with `extra` arguments, expected to
+/// fail; returns standard error.
+pub fn fails_on_fixture(report: &str, extra: &[&str]) -> String {
+    let data = fixture("forgotten");
+    let mut args = vec!["run", report, "--data", data.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    fails(&args)
+}

@@ -1494,16 +1494,13 @@ impl<'a> Compiler<'a> {
         // Block measures shadow the model's, except inside their own definition, where a
         // bare `x` means the model's measure `x`.
         let mut block_scope = scope.clone();
+        let block_target = |name: &str| Target {
+            column: block_column(name),
+            kind: TargetKind::BlockMeasure(name.to_string()),
+        };
         for lk in &block.lookups {
             for (name, _) in lk.take.iter() {
-                block_scope.add(
-                    None,
-                    name,
-                    Target {
-                        column: block_column(name),
-                        kind: TargetKind::BlockMeasure(name.clone()),
-                    },
-                );
+                block_scope.add(None, name, block_target(name));
             }
         }
         for (d, _) in group {
@@ -1517,14 +1514,7 @@ impl<'a> Compiler<'a> {
             );
         }
         for (name, _) in block.measures.iter() {
-            block_scope.add(
-                None,
-                name,
-                Target {
-                    column: block_column(name),
-                    kind: TargetKind::BlockMeasure(name.clone()),
-                },
-            );
+            block_scope.add(None, name, block_target(name));
         }
 
         enum Out {
