@@ -2,6 +2,7 @@
 //! One test binary, split by topic.
 
 mod cli;
+mod clients;
 mod dsl;
 mod forgotten;
 mod language;
