@@ -295,3 +295,22 @@ blocks:
     ]);
     assert!(err.contains("parameter `metric`: \"forgoten\" is not one of: created, open, forgotten, did you mean `forgotten`?"), "{err}");
 }
+
+#[test]
+fn explain_works_for_every_block_of_every_report() {
+    let list = ok(&["list"]);
+    for line in list.lines() {
+        let mut parts = line.split('\t');
+        let report = parts.next().unwrap();
+        let blocks = parts
+            .nth(1)
+            .unwrap()
+            .trim_matches(['[', ']'])
+            .split(", ")
+            .count();
+        let out = ok(&["explain", report]);
+        assert_eq!(out.matches("\n== block ").count(), blocks, "{report}");
+        assert_eq!(out.matches("  plan:").count(), blocks, "{report}");
+    }
+    assert_eq!(list.lines().count(), 6, "the six reports of reports.md");
+}
