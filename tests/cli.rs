@@ -314,3 +314,50 @@ fn explain_works_for_every_block_of_every_report() {
     }
     assert_eq!(list.lines().count(), 6, "the six reports of reports.md");
 }
+
+#[test]
+fn plans_workbook_template_and_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture("forgotten")).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+    }
+    let book = dir.path().join("plans.xlsx");
+    ok(&[
+        "plan",
+        "template",
+        "--data",
+        dir.path().to_str().unwrap(),
+        "--out",
+        book.to_str().unwrap(),
+        "--year",
+        "2024",
+    ]);
+    // The workbook, still empty, now replaces plans.csv: no plan at all.
+    let r = json(&[
+        "run",
+        "sales_plan",
+        "--data",
+        dir.path().to_str().unwrap(),
+        "--from",
+        "2024-04-01",
+        "--to",
+        "2024-04-30",
+        "--block",
+        "plan_fact",
+    ]);
+    assert_eq!(crate::util::block(&r, "plan_fact")["rows"][0]["plan"], 0.0);
+    std::fs::write(&book, "not a workbook").unwrap();
+    let err = fails(&[
+        "run",
+        "sales_plan",
+        "--data",
+        dir.path().to_str().unwrap(),
+        "--block",
+        "plan_fact",
+    ]);
+    assert!(
+        err.contains("table `plans`:") && err.contains("plans.xlsx"),
+        "{err}"
+    );
+}

@@ -8,6 +8,70 @@ use anyhow::{Context, Result, bail};
 use svodka_csv::DatasetInfo;
 use svodka_report::{Loaded, MemoryTables};
 
+/// The file in a data folder that holds plans and bonus tiers, when the client keeps them
+/// in a workbook.
+pub const PLANS_WORKBOOK: &str = "plans.xlsx";
+
+/// Departments, active employees and pipelines of a data folder, for the plans template.
+pub fn directory(dir: &Path) -> Result<(svodka_plans_xlsx::Directory, Option<DatasetInfo>)> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::Int64Type;
+    let info = DatasetInfo::read(dir).with_context(|| format!("reading {}", dir.display()))?;
+    let read = |table: &str| {
+        svodka_csv::read_table(dir, table)
+            .with_context(|| format!("reading {table} from {}", dir.display()))
+    };
+    let ids_names = |t: &svodka_csv::LoadedTable| -> Vec<(i64, String)> {
+        t.batches
+            .iter()
+            .flat_map(|b| {
+                let id = b
+                    .column_by_name("id")
+                    .expect("canonical")
+                    .as_primitive::<Int64Type>()
+                    .clone();
+                let name = b
+                    .column_by_name("name")
+                    .expect("canonical")
+                    .as_string::<i32>()
+                    .clone();
+                (0..b.num_rows()).map(move |i| (id.value(i), name.value(i).to_string()))
+            })
+            .collect()
+    };
+    let users = read("users")?;
+    let mut employees = Vec::new();
+    for b in &users.batches {
+        let id = b
+            .column_by_name("id")
+            .expect("canonical")
+            .as_primitive::<Int64Type>();
+        let name = b
+            .column_by_name("name")
+            .expect("canonical")
+            .as_string::<i32>();
+        let department = b
+            .column_by_name("department_id")
+            .expect("canonical")
+            .as_primitive::<Int64Type>();
+        let active = b.column_by_name("active").expect("canonical").as_boolean();
+        for i in 0..b.num_rows() {
+            if active.value(i) {
+                let d = (!department.is_null(i)).then(|| department.value(i));
+                employees.push((id.value(i), name.value(i).to_string(), d));
+            }
+        }
+    }
+    Ok((
+        svodka_plans_xlsx::Directory {
+            departments: ids_names(&read("departments")?),
+            employees,
+            pipelines: ids_names(&read("pipelines")?),
+        },
+        info,
+    ))
+}
+
 /// A CSV folder as engine tables (each read on first use), with its description.
 pub fn open(dir: &Path) -> Result<(MemoryTables, Option<DatasetInfo>)> {
     if !dir.is_dir() {
@@ -23,6 +87,16 @@ pub fn open(dir: &Path) -> Result<(MemoryTables, Option<DatasetInfo>)> {
         .map(|n| n.get())
         .unwrap_or(2);
     let tables = MemoryTables::new(partitions, move |name| {
+        // A plans workbook, when present, is where plans and bonus tiers come from.
+        let workbook = owned.join(PLANS_WORKBOOK);
+        if matches!(name, "plans" | "bonus_tiers") && workbook.exists() {
+            let (plans, tiers) = svodka_plans_xlsx::read(&workbook).map_err(|e| e.to_string())?;
+            let batch = if name == "plans" { plans } else { tiers };
+            return Ok(Loaded {
+                schema: batch.schema(),
+                batches: vec![batch],
+            });
+        }
         let t = svodka_csv::read_table(&owned, name).map_err(|e| e.to_string())?;
         if !t.present {
             eprintln!(

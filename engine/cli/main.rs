@@ -35,6 +35,30 @@ enum Command {
     Explain(ExplainArgs),
     /// Validate report and model files; exits non-zero on any error.
     Check(CheckArgs),
+    /// Sales plans kept in an xlsx workbook.
+    #[command(subcommand)]
+    Plan(PlanCommand),
+}
+
+#[derive(Subcommand)]
+enum PlanCommand {
+    /// Write a workbook to fill in: every department and active employee for each month
+    /// of a year, and a sheet of bonus tiers. Saved as `plans.xlsx` in a data folder, it
+    /// is read instead of `plans.csv` and `bonus_tiers.csv`.
+    Template(TemplateArgs),
+}
+
+#[derive(Args)]
+struct TemplateArgs {
+    /// The data folder whose departments, employees and pipelines to list.
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// Where to write the workbook.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// The year of the months; default: the data set's (or this) year.
+    #[arg(long)]
+    year: Option<i32>,
 }
 
 #[derive(Args)]
@@ -155,6 +179,7 @@ async fn main() {
         Command::List(a) => list(a),
         Command::Explain(a) => explain(a).await,
         Command::Check(a) => check(a).await,
+        Command::Plan(PlanCommand::Template(a)) => plan_template(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -298,6 +323,25 @@ async fn explain(a: ExplainArgs) -> Result<()> {
         }
     };
     print!("{text}");
+    Ok(())
+}
+
+fn plan_template(a: TemplateArgs) -> Result<()> {
+    let (directory, info) = data::directory(&a.data)?;
+    let year = a
+        .year
+        .or_else(|| info.map(|i| chrono::Datelike::year(&i.snapshot_date)))
+        .unwrap_or_else(|| chrono::Datelike::year(&chrono::Utc::now().date_naive()));
+    let months: Vec<NaiveDate> = (1..=12)
+        .filter_map(|m| NaiveDate::from_ymd_opt(year, m, 1))
+        .collect();
+    svodka_plans_xlsx::write_template(&directory, &months, &a.out)?;
+    eprintln!(
+        "wrote {}: {} departments, {} employees × 12 months of {year}",
+        a.out.display(),
+        directory.departments.len(),
+        directory.employees.len()
+    );
     Ok(())
 }
 
