@@ -809,13 +809,7 @@ impl<'a> Compiler<'a> {
     ) -> datafusion::error::Result<DataFrame> {
         use crate::spec::TotalKind;
         use datafusion::functions_aggregate::expr_fn::sum;
-        let kind = |name: &str| {
-            block
-                .measures
-                .iter()
-                .find(|(n, _)| n == name)
-                .and_then(|(_, s)| s.total)
-        };
+        let kind = |name: &str| block.measures.get(name).and_then(|s| s.total);
         let sums: Vec<Expr> = block
             .measures
             .iter()
@@ -1686,12 +1680,7 @@ impl<'a> Compiler<'a> {
                         },
                         None => {
                             let df = c.model_frame(model, true, &mut Vec::new())?;
-                            let spec = block
-                                .measures
-                                .iter()
-                                .find(|(n, _)| n == name)
-                                .map(|(_, s)| s.clone())
-                                .unwrap_or_default();
+                            let spec = block.measures.get(name).cloned().unwrap_or_default();
                             c.aggregate_measure(&outs[name].1, resolved, &df, &spec)?
                         }
                     };
@@ -1962,12 +1951,7 @@ impl<'a> Compiler<'a> {
             }
         }
         for (name, (out, site, text)) in &outs {
-            let spec = block
-                .measures
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, s)| s.clone())
-                .unwrap_or_default();
+            let spec = block.measures.get(name).cloned().unwrap_or_default();
             if spec.hidden {
                 continue;
             }

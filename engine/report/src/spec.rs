@@ -452,6 +452,10 @@ impl NamedExprs {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(|(n, _)| n.as_str())
     }
+    /// The spec named `name`, if there is one.
+    pub fn get(&self, name: &str) -> Option<&ExprSpec> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, s)| s)
+    }
 }
 
 /// An entry's value: a bare expression (string, number or bool) or a full spec.
