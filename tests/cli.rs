@@ -1,6 +1,6 @@
 //! The command line as a user meets it: list, explain, demo, errors for bad input.
 
-use crate::util::{fails, fails_on_fixture, fixture, json, ok, write};
+use crate::util::{fails, fails_on_fixture, fixture, fixture_copy, json, ok, write};
 
 #[test]
 fn list_shows_forgotten() {
@@ -69,11 +69,7 @@ fn bad_parameters() {
 
 #[test]
 fn csv_error_names_file_line_column_and_value() {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixture("forgotten")).unwrap() {
-        let p = entry.unwrap().path();
-        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
-    }
+    let dir = fixture_copy("forgotten");
     let deals = std::fs::read_to_string(dir.path().join("deals.csv")).unwrap();
     write(
         dir.path(),
@@ -317,11 +313,7 @@ fn explain_works_for_every_block_of_every_report() {
 
 #[test]
 fn plans_workbook_template_and_reading() {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixture("forgotten")).unwrap() {
-        let p = entry.unwrap().path();
-        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
-    }
+    let dir = fixture_copy("forgotten");
     let book = dir.path().join("plans.xlsx");
     ok(&[
         "plan",

@@ -156,3 +156,36 @@ fn every_problem_in_every_file_is_listed() {
     assert!(err.contains("a.yaml:8:14"), "{err}");
     assert!(err.contains("b.yaml:3:1"), "{err}");
 }
+
+#[test]
+fn chart_names_output_columns() {
+    let err = check_error(&format!(
+        "{HEAD}    by: [employee]\n    measures:\n      total: sum(amount)\n    chart: {{ type: bar, x: employe, y: [total] }}\n"
+    ));
+    assert!(
+        err.contains("block `totals`")
+            && err.contains(
+                "`employe` is not an output column of the block, did you mean `employee`?"
+            ),
+        "{err}"
+    );
+    let err = check_error(&format!(
+        "{HEAD}    by: [employee]\n    measures:\n      total: sum(amount)\n    chart: {{ type: bar, x: employee, y: [employee] }}\n"
+    ));
+    assert!(
+        err.contains("`employee` is text, not a number to draw"),
+        "{err}"
+    );
+}
+
+#[test]
+fn compare_is_for_one_row_blocks() {
+    let err = check_error(&format!(
+        "{HEAD}    compare: previous_period\n    by: [employee]\n    measures:\n      total: sum(amount)\n"
+    ));
+    assert!(
+        err.contains("r.yaml:7:14")
+            && err.contains("`compare` shows a one-row block against another period"),
+        "{err}"
+    );
+}

@@ -207,13 +207,24 @@ fn same_period_last_year_is_shifted_by_the_calendar() {
 }
 
 #[test]
-fn previous_period_of_the_same_length() {
-    // April 2024 is 30 days; the 30 days before are March 2–31: only deal 7 (March 31,
-    // 23:30 Moscow) was created then; deals 1 and 2 (March 1) fall outside.
+fn previous_period_of_whole_months_is_the_months_before() {
+    // April 2024 → March 2024, whole: deals 1 and 2 (March 1) and 7 (March 31, 23:30
+    // Moscow).
     let r = compare("2024-04-01", "2024-04-30");
     assert_eq!(
         block(&r, "vs_previous")["rows"],
-        json!([{"created": 3, "previous": 1, "change": 2}])
+        json!([{"created": 3, "previous": 3, "change": 0}])
+    );
+}
+
+#[test]
+fn previous_period_of_days_is_as_many_days_before() {
+    // April 2–30 is 29 days (deals 3 and 9); the 29 days before are March 4 – April 1:
+    // deal 7 (March 31) and deal 6 (April 1, 00:10 Moscow).
+    let r = compare("2024-04-02", "2024-04-30");
+    assert_eq!(
+        block(&r, "vs_previous")["rows"],
+        json!([{"created": 2, "previous": 2, "change": 0}])
     );
 }
 

@@ -1,13 +1,16 @@
 //! End-to-end tests: the `svodka` binary run on fixtures, as a user runs it.
 //! One test binary, split by topic.
 
+mod browser;
 mod cli;
 mod clients;
 mod dsl;
 mod forgotten;
+mod html;
 mod language;
 mod manager_efficiency;
 mod marketing;
 mod sales_dynamics;
 mod sales_plan;
 mod util;
+mod xlsx;

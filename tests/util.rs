@@ -96,6 +96,16 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// A writable copy of a fixture folder, to break or extend.
+pub fn fixture_copy(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture(name)).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
 /// `svodka run REPORT` on the `forgotten` fixture over `from`–`to`, with definitions from
 /// `reports` layered over the shipped ones, and extra arguments.
 pub fn run_on_fixture(

@@ -112,6 +112,15 @@ pub fn open(dir: &Path) -> Result<(MemoryTables, Option<DatasetInfo>)> {
     Ok((tables, info))
 }
 
+/// Which data a report was computed from, as shown on its page and workbook.
+pub fn version(info: &DatasetInfo) -> String {
+    let mut v = format!("{}, snapshot {}", info.name, info.snapshot_date);
+    if let Some(origin) = &info.origin {
+        v.push_str(&format!(" ({origin})"));
+    }
+    v
+}
+
 /// The default demo data set, generated into the temp folder on first use.
 pub fn demo_dir() -> Result<std::path::PathBuf> {
     let config = svodka_demo::DemoConfig {

@@ -4,7 +4,7 @@
 mod catalog;
 mod data;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -135,11 +135,15 @@ struct RunArgs {
     /// Only this block.
     #[arg(long)]
     block: Option<String>,
-    #[arg(long, value_enum, default_value_t = Format::Json)]
-    format: Format,
+    /// Output format; default: from the `--out` file's extension, else json.
+    #[arg(long, value_enum)]
+    format: Option<Format>,
     /// Write here instead of standard output.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Language and number format of HTML and xlsx: ru (default) or en.
+    #[arg(long, default_value = "ru")]
+    locale: svodka_render::Locale,
     /// Print where the time went (loading, models, blocks) to standard error.
     #[arg(long)]
     timings: bool,
@@ -161,9 +165,26 @@ struct CheckArgs {
     paths: Vec<PathBuf>,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
+    /// The public JSON contract.
     Json,
+    /// One self-contained page: KPI cards, tables, SVG charts.
+    Html,
+    /// A workbook: parameters, a sheet per block, native charts.
+    Xlsx,
+}
+
+impl Format {
+    /// The format a file name asks for by its extension.
+    fn of_path(path: &std::path::Path) -> Option<Format> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "json" => Some(Format::Json),
+            "html" | "htm" => Some(Format::Html),
+            "xlsx" => Some(Format::Xlsx),
+            _ => None,
+        }
+    }
 }
 
 fn parse_date(s: &str) -> Result<NaiveDate, String> {
@@ -277,13 +298,27 @@ async fn run(a: RunArgs) -> Result<()> {
             eprintln!("{secs:>8.3}s  {step}");
         }
     }
-    let bytes = match a.format {
+    let format = a
+        .format
+        .or_else(|| a.out.as_deref().and_then(Format::of_path))
+        .unwrap_or(Format::Json);
+    if format == Format::Xlsx && a.out.is_none() && std::io::stdout().is_terminal() {
+        bail!("an xlsx workbook is binary: write it to a file with --out FILE.xlsx");
+    }
+    let options = svodka_render::Options {
+        locale: a.locale,
+        data_version: info.as_ref().map(data::version),
+        ..Default::default()
+    };
+    let bytes = match format {
         Format::Json => {
             let value = svodka_render::json::report_json(&result)?;
             let mut text = serde_json::to_string_pretty(&value)?;
             text.push('\n');
             text.into_bytes()
         }
+        Format::Html => svodka_render::html::report_html(&result, &options)?.into_bytes(),
+        Format::Xlsx => svodka_render::xlsx::report_xlsx(&result, &options)?,
     };
     match &a.out {
         Some(path) => {

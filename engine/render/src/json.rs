@@ -1,13 +1,13 @@
 //! The JSON contract of reports.md: `{report, title, params, settings, blocks: [{id,
 //! title, columns: [{name, label, type}], rows: [{column: value…}], totals?}]}`.
 
-use arrow::record_batch::RecordBatch;
 use chrono::SecondsFormat;
 use serde_json::{Map, Value, json};
-use svodka_report::{BlockResult, ChildResult, ColumnMeta, ReportResult};
+use svodka_report::{BlockResult, ColumnMeta, ReportResult};
 
 use crate::RenderError;
-use crate::values::{Cell, cells};
+use crate::table::table;
+use crate::values::Cell;
 
 /// The whole report as a JSON value.
 pub fn report_json(result: &ReportResult) -> Result<Value, RenderError> {
@@ -47,37 +47,69 @@ pub fn report_json(result: &ReportResult) -> Result<Value, RenderError> {
 
 /// One block as a JSON value (also the per-block export).
 pub fn block_json(block: &BlockResult, tz: chrono_tz::Tz) -> Result<Value, RenderError> {
-    let mut rows = Vec::new();
-    for batch in &block.batches {
-        rows.extend(batch_rows(&block.id, &block.columns, batch, tz)?);
-    }
-    let mut child_meta = Vec::new();
-    for child in &block.children {
-        attach_children(&block.id, child, &mut rows, tz)?;
-        let columns: Vec<Value> = child
-            .columns
+    let t = table(block, tz)?;
+    let object = |columns: &[ColumnMeta], cells: &[Cell]| -> Map<String, Value> {
+        columns
             .iter()
-            .filter(|c| !child.parent_keys.contains(&c.name))
-            .map(column_json)
-            .collect();
-        child_meta.push(json!({"id": child.id, "title": child.title, "columns": columns}));
-    }
+            .zip(cells)
+            .map(|(c, v)| (c.name.clone(), cell_json(v)))
+            .collect()
+    };
+    let rows: Vec<Value> = t
+        .rows
+        .iter()
+        .map(|row| {
+            let mut m = object(&t.columns, &row.cells);
+            if !t.levels.is_empty() {
+                let levels: Map<String, Value> = t
+                    .levels
+                    .iter()
+                    .zip(&row.children)
+                    .map(|(level, rows)| {
+                        let rows = rows
+                            .iter()
+                            .map(|r| Value::Object(object(&level.columns, r)))
+                            .collect();
+                        (level.id.clone(), Value::Array(rows))
+                    })
+                    .collect();
+                m.insert("children".into(), Value::Object(levels));
+            }
+            Value::Object(m)
+        })
+        .collect();
     let mut out = Map::new();
     out.insert("id".into(), block.id.clone().into());
     out.insert("title".into(), block.title.clone().into());
     out.insert(
         "columns".into(),
-        Value::Array(block.columns.iter().map(column_json).collect()),
+        Value::Array(t.columns.iter().map(column_json).collect()),
     );
     out.insert("rows".into(), Value::Array(rows));
-    if let Some(t) = &block.totals {
-        let mut totals = batch_rows(&block.id, &block.columns, t, tz)?;
-        if let Some(row) = totals.pop() {
-            out.insert("totals".into(), row);
-        }
+    if let Some(totals) = &t.totals {
+        out.insert("totals".into(), Value::Object(object(&t.columns, totals)));
     }
-    if !child_meta.is_empty() {
-        out.insert("children".into(), Value::Array(child_meta));
+    if let (Some(prev), Some(row)) = (&block.previous, &t.previous) {
+        // The same row over the comparison period, and that period.
+        out.insert(
+            "previous".into(),
+            json!({
+                "from": prev.params.from.to_string(),
+                "to": prev.params.to.to_string(),
+                "row": object(&t.columns, row),
+            }),
+        );
+    }
+    if !t.levels.is_empty() {
+        let levels = t
+            .levels
+            .iter()
+            .map(|l| {
+                let columns: Vec<Value> = l.columns.iter().map(column_json).collect();
+                json!({"id": l.id, "title": l.title, "columns": columns})
+            })
+            .collect();
+        out.insert("children".into(), Value::Array(levels));
     }
     Ok(Value::Object(out))
 }
@@ -93,73 +125,6 @@ fn column_json(c: &ColumnMeta) -> Value {
         m.insert("description".into(), d.clone().into());
     }
     Value::Object(m)
-}
-
-/// Puts each child row under `children.<id>` of the row with the same parent keys.
-fn attach_children(
-    block: &str,
-    child: &ChildResult,
-    rows: &mut [Value],
-    tz: chrono_tz::Tz,
-) -> Result<(), RenderError> {
-    let key = |row: &Value| -> String {
-        let values: Vec<&Value> = child.parent_keys.iter().map(|k| &row[k]).collect();
-        serde_json::to_string(&values).unwrap_or_default()
-    };
-    let mut by_parent: std::collections::HashMap<String, Vec<Value>> =
-        std::collections::HashMap::new();
-    for batch in &child.batches {
-        for mut row in batch_rows(block, &child.columns, batch, tz)? {
-            let k = key(&row);
-            if let Value::Object(m) = &mut row {
-                for p in &child.parent_keys {
-                    m.shift_remove(p);
-                }
-            }
-            by_parent.entry(k).or_default().push(row);
-        }
-    }
-    for row in rows.iter_mut() {
-        let k = key(row);
-        let children = by_parent.remove(&k).unwrap_or_default();
-        if let Value::Object(m) = row {
-            let slot = m
-                .entry("children")
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(levels) = slot {
-                levels.insert(child.id.clone(), Value::Array(children));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn batch_rows(
-    block: &str,
-    columns_meta: &[ColumnMeta],
-    batch: &RecordBatch,
-    tz: chrono_tz::Tz,
-) -> Result<Vec<Value>, RenderError> {
-    let mut columns = Vec::new();
-    for c in columns_meta {
-        let array = batch
-            .column_by_name(&c.name)
-            .ok_or_else(|| RenderError::MissingColumn {
-                block: block.to_string(),
-                column: c.name.clone(),
-            })?;
-        columns.push(cells(array, c.ty, tz, block, &c.name)?);
-    }
-    Ok((0..batch.num_rows())
-        .map(|r| {
-            let row: Map<String, Value> = columns_meta
-                .iter()
-                .zip(&columns)
-                .map(|(c, cells)| (c.name.clone(), cell_json(&cells[r])))
-                .collect();
-            Value::Object(row)
-        })
-        .collect())
 }
 
 /// A cell as JSON: numbers as numbers, dates `YYYY-MM-DD`, timestamps ISO 8601 with the

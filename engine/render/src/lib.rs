@@ -1,8 +1,42 @@
-//! Renderers: turn a `ReportResult` into something people or programs read. They see
-//! Arrow batches and column metadata, never plans.
+//! Renderers: turn a `ReportResult` into something people or programs read — JSON (the
+//! public contract), a self-contained HTML page, an xlsx workbook. They see Arrow batches
+//! and column metadata, never plans.
 
+pub mod chart;
+pub mod format;
+pub mod html;
 pub mod json;
+pub mod table;
 pub mod values;
+pub mod xlsx;
+
+pub use format::Locale;
+
+/// How output is presented, beyond the report's own data.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub locale: Locale,
+    /// When the output was made (shown on the page and the parameters sheet).
+    pub generated_at: chrono::DateTime<chrono::Utc>,
+    /// Which data the report was computed from (a data set's name and snapshot).
+    pub data_version: Option<String>,
+    /// Rows beyond this are left out of HTML tables (the page says so); xlsx has them all.
+    pub max_html_rows: usize,
+    /// The page is served live: clicking a dimension value re-runs it with that filter.
+    pub live: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            locale: Locale::Ru,
+            generated_at: chrono::Utc::now(),
+            data_version: None,
+            max_html_rows: 2000,
+            live: false,
+        }
+    }
+}
 
 /// What went wrong rendering.
 #[derive(Debug, thiserror::Error)]
@@ -18,4 +52,10 @@ pub enum RenderError {
     /// The result lacks a column its metadata announces.
     #[error("block `{block}`: the result has no column `{column}`")]
     MissingColumn { block: String, column: String },
+    /// The page template failed (a bug in the template, reported with its line).
+    #[error("HTML template: {0}")]
+    Template(String),
+    /// The workbook could not be written.
+    #[error("xlsx, {context}: {message}")]
+    Xlsx { context: String, message: String },
 }

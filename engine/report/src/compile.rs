@@ -161,7 +161,7 @@ impl<'a> Compiler<'a> {
 
     /// A compiler for the same run over a shifted period (its own caches: every model it
     /// reads is computed for that period).
-    fn shifted(&self, shift: Shift) -> Compiler<'a> {
+    pub(crate) fn shifted(&self, shift: Shift) -> Compiler<'a> {
         self.with_params(self.params.shifted(shift))
     }
 
@@ -909,6 +909,7 @@ impl<'a> Compiler<'a> {
             ty: crate::spec::ValueType::Text,
             definition: format!("one of: {}", u.rows.join(", ")),
             description: None,
+            dimension: true,
         });
         // One column holds several metrics (money, counts…): plain numbers.
         for (out, pattern) in &u.columns {
@@ -918,6 +919,7 @@ impl<'a> Compiler<'a> {
                 ty: crate::spec::ValueType::Number,
                 definition: format!("the measure `{pattern}` of each row's item"),
                 description: None,
+                dimension: false,
             });
         }
         // Keep the row order of `rows:` (the union has none of its own).
@@ -1118,6 +1120,80 @@ impl<'a> Compiler<'a> {
 
     /// Compiles block `i` of `report`.
     pub fn block(&self, report: &Report, i: usize) -> Result<CompiledBlock, ReportError> {
+        let mut compiled = self.block_rows(report, i)?;
+        let block = &report.spec.blocks[i];
+        let dims: Vec<&str> = block.by.names().collect();
+        for c in &mut compiled.columns {
+            c.dimension |= dims.contains(&c.name.as_str());
+        }
+        for child in &mut compiled.children {
+            let child_dims: Vec<&str> = report.spec.blocks[i]
+                .children
+                .iter()
+                .find(|c| c.id == child.id)
+                .map(|c| c.by.names().collect())
+                .unwrap_or_default();
+            for c in &mut child.columns {
+                c.dimension =
+                    dims.contains(&c.name.as_str()) || child_dims.contains(&c.name.as_str());
+            }
+        }
+        if let Some(chart) = &block.chart {
+            self.check_chart(report, i, chart, &compiled.columns)?;
+        }
+        if block.compare.is_some()
+            && (!block.by.0.is_empty() || !block.columns.is_empty() || block.unpivot.is_some())
+        {
+            return Err(self
+                .block_site(report, i, "compare", None)
+                .error("`compare` shows a one-row block against another period; this block has rows by dimensions (use `shift` on measures instead)")
+                .into());
+        }
+        Ok(compiled)
+    }
+
+    /// The chart hint names output columns: `x` and `series` any, `y` numeric ones.
+    fn check_chart(
+        &self,
+        report: &Report,
+        i: usize,
+        chart: &crate::spec::ChartSpec,
+        columns: &[ColumnMeta],
+    ) -> Result<(), ReportError> {
+        let names = || columns.iter().map(|c| c.name.as_str());
+        let find = |key: &str, name: &str| {
+            columns.iter().find(|c| c.name == name).ok_or_else(|| {
+                ReportError::from(self.block_site(report, i, &join("chart", key), None).error(
+                    format!(
+                        "`{name}` is not an output column of the block{}",
+                        did_you_mean(name, names())
+                    ),
+                ))
+            })
+        };
+        find("x", &chart.x)?;
+        if let Some(s) = &chart.series {
+            find("series", s)?;
+        }
+        if chart.y.is_empty() {
+            return Err(self
+                .block_site(report, i, "chart", None)
+                .error("`y` names no column to draw")
+                .into());
+        }
+        for y in &chart.y {
+            let c = find("y", y)?;
+            if !c.ty.is_numeric() {
+                return Err(self
+                    .block_site(report, i, "chart.y", None)
+                    .error(format!("`{y}` is {}, not a number to draw", c.ty.name()))
+                    .into());
+            }
+        }
+        Ok(())
+    }
+
+    fn block_rows(&self, report: &Report, i: usize) -> Result<CompiledBlock, ReportError> {
         let block = &report.spec.blocks[i];
         if block.period == Some(BlockPeriod::AsOfMonth)
             && self.params.from != crate::time::month_start(self.params.as_of)
@@ -1128,7 +1204,7 @@ impl<'a> Compiler<'a> {
                 to: crate::time::month_end(self.params.as_of),
                 ..self.params.clone()
             };
-            return self.with_params(params).block(report, i);
+            return self.with_params(params).block_rows(report, i);
         }
         if block.columns.is_empty() {
             let err = |e| df_error(&report.src, &index("blocks", i), &block.id, e);
@@ -1347,6 +1423,7 @@ impl<'a> Compiler<'a> {
                 ty,
                 definition: def,
                 description,
+                dimension: false,
             });
         }
         Ok(out)

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use chrono_tz::Tz;
 use datafusion::scalar::ScalarValue;
 
@@ -33,6 +33,15 @@ impl FilterValue {
         match self {
             FilterValue::Id(v) => (*v).into(),
             FilterValue::Text(v) => v.clone().into(),
+        }
+    }
+}
+
+impl std::fmt::Display for FilterValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FilterValue::Id(v) => write!(f, "{v}"),
+            FilterValue::Text(v) => f.write_str(v),
         }
     }
 }
@@ -125,30 +134,38 @@ impl RunParams {
     }
 
     /// The same run over another period of the calendar: the same dates a year or a month
-    /// earlier (a month's last day to the previous month's last), or as many days just
-    /// before; `as_of` moves with the period.
+    /// earlier (a month's last day to the previous month's last), or the period just
+    /// before — as many whole calendar months when the period is whole months (November →
+    /// October, Q4 → Q3), else as many days; `as_of` moves with the period.
     pub fn shifted(&self, shift: crate::spec::Shift) -> RunParams {
         use crate::spec::Shift;
-        let year_back = |d: NaiveDate| d.checked_sub_months(chrono::Months::new(12)).unwrap_or(d);
-        let month_back = |d: NaiveDate| {
-            let back = d.checked_sub_months(chrono::Months::new(1)).unwrap_or(d);
-            if d == crate::time::month_end(d) {
-                crate::time::month_end(back)
+        use crate::time::{month_end, month_start};
+        let months_back = |d: NaiveDate, n: u32| {
+            let back = d.checked_sub_months(chrono::Months::new(n)).unwrap_or(d);
+            if d == month_end(d) {
+                month_end(back)
             } else {
                 back
             }
         };
+        let back = |n: u32| {
+            (
+                months_back(self.from, n),
+                months_back(self.to, n),
+                months_back(self.as_of, n),
+            )
+        };
         let (from, to, as_of) = match shift {
-            Shift::PreviousYear => (
-                year_back(self.from),
-                year_back(self.to),
-                year_back(self.as_of),
-            ),
-            Shift::PreviousMonth => (
-                month_back(self.from),
-                month_back(self.to),
-                month_back(self.as_of),
-            ),
+            Shift::PreviousYear => back(12),
+            Shift::PreviousMonth => back(1),
+            Shift::PreviousPeriod
+                if self.from == month_start(self.from) && self.to == month_end(self.to) =>
+            {
+                let months = (self.to.year() - self.from.year()) * 12 + self.to.month() as i32
+                    - self.from.month() as i32
+                    + 1;
+                back(months.max(1) as u32)
+            }
             Shift::PreviousPeriod => {
                 let len = chrono::Duration::days((self.to - self.from).num_days() + 1);
                 (self.from - len, self.to - len, self.as_of - len)
@@ -266,10 +283,35 @@ mod tests {
             (y.from, y.to, y.as_of),
             (d("2023-03-01"), d("2023-03-31"), d("2023-03-31"))
         );
+        // A whole month: the month before, whole.
         let q = p.shifted(Shift::PreviousPeriod);
         assert_eq!(
             (q.from, q.to, q.as_of),
-            (d("2024-01-30"), d("2024-02-29"), d("2024-02-29"))
+            (d("2024-02-01"), d("2024-02-29"), d("2024-02-29"))
+        );
+        // A quarter: the quarter before.
+        let quarter = RunParams {
+            from: d("2024-04-01"),
+            to: d("2024-06-30"),
+            as_of: d("2024-06-30"),
+            ..p.clone()
+        }
+        .shifted(Shift::PreviousPeriod);
+        assert_eq!(
+            (quarter.from, quarter.to, quarter.as_of),
+            (d("2024-01-01"), d("2024-03-31"), d("2024-03-31"))
+        );
+        // Days: as many days just before.
+        let days = RunParams {
+            from: d("2024-03-05"),
+            to: d("2024-03-14"),
+            as_of: d("2024-03-14"),
+            ..p.clone()
+        }
+        .shifted(Shift::PreviousPeriod);
+        assert_eq!(
+            (days.from, days.to, days.as_of),
+            (d("2024-02-24"), d("2024-03-04"), d("2024-03-04"))
         );
         let m = RunParams::resolve(
             Some(d("2024-04-01")),

@@ -6,7 +6,7 @@ use arrow::record_batch::RecordBatch;
 
 use crate::params::RunParams;
 use crate::settings::SettingValue;
-use crate::spec::{ChartSpec, ValueType};
+use crate::spec::{ChartSpec, Shift, ValueType};
 
 /// One output column of a block.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +19,9 @@ pub struct ColumnMeta {
     /// How the value is computed, for explain and hover: the SQL, with its model.
     pub definition: String,
     pub description: Option<String>,
+    /// A dimension (a group key the rows are by), not a measure or a list field: its
+    /// values can become filters.
+    pub dimension: bool,
 }
 
 /// The kinds of block.
@@ -41,6 +44,8 @@ pub struct BlockResult {
     pub batches: Vec<RecordBatch>,
     /// The totals row, when the block asks for one.
     pub totals: Option<RecordBatch>,
+    /// The same one-row block over the period `compare` names (KPI change arrows).
+    pub previous: Option<Previous>,
     /// The rows each row expands into, per level (department → employees, → pipelines).
     pub children: Vec<ChildResult>,
     pub chart: Option<ChartSpec>,
@@ -50,6 +55,14 @@ impl BlockResult {
     pub fn row_count(&self) -> usize {
         self.batches.iter().map(|b| b.num_rows()).sum()
     }
+}
+
+/// A one-row block computed over another period, for comparison.
+#[derive(Debug, Clone)]
+pub struct Previous {
+    pub shift: Shift,
+    pub params: RunParams,
+    pub row: RecordBatch,
 }
 
 /// One level of expansion of a block's rows.
@@ -75,7 +88,12 @@ pub struct ReportResult {
     pub settings: Vec<(String, SettingValue)>,
     /// The report's declared parameters and their values.
     pub parameters: Vec<(String, SettingValue)>,
+    /// Human labels of settings and parameters, by name.
+    pub labels: std::collections::HashMap<String, String>,
     pub blocks: Vec<BlockResult>,
+    /// The filters the report's models accept (`employee`, `department`…): dimension
+    /// values with these names (or `<name>_id`) can filter the report.
+    pub filters: Vec<String>,
     /// Where the run's time went: (step, seconds), in order.
     pub timings: Vec<(String, f64)>,
 }

@@ -12,7 +12,7 @@ use crate::compile::{CompiledBlock, Compiler};
 use crate::error::{Diagnostic, ReportError, did_you_mean};
 use crate::expr::Bindings;
 use crate::params::RunParams;
-use crate::result::{BlockResult, ChildResult, ReportResult};
+use crate::result::{BlockResult, ChildResult, Previous, ReportResult};
 use crate::settings::{Setting, SettingValue};
 use crate::source::join;
 use crate::tables::{MemoryTables, TableSource};
@@ -201,6 +201,7 @@ struct Prepared<'a> {
     compiler: Compiler<'a>,
     settings: Vec<(String, SettingValue)>,
     parameters: Vec<(String, SettingValue)>,
+    labels: std::collections::HashMap<String, String>,
     blocks: Vec<usize>,
 }
 
@@ -213,6 +214,11 @@ fn prepare<'a>(
     let declared = settings_of(catalog, &report)?;
     let settings = setting_values(&declared, &req.settings)?;
     let parameters = typed_values(&report.parameters, &req.parameters, "parameter")?;
+    let labels = declared
+        .iter()
+        .chain(&report.parameters)
+        .filter_map(|s| s.label.clone().map(|l| (s.name.clone(), l)))
+        .collect();
     let mut bindings = Bindings::default();
     for (name, value) in req.params.bindings() {
         bindings.0.insert(name.to_string(), value);
@@ -254,6 +260,7 @@ fn prepare<'a>(
         report,
         settings,
         parameters,
+        labels,
         blocks,
     })
 }
@@ -268,6 +275,22 @@ fn execution_error(
         block: block.to_string(),
         source: Box::new(e),
     }
+}
+
+/// A frame's rows as one batch (a totals row, a block over the comparison period).
+async fn one_batch(
+    frame: datafusion::prelude::DataFrame,
+    report: &str,
+    block: &str,
+) -> Result<arrow::record_batch::RecordBatch, ReportError> {
+    let declared = Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame
+        .collect()
+        .await
+        .map_err(|e| execution_error(report, block, e))?;
+    let schema = batches.first().map(|b| b.schema()).unwrap_or(declared);
+    arrow::compute::concat_batches(&schema, &batches)
+        .map_err(|e| execution_error(report, block, e.into()))
 }
 
 /// Runs a report over `source`. Models read by blocks are computed once and shared
@@ -341,19 +364,18 @@ pub async fn run(
             .await
             .map_err(|e| execution_error(report.id(), &spec.id, e))?;
         let totals = match totals {
-            Some(t) => {
-                let batches = t
-                    .collect()
-                    .await
-                    .map_err(|e| execution_error(report.id(), &spec.id, e))?;
-                let schema = batches
-                    .first()
-                    .map(|b| b.schema())
-                    .unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty()));
-                Some(
-                    arrow::compute::concat_batches(&schema, &batches)
-                        .map_err(|e| execution_error(report.id(), &spec.id, e.into()))?,
-                )
+            Some(t) => Some(one_batch(t, report.id(), &spec.id).await?),
+            None => None,
+        };
+        let previous = match spec.compare {
+            Some(shift) => {
+                let compiler = p.compiler.shifted(shift);
+                let row = one_batch(compiler.block(report, i)?.rows, report.id(), &spec.id).await?;
+                Some(Previous {
+                    shift,
+                    params: req.params.shifted(shift),
+                    row,
+                })
             }
             None => None,
         };
@@ -366,6 +388,7 @@ pub async fn run(
             columns,
             batches,
             totals,
+            previous,
             children: child_results,
             chart: spec.chart.clone(),
         });
@@ -377,9 +400,26 @@ pub async fn run(
         params: req.params.clone(),
         settings: p.settings,
         parameters: p.parameters,
+        labels: p.labels,
         blocks,
+        filters: filters_of(catalog, report),
         timings,
     })
+}
+
+/// The filters the report's models accept, in first-seen order.
+pub fn filters_of(catalog: &Catalog, report: &Report) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for m in models_of(catalog, report) {
+        if let Some(model) = catalog.models.get(&m) {
+            for f in model.spec.filters.keys() {
+                if !out.contains(f) {
+                    out.push(f.clone());
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Models read by two or more of the run's models, dependencies first: worth computing

@@ -132,6 +132,10 @@ pub struct BlockSpec {
     /// A rendering hint for charts.
     #[serde(default)]
     pub chart: Option<ChartSpec>,
+    /// For a one-row block: the same block over another period as well (KPI cards show
+    /// the change).
+    #[serde(default)]
+    pub compare: Option<Shift>,
 }
 
 /// A level of expansion of a block's rows (department → employees).
@@ -222,6 +226,10 @@ pub struct ChartSpec {
     pub x: String,
     /// The value columns.
     pub y: Vec<String>,
+    /// A column whose values make separate lines/bars (an employee per line); rows with
+    /// the same `x` and series add up.
+    #[serde(default)]
+    pub series: Option<String>,
 }
 
 /// The chart kinds renderers know.

@@ -1,0 +1,578 @@
+//! The report as one self-contained HTML page: KPI cards, sortable tables with
+//! expandable rows, SVG charts, a definition behind every number. No external resource of
+//! any kind, so the file works offline; all text goes through minijinja's autoescape.
+
+use std::collections::HashMap;
+
+use minijinja::{Environment, context};
+use serde::Serialize;
+use svodka_report::{BlockKind, ColumnMeta, ReportResult, ValueType};
+
+use crate::chart::{chart_data, svg};
+use crate::format::{Locale, Word};
+use crate::table::{Table, table};
+use crate::values::Cell;
+use crate::{Options, RenderError};
+
+const TEMPLATE: &str = include_str!("html/report.html");
+const STYLE: &str = include_str!("html/report.css");
+const SCRIPT: &str = include_str!("html/report.js");
+
+#[derive(Serialize)]
+struct Pair {
+    label: String,
+    value: String,
+}
+
+#[derive(Serialize)]
+struct BlockView {
+    id: String,
+    title: String,
+    description: Option<String>,
+    kpis: Vec<Kpi>,
+    /// The SVG, built with every text escaped (chart.rs).
+    chart: Option<String>,
+    table: Option<TableView>,
+    note: Option<String>,
+    empty: bool,
+}
+
+#[derive(Serialize)]
+struct Kpi {
+    name: String,
+    label: String,
+    value: String,
+    tip: String,
+    change: Option<Change>,
+}
+
+#[derive(Serialize)]
+struct Change {
+    text: String,
+    /// `up`, `down` or `flat`.
+    dir: &'static str,
+    previous: String,
+}
+
+#[derive(Serialize)]
+struct TableView {
+    columns: Vec<ColumnView>,
+    groups: Vec<Group>,
+    totals: Option<Vec<CellView>>,
+    expandable: bool,
+}
+
+#[derive(Serialize)]
+struct ColumnView {
+    name: String,
+    label: String,
+    tip: String,
+    numeric: bool,
+}
+
+#[derive(Serialize)]
+struct Group {
+    cells: Vec<CellView>,
+    children: Vec<Vec<CellView>>,
+}
+
+#[derive(Serialize, Default)]
+struct CellView {
+    text: String,
+    sort: String,
+    numeric: bool,
+    href: Option<String>,
+    filter: Option<String>,
+    filter_value: Option<String>,
+    indent: bool,
+}
+
+/// Renders the whole report as an HTML page.
+pub fn report_html(result: &ReportResult, options: &Options) -> Result<String, RenderError> {
+    let locale = options.locale;
+    let tz = result.params.timezone;
+    let tables: Vec<Table> = result
+        .blocks
+        .iter()
+        .map(|b| table(b, tz))
+        .collect::<Result<_, _>>()?;
+    let names = FilterNames::collect(result, &tables);
+    let filters = applied_filters(result, &names);
+    let filters_text = if filters.is_empty() {
+        locale.word(Word::NoFilters).to_string()
+    } else {
+        filters
+            .iter()
+            .map(|p| format!("{}: {}", p.label, p.value))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let period = format!(
+        "{} — {}",
+        locale.date(result.params.from),
+        locale.date(result.params.to)
+    );
+    let scope = format!(
+        "{}: {period}; {}: {filters_text}",
+        locale.word(Word::Period),
+        locale.word(Word::Filters)
+    );
+    let mut blocks = Vec::new();
+    for (block, t) in result.blocks.iter().zip(&tables) {
+        let is_kpi = block.kind == BlockKind::Table
+            && t.rows.len() == 1
+            && !t.columns.iter().any(|c| c.dimension)
+            && t.levels.is_empty();
+        let chart = block
+            .chart
+            .as_ref()
+            .and_then(|spec| chart_data(spec, t, locale))
+            .filter(|d| !d.categories.is_empty())
+            .map(|d| svg(&d, locale));
+        let (kpis, table_view, note) = if is_kpi {
+            (kpis(t, &scope, locale), None, None)
+        } else {
+            let shown = t.rows.len().min(options.max_html_rows);
+            let note = (shown < t.rows.len()).then(|| {
+                locale
+                    .word(Word::RowsShown)
+                    .replace("{shown}", &locale.value(shown as f64, ValueType::Int))
+                    .replace(
+                        "{total}",
+                        &locale.value(t.rows.len() as f64, ValueType::Int),
+                    )
+            });
+            (
+                vec![],
+                Some(table_view(t, shown, result, &names, locale)),
+                note,
+            )
+        };
+        blocks.push(BlockView {
+            id: block.id.clone(),
+            title: block.title.clone(),
+            description: block.description.clone(),
+            empty: t.rows.is_empty(),
+            kpis,
+            chart,
+            table: table_view,
+            note,
+        });
+    }
+    let label = |name: &str| {
+        result
+            .labels
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| name.to_string())
+    };
+    let settings: Vec<Pair> = result
+        .settings
+        .iter()
+        .map(|(n, v)| Pair {
+            label: label(n),
+            value: v.to_string(),
+        })
+        .collect();
+    let parameters: Vec<Pair> = result
+        .parameters
+        .iter()
+        .map(|(n, v)| Pair {
+            label: label(n),
+            value: v.to_string(),
+        })
+        .collect();
+    let words: HashMap<&str, &str> = [
+        ("period", Word::Period),
+        ("as_of", Word::AsOf),
+        ("filters", Word::Filters),
+        ("no_filters", Word::NoFilters),
+        ("settings", Word::Settings),
+        ("parameters", Word::Parameters),
+        ("generated", Word::Generated),
+        ("data_version", Word::DataVersion),
+        ("timezone", Word::TimeZone),
+        ("total", Word::Total),
+        ("empty", Word::Empty),
+        ("previous", Word::Previous),
+    ]
+    .into_iter()
+    .map(|(k, w)| (k, locale.word(w)))
+    .collect();
+    let mut env = Environment::new();
+    env.add_template("report.html", TEMPLATE)
+        .map_err(|e| RenderError::Template(e.to_string()))?;
+    let page = env
+        .get_template("report.html")
+        .and_then(|t| {
+            t.render(context! {
+                lang => locale.code(),
+                report => &result.report,
+                title => &result.title,
+                description => &result.description,
+                period => period,
+                as_of => locale.date(result.params.as_of),
+                timezone => result.params.timezone.name(),
+                generated => options.generated_at.with_timezone(&tz).format("%d.%m.%Y %H:%M").to_string(),
+                data_version => &options.data_version,
+                filters => filters,
+                filters_text => filters_text,
+                settings => settings,
+                parameters => parameters,
+                words => words,
+                blocks => blocks,
+                live => options.live,
+                style => STYLE,
+                script => SCRIPT,
+            })
+        })
+        .map_err(|e| RenderError::Template(format!("{e:#}")))?;
+    Ok(page)
+}
+
+/// KPI cards of a one-row block: each measure's value, definition, and change against the
+/// comparison row when the block has one.
+fn kpis(t: &Table, scope: &str, locale: Locale) -> Vec<Kpi> {
+    let row = &t.rows[0].cells;
+    t.columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let change = t
+                .previous
+                .as_ref()
+                .and_then(|p| change(&row[i], &p[i], c.ty, locale));
+            let mut tip = column_tip(c);
+            tip.push('\n');
+            tip.push_str(scope);
+            Kpi {
+                name: c.name.clone(),
+                label: c.label.clone(),
+                value: shown(locale, &row[i], c.ty),
+                tip,
+                change,
+            }
+        })
+        .collect()
+}
+
+fn change(now: &Cell, before: &Cell, ty: ValueType, locale: Locale) -> Option<Change> {
+    let value = |c: &Cell| match c {
+        Cell::Int(v) => Some(*v as f64),
+        Cell::Number(v) => Some(*v),
+        _ => None,
+    };
+    let (a, b) = (value(now), value(before));
+    let previous = shown(locale, before, ty);
+    let b = b?;
+    let a = a.unwrap_or(0.0);
+    let delta = a - b;
+    let dir = if delta.abs() < 0.005 {
+        "flat"
+    } else if delta > 0.0 {
+        "up"
+    } else {
+        "down"
+    };
+    let arrow = match dir {
+        "up" => "▲",
+        "down" => "▼",
+        _ => "■",
+    };
+    let text = if ty == ValueType::Percent {
+        format!(
+            "{arrow} {}\u{a0}{}",
+            locale.number(delta, 1, false),
+            locale.word(Word::PercentPoints)
+        )
+    } else if b.abs() > f64::EPSILON {
+        format!(
+            "{arrow} {}",
+            locale.value(100.0 * delta / b.abs(), ValueType::Percent)
+        )
+    } else {
+        format!("{arrow} {}", locale.value(delta, ty))
+    };
+    Some(Change {
+        text,
+        dir,
+        previous,
+    })
+}
+
+fn shown(locale: Locale, cell: &Cell, ty: ValueType) -> String {
+    match cell {
+        Cell::Null => "—".into(),
+        c => locale.cell(c, ty),
+    }
+}
+
+/// What hovering a number tells: its label, definition and description.
+fn column_tip(c: &ColumnMeta) -> String {
+    let mut tip = format!("{} = {}", c.label, c.definition);
+    if let Some(d) = &c.description {
+        tip.push('\n');
+        tip.push_str(d);
+    }
+    tip
+}
+
+/// Which dimension columns filter the report: `employee_id` (filter `employee`) and its
+/// label column `employee` beside it; the labels of the ids, for the applied filters.
+struct FilterNames {
+    filters: Vec<String>,
+    /// filter → id text → label seen beside it.
+    labels: HashMap<String, HashMap<String, String>>,
+    /// filter → the column label of its label column (`Сотрудник`).
+    titles: HashMap<String, String>,
+}
+
+impl FilterNames {
+    fn collect(result: &ReportResult, tables: &[Table]) -> FilterNames {
+        let mut out = FilterNames {
+            filters: result.filters.clone(),
+            labels: HashMap::new(),
+            titles: HashMap::new(),
+        };
+        for t in tables {
+            for f in &result.filters {
+                let id = t.columns.iter().position(|c| c.name == format!("{f}_id"));
+                let label = t.columns.iter().position(|c| &c.name == f);
+                if let (Some(id), Some(label)) = (id, label) {
+                    out.titles
+                        .entry(f.clone())
+                        .or_insert_with(|| t.columns[label].label.clone());
+                    let map = out.labels.entry(f.clone()).or_default();
+                    for r in &t.rows {
+                        if let (Cell::Int(v), Cell::Text(l)) = (&r.cells[id], &r.cells[label]) {
+                            map.entry(v.to_string()).or_insert_with(|| l.clone());
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The filter a dimension column sets, and the column holding the filter's value.
+    fn of(&self, columns: &[ColumnMeta], i: usize) -> Option<(String, usize)> {
+        let c = &columns[i];
+        if !c.dimension {
+            return None;
+        }
+        if let Some(f) = c.name.strip_suffix("_id")
+            && self.filters.iter().any(|x| x == f)
+        {
+            return Some((f.to_string(), i));
+        }
+        if self.filters.contains(&c.name) {
+            let id = format!("{}_id", c.name);
+            return columns
+                .iter()
+                .position(|x| x.name == id)
+                .map(|j| (c.name.clone(), j));
+        }
+        None
+    }
+}
+
+fn applied_filters(result: &ReportResult, names: &FilterNames) -> Vec<Pair> {
+    result
+        .params
+        .filters
+        .iter()
+        .filter(|(_, values)| !values.is_empty())
+        .map(|(f, values)| {
+            let shown: Vec<String> = values
+                .iter()
+                .map(|v| {
+                    let id = v.to_string();
+                    match names.labels.get(f).and_then(|m| m.get(&id)) {
+                        Some(label) => format!("{label} ({id})"),
+                        None => id,
+                    }
+                })
+                .collect();
+            Pair {
+                label: names.titles.get(f).cloned().unwrap_or_else(|| f.clone()),
+                value: shown.join(", "),
+            }
+        })
+        .collect()
+}
+
+/// A link into the CRM: the row's `url` for its `id` and `title`, or the portal's page of
+/// a deal, lead, company or contact id. Only http(s) addresses become links.
+fn crm_link(t: &Table, cells: &[Cell], column: &str, portal: Option<&str>) -> Option<String> {
+    let safe = |u: String| (u.starts_with("https://") || u.starts_with("http://")).then_some(u);
+    if matches!(column, "id" | "title")
+        && let Some(Cell::Text(u)) = t.get(cells, "url")
+    {
+        return safe(u.clone());
+    }
+    let entity = match column {
+        "deal_id" => "deal",
+        "lead_id" => "lead",
+        "company_id" => "company",
+        "contact_id" => "contact",
+        _ => return None,
+    };
+    let Some(Cell::Int(id)) = t.get(cells, column) else {
+        return None;
+    };
+    let base = portal?.trim_end_matches('/');
+    safe(format!("{base}/crm/{entity}/details/{id}/"))
+}
+
+fn table_view(
+    t: &Table,
+    shown: usize,
+    result: &ReportResult,
+    names: &FilterNames,
+    locale: Locale,
+) -> TableView {
+    let portal = result.params.portal_url.as_deref();
+    // Hidden: the link column (ids and titles link instead), and ids of dimensions whose
+    // names are shown beside them.
+    let visible: Vec<usize> = (0..t.columns.len())
+        .filter(|&i| {
+            let c = &t.columns[i];
+            if c.name == "url" && c.ty == ValueType::Text {
+                return false;
+            }
+            !(c.dimension
+                && c.name
+                    .strip_suffix("_id")
+                    .is_some_and(|base| t.columns.iter().any(|o| o.dimension && o.name == base)))
+        })
+        .collect();
+    let numeric = |c: &ColumnMeta| c.ty.is_numeric() && c.ty != ValueType::Id;
+    let cell_view = |cells: &[Cell], i: usize| -> CellView {
+        let c = &t.columns[i];
+        let filter = names.of(&t.columns, i).and_then(|(f, j)| match &cells[j] {
+            Cell::Null => None,
+            v => Some((f, locale.cell(v, ValueType::Id))),
+        });
+        CellView {
+            text: if c.dimension {
+                locale.label(&cells[i], c.ty)
+            } else {
+                locale.cell(&cells[i], c.ty)
+            },
+            sort: sort_key(&cells[i]),
+            numeric: numeric(c),
+            href: crm_link(t, cells, &c.name, portal),
+            filter_value: filter.as_ref().map(|(_, v)| v.clone()),
+            filter: filter.map(|(f, _)| f),
+            indent: false,
+        }
+    };
+    let first_dim = visible.iter().copied().find(|&i| t.columns[i].dimension);
+    let groups = t.rows[..shown]
+        .iter()
+        .map(|row| {
+            let mut children = Vec::new();
+            for (level, rows) in t.levels.iter().zip(&row.children) {
+                for child in rows {
+                    children.push(child_cells(t, &visible, first_dim, level, child, locale));
+                }
+            }
+            Group {
+                cells: visible.iter().map(|&i| cell_view(&row.cells, i)).collect(),
+                children,
+            }
+        })
+        .collect();
+    TableView {
+        columns: visible
+            .iter()
+            .map(|&i| {
+                let c = &t.columns[i];
+                ColumnView {
+                    name: c.name.clone(),
+                    label: c.label.clone(),
+                    tip: column_tip(c),
+                    numeric: numeric(c),
+                }
+            })
+            .collect(),
+        groups,
+        totals: t.totals.as_ref().map(|cells| {
+            visible
+                .iter()
+                .enumerate()
+                .map(|(k, &i)| {
+                    let mut v = cell_view(cells, i);
+                    v.href = None;
+                    v.filter = None;
+                    if t.columns[i].dimension {
+                        v.text.clear();
+                    }
+                    if k == 0 && v.text.is_empty() {
+                        v.text = locale.word(Word::Total).into();
+                    }
+                    v
+                })
+                .collect()
+        }),
+        expandable: !t.levels.is_empty(),
+    }
+}
+
+/// A child row under the parent's columns: its own dimensions in the first dimension
+/// column, its measures under the parent's measures of the same names.
+fn child_cells(
+    t: &Table,
+    visible: &[usize],
+    first_dim: Option<usize>,
+    level: &crate::table::Level,
+    child: &[Cell],
+    locale: Locale,
+) -> Vec<CellView> {
+    let dims: Vec<String> = level
+        .columns
+        .iter()
+        .zip(child)
+        .filter(|(c, _)| c.dimension && !c.name.ends_with("_id"))
+        .map(|(c, v)| locale.label(v, c.ty))
+        .collect();
+    visible
+        .iter()
+        .map(|&i| {
+            let c = &t.columns[i];
+            if Some(i) == first_dim {
+                return CellView {
+                    text: dims.join(" · "),
+                    indent: true,
+                    ..CellView::default()
+                };
+            }
+            match level
+                .columns
+                .iter()
+                .position(|x| x.name == c.name && !x.dimension)
+            {
+                Some(j) => CellView {
+                    text: locale.cell(&child[j], c.ty),
+                    sort: sort_key(&child[j]),
+                    numeric: c.ty.is_numeric() && c.ty != ValueType::Id,
+                    ..CellView::default()
+                },
+                None => CellView::default(),
+            }
+        })
+        .collect()
+}
+
+/// What a column sorts by: numbers as numbers, dates ISO, text as is.
+fn sort_key(cell: &Cell) -> String {
+    match cell {
+        Cell::Null => String::new(),
+        Cell::Int(v) => v.to_string(),
+        Cell::Number(v) => v.to_string(),
+        Cell::Text(s) => s.clone(),
+        Cell::Bool(b) => (*b as u8).to_string(),
+        Cell::Date(d) => d.to_string(),
+        Cell::Timestamp(t) => t.to_rfc3339(),
+    }
+}

@@ -1,0 +1,147 @@
+//! A block's rows as cells, with each row's children rows under it: the one shape JSON,
+//! HTML and xlsx are written from.
+
+use std::collections::HashMap;
+
+use arrow::record_batch::RecordBatch;
+use chrono_tz::Tz;
+use svodka_report::{BlockResult, ColumnMeta};
+
+use crate::RenderError;
+use crate::values::{Cell, cells};
+
+/// A block ready to present.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub columns: Vec<ColumnMeta>,
+    pub rows: Vec<Row>,
+    pub totals: Option<Vec<Cell>>,
+    /// The row over the comparison period (`compare`).
+    pub previous: Option<Vec<Cell>>,
+    /// The levels rows expand into, in the order of `Row::children`.
+    pub levels: Vec<Level>,
+}
+
+/// One level of children: its columns exclude the parent's dimensions.
+#[derive(Debug, Clone)]
+pub struct Level {
+    pub id: String,
+    pub title: Option<String>,
+    pub columns: Vec<ColumnMeta>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub cells: Vec<Cell>,
+    /// Per level, the rows under this one (cells in the level's column order).
+    pub children: Vec<Vec<Vec<Cell>>>,
+}
+
+impl Table {
+    /// The cell of `column` in `row`, if the block has that column.
+    pub fn get<'a>(&self, cells: &'a [Cell], column: &str) -> Option<&'a Cell> {
+        self.columns
+            .iter()
+            .position(|c| c.name == column)
+            .map(|i| &cells[i])
+    }
+}
+
+/// The block's batches as rows of cells, in the client's time zone.
+pub fn table(block: &BlockResult, tz: Tz) -> Result<Table, RenderError> {
+    let mut rows: Vec<Row> = Vec::with_capacity(block.row_count());
+    for batch in &block.batches {
+        rows.extend(
+            rows_of(&block.id, &block.columns, batch, tz)?
+                .into_iter()
+                .map(|cells| Row {
+                    cells,
+                    children: Vec::new(),
+                }),
+        );
+    }
+    let one = |batch: &RecordBatch| -> Result<Option<Vec<Cell>>, RenderError> {
+        Ok(rows_of(&block.id, &block.columns, batch, tz)?.pop())
+    };
+    let totals = block.totals.as_ref().map(one).transpose()?.flatten();
+    let previous = block
+        .previous
+        .as_ref()
+        .map(|p| one(&p.row))
+        .transpose()?
+        .flatten();
+    let mut levels = Vec::new();
+    for child in &block.children {
+        // A child row belongs to the parent row with equal values of the parent keys.
+        let key = |columns: &[ColumnMeta], cells: &[Cell]| -> String {
+            let parts: Vec<String> = child
+                .parent_keys
+                .iter()
+                .map(|k| {
+                    columns
+                        .iter()
+                        .position(|c| &c.name == k)
+                        .map(|i| format!("{:?}", cells[i]))
+                        .unwrap_or_default()
+                })
+                .collect();
+            parts.join("\u{1f}")
+        };
+        let own: Vec<usize> = (0..child.columns.len())
+            .filter(|&i| !child.parent_keys.contains(&child.columns[i].name))
+            .collect();
+        let mut by_parent: HashMap<String, Vec<Vec<Cell>>> = HashMap::new();
+        for batch in &child.batches {
+            for cells in rows_of(&block.id, &child.columns, batch, tz)? {
+                let k = key(&child.columns, &cells);
+                let kept = own.iter().map(|&i| cells[i].clone()).collect();
+                by_parent.entry(k).or_default().push(kept);
+            }
+        }
+        for row in &mut rows {
+            let k = key(&block.columns, &row.cells);
+            row.children.push(by_parent.remove(&k).unwrap_or_default());
+        }
+        levels.push(Level {
+            id: child.id.clone(),
+            title: child.title.clone(),
+            columns: own.iter().map(|&i| child.columns[i].clone()).collect(),
+        });
+    }
+    Ok(Table {
+        columns: block.columns.clone(),
+        rows,
+        totals,
+        previous,
+        levels,
+    })
+}
+
+/// A batch as rows of cells in the order of `columns`.
+pub fn rows_of(
+    block: &str,
+    columns: &[ColumnMeta],
+    batch: &RecordBatch,
+    tz: Tz,
+) -> Result<Vec<Vec<Cell>>, RenderError> {
+    let mut by_column = Vec::with_capacity(columns.len());
+    for c in columns {
+        let array = batch
+            .column_by_name(&c.name)
+            .ok_or_else(|| RenderError::MissingColumn {
+                block: block.to_string(),
+                column: c.name.clone(),
+            })?;
+        by_column.push(cells(array, c.ty, tz, block, &c.name)?);
+    }
+    let mut by_column: Vec<std::vec::IntoIter<Cell>> =
+        by_column.into_iter().map(Vec::into_iter).collect();
+    Ok((0..batch.num_rows())
+        .map(|_| {
+            by_column
+                .iter_mut()
+                .map(|c| c.next().unwrap_or(Cell::Null))
+                .collect()
+        })
+        .collect())
+}
