@@ -203,7 +203,17 @@ impl Browser {
     /// Opens a file and waits until it has loaded.
     pub fn open(&mut self, path: &Path) {
         let url = format!("file://{}", path.canonicalize().unwrap().display());
+        self.open_url(&url);
+    }
+
+    /// Opens a URL and waits until it has loaded.
+    pub fn open_url(&mut self, url: &str) {
         self.call("Page.navigate", json!({"url": url}));
+        self.wait_load();
+    }
+
+    /// Waits for the next page load (after a click that navigates).
+    pub fn wait_load(&mut self) {
         self.wait_event("Page.loadEventFired");
     }
 

@@ -12,5 +12,6 @@ mod manager_efficiency;
 mod marketing;
 mod sales_dynamics;
 mod sales_plan;
+mod service;
 mod util;
 mod xlsx;

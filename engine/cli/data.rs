@@ -1,16 +1,13 @@
-//! Opening a data folder for the engine, and progress output for long commands.
+//! Data folders as the CLI opens them (notes and progress on standard error), the plans
+//! template's directory, and progress output for long commands.
 
 use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use svodka_csv::DatasetInfo;
-use svodka_report::{Loaded, MemoryTables};
-
-/// The file in a data folder that holds plans and bonus tiers, when the client keeps them
-/// in a workbook.
-pub const PLANS_WORKBOOK: &str = "plans.xlsx";
+use svodka_report::MemoryTables;
 
 /// Departments, active employees and pipelines of a data folder, for the plans template.
 pub fn directory(dir: &Path) -> Result<(svodka_plans_xlsx::Directory, Option<DatasetInfo>)> {
@@ -72,81 +69,28 @@ pub fn directory(dir: &Path) -> Result<(svodka_plans_xlsx::Directory, Option<Dat
     ))
 }
 
-/// A CSV folder as engine tables (each read on first use), with its description.
-pub fn open(dir: &Path) -> Result<(MemoryTables, Option<DatasetInfo>)> {
-    if !dir.is_dir() {
-        bail!(
-            "{}: not a folder (make one with `svodka demo --out {}`)",
-            dir.display(),
-            dir.display()
-        );
-    }
-    let info = DatasetInfo::read(dir).with_context(|| format!("reading {}", dir.display()))?;
-    let owned = dir.to_path_buf();
-    let partitions = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
-    let tables = MemoryTables::new(partitions, move |name| {
-        // A plans workbook, when present, is where plans and bonus tiers come from.
-        let workbook = owned.join(PLANS_WORKBOOK);
-        if matches!(name, "plans" | "bonus_tiers") && workbook.exists() {
-            let (plans, tiers) = svodka_plans_xlsx::read(&workbook).map_err(|e| e.to_string())?;
-            let batch = if name == "plans" { plans } else { tiers };
-            return Ok(Loaded {
-                schema: batch.schema(),
-                batches: vec![batch],
-            });
-        }
-        let t = svodka_csv::read_table(&owned, name).map_err(|e| e.to_string())?;
-        if !t.present {
-            eprintln!(
-                "note: {} is absent; table `{name}` is empty",
-                svodka_csv::table_path(&owned, name).display()
-            );
-        }
-        Ok(Loaded {
-            schema: t.schema,
-            batches: t.batches,
-        })
-    });
-    Ok((tables, info))
-}
-
-/// Which data a report was computed from, as shown on its page and workbook.
-pub fn version(info: &DatasetInfo) -> String {
-    let mut v = format!("{}, snapshot {}", info.name, info.snapshot_date);
-    if let Some(origin) = &info.origin {
-        v.push_str(&format!(" ({origin})"));
-    }
-    v
-}
-
-/// The default demo data set, generated into the temp folder on first use.
+/// The default demo data set, generated into the temp folder on first use (with progress).
 pub fn demo_dir() -> Result<std::path::PathBuf> {
-    let config = svodka_demo::DemoConfig {
-        deals: svodka_demo::DEFAULT_DEALS,
-        seed: 42,
-    };
-    let dir = std::env::temp_dir().join(format!(
-        "svodka-demo-{}-{}-v{}",
-        config.deals,
-        config.seed,
-        env!("CARGO_PKG_VERSION")
-    ));
-    if !dir.join(svodka_csv::DATASET_FILE).exists() {
-        eprintln!("generating the demo data set into {} …", dir.display());
-        // Written beside, then renamed, so that an interrupted run leaves no half set.
-        let partial = dir.with_extension("partial");
-        let _ = std::fs::remove_dir_all(&partial);
-        let mut progress = Progress::new("demo");
-        svodka_demo::generate(&config, &partial, &mut |d, t| progress.update(d, t))
-            .with_context(|| format!("writing {}", partial.display()))?;
-        progress.finish();
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(&partial, &dir)
-            .with_context(|| format!("moving into {}", dir.display()))?;
+    let mut progress: Option<Progress> = None;
+    let dir = svodka_sources::demo_dir(&mut |done, total| {
+        progress
+            .get_or_insert_with(|| {
+                eprintln!("generating the demo data set into the temp folder …");
+                Progress::new("demo")
+            })
+            .update(done, total)
+    })?;
+    if let Some(p) = progress {
+        p.finish();
     }
     Ok(dir)
+}
+
+/// A CSV folder as engine tables, with notes of absent tables on standard error.
+pub fn open(dir: &Path) -> Result<(MemoryTables, Option<DatasetInfo>)> {
+    Ok(svodka_sources::open_data(dir, |note| {
+        eprintln!("note: {note}")
+    })?)
 }
 
 /// A progress line on a terminal (rewritten in place), plain lines every 10% otherwise.

@@ -1,7 +1,6 @@
 //! `svodka`: the command line over the engine — generate demo data, run, explain and check
 //! reports. A thin shell: every command is a few library calls.
 
-mod catalog;
 mod data;
 
 use std::io::{IsTerminal, Write};
@@ -38,6 +37,38 @@ enum Command {
     /// Sales plans kept in an xlsx workbook.
     #[command(subcommand)]
     Plan(PlanCommand),
+    /// Serve reports over HTTP: the API, live dashboards, refresh jobs.
+    Serve(ServeArgs),
+    /// API tokens of clients.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: std::net::SocketAddr,
+    /// The folder holding `clients/<name>/client.yaml`.
+    #[arg(long, value_name = "DIR", required_unless_present = "demo")]
+    config: Option<PathBuf>,
+    /// Serve one client on the built-in demo data, with no token (on loopback only).
+    #[arg(long, conflicts_with = "config")]
+    demo: bool,
+    /// Seconds a report may run before the request answers 503.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+    /// Memory a report's sorts, joins and aggregates may hold, in MiB.
+    #[arg(long, default_value_t = 4096)]
+    memory_mib: usize,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a new random token and print it with the hash to put in `client.yaml`.
+    New,
+    /// Print the hash of a token, for `tokens:` in `client.yaml`.
+    Hash { token: String },
 }
 
 #[derive(Subcommand)]
@@ -201,6 +232,19 @@ async fn main() {
         Command::Explain(a) => explain(a).await,
         Command::Check(a) => check(a).await,
         Command::Plan(PlanCommand::Template(a)) => plan_template(a),
+        Command::Serve(a) => serve(a).await,
+        Command::Token(TokenCommand::New) => {
+            let token = svodka_service::auth::random_id();
+            println!(
+                "token: {token}\nhash:  {}",
+                svodka_service::auth::hash_token(&token)
+            );
+            Ok(())
+        }
+        Command::Token(TokenCommand::Hash { token }) => {
+            println!("{}", svodka_service::auth::hash_token(&token));
+            Ok(())
+        }
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -267,6 +311,7 @@ fn request(
         settings: key_values("--set", &p.set)?,
         parameters: key_values("--param", &p.param)?,
         block,
+        memory_limit: None,
     })
 }
 
@@ -282,7 +327,7 @@ fn key_values(flag: &str, items: &[String]) -> Result<Vec<(String, String)>> {
 }
 
 async fn run(a: RunArgs) -> Result<()> {
-    let catalog = catalog::load(&a.params.catalog.reports)?;
+    let catalog = svodka_sources::catalog(&a.params.catalog.reports)?;
     let dir = match (&a.params.data, a.params.demo) {
         (Some(dir), _) => dir.clone(),
         (None, true) => data::demo_dir()?,
@@ -307,7 +352,7 @@ async fn run(a: RunArgs) -> Result<()> {
     }
     let options = svodka_render::Options {
         locale: a.locale,
-        data_version: info.as_ref().map(data::version),
+        data_version: info.as_ref().map(svodka_sources::data_version),
         ..Default::default()
     };
     let bytes = match format {
@@ -329,8 +374,37 @@ async fn run(a: RunArgs) -> Result<()> {
     Ok(())
 }
 
+async fn serve(a: ServeArgs) -> Result<()> {
+    let limits = svodka_service::Limits {
+        timeout: std::time::Duration::from_secs(a.timeout),
+        memory: a.memory_mib << 20,
+    };
+    let service = if a.demo {
+        if !a.addr.ip().is_loopback() {
+            bail!("--demo serves without tokens: listen on a loopback address only");
+        }
+        svodka_service::Service::demo(&data::demo_dir()?, limits)?
+    } else {
+        let config = a
+            .config
+            .as_ref()
+            .expect("clap requires --config without --demo");
+        svodka_service::Service::load(config, limits)?
+    };
+    let listener = tokio::net::TcpListener::bind(a.addr)
+        .await
+        .with_context(|| format!("listening on {}", a.addr))?;
+    eprintln!(
+        "serving {} client(s) on http://{}/ (Ctrl-C stops after the requests in flight)",
+        service.clients.len(),
+        listener.local_addr()?
+    );
+    svodka_service::serve(std::sync::Arc::new(service), listener).await?;
+    Ok(())
+}
+
 fn list(a: CatalogArgs) -> Result<()> {
-    let catalog = catalog::load(&a.reports)?;
+    let catalog = svodka_sources::catalog(&a.reports)?;
     for (id, report) in &catalog.reports {
         let blocks: Vec<&str> = report.spec.blocks.iter().map(|b| b.id.as_str()).collect();
         println!("{id}\t{}\t[{}]", report.spec.title, blocks.join(", "));
@@ -339,7 +413,7 @@ fn list(a: CatalogArgs) -> Result<()> {
 }
 
 async fn explain(a: ExplainArgs) -> Result<()> {
-    let catalog = catalog::load(&a.params.catalog.reports)?;
+    let catalog = svodka_sources::catalog(&a.params.catalog.reports)?;
     let data_dir = match (&a.params.data, a.params.demo) {
         (Some(dir), _) => Some(dir.clone()),
         (None, true) => Some(data::demo_dir()?),
@@ -382,7 +456,7 @@ fn plan_template(a: TemplateArgs) -> Result<()> {
 
 async fn check(a: CheckArgs) -> Result<()> {
     let (catalog, mut problems) =
-        svodka_report::Catalog::from_sources_lenient(catalog::files(&a.paths)?);
+        svodka_report::Catalog::from_sources_lenient(svodka_sources::definition_files(&a.paths)?);
     match svodka_report::check(&catalog).await {
         Ok(()) => {}
         Err(svodka_report::ReportError::Invalid(mut more)) => problems.append(&mut more),

@@ -24,6 +24,39 @@ struct Pair {
     value: String,
 }
 
+/// A link of a live page's control bar.
+#[derive(Serialize)]
+struct Link {
+    label: String,
+    href: String,
+}
+
+/// A filter's choices on a live page.
+#[derive(Serialize)]
+struct Picker {
+    name: String,
+    label: String,
+    options: Vec<Pair>,
+    selected: Vec<String>,
+}
+
+/// The controls of a page served live.
+#[derive(Serialize)]
+struct Controls {
+    from: String,
+    to: String,
+    /// The query's other pairs, kept by the period form.
+    keep: Vec<Pair>,
+    presets: Vec<Link>,
+    pickers: Vec<Picker>,
+    /// Applied filters, each with the link that clears it.
+    clear: Vec<Link>,
+    export: String,
+    /// Per-block export link prefix (the block id and query follow).
+    block_export: String,
+    query: String,
+}
+
 #[derive(Serialize)]
 struct BlockView {
     id: String,
@@ -199,6 +232,9 @@ pub fn report_html(result: &ReportResult, options: &Options) -> Result<String, R
     .into_iter()
     .map(|(k, w)| (k, locale.word(w)))
     .collect();
+    let controls = options
+        .live
+        .then(|| controls(result, &options.query, &names, &filters));
     let mut env = Environment::new();
     env.add_template("report.html", TEMPLATE)
         .map_err(|e| RenderError::Template(e.to_string()))?;
@@ -222,12 +258,145 @@ pub fn report_html(result: &ReportResult, options: &Options) -> Result<String, R
                 words => words,
                 blocks => blocks,
                 live => options.live,
+                controls => controls,
                 style => STYLE,
                 script => SCRIPT,
             })
         })
         .map_err(|e| RenderError::Template(format!("{e:#}")))?;
     Ok(page)
+}
+
+/// The query's `key=value` pairs.
+fn pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn join_query(pairs: &[(String, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Period presets around the period's end, filter pickers from the ids and names seen in
+/// the report, links that clear each filter, export links.
+fn controls(result: &ReportResult, query: &str, names: &FilterNames, applied: &[Pair]) -> Controls {
+    use chrono::{Datelike, Months};
+    use svodka_report::time::{month_end, month_start};
+    let p = &result.params;
+    let all = pairs(query);
+    let rest: Vec<(String, String)> = all
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "from" | "to" | "as_of"))
+        .cloned()
+        .collect();
+    let with_period = |from: chrono::NaiveDate, to: chrono::NaiveDate| {
+        let mut q = vec![
+            ("from".to_string(), from.to_string()),
+            ("to".to_string(), to.to_string()),
+        ];
+        q.extend(rest.iter().cloned());
+        format!("?{}", join_query(&q))
+    };
+    let end = p.to;
+    let this_month = month_start(end);
+    let prev = this_month
+        .checked_sub_months(Months::new(1))
+        .unwrap_or(this_month);
+    let quarter = chrono::NaiveDate::from_ymd_opt(end.year(), (end.month0() / 3) * 3 + 1, 1)
+        .unwrap_or(this_month);
+    let year = chrono::NaiveDate::from_ymd_opt(end.year(), 1, 1).unwrap_or(this_month);
+    let twelve = this_month
+        .checked_sub_months(Months::new(11))
+        .unwrap_or(this_month);
+    let presets = [
+        ("Месяц", this_month, month_end(end)),
+        ("Прошлый месяц", prev, month_end(prev)),
+        (
+            "Квартал",
+            quarter,
+            month_end(
+                quarter
+                    .checked_add_months(Months::new(2))
+                    .unwrap_or(quarter),
+            ),
+        ),
+        (
+            "Год",
+            year,
+            chrono::NaiveDate::from_ymd_opt(end.year(), 12, 31).unwrap_or(end),
+        ),
+        ("12 месяцев", twelve, month_end(end)),
+    ]
+    .into_iter()
+    .map(|(label, f, t)| Link {
+        label: label.into(),
+        href: with_period(f, t),
+    })
+    .collect();
+    let pickers = names
+        .filters
+        .iter()
+        .filter_map(|f| {
+            let labels = names.labels.get(f)?;
+            let mut options: Vec<Pair> = labels
+                .iter()
+                .map(|(id, label)| Pair {
+                    label: label.clone(),
+                    value: id.clone(),
+                })
+                .collect();
+            options.sort_by(|a, b| a.label.cmp(&b.label));
+            let selected = p
+                .filters
+                .get(f)
+                .map(|vs| vs.iter().map(|v| v.to_string()).collect())
+                .unwrap_or_default();
+            Some(Picker {
+                name: f.clone(),
+                label: names.titles.get(f).cloned().unwrap_or_else(|| f.clone()),
+                options,
+                selected,
+            })
+        })
+        .collect();
+    let clear = p
+        .filters
+        .iter()
+        .filter(|(_, vs)| !vs.is_empty())
+        .zip(applied)
+        .map(|((f, _), shown)| {
+            let kept: Vec<(String, String)> = all.iter().filter(|(k, _)| k != f).cloned().collect();
+            Link {
+                label: format!("{}: {}", shown.label, shown.value),
+                href: format!("?{}", join_query(&kept)),
+            }
+        })
+        .collect();
+    let sep = if query.is_empty() { "" } else { "&" };
+    Controls {
+        from: p.from.to_string(),
+        to: p.to.to_string(),
+        keep: rest
+            .iter()
+            .map(|(k, v)| Pair {
+                label: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+        presets,
+        pickers,
+        clear,
+        export: format!("/api/reports/{}?{query}{sep}format=xlsx", result.report),
+        block_export: format!("/api/reports/{}/blocks/", result.report),
+        query: format!("{query}{sep}format=xlsx"),
+    }
 }
 
 /// KPI cards of a one-row block: each measure's value, definition, and change against the

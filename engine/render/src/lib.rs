@@ -22,8 +22,12 @@ pub struct Options {
     pub data_version: Option<String>,
     /// Rows beyond this are left out of HTML tables (the page says so); xlsx has them all.
     pub max_html_rows: usize,
-    /// The page is served live: clicking a dimension value re-runs it with that filter.
+    /// The page is served live: period and filter controls, export and refresh buttons,
+    /// and clicking a dimension value re-runs it with that filter.
     pub live: bool,
+    /// The run's query string as the service received it (without the output options),
+    /// for export links of a live page.
+    pub query: String,
 }
 
 impl Default for Options {
@@ -34,6 +38,7 @@ impl Default for Options {
             data_version: None,
             max_html_rows: 2000,
             live: false,
+            query: String::new(),
         }
     }
 }

@@ -28,15 +28,28 @@ pub struct RunRequest {
     pub parameters: Vec<(String, String)>,
     /// Only this block, when set.
     pub block: Option<String>,
+    /// Bytes the run's sorts, joins and aggregates may hold; beyond it the run fails with
+    /// a resources error instead of exhausting the process. None: unbounded.
+    pub memory_limit: Option<usize>,
 }
 
-/// A DataFusion session with the report language's functions for time zone `tz`.
-pub fn session(tz: Tz) -> SessionContext {
+/// A DataFusion session with the report language's functions for time zone `tz`, its
+/// operators' memory bounded by `memory_limit` bytes when given.
+pub fn session(tz: Tz, memory_limit: Option<usize>) -> SessionContext {
     let partitions = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
     let config = SessionConfig::new().with_target_partitions(partitions);
-    let ctx = SessionContext::new_with_config(config);
+    let ctx = match memory_limit {
+        Some(bytes) => {
+            let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+                .with_memory_limit(bytes, 1.0)
+                .build_arc()
+                .expect("a memory pool builds without I/O");
+            SessionContext::new_with_config_rt(config, runtime)
+        }
+        None => SessionContext::new_with_config(config),
+    };
     for udf in crate::functions::udfs(tz) {
         ctx.register_udf(udf);
     }
@@ -247,7 +260,7 @@ fn prepare<'a>(
                 })?,
         ],
     };
-    let state = session(req.params.timezone).state();
+    let state = session(req.params.timezone, req.memory_limit).state();
     Ok(Prepared {
         compiler: Compiler::new(
             catalog,
@@ -554,6 +567,7 @@ pub async fn check(catalog: &Catalog) -> Result<(), ReportError> {
             settings: vec![],
             parameters: vec![],
             block: None,
+            memory_limit: None,
         };
         collect(check_report(catalog, &empty, &req).await);
     }
@@ -570,7 +584,7 @@ pub async fn check(catalog: &Catalog) -> Result<(), ReportError> {
             let compiler = Compiler::new(
                 catalog,
                 &empty,
-                session(params.timezone).state(),
+                session(params.timezone, None).state(),
                 params.clone(),
                 bindings,
                 vec![],

@@ -74,8 +74,10 @@
     if (f) {
       var name = f.getAttribute("data-filter"), value = f.getAttribute("data-value");
       if (document.body.hasAttribute("data-live")) {
+        // Cross-filter: the same value again clears it.
         var url = new URL(window.location.href);
-        url.searchParams.set(name, value);
+        if (url.searchParams.get(name) === value) url.searchParams.delete(name);
+        else url.searchParams.set(name, value);
         window.location.href = url.toString();
         return;
       }
@@ -89,6 +91,36 @@
       }
     }
   });
+  document.addEventListener("change", function (e) {
+    var picker = e.target.closest && e.target.closest("select[data-picker]");
+    if (!picker) return;
+    var url = new URL(window.location.href);
+    if (picker.value) url.searchParams.set(picker.getAttribute("data-picker"), picker.value);
+    else url.searchParams.delete(picker.getAttribute("data-picker"));
+    window.location.href = url.toString();
+  });
+  var refresh = document.getElementById("refresh");
+  if (refresh) {
+    refresh.addEventListener("click", function () {
+      var state = document.getElementById("refresh-state");
+      refresh.disabled = true;
+      state.textContent = "…";
+      fetch("/api/refresh", { method: "POST", credentials: "same-origin" })
+        .then(function (r) { return r.json(); })
+        .then(function (j) {
+          (function poll() {
+            fetch("/api/jobs/" + j.job, { credentials: "same-origin" })
+              .then(function (r) { return r.json(); })
+              .then(function (s) {
+                state.textContent = s.progress + "% " + s.message;
+                if (s.state === "running") setTimeout(poll, 500);
+                else if (s.state === "done") window.location.reload();
+                else refresh.disabled = false;
+              });
+          })();
+        });
+    });
+  }
   document.addEventListener("keydown", function (e) {
     if (e.key === "Enter" && e.target.matches && e.target.matches("th.sortable")) sortTable(e.target);
   });

@@ -1,5 +1,5 @@
-//! Embeds the shipped report and model files into the binary, so that `svodka` works from
-//! any directory; `--reports DIR` layers a folder over them.
+//! Embeds the shipped report and model files into the crate, so that `svodka` (CLI and
+//! service) works from any directory; folders given later layer over them.
 
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -23,8 +23,16 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
 
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let reports = root.join("reports");
-    println!("cargo:rerun-if-changed=reports");
+    let reports = root
+        .join("../../reports")
+        .canonicalize()
+        .expect("the reports folder");
+    // Shown as `reports/…` in messages.
+    let base = reports
+        .parent()
+        .expect("reports has a parent")
+        .to_path_buf();
+    println!("cargo:rerun-if-changed=../../reports");
     let mut files = Vec::new();
     collect(&reports, &mut files);
     files.sort();
@@ -32,7 +40,7 @@ fn main() {
         "/// Shipped definition files: (path shown in messages, text).\npub const BUILTIN_FILES: &[(&str, &str)] = &[\n",
     );
     for f in files {
-        let shown = f.strip_prefix(&root).unwrap_or(&f).display().to_string();
+        let shown = f.strip_prefix(&base).unwrap_or(&f).display().to_string();
         writeln!(
             code,
             "    ({shown:?}, include_str!({:?})),",

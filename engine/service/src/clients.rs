@@ -1,0 +1,205 @@
+//! Client companies: `clients/<name>/client.yaml` (display name, time zone, locale, CRM
+//! portal, data connector, report settings, token hashes) with the client's own report
+//! and model files in `clients/<name>/reports/` layered over the shipped ones.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::Deserialize;
+use svodka_report::{Catalog, MemoryTables, TableSource};
+
+use crate::ServiceError;
+
+/// `client.yaml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The company's name as shown on pages.
+    pub name: String,
+    /// IANA time zone; default: the data set's, else Europe/Moscow.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// `ru` (default) or `en`.
+    #[serde(default)]
+    pub locale: Option<String>,
+    /// The CRM portal, for links; default: the data set's.
+    #[serde(default)]
+    pub portal_url: Option<String>,
+    pub data: DataConfig,
+    /// Per report: setting overrides (`forgotten: {deal_forgotten_days: 21}`).
+    #[serde(default)]
+    pub settings: BTreeMap<String, BTreeMap<String, serde_yaml::Value>>,
+    /// Months of history kept by refreshes.
+    #[serde(default = "default_retention")]
+    pub retention_months: u32,
+    /// SHA-256 (hex) of each API token of the client (`svodka token hash`).
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    /// No token needed (the demo client on loopback).
+    #[serde(default)]
+    pub open: bool,
+}
+
+fn default_retention() -> u32 {
+    24
+}
+
+/// Where a client's data comes from (`data: { csv: folder }`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// A folder in the CSV layout (relative to the client's folder).
+    pub csv: PathBuf,
+}
+
+/// The data a client's reports run on, as of one load.
+pub struct Data {
+    pub tables: MemoryTables,
+    pub info: Option<svodka_csv::DatasetInfo>,
+    /// Bumped by each refresh: part of every cache key.
+    pub version: u64,
+}
+
+/// A client as the service holds it.
+pub struct Client {
+    /// The folder name: the client's id.
+    pub id: String,
+    pub dir: PathBuf,
+    pub config: ClientConfig,
+    /// The last catalog that loaded without errors.
+    pub catalog: RwLock<Arc<Catalog>>,
+    pub data: RwLock<Arc<Data>>,
+    /// Rendered-result cache: (report, query, data version) → result.
+    pub cache: Mutex<crate::cache::Cache>,
+}
+
+impl Client {
+    /// Reads `dir/client.yaml`, the client's definitions and its data.
+    pub fn load(dir: &Path) -> Result<Client, ServiceError> {
+        let id = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let file = dir.join("client.yaml");
+        let text = std::fs::read_to_string(&file).map_err(|e| ServiceError::Config {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
+        let config: ClientConfig =
+            serde_yaml::from_str(&text).map_err(|e| ServiceError::Config {
+                file: file.clone(),
+                message: e.to_string(),
+            })?;
+        for t in &config.tokens {
+            if t.len() != 64 || !t.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(ServiceError::Config {
+                    file: file.clone(),
+                    message: "tokens: each is the SHA-256 of a token, 64 hex digits (`svodka token hash`)".into(),
+                });
+            }
+        }
+        Client::new(id, dir, config)
+    }
+
+    /// A client from its config (its folder holds `reports/` and relative data paths).
+    pub fn new(id: String, dir: &Path, config: ClientConfig) -> Result<Client, ServiceError> {
+        let catalog = load_catalog(dir)?;
+        let data = load_data(dir, &config, 1)?;
+        Ok(Client {
+            id,
+            dir: dir.to_path_buf(),
+            config,
+            catalog: RwLock::new(Arc::new(catalog)),
+            data: RwLock::new(Arc::new(data)),
+            cache: Mutex::new(crate::cache::Cache::new(64)),
+        })
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().expect("catalog lock").clone()
+    }
+
+    pub fn data(&self) -> Arc<Data> {
+        self.data.read().expect("data lock").clone()
+    }
+
+    /// The client's setting overrides of a report, as `(name, value text)`.
+    pub fn settings_of(&self, report: &str) -> Vec<(String, String)> {
+        self.config
+            .settings
+            .get(report)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        let text = match v {
+                            serde_yaml::Value::String(s) => s.clone(),
+                            other => serde_yaml::to_string(other)
+                                .unwrap_or_default()
+                                .trim()
+                                .to_string(),
+                        };
+                        (k.clone(), text)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The shipped definitions with the client's `reports/` folder over them.
+pub fn load_catalog(dir: &Path) -> Result<Catalog, ServiceError> {
+    let own = dir.join("reports");
+    let paths = if own.is_dir() { vec![own] } else { vec![] };
+    let err = |message: String| ServiceError::Definitions {
+        client: dir.display().to_string(),
+        message,
+    };
+    let catalog = svodka_sources::catalog(&paths).map_err(|e| err(e.to_string()))?;
+    // Every block compiled against empty tables, as `svodka check` does, on a thread of
+    // its own: callers may be inside the service's runtime.
+    let checked = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .map_err(|e| e.to_string())?
+                    .block_on(svodka_report::check(&catalog))
+                    .map_err(|e| e.to_string())
+            })
+            .join()
+            .unwrap_or_else(|_| Err("the definitions check stopped".into()))
+    });
+    checked.map_err(err)?;
+    Ok(catalog)
+}
+
+/// Opens the client's data and reads every table now, so that a broken file is found
+/// at load or refresh, not by the first request.
+pub fn load_data(dir: &Path, config: &ClientConfig, version: u64) -> Result<Data, ServiceError> {
+    let folder = &config.data.csv;
+    let folder = if folder.is_absolute() {
+        folder.clone()
+    } else {
+        dir.join(folder)
+    };
+    let (tables, info) =
+        svodka_sources::open_data(&folder, |_| {}).map_err(|e| ServiceError::Data {
+            client: dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+    let names: Vec<String> = svodka_schema::TABLES
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    tables.prefetch(&names).map_err(|e| ServiceError::Data {
+        client: dir.display().to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(Data {
+        tables,
+        info,
+        version,
+    })
+}

@@ -1,0 +1,262 @@
+//! `svodka serve`: the engine as an HTTP service for many client companies — the JSON,
+//! HTML and xlsx of every report, live dashboards, bearer tokens and login sessions,
+//! refresh jobs, a result cache, per-request time and memory limits, metrics.
+
+pub mod auth;
+pub mod cache;
+pub mod clients;
+pub mod query;
+mod routes;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use clients::{Client, ClientConfig};
+pub use routes::router;
+
+/// What went wrong starting or configuring the service.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// A client's `client.yaml` is unreadable or invalid.
+    #[error("{file}: {message}")]
+    Config { file: PathBuf, message: String },
+    /// A client's report or model files are invalid.
+    #[error("client {client}: definitions: {message}")]
+    Definitions { client: String, message: String },
+    /// A client's data could not be loaded.
+    #[error("client {client}: data: {message}")]
+    Data { client: String, message: String },
+    /// The clients folder is unreadable or empty.
+    #[error("{path}: {message}")]
+    Clients { path: PathBuf, message: String },
+}
+
+/// Bounds on what one request may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A report run longer than this answers 503.
+    pub timeout: Duration,
+    /// Bytes a run's sorts, joins and aggregates may hold.
+    pub memory: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_secs(120),
+            memory: 4 << 30,
+        }
+    }
+}
+
+/// A refresh job's state.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Job {
+    pub id: String,
+    pub client: String,
+    /// `running`, `done` or `failed`.
+    pub state: &'static str,
+    /// 0–100.
+    pub progress: u8,
+    pub message: String,
+    pub data_version: Option<u64>,
+}
+
+/// Request counters for `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    pub requests: Mutex<HashMap<(String, u16), u64>>,
+    pub duration_micros: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+    pub runs: AtomicU64,
+    pub rejected_heavy: AtomicU64,
+}
+
+/// The whole service state, shared by every request.
+pub struct Service {
+    pub clients: HashMap<String, Arc<Client>>,
+    pub limits: Limits,
+    pub jobs: Mutex<HashMap<String, Job>>,
+    /// Session id → client id (pages).
+    pub sessions: Mutex<HashMap<String, String>>,
+    pub metrics: Metrics,
+}
+
+impl Service {
+    /// Every `clients/<name>/client.yaml` under `config_dir`.
+    pub fn load(config_dir: &Path, limits: Limits) -> Result<Service, ServiceError> {
+        let clients_dir = config_dir.join("clients");
+        let entries = std::fs::read_dir(&clients_dir).map_err(|e| ServiceError::Clients {
+            path: clients_dir.clone(),
+            message: e.to_string(),
+        })?;
+        let mut dirs: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.join("client.yaml").is_file())
+            .collect();
+        dirs.sort();
+        if dirs.is_empty() {
+            return Err(ServiceError::Clients {
+                path: clients_dir,
+                message: "no client folder with a client.yaml".into(),
+            });
+        }
+        let clients = dirs
+            .iter()
+            .map(|d| Client::load(d).map(|c| (c.id.clone(), Arc::new(c))))
+            .collect::<Result<_, _>>()?;
+        Ok(Service::new(clients, limits))
+    }
+
+    /// One open client (no token) over a data folder: the demo.
+    pub fn demo(data: &Path, limits: Limits) -> Result<Service, ServiceError> {
+        let config = ClientConfig {
+            name: "Демо".into(),
+            timezone: None,
+            locale: None,
+            portal_url: None,
+            data: clients::DataConfig {
+                csv: data.to_path_buf(),
+            },
+            settings: Default::default(),
+            retention_months: 24,
+            tokens: vec![],
+            open: true,
+        };
+        // No client folder: definitions are the shipped ones.
+        let client = Client::new(
+            "demo".into(),
+            Path::new("/nonexistent-svodka-client"),
+            config,
+        )?;
+        Ok(Service::new(
+            HashMap::from([("demo".to_string(), Arc::new(client))]),
+            limits,
+        ))
+    }
+
+    pub fn new(clients: HashMap<String, Arc<Client>>, limits: Limits) -> Service {
+        Service {
+            clients,
+            limits,
+            jobs: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// The client a token belongs to. Every stored hash is compared, whatever matches.
+    pub fn client_of_token(&self, token: &str) -> Option<Arc<Client>> {
+        let hash = auth::hash_token(token);
+        let mut found = None;
+        for c in self.clients.values() {
+            for t in &c.config.tokens {
+                if auth::constant_time_eq(&hash, &t.to_ascii_lowercase()) && found.is_none() {
+                    found = Some(c.clone());
+                }
+            }
+        }
+        found
+    }
+
+    /// The only client, when it is open (the demo): no token needed.
+    pub fn open_client(&self) -> Option<Arc<Client>> {
+        match self.clients.values().collect::<Vec<_>>().as_slice() {
+            [only] if only.config.open => Some((*only).clone()),
+            _ => None,
+        }
+    }
+
+    /// Reloads a client's definitions and data in the background; returns the job id.
+    /// Invalid definitions or data leave the last good ones serving.
+    pub fn start_refresh(self: &Arc<Self>, client: Arc<Client>) -> String {
+        let id = auth::random_id()[..16].to_string();
+        let job = Job {
+            id: id.clone(),
+            client: client.id.clone(),
+            state: "running",
+            progress: 0,
+            message: "reloading definitions".into(),
+            data_version: None,
+        };
+        self.jobs.lock().expect("jobs").insert(id.clone(), job);
+        let service = self.clone();
+        let job_id = id.clone();
+        tokio::task::spawn_blocking(move || {
+            let update = |f: &dyn Fn(&mut Job)| {
+                if let Some(j) = service.jobs.lock().expect("jobs").get_mut(&job_id) {
+                    f(j);
+                }
+            };
+            let catalog = clients::load_catalog(&client.dir);
+            update(&|j| {
+                j.progress = 30;
+                j.message = "loading data".into();
+            });
+            let next = client.data().version + 1;
+            let data = clients::load_data(&client.dir, &client.config, next);
+            match (catalog, data) {
+                (Ok(catalog), Ok(data)) => {
+                    *client.catalog.write().expect("catalog lock") = Arc::new(catalog);
+                    *client.data.write().expect("data lock") = Arc::new(data);
+                    client.cache.lock().expect("cache").clear();
+                    update(&|j| {
+                        j.state = "done";
+                        j.progress = 100;
+                        j.message = "refreshed".into();
+                        j.data_version = Some(next);
+                    });
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    let message = format!("{e}; the previous version keeps serving");
+                    update(&|j| {
+                        j.state = "failed";
+                        j.progress = 100;
+                        j.message = message.clone();
+                    });
+                }
+            }
+        });
+        id
+    }
+}
+
+/// Serves until Ctrl-C (or SIGTERM), then finishes the requests in flight.
+pub async fn serve(
+    service: Arc<Service>,
+    listener: tokio::net::TcpListener,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(service))
+        .with_graceful_shutdown(async {
+            let ctrl_c = tokio::signal::ctrl_c();
+            #[cfg(unix)]
+            {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("a SIGTERM handler");
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = ctrl_c.await;
+        })
+        .await
+}
+
+/// Counts a finished request.
+pub(crate) fn count(metrics: &Metrics, route: &str, status: u16, micros: u64) {
+    *metrics
+        .requests
+        .lock()
+        .expect("metrics")
+        .entry((route.to_string(), status))
+        .or_default() += 1;
+    metrics.duration_micros.fetch_add(micros, Ordering::Relaxed);
+}

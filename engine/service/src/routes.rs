@@ -1,0 +1,451 @@
+//! The HTTP surface: API routes (bearer token or session cookie), pages (session cookie),
+//! health and metrics. Every handler resolves the caller to one client first; anything of
+//! another client is a 404.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Form, MatchedPath, Path, Query as RawPairs, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use svodka_report::ReportError;
+
+use crate::query::{Format, Query};
+use crate::{Client, Service};
+
+type Shared = Arc<Service>;
+type Pairs = RawPairs<Vec<(String, String)>>;
+
+const SESSION_COOKIE: &str = "svodka_session";
+
+/// All routes over the shared service state.
+pub fn router(service: Shared) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/reports", get(list_reports))
+        .route("/api/reports/{id}", get(report_api))
+        .route("/api/reports/{id}/blocks/{block}", get(block_api))
+        .route("/api/refresh", post(refresh))
+        .route("/api/jobs/{id}", get(job))
+        .route("/", get(index))
+        .route("/login", get(login_page).post(login))
+        .route("/reports/{id}", get(report_page))
+        .layer(from_fn_with_state(service.clone(), record))
+        .with_state(service)
+}
+
+async fn record(State(s): State<Shared>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let started = Instant::now();
+    let response = next.run(req).await;
+    crate::count(
+        &s.metrics,
+        &route,
+        response.status().as_u16(),
+        started.elapsed().as_micros() as u64,
+    );
+    response
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "not found")
+}
+
+/// The caller's client: the open demo client, a bearer token, or a session cookie.
+fn caller(s: &Service, headers: &HeaderMap) -> Option<Arc<Client>> {
+    if let Some(c) = s.open_client() {
+        return Some(c);
+    }
+    if let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::auth::bearer)
+    {
+        return s.client_of_token(token);
+    }
+    let session = headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| crate::auth::cookie(c, SESSION_COOKIE))?;
+    let id = s.sessions.lock().expect("sessions").get(session).cloned()?;
+    s.clients.get(&id).cloned()
+}
+
+/// Why a caller was turned away, and how to say it.
+enum Denied {
+    /// The API: 401 asking for a bearer token.
+    Api,
+    /// A page: to the login form.
+    Page,
+}
+
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        match self {
+            Denied::Api => {
+                let mut r = error(StatusCode::UNAUTHORIZED, "a bearer token is required");
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                r
+            }
+            Denied::Page => Redirect::to("/login").into_response(),
+        }
+    }
+}
+
+fn api_caller(s: &Service, headers: &HeaderMap) -> Result<Arc<Client>, Denied> {
+    caller(s, headers).ok_or(Denied::Api)
+}
+
+fn page_caller(s: &Service, headers: &HeaderMap) -> Result<Arc<Client>, Denied> {
+    caller(s, headers).ok_or(Denied::Page)
+}
+
+async fn metrics(State(s): State<Shared>) -> Response {
+    use std::fmt::Write;
+    use std::sync::atomic::Ordering::Relaxed;
+    let m = &s.metrics;
+    let mut out = String::from(
+        "# HELP svodka_requests_total HTTP requests by route and status.\n# TYPE svodka_requests_total counter\n",
+    );
+    let mut rows: Vec<_> = m
+        .requests
+        .lock()
+        .expect("metrics")
+        .clone()
+        .into_iter()
+        .collect();
+    rows.sort();
+    for ((route, status), n) in rows {
+        let _ = writeln!(
+            out,
+            "svodka_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+            route.replace('"', "'")
+        );
+    }
+    for (name, help, v) in [
+        (
+            "svodka_request_seconds_sum",
+            "Time spent answering requests.",
+            m.duration_micros.load(Relaxed) as f64 / 1e6,
+        ),
+        (
+            "svodka_cache_hits_total",
+            "Report results served from the cache.",
+            m.cache_hits.load(Relaxed) as f64,
+        ),
+        (
+            "svodka_cache_misses_total",
+            "Report results computed.",
+            m.cache_misses.load(Relaxed) as f64,
+        ),
+        (
+            "svodka_report_runs_total",
+            "Report runs started.",
+            m.runs.load(Relaxed) as f64,
+        ),
+        (
+            "svodka_rejected_heavy_total",
+            "Runs stopped by the time or memory limit.",
+            m.rejected_heavy.load(Relaxed) as f64,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+        );
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
+}
+
+async fn list_reports(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    let client = match api_caller(&s, &headers) {
+        Ok(c) => c,
+        Err(d) => return d.into_response(),
+    };
+    let catalog = client.catalog();
+    let reports: Vec<_> = catalog
+        .reports
+        .iter()
+        .map(|(id, r)| {
+            let blocks: Vec<_> = r
+                .spec
+                .blocks
+                .iter()
+                .map(|b| json!({"id": b.id, "title": b.title}))
+                .collect();
+            json!({"id": id, "title": r.spec.title, "blocks": blocks})
+        })
+        .collect();
+    Json(json!({"client": client.id, "reports": reports})).into_response()
+}
+
+async fn report_api(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawPairs(pairs): Pairs,
+) -> Response {
+    match api_caller(&s, &headers) {
+        Ok(client) => answer(&s, &client, &id, None, &pairs, Format::Json, false).await,
+        Err(d) => d.into_response(),
+    }
+}
+
+async fn block_api(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path((id, block)): Path<(String, String)>,
+    RawPairs(pairs): Pairs,
+) -> Response {
+    match api_caller(&s, &headers) {
+        Ok(client) => answer(&s, &client, &id, Some(block), &pairs, Format::Json, false).await,
+        Err(d) => d.into_response(),
+    }
+}
+
+async fn report_page(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawPairs(pairs): Pairs,
+) -> Response {
+    match page_caller(&s, &headers) {
+        Ok(client) => answer(&s, &client, &id, None, &pairs, Format::Html, true).await,
+        Err(d) => d.into_response(),
+    }
+}
+
+/// Runs (or finds in the cache) a report and writes it in the asked format.
+async fn answer(
+    s: &Service,
+    client: &Client,
+    id: &str,
+    block: Option<String>,
+    pairs: &[(String, String)],
+    default: Format,
+    live: bool,
+) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
+    let catalog = client.catalog();
+    if !catalog.reports.contains_key(id) {
+        return not_found();
+    }
+    let q = match Query::parse(pairs) {
+        Ok(q) => q,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("{}: {}", e.name, e.message),
+            );
+        }
+    };
+    let data = client.data();
+    let key = format!(
+        "{id}|{}|{}|v{}",
+        block.as_deref().unwrap_or(""),
+        q.canonical(),
+        data.version
+    );
+    let cached = client.cache.lock().expect("cache").get(&key);
+    let result = match cached {
+        Some(r) => {
+            s.metrics.cache_hits.fetch_add(1, Relaxed);
+            r
+        }
+        None => {
+            s.metrics.cache_misses.fetch_add(1, Relaxed);
+            let req = match q.request(client, id, block.clone(), Some(s.limits.memory)) {
+                Ok(r) => r,
+                Err(e) => return run_error(s, e),
+            };
+            s.metrics.runs.fetch_add(1, Relaxed);
+            let run = svodka_report::run(&catalog, &data.tables, &req);
+            let result = match tokio::time::timeout(s.limits.timeout, run).await {
+                Ok(Ok(r)) => Arc::new(r),
+                Ok(Err(e)) => return run_error(s, e),
+                Err(_) => {
+                    s.metrics.rejected_heavy.fetch_add(1, Relaxed);
+                    return error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "the report took longer than {} s; narrow the period or the filters",
+                            s.limits.timeout.as_secs()
+                        ),
+                    );
+                }
+            };
+            client.cache.lock().expect("cache").put(key, result.clone());
+            result
+        }
+    };
+    let locale = q
+        .locale
+        .or_else(|| client.config.locale.as_deref().and_then(|l| l.parse().ok()))
+        .unwrap_or_default();
+    let options = svodka_render::Options {
+        locale,
+        data_version: data.info.as_ref().map(svodka_sources::data_version),
+        live,
+        query: q.canonical(),
+        ..Default::default()
+    };
+    let rendered = match q.format.unwrap_or(default) {
+        Format::Json => svodka_render::json::report_json(&result).map(|v| Json(v).into_response()),
+        Format::Html => {
+            svodka_render::html::report_html(&result, &options).map(|h| Html(h).into_response())
+        }
+        Format::Xlsx => svodka_render::xlsx::report_xlsx(&result, &options).map(|bytes| {
+            let name = match &block {
+                Some(b) => format!("{id}-{b}.xlsx"),
+                None => format!("{id}.xlsx"),
+            };
+            (
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+                            .to_string(),
+                    ),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"{name}\""),
+                    ),
+                ],
+                bytes,
+            )
+                .into_response()
+        }),
+    };
+    rendered.unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+fn run_error(s: &Service, e: ReportError) -> Response {
+    use datafusion::error::DataFusionError;
+    match &e {
+        ReportError::BadInput { .. } => error(StatusCode::BAD_REQUEST, e.to_string()),
+        ReportError::UnknownBlock { .. } | ReportError::UnknownReport { .. } => {
+            error(StatusCode::NOT_FOUND, e.to_string())
+        }
+        ReportError::Execution { source, .. }
+            if matches!(source.find_root(), DataFusionError::ResourcesExhausted(_)) =>
+        {
+            s.metrics
+                .rejected_heavy
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the report needs more memory than a request may take: {e}"),
+            )
+        }
+        _ => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn refresh(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    let client = match api_caller(&s, &headers) {
+        Ok(c) => c,
+        Err(d) => return d.into_response(),
+    };
+    let id = s.start_refresh(client);
+    (StatusCode::ACCEPTED, Json(json!({"job": id}))).into_response()
+}
+
+async fn job(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let client = match api_caller(&s, &headers) {
+        Ok(c) => c,
+        Err(d) => return d.into_response(),
+    };
+    let job = s.jobs.lock().expect("jobs").get(&id).cloned();
+    match job {
+        Some(j) if j.client == client.id => Json(j).into_response(),
+        _ => not_found(),
+    }
+}
+
+fn escape(s: &str) -> String {
+    svodka_render::chart::xml_escape(s)
+}
+
+const PAGE_STYLE: &str = "body{font:15px system-ui,sans-serif;margin:40px auto;max-width:720px;color:#1d2433}a{color:#2f6fde}li{margin:6px 0}input{font:inherit;padding:6px;width:420px}button{font:inherit;padding:6px 14px}";
+
+async fn index(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    let client = match page_caller(&s, &headers) {
+        Ok(c) => c,
+        Err(d) => return d.into_response(),
+    };
+    let catalog = client.catalog();
+    let mut items = String::new();
+    for (id, r) in &catalog.reports {
+        items.push_str(&format!(
+            "<li><a href=\"/reports/{}\">{}</a></li>",
+            escape(id),
+            escape(&r.spec.title)
+        ));
+    }
+    Html(format!(
+        "<!DOCTYPE html><html lang=\"ru\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>Svodka — {name}</title><style>{PAGE_STYLE}</style></head><body><h1>{name}</h1><ul>{items}</ul></body></html>",
+        name = escape(&client.config.name)
+    ))
+    .into_response()
+}
+
+async fn login_page() -> Response {
+    Html(format!(
+        "<!DOCTYPE html><html lang=\"ru\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>Svodka — вход</title><style>{PAGE_STYLE}</style></head><body><h1>Вход</h1><form method=\"post\" action=\"/login\"><p><input type=\"password\" name=\"token\" placeholder=\"Токен доступа\" autofocus required></p><button type=\"submit\">Войти</button></form></body></html>"
+    ))
+    .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login(State(s): State<Shared>, Form(form): Form<LoginForm>) -> Response {
+    let Some(client) = s.client_of_token(&form.token) else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Html(
+                "<!DOCTYPE html><p>Неверный токен. <a href=\"/login\">Ещё раз</a></p>".to_string(),
+            ),
+        )
+            .into_response();
+    };
+    let session = crate::auth::random_id();
+    s.sessions
+        .lock()
+        .expect("sessions")
+        .insert(session.clone(), client.id.clone());
+    let mut r = Redirect::to("/").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&format!(
+            "{SESSION_COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/"
+        ))
+        .expect("an ASCII cookie"),
+    );
+    r
+}

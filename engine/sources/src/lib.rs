@@ -1,0 +1,153 @@
+//! Where a run's definitions and data come from, for the CLI and the service alike: the
+//! shipped reports (embedded at build time) with overlay folders over them, CSV data
+//! folders as engine tables (with a plans workbook when present), and the demo data set.
+
+use std::path::{Path, PathBuf};
+
+use svodka_csv::DatasetInfo;
+use svodka_report::catalog::{read_dir, read_file};
+use svodka_report::{Catalog, Loaded, MemoryTables, SourceFile};
+
+include!(concat!(env!("OUT_DIR"), "/builtin_reports.rs"));
+
+/// The file in a data folder that holds plans and bonus tiers, when the client keeps them
+/// in a workbook.
+pub const PLANS_WORKBOOK: &str = "plans.xlsx";
+
+/// What went wrong finding definitions or data.
+#[derive(Debug, thiserror::Error)]
+pub enum SourcesError {
+    /// A definition file or folder is unreadable or invalid.
+    #[error(transparent)]
+    Report(#[from] svodka_report::ReportError),
+    /// A CSV data file is unreadable or malformed.
+    #[error(transparent)]
+    Csv(#[from] svodka_csv::CsvError),
+    /// The plans workbook is unreadable or malformed.
+    #[error(transparent)]
+    Plans(#[from] svodka_plans_xlsx::PlansError),
+    /// The demo data set could not be written.
+    #[error("writing the demo data set to {path}: {source}")]
+    Demo {
+        path: PathBuf,
+        source: svodka_demo::DemoError,
+    },
+    /// A data folder does not exist.
+    #[error("{0}: not a folder (make one with `svodka demo --out {0}`)")]
+    NotAFolder(PathBuf),
+    /// A file-system step failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Shipped definitions, then each path (folder or file) in order; later ids replace earlier.
+pub fn catalog(paths: &[PathBuf]) -> Result<Catalog, SourcesError> {
+    Ok(Catalog::from_sources(definition_files(paths)?)?)
+}
+
+/// The files `catalog` reads.
+pub fn definition_files(paths: &[PathBuf]) -> Result<Vec<SourceFile>, SourcesError> {
+    let mut files: Vec<SourceFile> = BUILTIN_FILES
+        .iter()
+        .map(|(name, text)| SourceFile::new(*name, *text))
+        .collect();
+    for p in paths {
+        if p.is_dir() {
+            files.extend(read_dir(p)?);
+        } else {
+            files.push(read_file(p)?);
+        }
+    }
+    Ok(files)
+}
+
+/// A CSV folder as engine tables (each read on first use), with its description. `note`
+/// hears of tables whose files are absent (read as empty).
+pub fn open_data(
+    dir: &Path,
+    note: fn(&str),
+) -> Result<(MemoryTables, Option<DatasetInfo>), SourcesError> {
+    if !dir.is_dir() {
+        return Err(SourcesError::NotAFolder(dir.to_path_buf()));
+    }
+    let info = DatasetInfo::read(dir)?;
+    let owned = dir.to_path_buf();
+    let partitions = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let tables = MemoryTables::new(partitions, move |name| {
+        // A plans workbook, when present, is where plans and bonus tiers come from.
+        let workbook = owned.join(PLANS_WORKBOOK);
+        if matches!(name, "plans" | "bonus_tiers") && workbook.exists() {
+            let (plans, tiers) = svodka_plans_xlsx::read(&workbook).map_err(|e| e.to_string())?;
+            let batch = if name == "plans" { plans } else { tiers };
+            return Ok(Loaded {
+                schema: batch.schema(),
+                batches: vec![batch],
+            });
+        }
+        let t = svodka_csv::read_table(&owned, name).map_err(|e| e.to_string())?;
+        if !t.present {
+            note(&format!(
+                "{} is absent; table `{name}` is empty",
+                svodka_csv::table_path(&owned, name).display()
+            ));
+        }
+        Ok(Loaded {
+            schema: t.schema,
+            batches: t.batches,
+        })
+    });
+    Ok((tables, info))
+}
+
+/// Which data a report was computed from, as shown on its page and workbook.
+pub fn data_version(info: &DatasetInfo) -> String {
+    let mut v = format!("{}, snapshot {}", info.name, info.snapshot_date);
+    if let Some(origin) = &info.origin {
+        v.push_str(&format!(" ({origin})"));
+    }
+    v
+}
+
+/// The default demo data set, generated into the temp folder on first use; `progress`
+/// hears (done, total) while it is written.
+pub fn demo_dir(progress: &mut dyn FnMut(u64, u64)) -> Result<PathBuf, SourcesError> {
+    let config = svodka_demo::DemoConfig {
+        deals: svodka_demo::DEFAULT_DEALS,
+        seed: 42,
+    };
+    let dir = std::env::temp_dir().join(format!(
+        "svodka-demo-{}-{}-v{}",
+        config.deals,
+        config.seed,
+        env!("CARGO_PKG_VERSION")
+    ));
+    if !dir.join(svodka_csv::DATASET_FILE).exists() {
+        // Written beside, then renamed, so that an interrupted run leaves no half set.
+        let partial = dir.with_extension(format!("partial-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&partial);
+        svodka_demo::generate(&config, &partial, progress).map_err(|source| {
+            SourcesError::Demo {
+                path: partial.clone(),
+                source,
+            }
+        })?;
+        if !dir.join(svodka_csv::DATASET_FILE).exists() {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::rename(&partial, &dir).map_err(|source| SourcesError::Io {
+                what: "moving the demo data into",
+                path: dir.clone(),
+                source,
+            })?;
+        } else {
+            // Another process finished first.
+            let _ = std::fs::remove_dir_all(&partial);
+        }
+    }
+    Ok(dir)
+}

@@ -1,0 +1,543 @@
+//! `svodka serve` through its router (`Router::oneshot`) and over a real socket: tokens,
+//! client isolation on every endpoint, formats, parameter checks, cache, refresh jobs,
+//! limits, login, and a live page re-filtered by a click in Chromium.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use serde_json::Value;
+use svodka_service::{Limits, Service, auth::hash_token};
+use tower::ServiceExt;
+
+use crate::browser::Browser;
+use crate::util::{fixture, write};
+
+const PERIOD: &str = "from=2024-04-01&to=2024-04-30";
+
+/// Two clients on the fixture data: `acme` (token `tok-a`) and `beta` (token `tok-b`,
+/// with a report of its own).
+fn config() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fixture("forgotten");
+    for (name, token) in [("acme", "tok-a"), ("beta", "tok-b")] {
+        let client = dir.path().join("clients").join(name);
+        std::fs::create_dir_all(&client).unwrap();
+        write(
+            &client,
+            "client.yaml",
+            &format!(
+                "name: {name}\ndata: {{ csv: {} }}\nsettings:\n  forgotten: {{ deal_forgotten_days: 21 }}\ntokens: [{}]\n",
+                data.display(),
+                hash_token(token)
+            ),
+        );
+    }
+    write(
+        &dir.path().join("clients/beta/reports"),
+        "beta_only.yaml",
+        "report: beta_only\ntitle: Только для beta\nblocks:\n  - id: n\n    title: N\n    from: deals\n    measures:\n      n: count(*)\n",
+    );
+    dir
+}
+
+fn service(dir: &Path, limits: Limits) -> Arc<Service> {
+    Arc::new(Service::load(dir, limits).unwrap())
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn call(s: &Arc<Service>, method: &str, uri: &str, token: Option<&str>) -> Reply {
+    call_with(s, method, uri, token, None, Body::empty(), None)
+}
+
+fn call_with(
+    s: &Arc<Service>,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    cookie: Option<&str>,
+    body: Body,
+    content_type: Option<&str>,
+) -> Reply {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, c);
+    }
+    if let Some(ct) = content_type {
+        req = req.header(header::CONTENT_TYPE, ct);
+    }
+    let router = svodka_service::router(s.clone());
+    rt().block_on(async move {
+        let r = router.oneshot(req.body(body).unwrap()).await.unwrap();
+        let status = r.status();
+        let headers = r.headers().clone();
+        let body = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    })
+}
+
+#[test]
+fn no_token_no_data() {
+    let dir = config();
+    let s = service(dir.path(), Limits::default());
+    let r = call(&s, "GET", "/api/reports", None);
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers[header::WWW_AUTHENTICATE], "Bearer");
+    assert_eq!(
+        call(&s, "GET", "/api/reports", Some("wrong")).status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&s, "GET", &format!("/api/reports/forgotten?{PERIOD}"), None).status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&s, "POST", "/api/refresh", None).status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Pages send the browser to the login form.
+    let r = call(&s, "GET", "/reports/forgotten", None);
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.headers[header::LOCATION], "/login");
+    assert_eq!(call(&s, "GET", "/healthz", None).text(), "ok\n");
+}
+
+#[test]
+fn a_report_in_every_format() {
+    let dir = config();
+    let s = service(dir.path(), Limits::default());
+    let tok = Some("tok-a");
+    let r = call(&s, "GET", &format!("/api/reports/forgotten?{PERIOD}"), tok);
+    assert_eq!(r.status, StatusCode::OK);
+    let j = r.json();
+    assert_eq!(j["report"], "forgotten");
+    // The client's setting applies: deals are forgotten after 21 days, not 7.
+    assert_eq!(j["settings"]["deal_forgotten_days"], 21);
+    let totals = &j["blocks"][0]["rows"][0];
+    assert_eq!(
+        totals["forgotten_deals"], 2,
+        "deals 5 (29 days) and 7 (28 days)"
+    );
+    // A query setting overrides the client's.
+    let j = call(
+        &s,
+        "GET",
+        &format!("/api/reports/forgotten?{PERIOD}&set.deal_forgotten_days=7"),
+        tok,
+    )
+    .json();
+    assert_eq!(j["blocks"][0]["rows"][0]["forgotten_deals"], 5);
+
+    let html = call(
+        &s,
+        "GET",
+        &format!("/api/reports/forgotten?{PERIOD}&format=html"),
+        tok,
+    );
+    assert_eq!(html.status, StatusCode::OK);
+    assert!(
+        html.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(html.text().contains("<h1>Незабудка</h1>"));
+
+    let x = call(
+        &s,
+        "GET",
+        &format!("/api/reports/forgotten?{PERIOD}&format=xlsx"),
+        tok,
+    );
+    assert_eq!(x.status, StatusCode::OK);
+    assert_eq!(
+        x.headers[header::CONTENT_DISPOSITION],
+        "attachment; filename=\"forgotten.xlsx\""
+    );
+    use calamine::Reader;
+    let book = calamine::Xlsx::new(std::io::Cursor::new(x.body)).unwrap();
+    assert_eq!(book.sheet_names()[0], "Параметры");
+
+    let b = call(
+        &s,
+        "GET",
+        &format!("/api/reports/forgotten/blocks/by_department?{PERIOD}"),
+        tok,
+    )
+    .json();
+    assert_eq!(b["blocks"].as_array().unwrap().len(), 1);
+    assert_eq!(b["blocks"][0]["id"], "by_department");
+    assert_eq!(
+        call(
+            &s,
+            "GET",
+            &format!("/api/reports/forgotten/blocks/nope?{PERIOD}"),
+            tok
+        )
+        .status,
+        StatusCode::NOT_FOUND
+    );
+    let list = call(&s, "GET", "/api/reports", tok).json();
+    assert_eq!(list["reports"].as_array().unwrap().len(), 6);
+    let spec: Value = call(&s, "GET", "/api/openapi.json", None).json();
+    assert_eq!(spec["openapi"], "3.0.3");
+    assert!(spec["paths"]["/api/reports/{id}"]["get"].is_object());
+}
+
+#[test]
+fn a_client_sees_nothing_of_another() {
+    let dir = config();
+    let s = service(dir.path(), Limits::default());
+    let (a, b) = (Some("tok-a"), Some("tok-b"));
+    assert_eq!(
+        call(&s, "GET", "/api/reports/beta_only", b).status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&s, "GET", "/api/reports/beta_only", a).status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(&s, "GET", "/api/reports/beta_only/blocks/n", a).status,
+        StatusCode::NOT_FOUND
+    );
+    let ids = |t| -> Vec<String> {
+        call(&s, "GET", "/api/reports", t).json()["reports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(ids(b).contains(&"beta_only".to_string()));
+    assert!(!ids(a).contains(&"beta_only".to_string()));
+    // A job of beta is not found by acme.
+    let job = call(&s, "POST", "/api/refresh", b).json()["job"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        call(&s, "GET", &format!("/api/jobs/{job}"), a).status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(&s, "GET", &format!("/api/jobs/{job}"), b).status,
+        StatusCode::OK
+    );
+    // A session of acme does not open beta's report page.
+    let cookie = login(&s, "tok-a");
+    let r = call_with(
+        &s,
+        "GET",
+        "/reports/beta_only",
+        None,
+        Some(&cookie),
+        Body::empty(),
+        None,
+    );
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+fn login(s: &Arc<Service>, token: &str) -> String {
+    let r = call_with(
+        s,
+        "POST",
+        "/login",
+        None,
+        None,
+        Body::from(format!("token={token}")),
+        Some("application/x-www-form-urlencoded"),
+    );
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let set = r.headers[header::SET_COOKIE].to_str().unwrap().to_string();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    set.split(';').next().unwrap().to_string()
+}
+
+#[test]
+fn login_then_live_pages() {
+    let dir = config();
+    let s = service(dir.path(), Limits::default());
+    let bad = call_with(
+        &s,
+        "POST",
+        "/login",
+        None,
+        None,
+        Body::from("token=nope"),
+        Some("application/x-www-form-urlencoded"),
+    );
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    let cookie = login(&s, "tok-a");
+    let index = call_with(&s, "GET", "/", None, Some(&cookie), Body::empty(), None);
+    assert!(index.text().contains("href=\"/reports/forgotten\""));
+    let page = call_with(
+        &s,
+        "GET",
+        &format!("/reports/forgotten?{PERIOD}&department=1"),
+        None,
+        Some(&cookie),
+        Body::empty(),
+        None,
+    );
+    // Attribute values as the browser reads them.
+    let html = page.text().replace("&#x2f;", "/").replace("&amp;", "&");
+    assert!(html.contains("data-live=\"1\""));
+    // Export keeps the query; the applied filter has a link that clears it.
+    assert!(
+        html.contains(
+            "href=\"/api/reports/forgotten?from=2024-04-01&to=2024-04-30&department=1&format=xlsx\""
+        ),
+        "export link"
+    );
+    assert!(
+        html.contains("href=\"?from=2024-04-01&to=2024-04-30\""),
+        "clear link"
+    );
+    // The session cookie also opens the API (the page's export and refresh buttons).
+    let r = call_with(
+        &s,
+        "GET",
+        "/api/reports",
+        None,
+        Some(&cookie),
+        Body::empty(),
+        None,
+    );
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[test]
+fn bad_parameters_are_refused_with_their_names() {
+    let dir = config();
+    let s = service(dir.path(), Limits::default());
+    let tok = Some("tok-a");
+    for (query, expected) in [
+        ("from=2024-13-01", "from: expected a date YYYY-MM-DD"),
+        ("from=1900-01-01&to=2024-01-01", "is longer than 25 years"),
+        ("employee=1%20or%201%3D1", "employee: expected numeric ids"),
+        (
+            "employee=1';drop%20table%20deals;--",
+            "employee: expected numeric ids",
+        ),
+        ("format=pdf", "format: expected json, html or xlsx"),
+        ("set.deal_forgotten_days=-5", "deal_forgotten_days"),
+        ("set.nope=1", "nope"),
+        ("x=1", "x: unknown parameter"),
+    ] {
+        let r = call(&s, "GET", &format!("/api/reports/forgotten?{query}"), tok);
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{query}: {}", r.text());
+        let msg = r.json()["error"].as_str().unwrap().to_string();
+        assert!(msg.contains(expected), "{query}: {msg}");
+    }
+    for path in [
+        "/api/reports/..%2F..%2Fetc%2Fpasswd",
+        "/api/reports/%2e%2e",
+        "/api/reports/forgotten%00",
+    ] {
+        assert_eq!(
+            call(&s, "GET", path, tok).status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn results_are_cached_until_a_refresh_and_a_broken_definition_keeps_the_last_good() {
+    let dir = config();
+    let s = service(dir.path(), Limits::default());
+    let tok = Some("tok-b");
+    let uri = format!("/api/reports/beta_only?{PERIOD}");
+    let first = call(&s, "GET", &uri, tok).json();
+    assert_eq!(first["blocks"][0]["rows"][0]["n"], 9);
+    call(&s, "GET", &uri, tok);
+    let hits = || {
+        s.metrics
+            .cache_hits
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert_eq!(hits(), 1);
+    // A refresh reloads and clears the cache: the next request runs again.
+    let job = refresh(&s, tok);
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(job["data_version"], 2);
+    call(&s, "GET", &uri, tok);
+    assert_eq!(hits(), 1);
+    // The report file turns invalid: the refresh fails and the last good one serves.
+    write(
+        &dir.path().join("clients/beta/reports"),
+        "beta_only.yaml",
+        "report: beta_only\ntitle: X\nblocks:\n  - id: n\n    title: N\n    from: deals\n    measures:\n      n: count(nosuchcolumn)\n",
+    );
+    let job = refresh(&s, tok);
+    assert_eq!(job["state"], "failed");
+    assert!(
+        job["message"].as_str().unwrap().contains("nosuchcolumn"),
+        "{job}"
+    );
+    assert!(
+        job["message"]
+            .as_str()
+            .unwrap()
+            .contains("previous version keeps serving")
+    );
+    let again = call(&s, "GET", &uri, tok);
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.json()["blocks"][0]["rows"][0]["n"], 9);
+    let metrics = call(&s, "GET", "/metrics", None).text();
+    assert!(metrics.contains("svodka_requests_total{route=\"/api/reports/{id}\",status=\"200\"}"));
+    // The request after the failed refresh was served from the cache.
+    assert!(metrics.contains("svodka_cache_hits_total 2"));
+}
+
+fn refresh(s: &Arc<Service>, tok: Option<&str>) -> Value {
+    let r = call(s, "POST", "/api/refresh", tok);
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let id = r.json()["job"].as_str().unwrap().to_string();
+    for _ in 0..600 {
+        let j = call(s, "GET", &format!("/api/jobs/{id}"), tok).json();
+        if j["state"] != "running" {
+            return j;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the refresh did not finish");
+}
+
+#[test]
+fn a_report_over_the_limits_answers_503_and_the_service_goes_on() {
+    let dir = config();
+    let slow = service(
+        dir.path(),
+        Limits {
+            timeout: Duration::from_millis(0),
+            memory: 4 << 30,
+        },
+    );
+    let r = call(
+        &slow,
+        "GET",
+        &format!("/api/reports/sales_plan?{PERIOD}"),
+        Some("tok-a"),
+    );
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.json()["error"].as_str().unwrap().contains("longer than"));
+    assert_eq!(call(&slow, "GET", "/healthz", None).status, StatusCode::OK);
+    let small = service(
+        dir.path(),
+        Limits {
+            timeout: Duration::from_secs(120),
+            memory: 1024,
+        },
+    );
+    let r = call(
+        &small,
+        "GET",
+        &format!("/api/reports/sales_plan?{PERIOD}"),
+        Some("tok-a"),
+    );
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    assert!(r.json()["error"].as_str().unwrap().contains("more memory"));
+}
+
+/// Serves on a real loopback socket in a background thread; returns the address.
+fn serve_on_socket(s: Arc<Service>) -> std::net::SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        rt().block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, svodka_service::router(s))
+                .await
+                .unwrap();
+        })
+    });
+    rx.recv().unwrap()
+}
+
+#[test]
+fn over_a_real_socket() {
+    use std::io::{Read, Write};
+    let dir = config();
+    let addr = serve_on_socket(service(dir.path(), Limits::default()));
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET /api/reports/forgotten?{PERIOD} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer tok-a\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    let body = &response[response.find("\r\n\r\n").unwrap() + 4..];
+    let j: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(j["blocks"][0]["id"], "totals");
+}
+
+#[test]
+fn clicking_an_employee_refilters_the_live_page_and_again_clears_it() {
+    let s = Arc::new(Service::demo(&fixture("forgotten"), Limits::default()).unwrap());
+    let addr = serve_on_socket(s);
+    let mut b = Browser::start();
+    b.open_url(&format!("http://{addr}/reports/forgotten?{PERIOD}"));
+    assert_eq!(b.errors(), Vec::<String>::new());
+    let rows = |b: &mut Browser| {
+        b.eval("document.querySelectorAll('#block-by_employee tbody tr.row').length")
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(rows(&mut b), 4);
+    b.click("#block-by_employee td[data-filter=employee][data-value='1'] span");
+    b.wait_load();
+    let url = b.eval("location.search").as_str().unwrap().to_string();
+    assert!(url.contains("employee=1"), "{url}");
+    assert_eq!(rows(&mut b), 1);
+    let chips = b.eval("document.querySelector('#filters').textContent.trim()");
+    assert_eq!(chips, "Сотрудник: Анна (1)");
+    // The same value again clears the filter.
+    b.click("#block-by_employee td[data-filter=employee][data-value='1'] span");
+    b.wait_load();
+    let url = b.eval("location.search").as_str().unwrap().to_string();
+    assert!(!url.contains("employee"), "{url}");
+    assert_eq!(rows(&mut b), 4);
+    assert_eq!(b.errors(), Vec::<String>::new());
+}
