@@ -7,26 +7,17 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::browser::Browser;
-use crate::util::{block, fixture, fixture_copy, ok, root, run_on_fixture, write};
+use crate::util::{block, fixture, fixture_copy, ok, root, run_args, run_on_fixture, write};
 
 /// Renders `report` on the fixture (April 2024) as HTML into `dir`.
 fn page(report: &str, data: &Path, reports: Option<&Path>, dir: &Path) -> PathBuf {
     let out = dir.join(format!("{report}.html"));
-    let mut args = vec![
-        "run",
-        report,
-        "--data",
-        data.to_str().unwrap(),
-        "--from",
-        "2024-04-01",
-        "--to",
-        "2024-04-30",
-        "--out",
-        out.to_str().unwrap(),
-    ];
+    let mut args = run_args(report, data, "2024-04-01", "2024-04-30");
+    args.extend(["--out".to_string(), out.to_str().unwrap().to_string()]);
     if let Some(r) = reports {
-        args.extend(["--reports", r.to_str().unwrap()]);
+        args.extend(["--reports".to_string(), r.to_str().unwrap().to_string()]);
     }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     ok(&args);
     out
 }

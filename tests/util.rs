@@ -115,8 +115,17 @@ pub fn run_on_fixture(
     to: &str,
     extra: &[&str],
 ) -> Value {
-    let data = fixture("forgotten");
-    let mut args = vec![
+    let mut args = run_args(report, &fixture("forgotten"), from, to);
+    if let Some(dir) = reports {
+        args.extend(["--reports".to_string(), dir.to_str().unwrap().to_string()]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    json(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// `run REPORT --data DATA --from FROM --to TO`, to extend with more arguments.
+pub fn run_args(report: &str, data: &Path, from: &str, to: &str) -> Vec<String> {
+    [
         "run",
         report,
         "--data",
@@ -125,12 +134,10 @@ pub fn run_on_fixture(
         from,
         "--to",
         to,
-    ];
-    if let Some(dir) = reports {
-        args.extend(["--reports", dir.to_str().unwrap()]);
-    }
-    args.extend_from_slice(extra);
-    json(&args)
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 /// `svodka run REPORT` on the `forgotten` fixture with `extra` arguments, expected to

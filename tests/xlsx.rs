@@ -6,23 +6,14 @@ use std::path::{Path, PathBuf};
 
 use calamine::{Data, DataType, Reader, Xlsx, open_workbook};
 
-use crate::util::{block, fixture, fixture_copy, ok, run_on_fixture, write};
+use crate::util::{block, fixture, fixture_copy, ok, run_args, run_on_fixture, write};
 
 fn workbook(report: &str, data: &Path, extra: &[&str], dir: &Path) -> PathBuf {
     let out = dir.join(format!("{report}.xlsx"));
-    let mut args = vec![
-        "run",
-        report,
-        "--data",
-        data.to_str().unwrap(),
-        "--from",
-        "2024-04-01",
-        "--to",
-        "2024-04-30",
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
+    let mut args = run_args(report, data, "2024-04-01", "2024-04-30");
+    args.extend(["--out".to_string(), out.to_str().unwrap().to_string()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     ok(&args);
     out
 }

@@ -698,20 +698,14 @@ fn child_cells(
     child: &[Cell],
     locale: Locale,
 ) -> Vec<CellView> {
-    let dims: Vec<String> = level
-        .columns
-        .iter()
-        .zip(child)
-        .filter(|(c, _)| c.dimension && !c.name.ends_with("_id"))
-        .map(|(c, v)| locale.label(v, c.ty))
-        .collect();
+    let label = level.label(child, locale);
     visible
         .iter()
         .map(|&i| {
             let c = &t.columns[i];
             if Some(i) == first_dim {
                 return CellView {
-                    text: dims.join(" · "),
+                    text: label.clone(),
                     indent: true,
                     ..CellView::default()
                 };

@@ -30,6 +30,20 @@ pub struct Level {
     pub columns: Vec<ColumnMeta>,
 }
 
+impl Level {
+    /// What names a child row under its parent: its own dimensions (names, not ids),
+    /// joined — `Иванов · Общая`.
+    pub fn label(&self, cells: &[Cell], locale: crate::format::Locale) -> String {
+        self.columns
+            .iter()
+            .zip(cells)
+            .filter(|(c, _)| c.dimension && !c.name.ends_with("_id"))
+            .map(|(c, v)| locale.label(v, c.ty))
+            .collect::<Vec<_>>()
+            .join(" · ")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Row {
     pub cells: Vec<Cell>,

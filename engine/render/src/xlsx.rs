@@ -375,20 +375,9 @@ fn block_sheet(
         let first_child = r;
         for (level, rows) in t.levels.iter().zip(&row.children) {
             for child in rows {
-                let dims: Vec<String> = level
-                    .columns
-                    .iter()
-                    .zip(child)
-                    .filter(|(c, _)| c.dimension && !c.name.ends_with("_id"))
-                    .map(|(c, v)| locale.cell(v, c.ty))
-                    .collect();
+                let label = level.label(child, locale);
                 if let Some(d) = first_dim {
-                    sheet.write_string_with_format(
-                        r,
-                        d as u16,
-                        clip(&dims.join(" · ")),
-                        &f.child_label,
-                    )?;
+                    sheet.write_string_with_format(r, d as u16, clip(&label), &f.child_label)?;
                 }
                 for (i, c) in cols.iter().enumerate() {
                     if c.dimension {
