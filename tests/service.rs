@@ -539,5 +539,149 @@ fn clicking_an_employee_refilters_the_live_page_and_again_clears_it() {
     let url = b.eval("location.search").as_str().unwrap().to_string();
     assert!(!url.contains("employee"), "{url}");
     assert_eq!(rows(&mut b), 4);
+    // The slider makes the period the 3 months ending with April.
+    b.eval("(() => { const m = document.getElementById('months'); m.value = 3; m.dispatchEvent(new Event('change', {bubbles: true})); })()");
+    b.wait_load();
+    let period = b.eval("document.getElementById('period').textContent");
+    assert_eq!(period, "01.02.2024 — 30.04.2024");
+    // Refresh: the button starts a job, shows its progress and reloads when it is done.
+    b.click("#refresh");
+    b.wait_load();
     assert_eq!(b.errors(), Vec::<String>::new());
+}
+
+#[test]
+fn shutdown_finishes_the_requests_in_flight() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = config();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_svodka"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--config"])
+        .arg(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr: std::net::SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("{line}"))
+        .parse()
+        .unwrap();
+    let request = std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET /api/reports/sales_plan?from=2020-01-01&to=2024-12-31&param.grain=month&format=xlsx HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok-a\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = Vec::new();
+        s.read_to_end(&mut response).unwrap();
+        String::from_utf8_lossy(&response[..12]).to_string()
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(request.join().unwrap(), "HTTP/1.1 200");
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn client_check_and_effective_settings_on_the_command_line() {
+    let dir = config();
+    let cfg = dir.path().to_str().unwrap();
+    let out = crate::util::ok(&["check", "--config", cfg, "--client", "beta"]);
+    assert!(out.starts_with("ok: client beta: 7 reports"), "{out}");
+    let out = crate::util::ok(&["client", "effective", "acme", "--config", cfg]);
+    assert!(out.contains("forgotten\n"), "{out}");
+    assert!(
+        out.contains("  deal_forgotten_days = 21  (client)\n"),
+        "{out}"
+    );
+    assert!(out.contains("  lead_forgotten_days = 3\n"), "{out}");
+    // A bad override is refused with the file and the setting.
+    write(
+        &dir.path().join("clients/acme"),
+        "client.yaml",
+        &format!(
+            "name: acme\ndata: {{ csv: {} }}\nsettings:\n  forgotten: {{ deal_forgotten_days: 0 }}\n",
+            fixture("forgotten").display()
+        ),
+    );
+    let err = crate::util::fails(&["check", "--config", cfg, "--client", "acme"]);
+    assert!(err.contains("clients/acme/client.yaml"), "{err}");
+    assert!(
+        err.contains("settings of report `forgotten`: setting `deal_forgotten_days`: 0 is below the minimum 1"),
+        "{err}"
+    );
+    write(
+        &dir.path().join("clients/acme"),
+        "client.yaml",
+        &format!(
+            "name: acme\ndata: {{ csv: {} }}\nsettings:\n  forgoten: {{ deal_forgotten_days: 5 }}\n",
+            fixture("forgotten").display()
+        ),
+    );
+    let err = crate::util::fails(&["check", "--config", cfg, "--client", "acme"]);
+    assert!(
+        err.contains("unknown report `forgoten`, did you mean `forgotten`?"),
+        "{err}"
+    );
+    let err = crate::util::fails(&["check", "--config", cfg, "--client", "../x"]);
+    assert!(err.contains("a client is named by its folder"), "{err}");
+}
+
+#[test]
+fn two_hundred_concurrent_mixed_requests_on_loopback() {
+    use std::io::{Read, Write};
+    let dir = config();
+    let addr = serve_on_socket(service(dir.path(), Limits::default()));
+    let paths: Vec<(String, &str, u16)> = vec![
+        (format!("/api/reports/forgotten?{PERIOD}"), "tok-a", 200),
+        (
+            format!("/api/reports/sales_plan?{PERIOD}&format=html"),
+            "tok-a",
+            200,
+        ),
+        (
+            format!("/api/reports/marketing?{PERIOD}&format=xlsx"),
+            "tok-b",
+            200,
+        ),
+        (
+            format!("/api/reports/forgotten/blocks/by_employee?{PERIOD}"),
+            "tok-b",
+            200,
+        ),
+        ("/api/reports".to_string(), "tok-a", 200),
+        ("/api/reports/beta_only".to_string(), "tok-a", 404),
+        ("/api/reports/forgotten?from=nope".to_string(), "tok-b", 400),
+        ("/healthz".to_string(), "", 200),
+    ];
+    let handles: Vec<_> = (0..200)
+        .map(|i| {
+            let (path, token, expected) = paths[i % paths.len()].clone();
+            std::thread::spawn(move || {
+                let mut stream = std::net::TcpStream::connect(addr).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(300)))
+                    .unwrap();
+                write!(
+                    stream,
+                    "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+                )
+                .unwrap();
+                let mut response = Vec::new();
+                stream.read_to_end(&mut response).unwrap();
+                let head = String::from_utf8_lossy(&response[..12.min(response.len())]).to_string();
+                (path, expected, head)
+            })
+        })
+        .collect();
+    for h in handles {
+        let (path, expected, head) = h.join().unwrap();
+        assert_eq!(head, format!("HTTP/1.1 {expected}"), "{path}");
+    }
 }

@@ -42,6 +42,9 @@ enum Command {
     /// API tokens of clients.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Clients of the service.
+    #[command(subcommand)]
+    Client(ClientCommand),
 }
 
 #[derive(Args)]
@@ -194,6 +197,24 @@ struct ExplainArgs {
 struct CheckArgs {
     /// Files or folders to check (layered over the shipped reports); none: the shipped ones.
     paths: Vec<PathBuf>,
+    /// Check a client of the service instead: its client.yaml, its reports over the
+    /// shipped ones, its settings and its data.
+    #[arg(long, conflicts_with = "paths")]
+    client: Option<String>,
+    /// The service folder holding `clients/` (with --client).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Print every report's effective settings for a client (and which the client set).
+    Effective {
+        name: String,
+        /// The service folder holding `clients/`.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -240,6 +261,9 @@ async fn main() {
                 svodka_service::auth::hash_token(&token)
             );
             Ok(())
+        }
+        Command::Client(ClientCommand::Effective { name, config }) => {
+            client_effective(&config, &name)
         }
         Command::Token(TokenCommand::Hash { token }) => {
             println!("{}", svodka_service::auth::hash_token(&token));
@@ -454,7 +478,47 @@ fn plan_template(a: TemplateArgs) -> Result<()> {
     Ok(())
 }
 
+/// A client of the service, loaded and checked as `serve` would.
+fn load_client(config: &std::path::Path, name: &str) -> Result<svodka_service::Client> {
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        bail!("--client {name:?}: a client is named by its folder under clients/");
+    }
+    Ok(svodka_service::Client::load(
+        &config.join("clients").join(name),
+    )?)
+}
+
+fn client_effective(config: &std::path::Path, name: &str) -> Result<()> {
+    let client = load_client(config, name)?;
+    for r in client.effective_settings()? {
+        println!("{}", r.report);
+        for s in r.settings {
+            let mark = if s.from_client { "  (client)" } else { "" };
+            println!("  {} = {}{mark}", s.name, s.value);
+        }
+    }
+    Ok(())
+}
+
 async fn check(a: CheckArgs) -> Result<()> {
+    if let Some(name) = &a.client {
+        let config = a.config.clone();
+        let name = name.clone();
+        // Loading checks definitions on a runtime of its own: off this one's threads.
+        let client = tokio::task::spawn_blocking(move || load_client(&config, &name)).await??;
+        let data = client.data();
+        println!(
+            "ok: client {}: {} reports, {} models, data {}",
+            client.id,
+            client.catalog().reports.len(),
+            client.catalog().models.len(),
+            data.info
+                .as_ref()
+                .map(svodka_sources::data_version)
+                .unwrap_or_else(|| "without dataset.yaml".into())
+        );
+        return Ok(());
+    }
     let (catalog, mut problems) =
         svodka_report::Catalog::from_sources_lenient(svodka_sources::definition_files(&a.paths)?);
     match svodka_report::check(&catalog).await {

@@ -45,6 +45,8 @@ struct Picker {
 struct Controls {
     from: String,
     to: String,
+    /// Whole months the period spans (the slider's position).
+    months: i32,
     /// The query's other pairs, kept by the period form.
     keep: Vec<Pair>,
     presets: Vec<Link>,
@@ -383,6 +385,9 @@ fn controls(result: &ReportResult, query: &str, names: &FilterNames, applied: &[
     Controls {
         from: p.from.to_string(),
         to: p.to.to_string(),
+        months: ((p.to.year() - p.from.year()) * 12 + p.to.month() as i32 - p.from.month() as i32
+            + 1)
+        .max(1),
         keep: rest
             .iter()
             .map(|(k, v)| Pair {

@@ -106,6 +106,7 @@ impl Client {
     /// A client from its config (its folder holds `reports/` and relative data paths).
     pub fn new(id: String, dir: &Path, config: ClientConfig) -> Result<Client, ServiceError> {
         let catalog = load_catalog(dir)?;
+        effective_settings(&catalog, &config, dir)?;
         let data = load_data(dir, &config, 1)?;
         Ok(Client {
             id,
@@ -115,6 +116,11 @@ impl Client {
             data: RwLock::new(Arc::new(data)),
             cache: Mutex::new(crate::cache::Cache::new(64)),
         })
+    }
+
+    /// Every report's settings with the client's overrides applied.
+    pub fn effective_settings(&self) -> Result<Vec<ReportSettings>, ServiceError> {
+        effective_settings(&self.catalog(), &self.config, &self.dir)
     }
 
     pub fn catalog(&self) -> Arc<Catalog> {
@@ -127,25 +133,91 @@ impl Client {
 
     /// The client's setting overrides of a report, as `(name, value text)`.
     pub fn settings_of(&self, report: &str) -> Vec<(String, String)> {
-        self.config
-            .settings
-            .get(report)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| {
-                        let text = match v {
-                            serde_yaml::Value::String(s) => s.clone(),
-                            other => serde_yaml::to_string(other)
-                                .unwrap_or_default()
-                                .trim()
-                                .to_string(),
-                        };
-                        (k.clone(), text)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        settings_text(&self.config, report)
     }
+}
+
+/// One setting as a client's report sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EffectiveSetting {
+    pub name: String,
+    pub value: String,
+    /// Set by the client's `settings:` rather than the report's default.
+    pub from_client: bool,
+}
+
+/// A report's effective settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportSettings {
+    pub report: String,
+    pub settings: Vec<EffectiveSetting>,
+}
+
+/// The settings of every report with the client's overrides applied; an override of an
+/// unknown report or setting, or a value out of type or bounds, is an error naming both.
+pub fn effective_settings(
+    catalog: &Catalog,
+    config: &ClientConfig,
+    dir: &Path,
+) -> Result<Vec<ReportSettings>, ServiceError> {
+    let file = dir.join("client.yaml");
+    let bad = |message: String| ServiceError::Config {
+        file: file.clone(),
+        message,
+    };
+    for report in config.settings.keys() {
+        if !catalog.reports.contains_key(report) {
+            return Err(bad(format!(
+                "settings: unknown report `{report}`{}",
+                svodka_report::error::did_you_mean(
+                    report,
+                    catalog.reports.keys().map(String::as_str)
+                )
+            )));
+        }
+    }
+    let mut out = Vec::new();
+    for (id, report) in &catalog.reports {
+        let declared =
+            svodka_report::settings_of(catalog, report).map_err(|e| bad(e.to_string()))?;
+        let overrides = settings_text(config, id);
+        let values = svodka_report::run::setting_values(&declared, &overrides)
+            .map_err(|e| bad(format!("settings of report `{id}`: {e}")))?;
+        out.push(ReportSettings {
+            report: id.clone(),
+            settings: values
+                .into_iter()
+                .map(|(name, v)| EffectiveSetting {
+                    from_client: overrides.iter().any(|(k, _)| *k == name),
+                    name,
+                    value: v.to_string(),
+                })
+                .collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// The client's overrides of a report's settings as `(name, value text)`.
+fn settings_text(config: &ClientConfig, report: &str) -> Vec<(String, String)> {
+    config
+        .settings
+        .get(report)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    let text = match v {
+                        serde_yaml::Value::String(s) => s.clone(),
+                        other => serde_yaml::to_string(other)
+                            .unwrap_or_default()
+                            .trim()
+                            .to_string(),
+                    };
+                    (k.clone(), text)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The shipped definitions with the client's `reports/` folder over them.

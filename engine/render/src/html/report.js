@@ -99,6 +99,21 @@
     else url.searchParams.delete(picker.getAttribute("data-picker"));
     window.location.href = url.toString();
   });
+  // The slider: the period becomes the N whole months ending with the period's last month.
+  var months = document.getElementById("months");
+  if (months) {
+    months.addEventListener("change", function () {
+      var end = months.getAttribute("data-end").split("-").map(Number);
+      var last = new Date(Date.UTC(end[0], end[1], 0));
+      var first = new Date(Date.UTC(end[0], end[1] - Number(months.value), 1));
+      var iso = function (d) { return d.toISOString().slice(0, 10); };
+      var url = new URL(window.location.href);
+      url.searchParams.set("from", iso(first));
+      url.searchParams.set("to", iso(last));
+      url.searchParams.delete("as_of");
+      window.location.href = url.toString();
+    });
+  }
   var refresh = document.getElementById("refresh");
   if (refresh) {
     refresh.addEventListener("click", function () {
