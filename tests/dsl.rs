@@ -189,3 +189,14 @@ fn compare_is_for_one_row_blocks() {
         "{err}"
     );
 }
+
+#[test]
+fn unpivot_labels_name_output_columns() {
+    let err = check_error(&format!(
+        "{HEAD}    measures:\n      a: count(*)\n    unpivot:\n      name: m\n      rows: [a]\n      columns: {{ value: \"{{}}\" }}\n      labels: {{ valu: Значение }}\n"
+    ));
+    assert!(
+        err.contains("`valu` is not an output column of `unpivot.columns`, did you mean `value`?"),
+        "{err}"
+    );
+}

@@ -899,6 +899,15 @@ impl<'a> Compiler<'a> {
                 .error("`unpivot` needs `rows`")
                 .into());
         };
+        if let Some(k) = u.labels.keys().find(|k| !u.columns.contains_key(*k)) {
+            return Err(self
+                .block_site(report, i, &format!("unpivot.labels.{k}"), None)
+                .error(format!(
+                    "`{k}` is not an output column of `unpivot.columns`{}",
+                    did_you_mean(k, u.columns.keys().map(String::as_str))
+                ))
+                .into());
+        }
         let mut metas: Vec<ColumnMeta> = dims
             .iter()
             .filter_map(|d| columns.iter().find(|c| &c.name == d).cloned())
@@ -915,7 +924,7 @@ impl<'a> Compiler<'a> {
         for (out, pattern) in &u.columns {
             metas.push(ColumnMeta {
                 name: out.clone(),
-                label: out.clone(),
+                label: u.labels.get(out).cloned().unwrap_or_else(|| out.clone()),
                 ty: crate::spec::ValueType::Number,
                 definition: format!("the measure `{pattern}` of each row's item"),
                 description: None,

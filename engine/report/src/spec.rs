@@ -169,6 +169,9 @@ pub struct UnpivotSpec {
     pub rows: Vec<String>,
     /// Output column → measure name pattern, e.g. `previous: "{}_previous"`.
     pub columns: IndexMap<String, String>,
+    /// Output column → its human label (`current: Текущий месяц`).
+    #[serde(default)]
+    pub labels: IndexMap<String, String>,
 }
 
 /// A range lookup of a block's rows in a table, model or table setting.
