@@ -239,6 +239,32 @@ fn plus_expands_children_rows() {
     // The totals row, labelled, after the groups.
     let totals = texts(&mut b, "#block-by_department tfoot td");
     assert_eq!(totals[1], "Итого");
+
+    // KPI cards compare with March, whole; a smaller remainder of the plan is good news.
+    let plan = block(&json, "plan_fact");
+    assert_eq!(plan["previous"]["from"], "2024-03-01");
+    assert_eq!(plan["previous"]["to"], "2024-03-31");
+    let tone = |now: f64, before: f64, lower_is_better: bool| {
+        if (now - before).abs() < 0.005 {
+            "flat"
+        } else if (now > before) != lower_is_better {
+            "good"
+        } else {
+            "bad"
+        }
+    };
+    for (column, lower) in [("fact", false), ("remaining", true)] {
+        let now = plan["rows"][0][column].as_f64().unwrap();
+        let before = plan["previous"]["row"][column].as_f64().unwrap();
+        let class = b.eval(&format!(
+            "document.querySelector('#block-plan_fact .kpi[data-column={column}] .kpi-change').className"
+        ));
+        assert_eq!(
+            class,
+            format!("kpi-change {}", tone(now, before, lower)),
+            "{column}: {now} against {before}"
+        );
+    }
 }
 
 #[test]

@@ -505,6 +505,7 @@ mod tests {
             definition: String::new(),
             description: None,
             dimension,
+            lower_is_better: false,
         };
         let d = |m| Cell::Date(chrono::NaiveDate::from_ymd_opt(2026, m, 1).unwrap());
         let row = |e: &str, m, v| Row {

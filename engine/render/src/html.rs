@@ -84,8 +84,8 @@ struct Kpi {
 #[derive(Serialize)]
 struct Change {
     text: String,
-    /// `up`, `down` or `flat`.
-    dir: &'static str,
+    /// `good`, `bad` or `flat`: up is good unless the measure says `better: lower`.
+    tone: &'static str,
     previous: String,
 }
 
@@ -415,7 +415,7 @@ fn kpis(t: &Table, scope: &str, locale: Locale) -> Vec<Kpi> {
             let change = t
                 .previous
                 .as_ref()
-                .and_then(|p| change(&row[i], &p[i], c.ty, locale));
+                .and_then(|p| change(&row[i], &p[i], c, locale));
             let mut tip = column_tip(c);
             tip.push('\n');
             tip.push_str(scope);
@@ -430,7 +430,8 @@ fn kpis(t: &Table, scope: &str, locale: Locale) -> Vec<Kpi> {
         .collect()
 }
 
-fn change(now: &Cell, before: &Cell, ty: ValueType, locale: Locale) -> Option<Change> {
+fn change(now: &Cell, before: &Cell, column: &ColumnMeta, locale: Locale) -> Option<Change> {
+    let ty = column.ty;
     let value = |c: &Cell| match c {
         Cell::Int(v) => Some(*v as f64),
         Cell::Number(v) => Some(*v),
@@ -467,9 +468,14 @@ fn change(now: &Cell, before: &Cell, ty: ValueType, locale: Locale) -> Option<Ch
     } else {
         format!("{arrow} {}", locale.value(delta, ty))
     };
+    let tone = match (dir, column.lower_is_better) {
+        ("flat", _) => "flat",
+        ("up", false) | ("down", true) => "good",
+        _ => "bad",
+    };
     Some(Change {
         text,
-        dir,
+        tone,
         previous,
     })
 }

@@ -552,6 +552,7 @@ mod big_lists {
             definition: name.into(),
             description: None,
             dimension: false,
+            lower_is_better: false,
         }
     }
 

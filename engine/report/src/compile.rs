@@ -919,6 +919,7 @@ impl<'a> Compiler<'a> {
             definition: format!("one of: {}", u.rows.join(", ")),
             description: None,
             dimension: true,
+            lower_is_better: false,
         });
         // One column holds several metrics (money, counts…): plain numbers.
         for (out, pattern) in &u.columns {
@@ -929,6 +930,7 @@ impl<'a> Compiler<'a> {
                 definition: format!("the measure `{pattern}` of each row's item"),
                 description: None,
                 dimension: false,
+                lower_is_better: false,
             });
         }
         // Keep the row order of `rows:` (the union has none of its own).
@@ -1433,6 +1435,8 @@ impl<'a> Compiler<'a> {
                 definition: def,
                 description,
                 dimension: false,
+                lower_is_better: spec.better.or(inherited.as_ref().and_then(|s| s.better))
+                    == Some(crate::spec::Better::Lower),
             });
         }
         Ok(out)

@@ -22,6 +22,8 @@ pub struct ColumnMeta {
     /// A dimension (a group key the rows are by), not a measure or a list field: its
     /// values can become filters.
     pub dimension: bool,
+    /// A decrease is good news (`better: lower`).
+    pub lower_is_better: bool,
 }
 
 /// The kinds of block.

@@ -408,6 +408,18 @@ pub struct ExprSpec {
     /// the `sum` of the rows' values (a bonus), or `none`.
     #[serde(default)]
     pub total: Option<TotalKind>,
+    /// Which way is good news: `higher` (default) or `lower` (forgotten deals, lost
+    /// deals, what remains of a plan). Colours the change arrows of KPI cards.
+    #[serde(default)]
+    pub better: Option<Better>,
+}
+
+/// Which direction of change is good.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Better {
+    Higher,
+    Lower,
 }
 
 /// How a measure appears in the totals row.
