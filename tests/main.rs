@@ -13,5 +13,6 @@ mod marketing;
 mod sales_dynamics;
 mod sales_plan;
 mod service;
+mod store;
 mod util;
 mod xlsx;

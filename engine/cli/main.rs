@@ -45,6 +45,30 @@ enum Command {
     /// Clients of the service.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// The snapshot store: a client's tables as Parquet, switched atomically per sync.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Write a CSV folder's tables into a new snapshot (reports then run on `--data STORE`).
+    Import {
+        /// The CSV folder.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// The store folder (created if missing).
+        #[arg(long, value_name = "DIR")]
+        store: PathBuf,
+        /// Snapshots to keep.
+        #[arg(long, default_value_t = 3)]
+        keep: usize,
+    },
+    /// Print the current snapshot: its tables, rows and origin.
+    Show {
+        #[arg(long, value_name = "DIR")]
+        store: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -265,6 +289,10 @@ async fn main() {
         Command::Client(ClientCommand::Effective { name, config }) => {
             client_effective(&config, &name)
         }
+        Command::Store(StoreCommand::Import { data, store, keep }) => {
+            store_import(&data, &store, keep)
+        }
+        Command::Store(StoreCommand::Show { store }) => store_show(&store),
         Command::Token(TokenCommand::Hash { token }) => {
             println!("{}", svodka_service::auth::hash_token(&token));
             Ok(())
@@ -486,6 +514,29 @@ fn load_client(config: &std::path::Path, name: &str) -> Result<svodka_service::C
     Ok(svodka_service::Client::load(
         &config.join("clients").join(name),
     )?)
+}
+
+fn store_import(data: &std::path::Path, store: &std::path::Path, keep: usize) -> Result<()> {
+    let started = std::time::Instant::now();
+    let snap = svodka_sources::import_folder(data, store, keep, &mut |table, rows| {
+        eprintln!("{table}: {rows} rows");
+    })?;
+    eprintln!(
+        "snapshot {} in {} ({:.1}s)",
+        snap.name,
+        store.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn store_show(store: &std::path::Path) -> Result<()> {
+    let snap = svodka_store::Store::new(store).current()?;
+    println!("snapshot {} ({})", snap.name, snap.manifest.origin);
+    for (table, rows) in &snap.manifest.tables {
+        println!("  {table}: {rows}");
+    }
+    Ok(())
 }
 
 fn client_effective(config: &std::path::Path, name: &str) -> Result<()> {

@@ -1465,6 +1465,23 @@ impl<'a> Compiler<'a> {
             }
             sort.push(SortExpr::new(column(&name), asc, nulls_first));
         }
+        // Ties are broken by the dimensions (a list's columns), so that rows come out in
+        // the same order whatever the input's order or partitioning.
+        let sorted: Vec<String> = block
+            .sort
+            .iter()
+            .filter_map(|item| parse_sort(item).ok().map(|(n, _, _)| n))
+            .collect();
+        let tie_breakers: Vec<String> = if block.columns.is_empty() {
+            block.by.names().map(str::to_string).collect()
+        } else {
+            cols.clone()
+        };
+        for name in tie_breakers {
+            if cols.contains(&name) && !sorted.contains(&name) {
+                sort.push(SortExpr::new(column(&name), true, false));
+            }
+        }
         let mut df = df;
         if !sort.is_empty() {
             df = df

@@ -1,6 +1,6 @@
 //! Where a run's definitions and data come from, for the CLI and the service alike: the
-//! shipped reports (embedded at build time) with overlay folders over them, CSV data
-//! folders as engine tables (with a plans workbook when present), and the demo data set.
+//! shipped reports (embedded at build time) with overlay folders over them, data folders
+//! (a snapshot store, or CSV with a plans workbook) as engine tables, and the demo data set.
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +26,9 @@ pub enum SourcesError {
     /// The plans workbook is unreadable or malformed.
     #[error(transparent)]
     Plans(#[from] svodka_plans_xlsx::PlansError),
+    /// The snapshot store could not be read or written.
+    #[error(transparent)]
+    Store(#[from] svodka_store::StoreError),
     /// The demo data set could not be written.
     #[error("writing the demo data set to {path}: {source}")]
     Demo {
@@ -65,8 +68,9 @@ pub fn definition_files(paths: &[PathBuf]) -> Result<Vec<SourceFile>, SourcesErr
     Ok(files)
 }
 
-/// A CSV folder as engine tables (each read on first use), with its description. `note`
-/// hears of tables whose files are absent (read as empty).
+/// A data folder as engine tables (each read on first use), with its description: a
+/// snapshot store (its current snapshot) or a CSV folder (with its plans workbook). `note`
+/// hears of CSV tables whose files are absent (read as empty).
 pub fn open_data(
     dir: &Path,
     note: fn(&str),
@@ -74,35 +78,70 @@ pub fn open_data(
     if !dir.is_dir() {
         return Err(SourcesError::NotAFolder(dir.to_path_buf()));
     }
-    let info = DatasetInfo::read(dir)?;
-    let owned = dir.to_path_buf();
     let partitions = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
+    if svodka_store::Store::is_store(dir) {
+        let snapshot = svodka_store::Store::new(dir).current()?;
+        let info = snapshot.info.clone();
+        let tables = MemoryTables::new(partitions, move |name| {
+            let (schema, batches) = snapshot.read(name).map_err(|e| e.to_string())?;
+            Ok(Loaded { schema, batches })
+        });
+        return Ok((tables, info));
+    }
+    let info = DatasetInfo::read(dir)?;
+    let owned = dir.to_path_buf();
     let tables = MemoryTables::new(partitions, move |name| {
-        // A plans workbook, when present, is where plans and bonus tiers come from.
-        let workbook = owned.join(PLANS_WORKBOOK);
-        if matches!(name, "plans" | "bonus_tiers") && workbook.exists() {
-            let (plans, tiers) = svodka_plans_xlsx::read(&workbook).map_err(|e| e.to_string())?;
-            let batch = if name == "plans" { plans } else { tiers };
-            return Ok(Loaded {
-                schema: batch.schema(),
-                batches: vec![batch],
-            });
-        }
-        let t = svodka_csv::read_table(&owned, name).map_err(|e| e.to_string())?;
-        if !t.present {
-            note(&format!(
-                "{} is absent; table `{name}` is empty",
-                svodka_csv::table_path(&owned, name).display()
-            ));
-        }
-        Ok(Loaded {
-            schema: t.schema,
-            batches: t.batches,
-        })
+        read_folder_table(&owned, name, note).map_err(|e| e.to_string())
     });
     Ok((tables, info))
+}
+
+/// One table of a CSV folder: from its plans workbook for plans and bonus tiers when the
+/// folder has one, else from its CSV file (absent: empty, and `note` hears of it).
+pub fn read_folder_table(dir: &Path, name: &str, note: fn(&str)) -> Result<Loaded, SourcesError> {
+    let workbook = dir.join(PLANS_WORKBOOK);
+    if matches!(name, "plans" | "bonus_tiers") && workbook.exists() {
+        let (plans, tiers) = svodka_plans_xlsx::read(&workbook)?;
+        let batch = if name == "plans" { plans } else { tiers };
+        return Ok(Loaded {
+            schema: batch.schema(),
+            batches: vec![batch],
+        });
+    }
+    let t = svodka_csv::read_table(dir, name)?;
+    if !t.present {
+        note(&format!(
+            "{} is absent; table `{name}` is empty",
+            svodka_csv::table_path(dir, name).display()
+        ));
+    }
+    Ok(Loaded {
+        schema: t.schema,
+        batches: t.batches,
+    })
+}
+
+/// Writes every canonical table of a CSV folder into a new snapshot of `store`, keeping
+/// the newest `keep` snapshots. `progress` hears each table and its rows.
+pub fn import_folder(
+    folder: &Path,
+    store: &Path,
+    keep: usize,
+    progress: &mut dyn FnMut(&str, u64),
+) -> Result<svodka_store::Snapshot, SourcesError> {
+    if !folder.is_dir() {
+        return Err(SourcesError::NotAFolder(folder.to_path_buf()));
+    }
+    let info = DatasetInfo::read(folder)?;
+    let mut writer = svodka_store::Store::new(store).begin("csv import")?;
+    for t in svodka_schema::TABLES {
+        let loaded = read_folder_table(folder, t.name, |_| {})?;
+        let rows = writer.table(t.name, loaded.schema, &loaded.batches)?;
+        progress(t.name, rows);
+    }
+    Ok(writer.commit(info.as_ref(), keep)?)
 }
 
 /// Which data a report was computed from, as shown on its page and workbook.

@@ -1,0 +1,296 @@
+//! The snapshot store: a client's canonical tables as Parquet files in a folder, one
+//! snapshot per sync. A snapshot is written beside the current one and switched to by
+//! renames only, so a sync that dies midway leaves the previous snapshot whole and
+//! readable; readers never see a half-written table.
+//!
+//! Layout: `CURRENT` (the current snapshot's name), `snapshots/<000042>/<table>.parquet`,
+//! `manifest.json` and `dataset.yaml` in each snapshot; `<name>.partial` while writing.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::{RecordBatch, RecordBatchReader};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+use svodka_csv::DatasetInfo;
+
+/// The file naming the current snapshot.
+pub const CURRENT: &str = "CURRENT";
+const SNAPSHOTS: &str = "snapshots";
+const MANIFEST: &str = "manifest.json";
+
+/// What went wrong reading or writing the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file-system step failed.
+    #[error("{path}: {what}: {source}")]
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    /// A Parquet file could not be written or read.
+    #[error("{path}: {message}")]
+    Parquet { path: PathBuf, message: String },
+    /// A table does not fit the canonical schema: refused before it reaches the store.
+    #[error("table `{table}`: {message}")]
+    Schema { table: String, message: String },
+    /// The store's bookkeeping (CURRENT, a manifest) is unreadable.
+    #[error("{path}: {message}")]
+    Corrupt { path: PathBuf, message: String },
+    /// The folder holds no snapshot yet.
+    #[error("{0}: no snapshot yet (write one with `svodka store import` or a sync)")]
+    Empty(PathBuf),
+}
+
+fn io<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        what,
+        source,
+    }
+}
+
+/// What a snapshot holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Table → rows.
+    pub tables: Vec<(String, u64)>,
+    /// Where the data came from (`csv import`, `bitrix24 sync`…).
+    pub origin: String,
+}
+
+/// One complete snapshot.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub name: String,
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub info: Option<DatasetInfo>,
+}
+
+impl Snapshot {
+    /// The Parquet file of a table.
+    pub fn table_path(&self, table: &str) -> PathBuf {
+        self.dir.join(format!("{table}.parquet"))
+    }
+
+    /// A table's schema and batches; a table the snapshot lacks is empty with the
+    /// canonical schema.
+    pub fn read(&self, table: &str) -> Result<(SchemaRef, Vec<RecordBatch>), StoreError> {
+        let path = self.table_path(table);
+        if !path.exists() {
+            return match svodka_schema::table(table) {
+                Some(t) => Ok((t.schema(), vec![])),
+                None => Err(StoreError::Schema {
+                    table: table.to_string(),
+                    message: format!("not in snapshot {}", self.name),
+                }),
+            };
+        }
+        let parquet = |e: datafusion::parquet::errors::ParquetError| StoreError::Parquet {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let file = std::fs::File::open(&path).map_err(io(&path, "opening"))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(parquet)?
+            .with_batch_size(64 * 1024)
+            .build()
+            .map_err(parquet)?;
+        let schema = reader.schema();
+        let batches = reader
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Parquet {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        Ok((schema, batches))
+    }
+}
+
+/// A store folder.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub dir: PathBuf,
+}
+
+impl Store {
+    pub fn new(dir: impl Into<PathBuf>) -> Store {
+        Store { dir: dir.into() }
+    }
+
+    /// True when `dir` is a store (it has a `CURRENT`).
+    pub fn is_store(dir: &Path) -> bool {
+        dir.join(CURRENT).is_file()
+    }
+
+    /// The current snapshot.
+    pub fn current(&self) -> Result<Snapshot, StoreError> {
+        let current = self.dir.join(CURRENT);
+        if !current.exists() {
+            return Err(StoreError::Empty(self.dir.clone()));
+        }
+        let name = std::fs::read_to_string(&current).map_err(io(&current, "reading"))?;
+        let name = name.trim().to_string();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_digit()) {
+            return Err(StoreError::Corrupt {
+                path: current,
+                message: format!("expected a snapshot number, found {name:?}"),
+            });
+        }
+        self.snapshot(&name)
+    }
+
+    fn snapshot(&self, name: &str) -> Result<Snapshot, StoreError> {
+        let dir = self.dir.join(SNAPSHOTS).join(name);
+        let path = dir.join(MANIFEST);
+        let text = std::fs::read_to_string(&path).map_err(io(&path, "reading"))?;
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let info = DatasetInfo::read(&dir).map_err(|e| StoreError::Corrupt {
+            path: dir.join(svodka_csv::DATASET_FILE),
+            message: e.to_string(),
+        })?;
+        Ok(Snapshot {
+            name: name.to_string(),
+            dir,
+            manifest,
+            info,
+        })
+    }
+
+    /// The complete snapshots, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<String>, StoreError> {
+        let root = self.dir.join(SNAPSHOTS);
+        if !root.exists() {
+            return Ok(vec![]);
+        }
+        let mut names: Vec<String> = std::fs::read_dir(&root)
+            .map_err(io(&root, "listing"))?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| n.chars().all(|c| c.is_ascii_digit()))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Starts a new snapshot beside the current one. Leftovers of a sync that died are
+    /// removed first.
+    pub fn begin(&self, origin: &str) -> Result<SnapshotWriter, StoreError> {
+        let root = self.dir.join(SNAPSHOTS);
+        std::fs::create_dir_all(&root).map_err(io(&root, "creating"))?;
+        for entry in std::fs::read_dir(&root)
+            .map_err(io(&root, "listing"))?
+            .flatten()
+        {
+            if entry.file_name().to_string_lossy().ends_with(".partial") {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let next = self
+            .snapshots()?
+            .last()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+            + 1;
+        let name = format!("{next:06}");
+        let dir = root.join(format!("{name}.partial"));
+        std::fs::create_dir_all(&dir).map_err(io(&dir, "creating"))?;
+        Ok(SnapshotWriter {
+            store: self.clone(),
+            name,
+            dir,
+            manifest: Manifest {
+                tables: vec![],
+                origin: origin.to_string(),
+            },
+        })
+    }
+}
+
+/// A snapshot being written: tables go into a `.partial` folder; `commit` makes it the
+/// current snapshot. Dropped without a commit, it leaves the current snapshot untouched.
+pub struct SnapshotWriter {
+    store: Store,
+    name: String,
+    dir: PathBuf,
+    manifest: Manifest,
+}
+
+impl SnapshotWriter {
+    /// Writes one table. Canonical tables are checked against their schema first.
+    pub fn table(
+        &mut self,
+        name: &str,
+        schema: SchemaRef,
+        batches: &[RecordBatch],
+    ) -> Result<u64, StoreError> {
+        if svodka_schema::table(name).is_some() {
+            let checked = svodka_schema::check_schema(name, &schema).and_then(|()| {
+                batches
+                    .iter()
+                    .try_for_each(|b| svodka_schema::check_batch(name, b))
+            });
+            checked.map_err(|e| StoreError::Schema {
+                table: name.to_string(),
+                message: e.to_string(),
+            })?;
+        }
+        let path = self.dir.join(format!("{name}.parquet"));
+        let parquet = |e: datafusion::parquet::errors::ParquetError| StoreError::Parquet {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let file = std::fs::File::create(&path).map_err(io(&path, "creating"))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).map_err(parquet)?))
+            .build();
+        let mut writer =
+            ArrowWriter::try_new(file, Arc::clone(&schema), Some(props)).map_err(parquet)?;
+        let mut rows = 0u64;
+        for b in batches {
+            writer.write(b).map_err(parquet)?;
+            rows += b.num_rows() as u64;
+        }
+        let file = writer.into_inner().map_err(parquet)?;
+        file.sync_all().map_err(io(&path, "syncing"))?;
+        self.manifest.tables.push((name.to_string(), rows));
+        Ok(rows)
+    }
+
+    /// Finishes the snapshot and makes it current; keeps the newest `keep` snapshots.
+    pub fn commit(self, info: Option<&DatasetInfo>, keep: usize) -> Result<Snapshot, StoreError> {
+        if let Some(info) = info {
+            info.write(&self.dir).map_err(|e| StoreError::Corrupt {
+                path: self.dir.join(svodka_csv::DATASET_FILE),
+                message: e.to_string(),
+            })?;
+        }
+        let manifest = self.dir.join(MANIFEST);
+        let text = serde_json::to_string_pretty(&self.manifest).expect("plain struct serialises");
+        std::fs::write(&manifest, text).map_err(io(&manifest, "writing"))?;
+        let done = self.store.dir.join(SNAPSHOTS).join(&self.name);
+        std::fs::rename(&self.dir, &done).map_err(io(&done, "renaming into"))?;
+        // CURRENT switches by a rename: readers see the old name or the new, never half.
+        let current = self.store.dir.join(CURRENT);
+        let tmp = self.store.dir.join("CURRENT.tmp");
+        std::fs::write(&tmp, format!("{}\n", self.name)).map_err(io(&tmp, "writing"))?;
+        std::fs::rename(&tmp, &current).map_err(io(&current, "renaming into"))?;
+        let all = self.store.snapshots()?;
+        for old in all.iter().take(all.len().saturating_sub(keep.max(1))) {
+            let _ = std::fs::remove_dir_all(self.store.dir.join(SNAPSHOTS).join(old));
+        }
+        self.store.snapshot(&self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests;

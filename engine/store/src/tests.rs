@@ -1,0 +1,123 @@
+use std::path::PathBuf;
+
+use arrow::compute::concat_batches;
+
+use super::*;
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/forgotten")
+}
+
+/// Every canonical table of the fixture into a new snapshot of `store`.
+fn import(store: &Store) -> Snapshot {
+    let mut w = store.begin("csv import").unwrap();
+    for t in svodka_schema::TABLES {
+        let loaded = svodka_csv::read_table(&fixture(), t.name).unwrap();
+        w.table(t.name, loaded.schema, &loaded.batches).unwrap();
+    }
+    let info = DatasetInfo::read(&fixture()).unwrap();
+    w.commit(info.as_ref(), 3).unwrap()
+}
+
+#[test]
+fn tables_come_back_equal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    let snap = import(&store);
+    assert_eq!(snap.name, "000001");
+    assert!(Store::is_store(dir.path()));
+    for t in svodka_schema::TABLES {
+        let csv = svodka_csv::read_table(&fixture(), t.name).unwrap();
+        let (schema, batches) = store.current().unwrap().read(t.name).unwrap();
+        assert_eq!(schema, csv.schema, "{}", t.name);
+        let a = concat_batches(&schema, &batches).unwrap();
+        let b = concat_batches(&csv.schema, &csv.batches).unwrap();
+        assert_eq!(a, b, "{}", t.name);
+    }
+    let deals = snap
+        .manifest
+        .tables
+        .iter()
+        .find(|(n, _)| n == "deals")
+        .unwrap();
+    assert_eq!(deals.1, 9);
+    assert_eq!(
+        snap.info.unwrap().name,
+        DatasetInfo::read(&fixture()).unwrap().unwrap().name
+    );
+}
+
+#[test]
+fn a_sync_that_dies_leaves_the_current_snapshot_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    import(&store);
+    {
+        // Half a snapshot, then the writer is gone without a commit (a killed sync).
+        let mut w = store.begin("bitrix24 sync").unwrap();
+        let users = svodka_csv::read_table(&fixture(), "users").unwrap();
+        w.table("users", users.schema, &users.batches).unwrap();
+    }
+    let current = store.current().unwrap();
+    assert_eq!(current.name, "000001");
+    assert_eq!(current.manifest.origin, "csv import");
+    assert_eq!(
+        current
+            .read("deals")
+            .unwrap()
+            .1
+            .iter()
+            .map(|b| b.num_rows())
+            .sum::<usize>(),
+        9
+    );
+    // The next sync clears the leftovers and completes.
+    let snap = import(&store);
+    assert_eq!(snap.name, "000002");
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(left.iter().all(|n| !n.ends_with(".partial")), "{left:?}");
+}
+
+#[test]
+fn old_snapshots_beyond_keep_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    for _ in 0..5 {
+        import(&store);
+    }
+    assert_eq!(store.snapshots().unwrap(), ["000003", "000004", "000005"]);
+    assert_eq!(store.current().unwrap().name, "000005");
+}
+
+#[test]
+fn a_table_of_the_wrong_shape_never_reaches_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    let mut w = store.begin("test").unwrap();
+    let users = svodka_csv::read_table(&fixture(), "users").unwrap();
+    let err = w.table("deals", users.schema, &users.batches).unwrap_err();
+    assert!(err.to_string().starts_with("table `deals`:"), "{err}");
+}
+
+#[test]
+fn bookkeeping_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    assert!(
+        store
+            .current()
+            .unwrap_err()
+            .to_string()
+            .contains("no snapshot yet")
+    );
+    std::fs::write(dir.path().join(CURRENT), "../../etc\n").unwrap();
+    let err = store.current().unwrap_err().to_string();
+    assert!(
+        err.contains("CURRENT") && err.contains("expected a snapshot number"),
+        "{err}"
+    );
+}
