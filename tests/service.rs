@@ -29,7 +29,7 @@ fn config() -> tempfile::TempDir {
             &client,
             "client.yaml",
             &format!(
-                "name: {name}\ndata: {{ csv: {} }}\nsettings:\n  forgotten: {{ deal_forgotten_days: 21 }}\ntokens: [{}]\n",
+                "name: {name}\ndata: {{ folder: {} }}\nsettings:\n  forgotten: {{ deal_forgotten_days: 21 }}\ntokens: [{}]\n",
                 data.display(),
                 hash_token(token)
             ),
@@ -606,7 +606,7 @@ fn client_check_and_effective_settings_on_the_command_line() {
         &dir.path().join("clients/acme"),
         "client.yaml",
         &format!(
-            "name: acme\ndata: {{ csv: {} }}\nsettings:\n  forgotten: {{ deal_forgotten_days: 0 }}\n",
+            "name: acme\ndata: {{ folder: {} }}\nsettings:\n  forgotten: {{ deal_forgotten_days: 0 }}\n",
             fixture("forgotten").display()
         ),
     );
@@ -620,7 +620,7 @@ fn client_check_and_effective_settings_on_the_command_line() {
         &dir.path().join("clients/acme"),
         "client.yaml",
         &format!(
-            "name: acme\ndata: {{ csv: {} }}\nsettings:\n  forgoten: {{ deal_forgotten_days: 5 }}\n",
+            "name: acme\ndata: {{ folder: {} }}\nsettings:\n  forgoten: {{ deal_forgotten_days: 5 }}\n",
             fixture("forgotten").display()
         ),
     );

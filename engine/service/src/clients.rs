@@ -45,12 +45,12 @@ fn default_retention() -> u32 {
     24
 }
 
-/// Where a client's data comes from (`data: { csv: folder }`).
+/// Where a client's data comes from (`data: { folder: path }`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// A folder in the CSV layout (relative to the client's folder).
-    pub csv: PathBuf,
+    /// A snapshot store or a folder in the CSV layout (relative to the client's folder).
+    pub folder: PathBuf,
 }
 
 /// The data a client's reports run on, as of one load.
@@ -250,7 +250,7 @@ pub fn load_catalog(dir: &Path) -> Result<Catalog, ServiceError> {
 /// Opens the client's data and reads every table now, so that a broken file is found
 /// at load or refresh, not by the first request.
 pub fn load_data(dir: &Path, config: &ClientConfig, version: u64) -> Result<Data, ServiceError> {
-    let folder = &config.data.csv;
+    let folder = &config.data.folder;
     let folder = if folder.is_absolute() {
         folder.clone()
     } else {

@@ -121,7 +121,7 @@ impl Service {
             locale: None,
             portal_url: None,
             data: clients::DataConfig {
-                csv: data.to_path_buf(),
+                folder: data.to_path_buf(),
             },
             settings: Default::default(),
             retention_months: 24,
