@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::browser::Browser;
-use crate::util::{block, fixture, fixture_copy, ok, root, run_args, run_on_fixture, write};
+use crate::util::{
+    REPORTS, block, fixture, fixture_copy, ok, root, run_args, run_on_fixture, write,
+};
 
 /// Renders `report` on the fixture (April 2024) as HTML into `dir`.
 fn page(report: &str, data: &Path, reports: Option<&Path>, dir: &Path) -> PathBuf {
@@ -141,14 +143,7 @@ fn every_report_loads_cleanly_with_its_charts() {
     let data = fixture("forgotten");
     let mut b = Browser::start();
     let mut seen_kinds = std::collections::BTreeSet::new();
-    for report in [
-        "forgotten",
-        "manager_efficiency",
-        "sales_plan",
-        "marketing",
-        "sales_dynamics",
-        "clients",
-    ] {
+    for report in REPORTS {
         let path = page(report, &data, None, dir.path());
         b.events.clear();
         clean_load(&mut b, &path);

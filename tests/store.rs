@@ -1,17 +1,10 @@
 //! The snapshot store end to end: a data folder imported into Parquet gives every report
 //! the same JSON as the CSV it came from; a broken store is named in the error.
 
-use crate::util::{fails, fixture, ok};
+use crate::util::{REPORTS, fails, fixture, ok};
 
 fn reports_equal(csv: &str, store: &str, from: &str, to: &str) {
-    for report in [
-        "forgotten",
-        "manager_efficiency",
-        "sales_plan",
-        "marketing",
-        "sales_dynamics",
-        "clients",
-    ] {
+    for report in REPORTS {
         let run = |data: &str| ok(&["run", report, "--data", data, "--from", from, "--to", to]);
         assert_eq!(run(store), run(csv), "{report}");
     }

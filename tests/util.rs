@@ -96,6 +96,16 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// The shipped reports of reports.md.
+pub const REPORTS: [&str; 6] = [
+    "forgotten",
+    "manager_efficiency",
+    "sales_plan",
+    "marketing",
+    "sales_dynamics",
+    "clients",
+];
+
 /// A writable copy of a fixture folder, to break or extend.
 pub fn fixture_copy(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

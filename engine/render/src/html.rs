@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use minijinja::{Environment, context};
 use serde::Serialize;
-use svodka_report::{BlockKind, ColumnMeta, ReportResult, ValueType};
+use svodka_report::{ColumnMeta, ReportResult, ValueType};
 
 use crate::chart::{chart_data, svg};
 use crate::format::{Locale, Word};
@@ -154,10 +154,7 @@ pub fn report_html(result: &ReportResult, options: &Options) -> Result<String, R
     );
     let mut blocks = Vec::new();
     for (block, t) in result.blocks.iter().zip(&tables) {
-        let is_kpi = block.kind == BlockKind::Table
-            && t.rows.len() == 1
-            && !t.columns.iter().any(|c| c.dimension)
-            && t.levels.is_empty();
+        let is_kpi = t.is_kpi(block.kind);
         let chart = block
             .chart
             .as_ref()
@@ -194,18 +191,11 @@ pub fn report_html(result: &ReportResult, options: &Options) -> Result<String, R
             note,
         });
     }
-    let label = |name: &str| {
-        result
-            .labels
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| name.to_string())
-    };
     let settings: Vec<Pair> = result
         .settings
         .iter()
         .map(|(n, v)| Pair {
-            label: label(n),
+            label: result.label(n).to_string(),
             value: v.to_string(),
         })
         .collect();
@@ -213,7 +203,7 @@ pub fn report_html(result: &ReportResult, options: &Options) -> Result<String, R
         .parameters
         .iter()
         .map(|(n, v)| Pair {
-            label: label(n),
+            label: result.label(n).to_string(),
             value: v.to_string(),
         })
         .collect();

@@ -52,6 +52,15 @@ pub struct Row {
 }
 
 impl Table {
+    /// One row of measures and no dimensions: shown as KPI cards (a list of measures in
+    /// a workbook), not as a table.
+    pub fn is_kpi(&self, kind: svodka_report::BlockKind) -> bool {
+        kind == svodka_report::BlockKind::Table
+            && self.rows.len() == 1
+            && !self.columns.iter().any(|c| c.dimension)
+            && self.levels.is_empty()
+    }
+
     /// The cell of `column` in `row`, if the block has that column.
     pub fn get<'a>(&self, cells: &'a [Cell], column: &str) -> Option<&'a Cell> {
         self.columns

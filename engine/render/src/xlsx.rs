@@ -48,11 +48,7 @@ pub fn report_xlsx(result: &ReportResult, options: &Options) -> Result<Vec<u8>, 
         .map_err(|e| xerr(&name, e))?;
         sheet.set_name(&name).map_err(|e| xerr(&name, e))?;
         let context = format!("sheet «{name}» (block `{}`)", block.id);
-        let one_row = block.kind == BlockKind::Table
-            && t.rows.len() == 1
-            && !t.columns.iter().any(|c| c.dimension)
-            && t.levels.is_empty();
-        let used_cols = if one_row {
+        let used_cols = if t.is_kpi(block.kind) {
             kpi_sheet(sheet, &t, locale, &formats).map_err(|e| xerr(&context, e))?
         } else {
             block_sheet(sheet, &t, locale, &formats).map_err(|e| xerr(&context, e))?
@@ -201,13 +197,6 @@ fn parameters_sheet(
     let locale = options.locale;
     sheet.set_name(name)?;
     let p = &result.params;
-    let label = |n: &str| {
-        result
-            .labels
-            .get(n)
-            .cloned()
-            .unwrap_or_else(|| n.to_string())
-    };
     let mut rows: Vec<(String, String)> = vec![
         (
             locale.word(Word::Report).into(),
@@ -235,7 +224,7 @@ fn parameters_sheet(
         ));
     }
     for (n, v) in result.parameters.iter().chain(&result.settings) {
-        rows.push((label(n), v.to_string()));
+        rows.push((result.label(n).to_string(), v.to_string()));
     }
     rows.push((
         locale.word(Word::Generated).into(),

@@ -100,6 +100,13 @@ pub struct ReportResult {
     pub timings: Vec<(String, f64)>,
 }
 
+impl ReportResult {
+    /// The human label of a setting or parameter (its name when it has none).
+    pub fn label<'a>(&'a self, name: &'a str) -> &'a str {
+        self.labels.get(name).map(String::as_str).unwrap_or(name)
+    }
+}
+
 /// The presentation type of a column from its Arrow type and name, when YAML gives none.
 pub fn infer_type(name: &str, data_type: &DataType) -> ValueType {
     match data_type {

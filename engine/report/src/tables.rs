@@ -104,18 +104,12 @@ impl TableSource for MemoryTables {
             message,
         })?;
         // Whatever the connector, a canonical table must fit the canonical schema.
-        if svodka_schema::table(name).is_some() {
-            let fits = svodka_schema::check_schema(name, &loaded.schema).and_then(|()| {
-                loaded
-                    .batches
-                    .iter()
-                    .try_for_each(|b| svodka_schema::check_batch(name, b))
-            });
-            fits.map_err(|e| ReportError::Table {
+        svodka_schema::check_table(name, &loaded.schema, &loaded.batches).map_err(|e| {
+            ReportError::Table {
                 table: name.to_string(),
                 message: e.to_string(),
-            })?;
-        }
+            }
+        })?;
         let mut partitions = vec![Vec::new(); self.partitions];
         for (i, batch) in loaded.batches.into_iter().enumerate() {
             partitions[i % self.partitions].push(batch);

@@ -305,6 +305,20 @@ pub enum SchemaError {
     },
 }
 
+/// Checks a delivered table — schema, then every batch — when `table_name` is canonical;
+/// other tables (a custom model's) pass as they are.
+pub fn check_table(
+    table_name: &str,
+    schema: &Schema,
+    batches: &[arrow::record_batch::RecordBatch],
+) -> Result<(), SchemaError> {
+    if table(table_name).is_none() {
+        return Ok(());
+    }
+    check_schema(table_name, schema)?;
+    batches.iter().try_for_each(|b| check_batch(table_name, b))
+}
+
 /// Checks a delivered schema against the canonical one: every required column present,
 /// every canonical column that is present of the canonical type. Extra columns pass (custom
 /// models may use them); missing nullable columns pass (the loader fills them with nulls).

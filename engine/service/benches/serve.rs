@@ -94,6 +94,24 @@ fn main() {
         percentile(&cached, 0.99),
         cached.len()
     );
+    // Rendering: the same cached result as HTML and xlsx (the time is the renderer's).
+    for format in ["html", "xlsx"] {
+        let path = format!("/api/reports/sales_plan?format={format}");
+        let (_, size) = get(addr, &path);
+        let mut times = Vec::new();
+        for _ in 0..50 {
+            let t = Instant::now();
+            get(addr, &path);
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "sales_plan cached as {format} ({} KB): p50 {:.1} ms, p99 {:.1} ms",
+            size / 1024,
+            percentile(&times, 0.5),
+            percentile(&times, 0.99)
+        );
+    }
     for (label, path) in [
         ("cached sales_plan JSON", "/api/reports/sales_plan"),
         (

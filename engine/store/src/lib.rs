@@ -233,17 +233,10 @@ impl SnapshotWriter {
         schema: SchemaRef,
         batches: &[RecordBatch],
     ) -> Result<u64, StoreError> {
-        if svodka_schema::table(name).is_some() {
-            let checked = svodka_schema::check_schema(name, &schema).and_then(|()| {
-                batches
-                    .iter()
-                    .try_for_each(|b| svodka_schema::check_batch(name, b))
-            });
-            checked.map_err(|e| StoreError::Schema {
-                table: name.to_string(),
-                message: e.to_string(),
-            })?;
-        }
+        svodka_schema::check_table(name, &schema, batches).map_err(|e| StoreError::Schema {
+            table: name.to_string(),
+            message: e.to_string(),
+        })?;
         let path = self.dir.join(format!("{name}.parquet"));
         let parquet = |e: datafusion::parquet::errors::ParquetError| StoreError::Parquet {
             path: path.clone(),
