@@ -92,7 +92,19 @@ pub fn chart_data(spec: &ChartSpec, t: &Table, locale: Locale) -> Option<ChartDa
     Some(ChartData {
         kind: spec.kind,
         x_label: t.columns[x].label.clone(),
-        categories: cats.iter().map(|c| locale.label(c, x_ty)).collect(),
+        categories: {
+            // Periods that all start a month read as months (`ноя 2026`).
+            use chrono::Datelike;
+            let months = cats
+                .iter()
+                .all(|c| matches!(c, Cell::Date(d) if d.day() == 1));
+            cats.iter()
+                .map(|c| match c {
+                    Cell::Date(d) if months => locale.month(*d),
+                    c => locale.label(c, x_ty),
+                })
+                .collect()
+        },
         series: series.into_iter().map(|(_, _, s)| s).collect(),
         value_type: t.columns[first_y].ty,
     })
@@ -540,7 +552,7 @@ mod tests {
             series: Some("employee".into()),
         };
         let d = chart_data(&spec, &dynamics(), Locale::Ru).unwrap();
-        assert_eq!(d.categories, ["01.10.2026", "01.11.2026", "01.12.2026"]);
+        assert_eq!(d.categories, ["окт 2026", "ноя 2026", "дек 2026"]);
         assert_eq!(d.series.len(), 2);
         assert_eq!(d.series[0].name, "A");
         assert_eq!(d.series[0].values, [None, Some(10.0), Some(7.0)]);

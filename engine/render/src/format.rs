@@ -159,6 +159,22 @@ impl Locale {
         }
     }
 
+    /// A month: `ноя 2026` (ru) or `Nov 2026` (en).
+    pub fn month(self, d: chrono::NaiveDate) -> String {
+        use chrono::Datelike;
+        const RU: [&str; 12] = [
+            "янв", "фев", "мар", "апр", "май", "июн", "июл", "авг", "сен", "окт", "ноя", "дек",
+        ];
+        const EN: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let names = match self {
+            Locale::Ru => RU,
+            Locale::En => EN,
+        };
+        format!("{} {}", names[d.month0() as usize], d.year())
+    }
+
     /// A cell as text for a column of type `ty`; empty for null.
     pub fn cell(self, cell: &Cell, ty: ValueType) -> String {
         match cell {
@@ -226,6 +242,14 @@ mod tests {
             "05.11.2026"
         );
         assert_eq!(ru.cell(&Cell::Bool(true), ValueType::Bool), "да");
+        assert_eq!(
+            ru.month(NaiveDate::from_ymd_opt(2026, 11, 1).unwrap()),
+            "ноя 2026"
+        );
+        assert_eq!(
+            Locale::En.month(NaiveDate::from_ymd_opt(2026, 5, 1).unwrap()),
+            "May 2026"
+        );
         assert_eq!(ru.cell(&Cell::Null, ValueType::Money), "");
     }
 

@@ -1,5 +1,6 @@
-//! Report results kept per client, keyed by report, canonical query and data version; the
-//! oldest entry leaves first. A refresh bumps the data version and clears the cache.
+//! Report results kept per client, keyed by report, canonical query and data version;
+//! bounded by entries and by the bytes of their Arrow batches, the least recently used
+//! leaving first. A refresh bumps the data version and clears the cache.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -7,20 +8,36 @@ use std::sync::Arc;
 use svodka_report::ReportResult;
 
 pub struct Cache {
-    capacity: usize,
-    entries: VecDeque<(String, Arc<ReportResult>)>,
+    max_entries: usize,
+    max_bytes: usize,
+    bytes: usize,
+    entries: VecDeque<(String, Arc<ReportResult>, usize)>,
+}
+
+/// The memory a result holds: its batches' buffers.
+pub fn result_bytes(r: &ReportResult) -> usize {
+    let batches = r.blocks.iter().flat_map(|b| {
+        b.batches
+            .iter()
+            .chain(b.totals.iter())
+            .chain(b.previous.iter().map(|p| &p.row))
+            .chain(b.children.iter().flat_map(|c| c.batches.iter()))
+    });
+    batches.map(|b| b.get_array_memory_size()).sum()
 }
 
 impl Cache {
-    pub fn new(capacity: usize) -> Cache {
+    pub fn new(max_entries: usize, max_bytes: usize) -> Cache {
         Cache {
-            capacity,
+            max_entries,
+            max_bytes,
+            bytes: 0,
             entries: VecDeque::new(),
         }
     }
 
     pub fn get(&mut self, key: &str) -> Option<Arc<ReportResult>> {
-        let i = self.entries.iter().position(|(k, _)| k == key)?;
+        let i = self.entries.iter().position(|(k, _, _)| k == key)?;
         // Recently used entries move to the back, so the least used leave first.
         let entry = self.entries.remove(i)?;
         let value = entry.1.clone();
@@ -28,15 +45,93 @@ impl Cache {
         Some(value)
     }
 
+    /// Keeps a result, unless it alone is larger than the whole cache.
     pub fn put(&mut self, key: String, value: Arc<ReportResult>) {
-        self.entries.retain(|(k, _)| *k != key);
-        if self.entries.len() >= self.capacity {
-            self.entries.pop_front();
+        let size = result_bytes(&value);
+        if let Some(i) = self.entries.iter().position(|(k, _, _)| *k == key)
+            && let Some((_, _, old)) = self.entries.remove(i)
+        {
+            self.bytes -= old;
         }
-        self.entries.push_back((key, value));
+        if size > self.max_bytes {
+            return;
+        }
+        while !self.entries.is_empty()
+            && (self.entries.len() >= self.max_entries || self.bytes + size > self.max_bytes)
+        {
+            if let Some((_, _, old)) = self.entries.pop_front() {
+                self.bytes -= old;
+            }
+        }
+        self.bytes += size;
+        self.entries.push_back((key, value, size));
     }
 
     pub fn clear(&mut self) {
         self.entries.clear();
+        self.bytes = 0;
+    }
+
+    /// Entries and bytes held.
+    pub fn usage(&self) -> (usize, usize) {
+        (self.entries.len(), self.bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+    use arrow::record_batch::RecordBatch;
+    use svodka_report::{BlockKind, BlockResult, RunParams};
+
+    fn result(rows: usize) -> Arc<ReportResult> {
+        let batch =
+            RecordBatch::try_from_iter([("n", Arc::new(Int64Array::from(vec![1i64; rows])) as _)])
+                .unwrap();
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        Arc::new(ReportResult {
+            report: "r".into(),
+            title: "R".into(),
+            description: None,
+            params: RunParams::resolve(Some(day), None, None, day, chrono_tz::UTC).unwrap(),
+            settings: vec![],
+            parameters: vec![],
+            labels: Default::default(),
+            blocks: vec![BlockResult {
+                id: "b".into(),
+                title: "B".into(),
+                description: None,
+                kind: BlockKind::Table,
+                columns: vec![],
+                batches: vec![batch],
+                totals: None,
+                previous: None,
+                children: vec![],
+                chart: None,
+            }],
+            filters: vec![],
+            timings: vec![],
+        })
+    }
+
+    #[test]
+    fn bounded_by_entries_and_bytes_least_recently_used_first() {
+        let one = result_bytes(&result(1000));
+        assert!(one >= 8000, "{one}");
+        let mut c = Cache::new(3, one * 2 + one / 2);
+        c.put("a".into(), result(1000));
+        c.put("b".into(), result(1000));
+        assert!(c.get("a").is_some()); // a is now the most recent
+        c.put("c".into(), result(1000)); // over the bytes: b leaves
+        assert!(c.get("b").is_none());
+        assert!(c.get("a").is_some() && c.get("c").is_some());
+        assert_eq!(c.usage(), (2, 2 * one));
+        // A result larger than the whole cache is not kept, and evicts nothing.
+        c.put("huge".into(), result(10_000));
+        assert!(c.get("huge").is_none());
+        assert_eq!(c.usage().0, 2);
+        c.clear();
+        assert_eq!(c.usage(), (0, 0));
     }
 }

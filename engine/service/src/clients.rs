@@ -11,6 +11,9 @@ use svodka_report::{Catalog, MemoryTables, TableSource};
 
 use crate::ServiceError;
 
+/// The most a client's result cache holds (Arrow buffers of cached results).
+pub const CACHE_BYTES: usize = 512 << 20;
+
 /// `client.yaml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -114,7 +117,7 @@ impl Client {
             config,
             catalog: RwLock::new(Arc::new(catalog)),
             data: RwLock::new(Arc::new(data)),
-            cache: Mutex::new(crate::cache::Cache::new(64)),
+            cache: Mutex::new(crate::cache::Cache::new(64, CACHE_BYTES)),
         })
     }
 

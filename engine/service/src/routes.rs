@@ -137,6 +137,16 @@ async fn metrics(State(s): State<Shared>) -> Response {
             route.replace('"', "'")
         );
     }
+    let mut cached = (0usize, 0usize);
+    for c in s.clients.values() {
+        let (n, b) = c.cache.lock().expect("cache").usage();
+        cached = (cached.0 + n, cached.1 + b);
+    }
+    let _ = writeln!(
+        out,
+        "# HELP svodka_cache_entries Report results held in the caches.\n# TYPE svodka_cache_entries gauge\nsvodka_cache_entries {}\n# HELP svodka_cache_bytes Bytes of Arrow buffers held in the caches.\n# TYPE svodka_cache_bytes gauge\nsvodka_cache_bytes {}",
+        cached.0, cached.1
+    );
     for (name, help, v) in [
         (
             "svodka_request_seconds_sum",
