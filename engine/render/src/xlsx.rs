@@ -563,33 +563,19 @@ mod big_lists {
         )
         .unwrap();
         let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
-        let result = ReportResult {
-            report: "big".into(),
-            title: "Большой список".into(),
-            description: None,
-            params: RunParams::resolve(Some(day), None, None, day, chrono_tz::Europe::Moscow)
-                .unwrap(),
-            settings: vec![],
-            parameters: vec![],
-            labels: Default::default(),
-            blocks: vec![BlockResult {
-                id: "deals".into(),
-                title: "Сделки".into(),
-                description: None,
-                kind: BlockKind::List,
-                columns: vec![
-                    column("id", ValueType::Id),
-                    column("title", ValueType::Text),
-                ],
-                batches: vec![batch],
-                totals: None,
-                previous: None,
-                children: vec![],
-                chart: None,
-            }],
-            filters: vec![],
-            timings: vec![],
-        };
+        let params =
+            RunParams::resolve(Some(day), None, None, day, chrono_tz::Europe::Moscow).unwrap();
+        let block = BlockResult::of_rows(
+            "deals",
+            "Сделки",
+            BlockKind::List,
+            vec![
+                column("id", ValueType::Id),
+                column("title", ValueType::Text),
+            ],
+            vec![batch],
+        );
+        let result = ReportResult::of_blocks("big", params, vec![block]);
         let bytes = report_xlsx(&result, &crate::Options::default()).unwrap();
         let mut book = Xlsx::new(Cursor::new(bytes)).unwrap();
         let range = book.worksheet_range("Сделки").unwrap();

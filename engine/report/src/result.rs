@@ -54,6 +54,28 @@ pub struct BlockResult {
 }
 
 impl BlockResult {
+    /// A block of rows with nothing else (no totals, comparison, children or chart).
+    pub fn of_rows(
+        id: &str,
+        title: &str,
+        kind: BlockKind,
+        columns: Vec<ColumnMeta>,
+        batches: Vec<RecordBatch>,
+    ) -> BlockResult {
+        BlockResult {
+            id: id.to_string(),
+            title: title.to_string(),
+            description: None,
+            kind,
+            columns,
+            batches,
+            totals: None,
+            previous: None,
+            children: vec![],
+            chart: None,
+        }
+    }
+
     pub fn row_count(&self) -> usize {
         self.batches.iter().map(|b| b.num_rows()).sum()
     }
@@ -101,6 +123,22 @@ pub struct ReportResult {
 }
 
 impl ReportResult {
+    /// A result of these blocks with no settings, parameters or filters.
+    pub fn of_blocks(report: &str, params: RunParams, blocks: Vec<BlockResult>) -> ReportResult {
+        ReportResult {
+            report: report.to_string(),
+            title: report.to_string(),
+            description: None,
+            params,
+            settings: vec![],
+            parameters: vec![],
+            labels: Default::default(),
+            blocks,
+            filters: vec![],
+            timings: vec![],
+        }
+    }
+
     /// The human label of a setting or parameter (its name when it has none).
     pub fn label<'a>(&'a self, name: &'a str) -> &'a str {
         self.labels.get(name).map(String::as_str).unwrap_or(name)

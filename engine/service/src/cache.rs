@@ -90,29 +90,9 @@ mod tests {
             RecordBatch::try_from_iter([("n", Arc::new(Int64Array::from(vec![1i64; rows])) as _)])
                 .unwrap();
         let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
-        Arc::new(ReportResult {
-            report: "r".into(),
-            title: "R".into(),
-            description: None,
-            params: RunParams::resolve(Some(day), None, None, day, chrono_tz::UTC).unwrap(),
-            settings: vec![],
-            parameters: vec![],
-            labels: Default::default(),
-            blocks: vec![BlockResult {
-                id: "b".into(),
-                title: "B".into(),
-                description: None,
-                kind: BlockKind::Table,
-                columns: vec![],
-                batches: vec![batch],
-                totals: None,
-                previous: None,
-                children: vec![],
-                chart: None,
-            }],
-            filters: vec![],
-            timings: vec![],
-        })
+        let params = RunParams::resolve(Some(day), None, None, day, chrono_tz::UTC).unwrap();
+        let block = BlockResult::of_rows("b", "B", BlockKind::Table, vec![], vec![batch]);
+        Arc::new(ReportResult::of_blocks("r", params, vec![block]))
     }
 
     #[test]
