@@ -11,15 +11,15 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, StringBuilder};
+use arrow::array::ArrayRef;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use svodka_schema::{Column, Table};
 
-use crate::parse::ColumnBuilder;
 pub use crate::parse::{
     parse_bool, parse_date, parse_float, parse_int, parse_money, parse_timestamp,
 };
+use svodka_schema::ColumnBuilder;
 
 /// Rows per record batch: large enough to amortise per-batch work, small enough to let
 /// DataFusion spread a big table across partitions.
@@ -166,7 +166,7 @@ pub fn read_from<R: Read>(
                 Some(i) => record.get(i).unwrap_or_default(),
                 None => b"",
             };
-            builder.push(raw).map_err(|problem| CsvError::BadValue {
+            parse::push(builder, raw).map_err(|problem| CsvError::BadValue {
                 file: path.to_path_buf(),
                 line,
                 column: slot.name.clone(),
@@ -251,7 +251,8 @@ impl ColumnPlan {
             .iter()
             .map(|s| match &s.column {
                 Some(c) => ColumnBuilder::new(c.ty, c.nullable),
-                None => ColumnBuilder::Extra(StringBuilder::new()),
+                // A non-canonical column, kept as nullable text.
+                None => ColumnBuilder::new(svodka_schema::ColumnType::Text, true),
             })
             .collect()
     }

@@ -1,116 +1,24 @@
-//! Strict parsers for the CSV layout's value formats, and the Arrow builders they feed.
+//! Strict parsers for the CSV layout's value formats, feeding the canonical column builders.
 
-use std::sync::Arc;
-
-use arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int64Builder,
-    StringBuilder, TimestampMicrosecondBuilder,
-};
 use chrono::{DateTime, NaiveDate};
-use svodka_schema::{ColumnType, MONEY_PRECISION, MONEY_SCALE};
+use svodka_schema::{ColumnBuilder, ColumnType, MONEY_PRECISION, MONEY_SCALE, Value};
 
-/// Accumulates one column; `push` parses a raw field or says what is wrong with it.
-pub(crate) enum ColumnBuilder {
-    Int(Int64Builder, bool),
-    Float(Float64Builder, bool),
-    Money(Decimal128Builder, bool),
-    Text(StringBuilder, bool),
-    Bool(BooleanBuilder, bool),
-    Date(Date32Builder, bool),
-    Timestamp(TimestampMicrosecondBuilder, bool),
-    /// A non-canonical column, kept as nullable text.
-    Extra(StringBuilder),
-}
-
-impl ColumnBuilder {
-    pub(crate) fn new(ty: ColumnType, nullable: bool) -> Self {
-        match ty {
-            ColumnType::Id | ColumnType::Int => ColumnBuilder::Int(Int64Builder::new(), nullable),
-            ColumnType::Float => ColumnBuilder::Float(Float64Builder::new(), nullable),
-            ColumnType::Money => ColumnBuilder::Money(
-                Decimal128Builder::new()
-                    .with_precision_and_scale(MONEY_PRECISION, MONEY_SCALE)
-                    .expect("valid decimal type"),
-                nullable,
-            ),
-            ColumnType::Text => ColumnBuilder::Text(StringBuilder::new(), nullable),
-            ColumnType::Bool => ColumnBuilder::Bool(BooleanBuilder::new(), nullable),
-            ColumnType::Date => ColumnBuilder::Date(Date32Builder::new(), nullable),
-            ColumnType::Timestamp => ColumnBuilder::Timestamp(
-                TimestampMicrosecondBuilder::new().with_timezone("UTC"),
-                nullable,
-            ),
-        }
+/// Parses a raw field of a column of type `ty` into the builder, or says what is wrong.
+pub(crate) fn push(b: &mut ColumnBuilder, raw: &[u8]) -> Result<(), String> {
+    let text = std::str::from_utf8(raw).map_err(|_| "not valid UTF-8".to_string())?;
+    if text.is_empty() {
+        return b.append(Value::Null);
     }
-
-    pub(crate) fn push(&mut self, raw: &[u8]) -> Result<(), String> {
-        let text = std::str::from_utf8(raw).map_err(|_| "not valid UTF-8".to_string())?;
-        if let ColumnBuilder::Extra(b) = self {
-            if text.is_empty() {
-                b.append_null()
-            } else {
-                b.append_value(text)
-            }
-            return Ok(());
-        }
-        if text.is_empty() {
-            if !self.nullable() {
-                return Err("empty value in a required column".into());
-            }
-            self.append_null();
-            return Ok(());
-        }
-        match self {
-            ColumnBuilder::Int(b, _) => b.append_value(parse_int(text)?),
-            ColumnBuilder::Float(b, _) => b.append_value(parse_float(text)?),
-            ColumnBuilder::Money(b, _) => b.append_value(parse_money(text)?),
-            ColumnBuilder::Text(b, _) => b.append_value(text),
-            ColumnBuilder::Bool(b, _) => b.append_value(parse_bool(text)?),
-            ColumnBuilder::Date(b, _) => b.append_value(parse_date(text)?),
-            ColumnBuilder::Timestamp(b, _) => b.append_value(parse_timestamp(text)?),
-            ColumnBuilder::Extra(_) => unreachable!("handled above"),
-        }
-        Ok(())
-    }
-
-    fn nullable(&self) -> bool {
-        match self {
-            ColumnBuilder::Int(_, n)
-            | ColumnBuilder::Float(_, n)
-            | ColumnBuilder::Money(_, n)
-            | ColumnBuilder::Text(_, n)
-            | ColumnBuilder::Bool(_, n)
-            | ColumnBuilder::Date(_, n)
-            | ColumnBuilder::Timestamp(_, n) => *n,
-            ColumnBuilder::Extra(_) => true,
-        }
-    }
-
-    fn append_null(&mut self) {
-        match self {
-            ColumnBuilder::Int(b, _) => b.append_null(),
-            ColumnBuilder::Float(b, _) => b.append_null(),
-            ColumnBuilder::Money(b, _) => b.append_null(),
-            ColumnBuilder::Text(b, _) => b.append_null(),
-            ColumnBuilder::Bool(b, _) => b.append_null(),
-            ColumnBuilder::Date(b, _) => b.append_null(),
-            ColumnBuilder::Timestamp(b, _) => b.append_null(),
-            ColumnBuilder::Extra(b) => b.append_null(),
-        }
-    }
-
-    pub(crate) fn finish(&mut self) -> ArrayRef {
-        match self {
-            ColumnBuilder::Int(b, _) => Arc::new(b.finish()),
-            ColumnBuilder::Float(b, _) => Arc::new(b.finish()),
-            ColumnBuilder::Money(b, _) => Arc::new(b.finish()),
-            ColumnBuilder::Text(b, _) => Arc::new(b.finish()),
-            ColumnBuilder::Bool(b, _) => Arc::new(b.finish()),
-            ColumnBuilder::Date(b, _) => Arc::new(b.finish()),
-            ColumnBuilder::Timestamp(b, _) => Arc::new(b.finish()),
-            ColumnBuilder::Extra(b) => Arc::new(b.finish()),
-        }
-    }
+    let value = match b.ty() {
+        ColumnType::Id | ColumnType::Int => Value::Int(parse_int(text)?),
+        ColumnType::Float => Value::Float(parse_float(text)?),
+        ColumnType::Money => Value::Money(parse_money(text)?),
+        ColumnType::Text => Value::Text(text),
+        ColumnType::Bool => Value::Bool(parse_bool(text)?),
+        ColumnType::Date => Value::Date(parse_date(text)?),
+        ColumnType::Timestamp => Value::Timestamp(parse_timestamp(text)?),
+    };
+    b.append(value)
 }
 
 /// A whole number, e.g. `42` or `-7`.

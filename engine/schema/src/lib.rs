@@ -1,6 +1,10 @@
 //! The canonical CRM tables (`schema.md`) as Arrow schemas, defined once, and the check
 //! that every table a connector delivers passes before the engine sees it.
 
+pub mod builder;
+
+pub use builder::{ColumnBuilder, TableBuilder, Value};
+
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};

@@ -1,0 +1,488 @@
+//! Bitrix24 records to the canonical tables. Unknown values (a new activity type, an
+//! unheard-of semantic code) never fail a sync: they map to `other` (or the raw code) and
+//! are counted, so the sync log can say what it met. A record without what the canonical
+//! table requires (an id, a creation time, a responsible) is skipped and counted too.
+
+use std::collections::BTreeMap;
+
+use arrow::record_batch::RecordBatch;
+use serde_json::Value as Json;
+use svodka_schema::{TableBuilder, Value};
+
+use crate::wire;
+
+/// What a mapping met that it could not take as is: `(table.column, raw value)` → count.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Unknowns(pub BTreeMap<(String, String), u64>);
+
+impl Unknowns {
+    fn note(&mut self, at: &str, raw: &str) {
+        *self.0.entry((at.to_string(), raw.to_string())).or_default() += 1;
+    }
+
+    /// Lines for the sync log: `deals.semantic "X": 3`.
+    pub fn lines(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|((at, raw), n)| format!("{at} {raw:?}: {n}"))
+            .collect()
+    }
+}
+
+/// A table's rows, and what did not map.
+pub struct Mapped {
+    pub batch: RecordBatch,
+    pub unknowns: Unknowns,
+}
+
+fn table(name: &str) -> &'static svodka_schema::Table {
+    svodka_schema::table(name).expect("a canonical table")
+}
+
+/// `P`/`S`/`F` (or the dictionaries' `process`/`success`/`failure`/`apology`).
+fn semantic(raw: Option<&str>, at: &str, unknowns: &mut Unknowns) -> &'static str {
+    match raw.map(str::trim) {
+        Some("P") | Some("process") | None | Some("") => "process",
+        Some("S") | Some("success") => "success",
+        Some("F") | Some("failure") | Some("apology") => "failure",
+        Some(other) => {
+            unknowns.note(at, other);
+            "process"
+        }
+    }
+}
+
+/// A foreign id where Bitrix24 writes `0` or `""` for none.
+fn reference(v: &Json) -> Value<'static> {
+    match wire::id(v) {
+        Some(id) if id > 0 => Value::Int(id),
+        _ => Value::Null,
+    }
+}
+
+fn opt_id(v: &Json) -> Value<'static> {
+    wire::id(v).map(Value::Int).unwrap_or(Value::Null)
+}
+
+fn ts(v: &Json) -> Value<'static> {
+    wire::micros(v).map(Value::Timestamp).unwrap_or(Value::Null)
+}
+
+fn money(v: &Json) -> Value<'static> {
+    wire::cents(v).map(Value::Money).unwrap_or(Value::Null)
+}
+
+fn txt(v: &Json) -> Option<String> {
+    wire::text(v)
+}
+
+fn opt_text(s: &Option<String>) -> Value<'_> {
+    match s {
+        Some(t) => Value::Text(t),
+        None => Value::Null,
+    }
+}
+
+/// `crm.deal.list` rows. The amount is the account-currency one where the portal has it;
+/// a deal is closed when `CLOSED` says so, and then `CLOSEDATE` is when (on an open deal
+/// it is only the expected date).
+pub fn deals(rows: &[Json]) -> Result<Mapped, String> {
+    let mut out = TableBuilder::new(table("deals"));
+    let mut unknowns = Unknowns::default();
+    for r in rows {
+        let (Some(id), Some(stage), Some(assigned), Value::Timestamp(created)) = (
+            wire::id(&r["ID"]),
+            txt(&r["STAGE_ID"]),
+            wire::id(&r["ASSIGNED_BY_ID"]),
+            ts(&r["DATE_CREATE"]),
+        ) else {
+            unknowns.note(
+                "deals",
+                "record without ID, STAGE_ID, ASSIGNED_BY_ID or DATE_CREATE",
+            );
+            continue;
+        };
+        let sem = semantic(
+            r["STAGE_SEMANTIC_ID"].as_str(),
+            "deals.semantic",
+            &mut unknowns,
+        );
+        let closed = wire::flag(&r["CLOSED"]).unwrap_or(sem != "process");
+        let (amount, currency) = match wire::cents(&r["OPPORTUNITY_ACCOUNT"]) {
+            Some(a) => (Value::Money(a), txt(&r["ACCOUNT_CURRENCY_ID"])),
+            None => (money(&r["OPPORTUNITY"]), txt(&r["CURRENCY_ID"])),
+        };
+        let title = txt(&r["TITLE"]).unwrap_or_default();
+        let modified = match ts(&r["DATE_MODIFY"]) {
+            Value::Null => Value::Timestamp(created),
+            m => m,
+        };
+        let source = txt(&r["SOURCE_ID"]);
+        let utm: Vec<Option<String>> = [
+            "UTM_SOURCE",
+            "UTM_MEDIUM",
+            "UTM_CAMPAIGN",
+            "UTM_CONTENT",
+            "UTM_TERM",
+        ]
+        .iter()
+        .map(|k| txt(&r[*k]))
+        .collect();
+        out.push(&[
+            Value::Int(id),
+            Value::Text(&title),
+            Value::Int(wire::id(&r["CATEGORY_ID"]).unwrap_or(0)),
+            Value::Text(&stage),
+            Value::Text(sem),
+            amount,
+            opt_text(&currency),
+            Value::Int(assigned),
+            Value::Timestamp(created),
+            if closed {
+                ts(&r["CLOSEDATE"])
+            } else {
+                Value::Null
+            },
+            modified,
+            reference(&r["COMPANY_ID"]),
+            reference(&r["CONTACT_ID"]),
+            reference(&r["LEAD_ID"]),
+            opt_text(&source),
+            opt_text(&utm[0]),
+            opt_text(&utm[1]),
+            opt_text(&utm[2]),
+            opt_text(&utm[3]),
+            opt_text(&utm[4]),
+        ])
+        .map_err(|e| format!("deal {id}: {e}"))?;
+    }
+    Ok(Mapped {
+        batch: out.finish(),
+        unknowns,
+    })
+}
+
+/// `crm.activity.list` rows: `TYPE_ID` (1 meeting, 2 call, 3 task, 4 email) or the
+/// provider (to-dos and comments) gives the kind, `DIRECTION` 1/2 in/out, the owner type
+/// id the owner; activities of other owners (invoices, smart processes) are left out.
+pub fn activities(rows: &[Json]) -> Result<Mapped, String> {
+    let mut out = TableBuilder::new(table("activities"));
+    let mut unknowns = Unknowns::default();
+    for r in rows {
+        let (Some(id), Some(owner), Some(responsible), Value::Timestamp(created)) = (
+            wire::id(&r["ID"]),
+            wire::id(&r["OWNER_ID"]),
+            wire::id(&r["RESPONSIBLE_ID"]),
+            ts(&r["CREATED"]),
+        ) else {
+            unknowns.note(
+                "activities",
+                "record without ID, OWNER_ID, RESPONSIBLE_ID or CREATED",
+            );
+            continue;
+        };
+        let owner_type = match wire::id(&r["OWNER_TYPE_ID"]) {
+            Some(1) => "lead",
+            Some(2) => "deal",
+            Some(3) => "contact",
+            Some(4) => "company",
+            other => {
+                let raw = other.map(|o| o.to_string()).unwrap_or_default();
+                unknowns.note("activities.owner_type", &raw);
+                continue;
+            }
+        };
+        let provider = txt(&r["PROVIDER_ID"]).unwrap_or_default();
+        let kind = match (wire::id(&r["TYPE_ID"]), provider.as_str()) {
+            (Some(1), _) => "meeting",
+            (Some(2), _) => "call",
+            (Some(3), _) | (_, "CRM_TODO" | "TASKS_TASK") => "task",
+            (Some(4), _) => "email",
+            (_, "CRM_TIMELINE_COMMENT") => "comment",
+            (t, p) => {
+                unknowns.note(
+                    "activities.kind",
+                    &format!("TYPE_ID {} {p}", t.unwrap_or(0)),
+                );
+                "other"
+            }
+        };
+        let direction = match wire::id(&r["DIRECTION"]) {
+            Some(1) => Value::Text("in"),
+            Some(2) => Value::Text("out"),
+            _ => Value::Null,
+        };
+        let completed = wire::flag(&r["COMPLETED"]).unwrap_or(false);
+        // Bitrix24 keeps no completion time: the last update of a completed activity is
+        // the closest it says.
+        let completed_at = if completed {
+            ts(&r["LAST_UPDATED"])
+        } else {
+            Value::Null
+        };
+        let duration = match (wire::micros(&r["START_TIME"]), wire::micros(&r["END_TIME"])) {
+            (Some(s), Some(e)) if kind == "call" && e >= s => Value::Int((e - s) / 1_000_000),
+            _ => Value::Null,
+        };
+        out.push(&[
+            Value::Int(id),
+            Value::Text(kind),
+            direction,
+            Value::Text(owner_type),
+            Value::Int(owner),
+            Value::Int(responsible),
+            Value::Timestamp(created),
+            ts(&r["DEADLINE"]),
+            Value::Bool(completed),
+            completed_at,
+            duration,
+        ])
+        .map_err(|e| format!("activity {id}: {e}"))?;
+    }
+    Ok(Mapped {
+        batch: out.finish(),
+        unknowns,
+    })
+}
+
+/// `crm.stagehistory.list` items of leads (`entity` = `lead`) or deals: `TYPE_ID` 1
+/// creation, 2 and 3 a move, 5 a pipeline change.
+pub fn stage_history(entity: &str, rows: &[Json]) -> Result<Mapped, String> {
+    let mut out = TableBuilder::new(table("stage_history"));
+    let mut unknowns = Unknowns::default();
+    let (stage_key, semantic_key) = if entity == "lead" {
+        ("STATUS_ID", "STATUS_SEMANTIC_ID")
+    } else {
+        ("STAGE_ID", "STAGE_SEMANTIC_ID")
+    };
+    for r in rows {
+        let (Some(owner), Some(stage), Value::Timestamp(at)) = (
+            wire::id(&r["OWNER_ID"]),
+            txt(&r[stage_key]),
+            ts(&r["CREATED_TIME"]),
+        ) else {
+            unknowns.note(
+                "stage_history",
+                "item without OWNER_ID, stage or CREATED_TIME",
+            );
+            continue;
+        };
+        let kind = match wire::id(&r["TYPE_ID"]) {
+            Some(1) => "created",
+            Some(2 | 3) => "moved",
+            Some(5) => "pipeline_changed",
+            other => {
+                unknowns.note(
+                    "stage_history.kind",
+                    &other.map(|o| o.to_string()).unwrap_or_default(),
+                );
+                "moved"
+            }
+        };
+        let sem = semantic(
+            r[semantic_key].as_str(),
+            "stage_history.semantic",
+            &mut unknowns,
+        );
+        let pipeline = if entity == "lead" {
+            Value::Null
+        } else {
+            opt_id(&r["CATEGORY_ID"])
+        };
+        out.push(&[
+            Value::Text(entity),
+            Value::Int(owner),
+            pipeline,
+            Value::Text(&stage),
+            Value::Text(sem),
+            Value::Timestamp(at),
+            Value::Text(kind),
+        ])
+        .map_err(|e| format!("stage history of {entity} {owner}: {e}"))?;
+    }
+    Ok(Mapped {
+        batch: out.finish(),
+        unknowns,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Decimal128Type, Int64Type, TimestampMicrosecondType};
+    use serde_json::json;
+
+    #[test]
+    fn deals_from_the_documented_rows() {
+        // crm.deal.list's documented reply (two of its rows), and crm.deal.get's open deal
+        // with an expected CLOSEDATE.
+        let rows = vec![
+            json!({"ID": "37", "TITLE": "[A] Deal", "TYPE_ID": "COMPLEX", "CATEGORY_ID": "1",
+                   "STAGE_ID": "C1:NEW", "OPPORTUNITY": "19999.99", "IS_MANUAL_OPPORTUNITY": "Y",
+                   "ASSIGNED_BY_ID": "1", "DATE_CREATE": "2024-09-02T18:37:18+02:00"}),
+            json!({"ID": "410", "TITLE": "Open", "CATEGORY_ID": "0", "STAGE_ID": "NEW",
+                   "STAGE_SEMANTIC_ID": "P", "CLOSED": "N", "CURRENCY_ID": "EUR",
+                   "OPPORTUNITY": "1000000.00", "ASSIGNED_BY_ID": "6", "SOURCE_ID": "CALLBACK",
+                   "UTM_SOURCE": "google", "UTM_MEDIUM": "CPC", "COMPANY_ID": "9", "CONTACT_ID": "0",
+                   "LEAD_ID": null, "DATE_CREATE": "2024-08-01T10:00:00+02:00",
+                   "DATE_MODIFY": "2024-08-30T14:29:00+02:00", "CLOSEDATE": "2024-09-09T02:00:00+02:00"}),
+            json!({"ID": 411, "TITLE": "Won", "CATEGORY_ID": 2, "STAGE_ID": "C2:WON",
+                   "STAGE_SEMANTIC_ID": "S", "CLOSED": "Y", "OPPORTUNITY": 5000,
+                   "OPPORTUNITY_ACCOUNT": "450000.00", "ACCOUNT_CURRENCY_ID": "RUB", "CURRENCY_ID": "EUR",
+                   "ASSIGNED_BY_ID": 6, "DATE_CREATE": "2024-08-01T10:00:00+03:00",
+                   "CLOSEDATE": "2024-09-09T12:00:00+03:00"}),
+            json!({"ID": "412", "TITLE": "no stage", "ASSIGNED_BY_ID": "1", "DATE_CREATE": "2024-08-01T10:00:00+03:00"}),
+        ];
+        let m = deals(&rows).unwrap();
+        let b = &m.batch;
+        assert_eq!(b.num_rows(), 3);
+        svodka_schema::check_table("deals", &b.schema(), std::slice::from_ref(b)).unwrap();
+        let col = |n: &str| b.column_by_name(n).unwrap().clone();
+        let ids = col("id");
+        assert_eq!(ids.as_primitive::<Int64Type>().values(), &[37, 410, 411]);
+        let amount = col("amount");
+        let amount = amount.as_primitive::<Decimal128Type>();
+        assert_eq!(amount.values(), &[1_999_999, 100_000_000, 45_000_000]);
+        assert_eq!(col("currency").as_string::<i32>().value(2), "RUB");
+        assert_eq!(
+            col("pipeline_id").as_primitive::<Int64Type>().values(),
+            &[1, 0, 2]
+        );
+        assert_eq!(col("semantic").as_string::<i32>().value(2), "success");
+        let closed = col("closed_at");
+        let closed = closed.as_primitive::<TimestampMicrosecondType>();
+        assert!(
+            closed.is_null(0) && closed.is_null(1),
+            "open deals have no closing"
+        );
+        assert_eq!(closed.value(2), 1_725_872_400_000_000);
+        let contact = col("contact_id");
+        assert!(contact.is_null(1), "CONTACT_ID \"0\" is none");
+        assert_eq!(col("company_id").as_primitive::<Int64Type>().value(1), 9);
+        assert_eq!(col("utm_medium").as_string::<i32>().value(1), "CPC");
+        // modified_at falls back to the creation time.
+        assert_eq!(
+            col("modified_at")
+                .as_primitive::<TimestampMicrosecondType>()
+                .value(0),
+            col("created_at")
+                .as_primitive::<TimestampMicrosecondType>()
+                .value(0)
+        );
+        assert_eq!(
+            m.unknowns.lines(),
+            ["deals \"record without ID, STAGE_ID, ASSIGNED_BY_ID or DATE_CREATE\": 1"]
+        );
+    }
+
+    #[test]
+    fn activities_kinds_directions_and_owners() {
+        let base = json!({"ID": "20", "OWNER_ID": "15", "OWNER_TYPE_ID": "3", "TYPE_ID": "2",
+            "PROVIDER_ID": "VOXIMPLANT_CALL", "CREATED": "2020-09-27T13:26:55+03:00",
+            "LAST_UPDATED": "2021-03-21T20:28:24+03:00", "START_TIME": "2020-09-27T13:25:00+03:00",
+            "END_TIME": "2020-09-27T13:30:00+03:00", "DEADLINE": "2020-09-27T13:25:00+03:00",
+            "COMPLETED": "Y", "RESPONSIBLE_ID": "505", "DIRECTION": "2"});
+        let with = |patch: serde_json::Value| {
+            let mut r = base.clone();
+            for (k, v) in patch.as_object().unwrap() {
+                r[k] = v.clone();
+            }
+            r
+        };
+        let rows = vec![
+            base.clone(),
+            with(
+                json!({"ID": "21", "TYPE_ID": "6", "PROVIDER_ID": "CRM_TODO", "COMPLETED": "N", "DIRECTION": "0", "OWNER_TYPE_ID": "2"}),
+            ),
+            with(json!({"ID": "22", "TYPE_ID": "4", "DIRECTION": "1", "OWNER_TYPE_ID": "1"})),
+            with(
+                json!({"ID": "23", "TYPE_ID": "6", "PROVIDER_ID": "NEW_THING", "OWNER_TYPE_ID": "4"}),
+            ),
+            with(json!({"ID": "24", "OWNER_TYPE_ID": "31"})),
+        ];
+        let m = activities(&rows).unwrap();
+        let b = &m.batch;
+        assert_eq!(b.num_rows(), 4);
+        let s = |n: &str, i: usize| {
+            let c = b.column_by_name(n).unwrap();
+            if c.is_null(i) {
+                None
+            } else {
+                Some(c.as_string::<i32>().value(i).to_string())
+            }
+        };
+        assert_eq!(
+            [s("kind", 0), s("kind", 1), s("kind", 2), s("kind", 3)].map(|k| k.unwrap()),
+            ["call", "task", "email", "other"]
+        );
+        assert_eq!(
+            [s("direction", 0), s("direction", 1), s("direction", 2)],
+            [Some("out".into()), None, Some("in".into())]
+        );
+        assert_eq!(
+            [
+                s("owner_type", 0),
+                s("owner_type", 1),
+                s("owner_type", 2),
+                s("owner_type", 3)
+            ]
+            .map(|k| k.unwrap()),
+            ["contact", "deal", "lead", "company"]
+        );
+        let dur = b.column_by_name("duration_s").unwrap();
+        assert_eq!(dur.as_primitive::<Int64Type>().value(0), 300);
+        assert!(b.column_by_name("completed_at").unwrap().is_null(1));
+        assert_eq!(
+            m.unknowns.lines(),
+            [
+                "activities.kind \"TYPE_ID 6 NEW_THING\": 1",
+                "activities.owner_type \"31\": 1"
+            ]
+        );
+    }
+
+    #[test]
+    fn stage_history_of_leads_and_deals() {
+        let deals = vec![
+            json!({"ID": 35, "TYPE_ID": 1, "OWNER_ID": 21, "CATEGORY_ID": 0, "STAGE_ID": "NEW",
+                   "STAGE_SEMANTIC_ID": "P", "CREATED_TIME": "2024-04-01T10:00:00+03:00"}),
+            json!({"ID": 36, "TYPE_ID": 3, "OWNER_ID": 21, "CATEGORY_ID": 0, "STAGE_ID": "WON",
+                   "STAGE_SEMANTIC_ID": "S", "CREATED_TIME": "2024-04-05T10:00:00+03:00"}),
+            json!({"ID": 37, "TYPE_ID": 5, "OWNER_ID": 21, "CATEGORY_ID": 1, "STAGE_ID": "C1:NEW",
+                   "STAGE_SEMANTIC_ID": "P", "CREATED_TIME": "2024-04-06T10:00:00+03:00"}),
+        ];
+        let m = stage_history("deal", &deals).unwrap();
+        let b = &m.batch;
+        let kinds: Vec<&str> = (0..3)
+            .map(|i| {
+                b.column_by_name("kind")
+                    .unwrap()
+                    .as_string::<i32>()
+                    .value(i)
+            })
+            .collect();
+        assert_eq!(kinds, ["created", "moved", "pipeline_changed"]);
+        assert_eq!(
+            b.column_by_name("semantic")
+                .unwrap()
+                .as_string::<i32>()
+                .value(1),
+            "success"
+        );
+        let leads = vec![
+            json!({"ID": 1, "TYPE_ID": 2, "OWNER_ID": 7, "STATUS_ID": "JUNK",
+                                "STATUS_SEMANTIC_ID": "F", "CREATED_TIME": "2024-04-02T10:00:00+03:00"}),
+        ];
+        let m = stage_history("lead", &leads).unwrap();
+        assert!(m.batch.column_by_name("pipeline_id").unwrap().is_null(0));
+        assert_eq!(
+            m.batch
+                .column_by_name("semantic")
+                .unwrap()
+                .as_string::<i32>()
+                .value(0),
+            "failure"
+        );
+    }
+}
