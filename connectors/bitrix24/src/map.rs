@@ -162,6 +162,81 @@ pub fn deals(rows: &[Json]) -> Result<Mapped, String> {
     })
 }
 
+/// `crm.lead.list` rows; a lead is closed at `DATE_CLOSED` once its status is final.
+pub fn leads(rows: &[Json]) -> Result<Mapped, String> {
+    let mut out = TableBuilder::new(table("leads"));
+    let mut unknowns = Unknowns::default();
+    for r in rows {
+        let (Some(id), Some(status), Some(assigned), Value::Timestamp(created)) = (
+            wire::id(&r["ID"]),
+            txt(&r["STATUS_ID"]),
+            wire::id(&r["ASSIGNED_BY_ID"]),
+            ts(&r["DATE_CREATE"]),
+        ) else {
+            unknowns.note(
+                "leads",
+                "record without ID, STATUS_ID, ASSIGNED_BY_ID or DATE_CREATE",
+            );
+            continue;
+        };
+        let sem = semantic(
+            r["STATUS_SEMANTIC_ID"].as_str(),
+            "leads.semantic",
+            &mut unknowns,
+        );
+        let title = txt(&r["TITLE"]).unwrap_or_default();
+        let modified = match ts(&r["DATE_MODIFY"]) {
+            Value::Null => Value::Timestamp(created),
+            m => m,
+        };
+        let texts: Vec<Option<String>> = [
+            "CURRENCY_ID",
+            "SOURCE_ID",
+            "ADDRESS_CITY",
+            "ADDRESS_COUNTRY",
+            "UTM_SOURCE",
+            "UTM_MEDIUM",
+            "UTM_CAMPAIGN",
+            "UTM_CONTENT",
+            "UTM_TERM",
+        ]
+        .iter()
+        .map(|k| txt(&r[*k]))
+        .collect();
+        out.push(&[
+            Value::Int(id),
+            Value::Text(&title),
+            Value::Text(&status),
+            Value::Text(sem),
+            opt_text(&texts[1]),
+            Value::Int(assigned),
+            Value::Timestamp(created),
+            if sem == "process" {
+                Value::Null
+            } else {
+                ts(&r["DATE_CLOSED"])
+            },
+            modified,
+            money(&r["OPPORTUNITY"]),
+            opt_text(&texts[0]),
+            reference(&r["COMPANY_ID"]),
+            reference(&r["CONTACT_ID"]),
+            opt_text(&texts[2]),
+            opt_text(&texts[3]),
+            opt_text(&texts[4]),
+            opt_text(&texts[5]),
+            opt_text(&texts[6]),
+            opt_text(&texts[7]),
+            opt_text(&texts[8]),
+        ])
+        .map_err(|e| format!("lead {id}: {e}"))?;
+    }
+    Ok(Mapped {
+        batch: out.finish(),
+        unknowns,
+    })
+}
+
 /// `crm.activity.list` rows: `TYPE_ID` (1 meeting, 2 call, 3 task, 4 email) or the
 /// provider (to-dos and comments) gives the kind, `DIRECTION` 1/2 in/out, the owner type
 /// id the owner; activities of other owners (invoices, smart processes) are left out.
@@ -374,6 +449,37 @@ mod tests {
             m.unknowns.lines(),
             ["deals \"record without ID, STAGE_ID, ASSIGNED_BY_ID or DATE_CREATE\": 1"]
         );
+    }
+
+    #[test]
+    fn leads_with_statuses_and_closing() {
+        let rows = vec![
+            json!({"ID": "1", "TITLE": "Сайт", "STATUS_ID": "CONVERTED", "STATUS_SEMANTIC_ID": "S",
+                   "SOURCE_ID": "WEB", "ASSIGNED_BY_ID": "3", "OPPORTUNITY": "15000.00", "CURRENCY_ID": "RUB",
+                   "DATE_CREATE": "2024-04-01T10:00:00+03:00", "DATE_CLOSED": "2024-04-03T10:00:00+03:00",
+                   "UTM_SOURCE": "yandex", "COMPANY_ID": "0"}),
+            json!({"ID": "2", "TITLE": "Звонок", "STATUS_ID": "IN_PROCESS", "STATUS_SEMANTIC_ID": "P",
+                   "ASSIGNED_BY_ID": "3", "DATE_CREATE": "2024-04-02T10:00:00+03:00",
+                   "DATE_CLOSED": "2024-04-09T10:00:00+03:00", "OPPORTUNITY": ""}),
+            json!({"ID": "3", "STATUS_ID": "NEW", "STATUS_SEMANTIC_ID": "X", "ASSIGNED_BY_ID": "3",
+                   "DATE_CREATE": "2024-04-02T11:00:00+03:00"}),
+        ];
+        let m = leads(&rows).unwrap();
+        let b = &m.batch;
+        svodka_schema::check_table("leads", &b.schema(), std::slice::from_ref(b)).unwrap();
+        assert_eq!(b.num_rows(), 3);
+        let closed = b.column_by_name("closed_at").unwrap();
+        assert!(!closed.is_null(0) && closed.is_null(1) && closed.is_null(2));
+        assert!(b.column_by_name("amount").unwrap().is_null(1));
+        assert!(b.column_by_name("company_id").unwrap().is_null(0));
+        assert_eq!(
+            b.column_by_name("semantic")
+                .unwrap()
+                .as_string::<i32>()
+                .value(0),
+            "success"
+        );
+        assert_eq!(m.unknowns.lines(), ["leads.semantic \"X\": 1"]);
     }
 
     #[test]
