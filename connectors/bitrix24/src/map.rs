@@ -83,6 +83,56 @@ fn opt_text(s: &Option<String>) -> Value<'_> {
     }
 }
 
+/// What every deal and lead row carries: its id, stage (or status), responsible, creation
+/// and modification (the creation when the row has none).
+struct Head {
+    id: i64,
+    stage: String,
+    assigned: i64,
+    created: i64,
+    modified: i64,
+    title: String,
+}
+
+/// The head of a row, or `None` (counted) when it lacks what the canonical table needs.
+fn head(r: &Json, stage_key: &str, table: &str, unknowns: &mut Unknowns) -> Option<Head> {
+    let got = (
+        wire::id(&r["ID"]),
+        txt(&r[stage_key]),
+        wire::id(&r["ASSIGNED_BY_ID"]),
+        wire::micros(&r["DATE_CREATE"]),
+    );
+    let (Some(id), Some(stage), Some(assigned), Some(created)) = got else {
+        unknowns.note(
+            table,
+            &format!("record without ID, {stage_key}, ASSIGNED_BY_ID or DATE_CREATE"),
+        );
+        return None;
+    };
+    Some(Head {
+        id,
+        stage,
+        assigned,
+        created,
+        modified: wire::micros(&r["DATE_MODIFY"]).unwrap_or(created),
+        title: txt(&r["TITLE"]).unwrap_or_default(),
+    })
+}
+
+/// The UTM tags of a row, in the canonical order.
+fn utm(r: &Json) -> Vec<Option<String>> {
+    [
+        "UTM_SOURCE",
+        "UTM_MEDIUM",
+        "UTM_CAMPAIGN",
+        "UTM_CONTENT",
+        "UTM_TERM",
+    ]
+    .iter()
+    .map(|k| txt(&r[*k]))
+    .collect()
+}
+
 /// `crm.deal.list` rows. The amount is the account-currency one where the portal has it;
 /// a deal is closed when `CLOSED` says so, and then `CLOSEDATE` is when (on an open deal
 /// it is only the expected date).
@@ -90,16 +140,7 @@ pub fn deals(rows: &[Json]) -> Result<Mapped, String> {
     let mut out = TableBuilder::new(table("deals"));
     let mut unknowns = Unknowns::default();
     for r in rows {
-        let (Some(id), Some(stage), Some(assigned), Value::Timestamp(created)) = (
-            wire::id(&r["ID"]),
-            txt(&r["STAGE_ID"]),
-            wire::id(&r["ASSIGNED_BY_ID"]),
-            ts(&r["DATE_CREATE"]),
-        ) else {
-            unknowns.note(
-                "deals",
-                "record without ID, STAGE_ID, ASSIGNED_BY_ID or DATE_CREATE",
-            );
+        let Some(h) = head(r, "STAGE_ID", "deals", &mut unknowns) else {
             continue;
         };
         let sem = semantic(
@@ -112,38 +153,24 @@ pub fn deals(rows: &[Json]) -> Result<Mapped, String> {
             Some(a) => (Value::Money(a), txt(&r["ACCOUNT_CURRENCY_ID"])),
             None => (money(&r["OPPORTUNITY"]), txt(&r["CURRENCY_ID"])),
         };
-        let title = txt(&r["TITLE"]).unwrap_or_default();
-        let modified = match ts(&r["DATE_MODIFY"]) {
-            Value::Null => Value::Timestamp(created),
-            m => m,
-        };
         let source = txt(&r["SOURCE_ID"]);
-        let utm: Vec<Option<String>> = [
-            "UTM_SOURCE",
-            "UTM_MEDIUM",
-            "UTM_CAMPAIGN",
-            "UTM_CONTENT",
-            "UTM_TERM",
-        ]
-        .iter()
-        .map(|k| txt(&r[*k]))
-        .collect();
+        let utm = utm(r);
         out.push(&[
-            Value::Int(id),
-            Value::Text(&title),
+            Value::Int(h.id),
+            Value::Text(&h.title),
             Value::Int(wire::id(&r["CATEGORY_ID"]).unwrap_or(0)),
-            Value::Text(&stage),
+            Value::Text(&h.stage),
             Value::Text(sem),
             amount,
             opt_text(&currency),
-            Value::Int(assigned),
-            Value::Timestamp(created),
+            Value::Int(h.assigned),
+            Value::Timestamp(h.created),
             if closed {
                 ts(&r["CLOSEDATE"])
             } else {
                 Value::Null
             },
-            modified,
+            Value::Timestamp(h.modified),
             reference(&r["COMPANY_ID"]),
             reference(&r["CONTACT_ID"]),
             reference(&r["LEAD_ID"]),
@@ -154,7 +181,7 @@ pub fn deals(rows: &[Json]) -> Result<Mapped, String> {
             opt_text(&utm[3]),
             opt_text(&utm[4]),
         ])
-        .map_err(|e| format!("deal {id}: {e}"))?;
+        .map_err(|e| format!("deal {}: {e}", h.id))?;
     }
     Ok(Mapped {
         batch: out.finish(),
@@ -167,16 +194,7 @@ pub fn leads(rows: &[Json]) -> Result<Mapped, String> {
     let mut out = TableBuilder::new(table("leads"));
     let mut unknowns = Unknowns::default();
     for r in rows {
-        let (Some(id), Some(status), Some(assigned), Value::Timestamp(created)) = (
-            wire::id(&r["ID"]),
-            txt(&r["STATUS_ID"]),
-            wire::id(&r["ASSIGNED_BY_ID"]),
-            ts(&r["DATE_CREATE"]),
-        ) else {
-            unknowns.note(
-                "leads",
-                "record without ID, STATUS_ID, ASSIGNED_BY_ID or DATE_CREATE",
-            );
+        let Some(h) = head(r, "STATUS_ID", "leads", &mut unknowns) else {
             continue;
         };
         let sem = semantic(
@@ -184,52 +202,41 @@ pub fn leads(rows: &[Json]) -> Result<Mapped, String> {
             "leads.semantic",
             &mut unknowns,
         );
-        let title = txt(&r["TITLE"]).unwrap_or_default();
-        let modified = match ts(&r["DATE_MODIFY"]) {
-            Value::Null => Value::Timestamp(created),
-            m => m,
-        };
-        let texts: Vec<Option<String>> = [
+        let [currency, source, city, country] = [
             "CURRENCY_ID",
             "SOURCE_ID",
             "ADDRESS_CITY",
             "ADDRESS_COUNTRY",
-            "UTM_SOURCE",
-            "UTM_MEDIUM",
-            "UTM_CAMPAIGN",
-            "UTM_CONTENT",
-            "UTM_TERM",
         ]
-        .iter()
-        .map(|k| txt(&r[*k]))
-        .collect();
+        .map(|k| txt(&r[k]));
+        let utm = utm(r);
         out.push(&[
-            Value::Int(id),
-            Value::Text(&title),
-            Value::Text(&status),
+            Value::Int(h.id),
+            Value::Text(&h.title),
+            Value::Text(&h.stage),
             Value::Text(sem),
-            opt_text(&texts[1]),
-            Value::Int(assigned),
-            Value::Timestamp(created),
+            opt_text(&source),
+            Value::Int(h.assigned),
+            Value::Timestamp(h.created),
             if sem == "process" {
                 Value::Null
             } else {
                 ts(&r["DATE_CLOSED"])
             },
-            modified,
+            Value::Timestamp(h.modified),
             money(&r["OPPORTUNITY"]),
-            opt_text(&texts[0]),
+            opt_text(&currency),
             reference(&r["COMPANY_ID"]),
             reference(&r["CONTACT_ID"]),
-            opt_text(&texts[2]),
-            opt_text(&texts[3]),
-            opt_text(&texts[4]),
-            opt_text(&texts[5]),
-            opt_text(&texts[6]),
-            opt_text(&texts[7]),
-            opt_text(&texts[8]),
+            opt_text(&city),
+            opt_text(&country),
+            opt_text(&utm[0]),
+            opt_text(&utm[1]),
+            opt_text(&utm[2]),
+            opt_text(&utm[3]),
+            opt_text(&utm[4]),
         ])
-        .map_err(|e| format!("lead {id}: {e}"))?;
+        .map_err(|e| format!("lead {}: {e}", h.id))?;
     }
     Ok(Mapped {
         batch: out.finish(),
