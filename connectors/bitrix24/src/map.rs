@@ -133,6 +133,210 @@ fn utm(r: &Json) -> Vec<Option<String>> {
     .collect()
 }
 
+/// `department.get` rows.
+pub fn departments(rows: &[Json]) -> Result<Mapped, String> {
+    let mut out = TableBuilder::new(table("departments"));
+    let mut unknowns = Unknowns::default();
+    for r in rows {
+        let (Some(id), Some(name)) = (wire::id(&r["ID"]), txt(&r["NAME"])) else {
+            unknowns.note("departments", "record without ID or NAME");
+            continue;
+        };
+        out.push(&[Value::Int(id), Value::Text(&name), reference(&r["PARENT"])])
+            .map_err(|e| format!("department {id}: {e}"))?;
+    }
+    Ok(Mapped {
+        batch: out.finish(),
+        unknowns,
+    })
+}
+
+/// A person's name from `NAME` and `LAST_NAME` (either may be empty).
+fn person(r: &Json) -> String {
+    [txt(&r["NAME"]), txt(&r["LAST_NAME"])]
+        .into_iter()
+        .flatten()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `user.get` rows: the first of `UF_DEPARTMENT` is the department.
+pub fn users(rows: &[Json]) -> Result<Mapped, String> {
+    let mut out = TableBuilder::new(table("users"));
+    let mut unknowns = Unknowns::default();
+    for r in rows {
+        let Some(id) = wire::id(&r["ID"]) else {
+            unknowns.note("users", "record without ID");
+            continue;
+        };
+        let name = person(r);
+        let department = r["UF_DEPARTMENT"]
+            .as_array()
+            .and_then(|a| a.first())
+            .map(reference)
+            .unwrap_or(Value::Null);
+        let position = txt(&r["WORK_POSITION"]);
+        out.push(&[
+            Value::Int(id),
+            Value::Text(&name),
+            department,
+            Value::Bool(wire::flag(&r["ACTIVE"]).unwrap_or(true)),
+            opt_text(&position),
+        ])
+        .map_err(|e| format!("user {id}: {e}"))?;
+    }
+    Ok(Mapped {
+        batch: out.finish(),
+        unknowns,
+    })
+}
+
+/// `crm.category.list` (entity type 2) categories: camelCase, numeric.
+pub fn pipelines(categories: &[Json]) -> Result<Mapped, String> {
+    let mut out = TableBuilder::new(table("pipelines"));
+    let mut unknowns = Unknowns::default();
+    for r in categories {
+        let (Some(id), Some(name)) = (wire::id(&r["id"]), txt(&r["name"])) else {
+            unknowns.note("pipelines", "category without id or name");
+            continue;
+        };
+        out.push(&[
+            Value::Int(id),
+            Value::Text(&name),
+            Value::Int(wire::id(&r["sort"]).unwrap_or(0)),
+        ])
+        .map_err(|e| format!("pipeline {id}: {e}"))?;
+    }
+    Ok(Mapped {
+        batch: out.finish(),
+        unknowns,
+    })
+}
+
+/// `crm.status.list` rows into stages (lead statuses from `STATUS`, deal stages from
+/// `DEAL_STAGE` = pipeline 0 and `DEAL_STAGE_{n}`) and sources (`SOURCE`); other
+/// dictionaries are not ours. The semantics: `EXTRA.SEMANTICS`, else `SEMANTICS`.
+pub fn dictionaries(rows: &[Json]) -> Result<(Mapped, Mapped), String> {
+    let mut stages = TableBuilder::new(table("stages"));
+    let mut sources = TableBuilder::new(table("sources"));
+    let mut unknowns = Unknowns::default();
+    for r in rows {
+        let (Some(dict), Some(code), Some(name)) =
+            (txt(&r["ENTITY_ID"]), txt(&r["STATUS_ID"]), txt(&r["NAME"]))
+        else {
+            unknowns.note(
+                "stages",
+                "dictionary row without ENTITY_ID, STATUS_ID or NAME",
+            );
+            continue;
+        };
+        if dict == "SOURCE" {
+            sources
+                .push(&[Value::Text(&code), Value::Text(&name)])
+                .map_err(|e| format!("source {code}: {e}"))?;
+            continue;
+        }
+        let (entity, pipeline) = match dict.as_str() {
+            "STATUS" => ("lead", Value::Null),
+            "DEAL_STAGE" => ("deal", Value::Int(0)),
+            d => match d.strip_prefix("DEAL_STAGE_").and_then(|n| n.parse().ok()) {
+                Some(n) => ("deal", Value::Int(n)),
+                None => continue,
+            },
+        };
+        let raw = r
+            .pointer("/EXTRA/SEMANTICS")
+            .and_then(Json::as_str)
+            .or_else(|| r["SEMANTICS"].as_str());
+        let sem = semantic(raw, "stages.semantic", &mut unknowns);
+        stages
+            .push(&[
+                Value::Text(entity),
+                pipeline,
+                Value::Text(&code),
+                Value::Text(&name),
+                Value::Int(wire::id(&r["SORT"]).unwrap_or(0)),
+                Value::Text(sem),
+            ])
+            .map_err(|e| format!("stage {code}: {e}"))?;
+    }
+    Ok((
+        Mapped {
+            batch: stages.finish(),
+            unknowns,
+        },
+        Mapped {
+            batch: sources.finish(),
+            unknowns: Unknowns::default(),
+        },
+    ))
+}
+
+/// `crm.company.list` rows with the INN of each company from `crm.requisite.list`
+/// (`ENTITY_TYPE_ID` 4; the first requisite with an INN).
+pub fn companies(rows: &[Json], requisites: &[Json]) -> Result<Mapped, String> {
+    let mut inn: BTreeMap<i64, String> = BTreeMap::new();
+    for q in requisites {
+        if wire::id(&q["ENTITY_TYPE_ID"]) == Some(4)
+            && let (Some(company), Some(value)) = (wire::id(&q["ENTITY_ID"]), txt(&q["RQ_INN"]))
+        {
+            inn.entry(company).or_insert(value);
+        }
+    }
+    let mut out = TableBuilder::new(table("companies"));
+    let mut unknowns = Unknowns::default();
+    for r in rows {
+        let (Some(id), Some(created)) = (wire::id(&r["ID"]), wire::micros(&r["DATE_CREATE"]))
+        else {
+            unknowns.note("companies", "record without ID or DATE_CREATE");
+            continue;
+        };
+        let [title, city, country] =
+            ["TITLE", "ADDRESS_CITY", "ADDRESS_COUNTRY"].map(|k| txt(&r[k]));
+        let title = title.unwrap_or_default();
+        out.push(&[
+            Value::Int(id),
+            Value::Text(&title),
+            inn.get(&id).map(|s| Value::Text(s)).unwrap_or(Value::Null),
+            opt_text(&city),
+            opt_text(&country),
+            Value::Timestamp(created),
+        ])
+        .map_err(|e| format!("company {id}: {e}"))?;
+    }
+    Ok(Mapped {
+        batch: out.finish(),
+        unknowns,
+    })
+}
+
+/// `crm.contact.list` rows.
+pub fn contacts(rows: &[Json]) -> Result<Mapped, String> {
+    let mut out = TableBuilder::new(table("contacts"));
+    let mut unknowns = Unknowns::default();
+    for r in rows {
+        let (Some(id), Some(created)) = (wire::id(&r["ID"]), wire::micros(&r["DATE_CREATE"]))
+        else {
+            unknowns.note("contacts", "record without ID or DATE_CREATE");
+            continue;
+        };
+        let name = person(r);
+        out.push(&[
+            Value::Int(id),
+            Value::Text(&name),
+            reference(&r["COMPANY_ID"]),
+            Value::Timestamp(created),
+        ])
+        .map_err(|e| format!("contact {id}: {e}"))?;
+    }
+    Ok(Mapped {
+        batch: out.finish(),
+        unknowns,
+    })
+}
+
 /// `crm.deal.list` rows. The amount is the account-currency one where the portal has it;
 /// a deal is closed when `CLOSED` says so, and then `CLOSEDATE` is when (on an open deal
 /// it is only the expected date).
@@ -456,6 +660,101 @@ mod tests {
             m.unknowns.lines(),
             ["deals \"record without ID, STAGE_ID, ASSIGNED_BY_ID or DATE_CREATE\": 1"]
         );
+    }
+
+    fn strings(b: &RecordBatch, column: &str) -> Vec<Option<String>> {
+        let c = b.column_by_name(column).unwrap();
+        let c = c.as_string::<i32>();
+        (0..c.len())
+            .map(|i| (!c.is_null(i)).then(|| c.value(i).to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn directory_entities() {
+        let d = departments(&[
+            json!({"ID": "1", "NAME": "Компания", "SORT": 500}),
+            json!({"ID": "15", "NAME": "R&D", "SORT": 500, "PARENT": "1"}),
+        ])
+        .unwrap();
+        assert!(d.batch.column_by_name("parent_id").unwrap().is_null(0));
+        let u = users(&[
+            json!({"ID": "1", "ACTIVE": true, "NAME": "Анна", "LAST_NAME": "Петрова",
+                               "UF_DEPARTMENT": [15], "WORK_POSITION": "Менеджер"}),
+            json!({"ID": "2", "ACTIVE": false, "NAME": "Борис", "UF_DEPARTMENT": []}),
+        ])
+        .unwrap();
+        assert_eq!(
+            strings(&u.batch, "name"),
+            [Some("Анна Петрова".into()), Some("Борис".into())]
+        );
+        assert_eq!(
+            u.batch
+                .column_by_name("department_id")
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .value(0),
+            15
+        );
+        assert!(u.batch.column_by_name("department_id").unwrap().is_null(1));
+        let p = pipelines(&[
+            json!({"id": 9, "name": "Опт", "sort": 200, "entityTypeId": 2, "isDefault": "N"}),
+            json!({"id": 0, "name": "General", "sort": 300, "entityTypeId": 2, "isDefault": "Y"}),
+        ])
+        .unwrap();
+        assert_eq!(p.batch.num_rows(), 2);
+        let (stages, sources) = dictionaries(&[
+            json!({"ENTITY_ID": "STATUS", "STATUS_ID": "NEW", "NAME": "Не обработан", "SORT": "10", "SEMANTICS": null, "EXTRA": {"SEMANTICS": "process"}}),
+            json!({"ENTITY_ID": "STATUS", "STATUS_ID": "JUNK", "NAME": "Некачественный", "SORT": "60", "SEMANTICS": "F"}),
+            json!({"ENTITY_ID": "DEAL_STAGE", "STATUS_ID": "WON", "NAME": "Успешна", "SORT": "60", "EXTRA": {"SEMANTICS": "success"}}),
+            json!({"ENTITY_ID": "DEAL_STAGE_1", "STATUS_ID": "C1:APOLOGY", "NAME": "Анализ причины", "SORT": "70", "EXTRA": {"SEMANTICS": "apology"}}),
+            json!({"ENTITY_ID": "SOURCE", "STATUS_ID": "CALL", "NAME": "Звонок", "SORT": "10"}),
+            json!({"ENTITY_ID": "DEAL_TYPE", "STATUS_ID": "SALE", "NAME": "Продажа", "SORT": "10"}),
+        ])
+        .unwrap();
+        assert_eq!(
+            strings(&stages.batch, "entity"),
+            ["lead", "lead", "deal", "deal"].map(|s| Some(s.to_string()))
+        );
+        assert_eq!(
+            strings(&stages.batch, "semantic"),
+            ["process", "failure", "success", "failure"].map(|s| Some(s.to_string()))
+        );
+        let pipeline = stages.batch.column_by_name("pipeline_id").unwrap();
+        assert!(pipeline.is_null(0));
+        assert_eq!(pipeline.as_primitive::<Int64Type>().value(3), 1);
+        assert_eq!(strings(&sources.batch, "id"), [Some("CALL".to_string())]);
+        let c = companies(
+            &[json!({"ID": "3027", "TITLE": "Crossroads", "DATE_CREATE": "2024-02-26T00:00:00+02:00"}),
+              json!({"ID": "3028", "TITLE": "No INN", "DATE_CREATE": "2024-02-26T00:00:00+02:00"})],
+            &[json!({"ENTITY_TYPE_ID": "4", "ENTITY_ID": "3027", "ID": "40", "RQ_INN": "1717586110"}),
+              json!({"ENTITY_TYPE_ID": "3", "ENTITY_ID": "3028", "ID": "41", "RQ_INN": "000000000000"})],
+        )
+        .unwrap();
+        assert_eq!(strings(&c.batch, "inn"), [Some("1717586110".into()), None]);
+        let k = contacts(&[json!({"ID": "75", "NAME": "Anastasia", "ASSIGNED_BY_ID": "6",
+                                  "DATE_CREATE": "2024-02-26T00:00:00+02:00", "COMPANY_ID": "3027"})])
+        .unwrap();
+        assert_eq!(
+            k.batch
+                .column_by_name("company_id")
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .value(0),
+            3027
+        );
+        for (name, m) in [
+            ("departments", &d),
+            ("users", &u),
+            ("pipelines", &p),
+            ("stages", &stages),
+            ("sources", &sources),
+            ("companies", &c),
+            ("contacts", &k),
+        ] {
+            svodka_schema::check_table(name, &m.batch.schema(), std::slice::from_ref(&m.batch))
+                .unwrap();
+        }
     }
 
     #[test]
