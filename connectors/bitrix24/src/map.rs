@@ -337,10 +337,32 @@ pub fn contacts(rows: &[Json]) -> Result<Mapped, String> {
     })
 }
 
+/// When each deal was closed, from `crm.stagehistory.list` items of deals: the last move
+/// to a final stage (`TYPE_ID` 3). `CLOSEDATE` is only what the manager typed; the
+/// history is when it happened.
+pub fn deal_closings(history: &[Json]) -> std::collections::HashMap<i64, i64> {
+    let mut out = std::collections::HashMap::new();
+    for r in history {
+        if wire::id(&r["TYPE_ID"]) != Some(3) {
+            continue;
+        }
+        if let (Some(deal), Some(at)) = (wire::id(&r["OWNER_ID"]), wire::micros(&r["CREATED_TIME"]))
+        {
+            let e = out.entry(deal).or_insert(at);
+            *e = (*e).max(at);
+        }
+    }
+    out
+}
+
 /// `crm.deal.list` rows. The amount is the account-currency one where the portal has it;
-/// a deal is closed when `CLOSED` says so, and then `CLOSEDATE` is when (on an open deal
-/// it is only the expected date).
-pub fn deals(rows: &[Json]) -> Result<Mapped, String> {
+/// a deal is closed when `CLOSED` says so, at its last move to a final stage in
+/// `closings` (`deal_closings`), else at `CLOSEDATE` (on an open deal that is only the
+/// expected date).
+pub fn deals(
+    rows: &[Json],
+    closings: &std::collections::HashMap<i64, i64>,
+) -> Result<Mapped, String> {
     let mut out = TableBuilder::new(table("deals"));
     let mut unknowns = Unknowns::default();
     for r in rows {
@@ -369,10 +391,10 @@ pub fn deals(rows: &[Json]) -> Result<Mapped, String> {
             opt_text(&currency),
             Value::Int(h.assigned),
             Value::Timestamp(h.created),
-            if closed {
-                ts(&r["CLOSEDATE"])
-            } else {
-                Value::Null
+            match (closed, closings.get(&h.id)) {
+                (false, _) => Value::Null,
+                (true, Some(at)) => Value::Timestamp(*at),
+                (true, None) => ts(&r["CLOSEDATE"]),
             },
             Value::Timestamp(h.modified),
             reference(&r["COMPANY_ID"]),
@@ -620,7 +642,18 @@ mod tests {
                    "CLOSEDATE": "2024-09-09T12:00:00+03:00"}),
             json!({"ID": "412", "TITLE": "no stage", "ASSIGNED_BY_ID": "1", "DATE_CREATE": "2024-08-01T10:00:00+03:00"}),
         ];
-        let m = deals(&rows).unwrap();
+        // Deal 411's history says it was won on September 5th, not the typed 9th.
+        let history = [
+            json!({"ID": 1, "TYPE_ID": 3, "OWNER_ID": 411, "STAGE_ID": "C2:LOSE",
+                   "CREATED_TIME": "2024-09-01T12:00:00+03:00"}),
+            json!({"ID": 2, "TYPE_ID": 2, "OWNER_ID": 411, "STAGE_ID": "C2:WORK",
+                   "CREATED_TIME": "2024-09-03T12:00:00+03:00"}),
+            json!({"ID": 3, "TYPE_ID": 3, "OWNER_ID": 411, "STAGE_ID": "C2:WON",
+                   "CREATED_TIME": "2024-09-05T12:00:00+03:00"}),
+        ];
+        let closings = deal_closings(&history);
+        assert_eq!(closings.len(), 1);
+        let m = deals(&rows, &closings).unwrap();
         let b = &m.batch;
         assert_eq!(b.num_rows(), 3);
         svodka_schema::check_table("deals", &b.schema(), std::slice::from_ref(b)).unwrap();
@@ -642,7 +675,14 @@ mod tests {
             closed.is_null(0) && closed.is_null(1),
             "open deals have no closing"
         );
-        assert_eq!(closed.value(2), 1_725_872_400_000_000);
+        assert_eq!(closed.value(2), 1_725_526_800_000_000);
+        // Without history, the typed CLOSEDATE of a closed deal.
+        let typed = deals(&rows, &Default::default()).unwrap();
+        let typed = typed.batch.column_by_name("closed_at").unwrap().clone();
+        assert_eq!(
+            typed.as_primitive::<TimestampMicrosecondType>().value(2),
+            1_725_872_400_000_000
+        );
         let contact = col("contact_id");
         assert!(contact.is_null(1), "CONTACT_ID \"0\" is none");
         assert_eq!(col("company_id").as_primitive::<Int64Type>().value(1), 9);
