@@ -5,6 +5,7 @@
 //! canonical tables with what did not map counted (`map`).
 
 pub mod batch;
+pub mod client;
 pub mod map;
 pub mod pace;
 pub mod wire;
