@@ -105,8 +105,14 @@ pub fn read_pages(reply: &wire::Reply, after: i64, pages: usize) -> Result<Pages
                 reset_at: None,
             });
         }
+        // Most list methods answer an array; `crm.stagehistory.list` nests it in `items`,
+        // `crm.category.list` in `categories`.
         let page = match results.get(&key) {
             Some(Value::Array(a)) => a.clone(),
+            Some(Value::Object(o)) => o
+                .values()
+                .find_map(|v| v.as_array().cloned())
+                .unwrap_or_default(),
             _ => Vec::new(),
         };
         let full = page.len() >= PAGE;
@@ -197,6 +203,17 @@ mod tests {
             next: None,
         };
         assert_eq!(read_pages(&shifted, 0, 2).unwrap().rows.len(), 60);
+    }
+
+    #[test]
+    fn pages_nested_in_items_are_read_too() {
+        let reply = wire::Reply {
+            result: json!({"result": {"p0": {"items": [{"ID": 35, "TYPE_ID": 1}, {"ID": 36, "TYPE_ID": 2}]}}}),
+            total: None,
+            next: None,
+        };
+        let p = read_pages(&reply, 0, 1).unwrap();
+        assert_eq!((p.rows.len(), p.next_after), (2, None));
     }
 
     #[test]
