@@ -339,3 +339,25 @@ fn the_page_shows_the_filters_applied() {
         "{tip}"
     );
 }
+
+#[test]
+fn english_locale_numbers_dates_and_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("en.html");
+    let mut args = run_args(
+        "forgotten",
+        &fixture("forgotten"),
+        "2024-04-01",
+        "2024-04-30",
+    );
+    args.extend(["--locale", "en", "--out", out.to_str().unwrap()].map(String::from));
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(html.contains("<html lang=\"en\">"));
+    assert!(html.contains("4,400.50\u{a0}₽"), "money in English format");
+    assert!(
+        html.contains(">2024-04-01 — 2024-04-30<"),
+        "dates in ISO form"
+    );
+    assert!(html.contains("<dt>Period</dt>") && html.contains("<dt>Filters</dt>"));
+}
