@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use serde_json::Value;
+use serde_json::{Value, json};
 use svodka_service::{Limits, Service, auth::hash_token};
 use tower::ServiceExt;
 
@@ -212,6 +212,15 @@ fn a_report_in_every_format() {
         .status,
         StatusCode::NOT_FOUND
     );
+    // A source filter takes a source code.
+    let j = call(
+        &s,
+        "GET",
+        &format!("/api/reports/marketing?{PERIOD}&source=WEB"),
+        tok,
+    )
+    .json();
+    assert_eq!(j["params"]["source"], json!(["WEB"]));
     let list = call(&s, "GET", "/api/reports", tok).json();
     assert_eq!(list["reports"].as_array().unwrap().len(), 6);
     let spec: Value = call(&s, "GET", "/api/openapi.json", None).json();

@@ -5,6 +5,7 @@
 
 use chrono::NaiveDate;
 use svodka_render::Locale;
+use svodka_report::catalog::FILTERS;
 use svodka_report::{RunParams, RunRequest};
 
 use crate::clients::Client;
@@ -44,7 +45,6 @@ fn bad(name: &str, message: impl Into<String>) -> BadParameter {
     }
 }
 
-const FILTERS: [&str; 4] = ["employee", "department", "pipeline", "source"];
 /// Longer values are refused before any parsing.
 const MAX_VALUE: usize = 1000;
 
@@ -81,11 +81,15 @@ impl Query {
                     })
                 }
                 "locale" => q.locale = Some(v.parse().map_err(|e: String| bad(k, e))?),
-                f if FILTERS.contains(&f) => {
+                f if let Some(&(_, is_id)) = FILTERS.iter().find(|(name, _)| *name == f) => {
+                    // The engine's filters: ids are numbers, sources are codes (`WEB`).
                     let mut values = Vec::new();
                     for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                        part.parse::<i64>()
-                            .map_err(|_| bad(k, format!("expected numeric ids, got {part:?}")))?;
+                        if is_id {
+                            part.parse::<i64>().map_err(|_| {
+                                bad(k, format!("expected numeric ids, got {part:?}"))
+                            })?;
+                        }
                         values.push(part.to_string());
                     }
                     match q.filters.iter_mut().find(|(n, _)| n == f) {
@@ -172,7 +176,8 @@ impl Query {
             }
         }
         for (f, vs) in &self.filters {
-            parts.push(format!("{f}={}", vs.join(",")));
+            let values: Vec<String> = vs.iter().map(|v| encode(v)).collect();
+            parts.push(format!("{f}={}", values.join(",")));
         }
         let mut s: Vec<String> = self
             .settings
@@ -228,6 +233,9 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(q.format, Some(Format::Html));
+        // Sources are codes, not numbers.
+        let q3 = Query::parse(&pairs(&[("source", "WEB,CALL")])).unwrap();
+        assert_eq!(q3.canonical(), "source=CALL,WEB");
         let q2 = Query::parse(&pairs(&[("set.weights", "{call: 3}&x")])).unwrap();
         assert_eq!(q2.canonical(), "set.weights=%7Bcall%3A%203%7D%26x");
         assert_eq!(
