@@ -694,3 +694,45 @@ fn two_hundred_concurrent_mixed_requests_on_loopback() {
         assert_eq!(head, format!("HTTP/1.1 {expected}"), "{path}");
     }
 }
+
+#[test]
+fn a_refresh_checks_the_client_settings_against_the_new_definitions() {
+    let dir = config();
+    let beta = dir.path().join("clients/beta");
+    let report = |max: u32| {
+        format!(
+            "report: beta_only\ntitle: B\nsettings:\n  n_min: {{ type: int, default: 1, max: {max} }}\nblocks:\n  - id: n\n    title: N\n    from: deals\n    measures:\n      n: count(*) filter (where id >= $n_min)\n"
+        )
+    };
+    write(&beta.join("reports"), "beta_only.yaml", &report(10));
+    write(
+        &beta,
+        "client.yaml",
+        &format!(
+            "name: beta\ndata: {{ folder: {} }}\nsettings:\n  beta_only: {{ n_min: 5 }}\ntokens: [{}]\n",
+            fixture("forgotten").display(),
+            hash_token("tok-b")
+        ),
+    );
+    let s = service(dir.path(), Limits::default());
+    let uri = format!("/api/reports/beta_only?{PERIOD}");
+    assert_eq!(
+        call(&s, "GET", &uri, Some("tok-b")).json()["blocks"][0]["rows"][0]["n"],
+        5
+    );
+    // The new definition no longer admits the client's 5: refused, the last good serves.
+    write(&beta.join("reports"), "beta_only.yaml", &report(3));
+    let job = refresh(&s, Some("tok-b"));
+    assert_eq!(job["state"], "failed", "{job}");
+    assert!(
+        job["message"]
+            .as_str()
+            .unwrap()
+            .contains("settings of report `beta_only`"),
+        "{job}"
+    );
+    assert_eq!(
+        call(&s, "GET", &uri, Some("tok-b")).json()["blocks"][0]["rows"][0]["n"],
+        5
+    );
+}

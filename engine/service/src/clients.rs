@@ -108,8 +108,7 @@ impl Client {
 
     /// A client from its config (its folder holds `reports/` and relative data paths).
     pub fn new(id: String, dir: &Path, config: ClientConfig) -> Result<Client, ServiceError> {
-        let catalog = load_catalog(dir)?;
-        effective_settings(&catalog, &config, dir)?;
+        let catalog = load_definitions(dir, &config)?;
         let data = load_data(dir, &config, 1)?;
         Ok(Client {
             id,
@@ -223,8 +222,16 @@ fn settings_text(config: &ClientConfig, report: &str) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// The client's definitions, checked as loading and every refresh need them: every block
+/// compiles, and the client's setting overrides fit the reports.
+pub fn load_definitions(dir: &Path, config: &ClientConfig) -> Result<Catalog, ServiceError> {
+    let catalog = load_catalog(dir)?;
+    effective_settings(&catalog, config, dir)?;
+    Ok(catalog)
+}
+
 /// The shipped definitions with the client's `reports/` folder over them.
-pub fn load_catalog(dir: &Path) -> Result<Catalog, ServiceError> {
+fn load_catalog(dir: &Path) -> Result<Catalog, ServiceError> {
     let own = dir.join("reports");
     let paths = if own.is_dir() { vec![own] } else { vec![] };
     let err = |message: String| ServiceError::Definitions {

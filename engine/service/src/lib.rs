@@ -193,7 +193,7 @@ impl Service {
                     f(j);
                 }
             };
-            let catalog = clients::load_catalog(&client.dir);
+            let catalog = clients::load_definitions(&client.dir, &client.config);
             update(&|j| {
                 j.progress = 30;
                 j.message = "loading data".into();
