@@ -273,10 +273,10 @@ async fn answer(
         }
     };
     let data = client.data();
+    let canonical = q.canonical();
     let key = format!(
-        "{id}|{}|{}|v{}",
+        "{id}|{}|{canonical}|v{}",
         block.as_deref().unwrap_or(""),
-        q.canonical(),
         data.version
     );
     let cached = client.cache.lock().expect("cache").get(&key);
@@ -319,7 +319,7 @@ async fn answer(
         locale,
         data_version: data.info.as_ref().map(svodka_sources::data_version),
         live,
-        query: q.canonical(),
+        query: canonical,
         ..Default::default()
     };
     let rendered = match q.format.unwrap_or(default) {
