@@ -96,17 +96,18 @@ pub fn table(block: &BlockResult, tz: Tz) -> Result<Table, RenderError> {
     let mut levels = Vec::new();
     for child in &block.children {
         // A child row belongs to the parent row with equal values of the parent keys.
-        let key = |columns: &[ColumnMeta], cells: &[Cell]| -> String {
-            let parts: Vec<String> = child
+        let positions = |columns: &[ColumnMeta]| -> Vec<Option<usize>> {
+            child
                 .parent_keys
                 .iter()
-                .map(|k| {
-                    columns
-                        .iter()
-                        .position(|c| &c.name == k)
-                        .map(|i| format!("{:?}", cells[i]))
-                        .unwrap_or_default()
-                })
+                .map(|k| columns.iter().position(|c| &c.name == k))
+                .collect()
+        };
+        let (in_child, in_block) = (positions(&child.columns), positions(&block.columns));
+        let key = |at: &[Option<usize>], cells: &[Cell]| -> String {
+            let parts: Vec<String> = at
+                .iter()
+                .map(|i| i.map(|i| format!("{:?}", cells[i])).unwrap_or_default())
                 .collect();
             parts.join("\u{1f}")
         };
@@ -116,13 +117,13 @@ pub fn table(block: &BlockResult, tz: Tz) -> Result<Table, RenderError> {
         let mut by_parent: HashMap<String, Vec<Vec<Cell>>> = HashMap::new();
         for batch in &child.batches {
             for cells in rows_of(&block.id, &child.columns, batch, tz)? {
-                let k = key(&child.columns, &cells);
+                let k = key(&in_child, &cells);
                 let kept = own.iter().map(|&i| cells[i].clone()).collect();
                 by_parent.entry(k).or_default().push(kept);
             }
         }
         for row in &mut rows {
-            let k = key(&block.columns, &row.cells);
+            let k = key(&in_block, &row.cells);
             row.children.push(by_parent.remove(&k).unwrap_or_default());
         }
         levels.push(Level {
