@@ -191,22 +191,16 @@ pub fn report_html(result: &ReportResult, options: &Options) -> Result<String, R
             note,
         });
     }
-    let settings: Vec<Pair> = result
-        .settings
-        .iter()
-        .map(|(n, v)| Pair {
-            label: result.label(n).to_string(),
-            value: v.to_string(),
-        })
-        .collect();
-    let parameters: Vec<Pair> = result
-        .parameters
-        .iter()
-        .map(|(n, v)| Pair {
-            label: result.label(n).to_string(),
-            value: v.to_string(),
-        })
-        .collect();
+    let labelled = |values: &[(String, svodka_report::SettingValue)]| -> Vec<Pair> {
+        values
+            .iter()
+            .map(|(n, v)| Pair {
+                label: result.label(n).to_string(),
+                value: v.to_string(),
+            })
+            .collect()
+    };
+    let (settings, parameters) = (labelled(&result.settings), labelled(&result.parameters));
     let words: HashMap<&str, &str> = [
         ("period", Word::Period),
         ("as_of", Word::AsOf),
