@@ -95,16 +95,16 @@ pub fn open(dir: &Path) -> Result<(MemoryTables, Option<DatasetInfo>)> {
 
 /// A progress line on a terminal (rewritten in place), plain lines every 10% otherwise.
 pub struct Progress {
-    what: &'static str,
+    what: String,
     started: Instant,
     terminal: bool,
     last_decile: u64,
 }
 
 impl Progress {
-    pub fn new(what: &'static str) -> Self {
+    pub fn new(what: impl Into<String>) -> Self {
         Progress {
-            what,
+            what: what.into(),
             started: Instant::now(),
             terminal: std::io::stderr().is_terminal(),
             last_decile: 0,
@@ -120,15 +120,16 @@ impl Progress {
         } else {
             0.0
         };
+        let rate = done as f64 / elapsed.max(0.001);
         if self.terminal {
             eprint!(
-                "\r{}: {pct:>3}% ({done}/{total}), {elapsed:.0}s elapsed, ETA {eta:.0}s   ",
+                "\r{}: {pct:>3}% ({done}/{total}, {rate:.0}/s), {elapsed:.0}s elapsed, ETA {eta:.0}s   ",
                 self.what
             );
         } else if pct / 10 > self.last_decile {
             self.last_decile = pct / 10;
             eprintln!(
-                "{}: {pct}% ({done}/{total}), {elapsed:.0}s elapsed",
+                "{}: {pct}% ({done}/{total}, {rate:.0}/s), {elapsed:.0}s elapsed",
                 self.what
             );
         }

@@ -2,6 +2,7 @@
 //! reports. A thin shell: every command is a few library calls.
 
 mod data;
+mod sync;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -48,6 +49,8 @@ enum Command {
     /// The snapshot store: a client's tables as Parquet, switched atomically per sync.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Pull a Bitrix24 portal into a snapshot store: everything, or what changed.
+    Sync(sync::SyncArgs),
 }
 
 #[derive(Subcommand)]
@@ -293,6 +296,7 @@ async fn main() {
             store_import(&data, &store, keep)
         }
         Command::Store(StoreCommand::Show { store }) => store_show(&store),
+        Command::Sync(a) => sync::sync(a),
         Command::Token(TokenCommand::Hash { token }) => {
             println!("{}", svodka_service::auth::hash_token(&token));
             Ok(())

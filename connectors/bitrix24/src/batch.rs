@@ -12,13 +12,18 @@ pub const PAGE: usize = 50;
 pub const MAX_COMMANDS: usize = 50;
 
 /// A list method read in id order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ListCall {
     pub method: String,
+    /// Plain parameters (`entityTypeId=2`), values in wire form.
+    pub params: Vec<(String, String)>,
     /// Fields to select (`ID` first is not required; it is always added).
     pub select: Vec<String>,
     /// Extra filter pairs (`>=DATE_MODIFY` → a watermark), values already in wire form.
     pub filter: Vec<(String, String)>,
+    /// Where the method nests its rows in its result (`items` for
+    /// `crm.stagehistory.list`), for `$result` links to reach them.
+    pub nested: Option<String>,
 }
 
 /// Percent-encodes a query key or value (the `$result[...]` links stay as they are).
@@ -35,22 +40,45 @@ fn enc(s: &str) -> String {
 }
 
 impl ListCall {
-    /// One page's command: rows with an id above `after` (a number, or a `$result` link).
-    fn command(&self, after: &str) -> String {
-        let mut q = vec![
-            "order[ID]=ASC".to_string(),
-            format!("filter[{}]={after}", enc(">ID")),
-            "start=-1".to_string(),
-        ];
+    /// The command with `paging` parameters first, then the call's own; the selection
+    /// (with `ID`) when there is one or `id_selected`.
+    fn with(&self, paging: Vec<String>, id_selected: bool) -> String {
+        let mut q: Vec<String> = self
+            .params
+            .iter()
+            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+            .collect();
+        q.extend(paging);
         for (k, v) in &self.filter {
             q.push(format!("filter[{}]={}", enc(k), enc(v)));
         }
         let mut select = vec!["ID".to_string()];
         select.extend(self.select.iter().filter(|s| *s != "ID").cloned());
-        for (i, s) in select.iter().enumerate() {
-            q.push(format!("select[{i}]={}", enc(s)));
+        if id_selected || !self.select.is_empty() {
+            for (i, s) in select.iter().enumerate() {
+                q.push(format!("select[{i}]={}", enc(s)));
+            }
         }
         format!("{}?{}", self.method, q.join("&"))
+    }
+
+    /// One page's command: rows with an id above `after` (a number, or a `$result` link).
+    fn command(&self, after: &str) -> String {
+        self.with(
+            vec![
+                "order[ID]=ASC".to_string(),
+                format!("filter[{}]={after}", enc(">ID")),
+                "start=-1".to_string(),
+            ],
+            true,
+        )
+    }
+
+    /// The command reading the page at offset `start` in the method's own order, for the
+    /// small lists read by offset (`user.get`, `department.get` — which spells it `START`
+    /// —, the dictionaries). With no `select`, every field comes.
+    pub fn page(&self, start_key: &str, start: u64) -> String {
+        self.with(vec![format!("{start_key}={start}")], false)
     }
 
     /// The body of a `batch` call reading `pages` pages after id `after`.
@@ -58,10 +86,10 @@ impl ListCall {
         let pages = pages.clamp(1, MAX_COMMANDS);
         let mut cmd = Map::new();
         for k in 0..pages {
-            let after = if k == 0 {
-                after.to_string()
-            } else {
-                format!("$result[p{}][{}][ID]", k - 1, PAGE - 1)
+            let after = match (k, &self.nested) {
+                (0, _) => after.to_string(),
+                (_, None) => format!("$result[p{}][{}][ID]", k - 1, PAGE - 1),
+                (_, Some(n)) => format!("$result[p{}][{n}][{}][ID]", k - 1, PAGE - 1),
             };
             cmd.insert(format!("p{k}"), Value::String(self.command(&after)));
         }
@@ -78,6 +106,55 @@ pub struct Pages {
     pub next_after: Option<i64>,
 }
 
+/// A failed subquery of a batch, classified as a whole call's error would be.
+fn subquery_error(errors: &Map<String, Value>, key: &str) -> Option<ApiError> {
+    let e = errors.get(key)?;
+    let code = wire::text(&e["error"]).unwrap_or_default();
+    let kind = match code.as_str() {
+        "QUERY_LIMIT_EXCEEDED" => ErrorKind::RateLimited,
+        "OPERATION_TIME_LIMIT" => ErrorKind::TimeLimited,
+        "expired_token" => ErrorKind::ExpiredToken,
+        _ => ErrorKind::Fatal,
+    };
+    Some(ApiError {
+        method: format!("batch {key}"),
+        status: 200,
+        code,
+        description: wire::text(&e["error_description"]).unwrap_or_default(),
+        kind,
+        reset_at: None,
+    })
+}
+
+/// The rows of one subquery's page. Most list methods answer an array;
+/// `crm.stagehistory.list` nests it in `items`, `crm.category.list` in `categories`.
+fn page_rows(results: &Map<String, Value>, key: &str) -> Vec<Value> {
+    match results.get(key) {
+        Some(Value::Array(a)) => a.clone(),
+        Some(Value::Object(o)) => o
+            .values()
+            .find_map(|v| v.as_array().cloned())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// One subquery's page of a `batch` reply and the list's total (`result_total`), or the
+/// subquery's error.
+pub fn read_page(reply: &wire::Reply, key: &str) -> Result<(Vec<Value>, Option<u64>), ApiError> {
+    let errors = wire::object(reply.result.get("result_error").unwrap_or(&Value::Null));
+    if let Some(e) = subquery_error(&errors, key) {
+        return Err(e);
+    }
+    let results = wire::object(reply.result.get("result").unwrap_or(&Value::Null));
+    let totals = wire::object(reply.result.get("result_total").unwrap_or(&Value::Null));
+    let total = totals
+        .get(key)
+        .and_then(wire::id)
+        .and_then(|t| u64::try_from(t).ok());
+    Ok((page_rows(&results, key), total))
+}
+
 /// Reads a `batch` reply of `ListCall::batch(after, pages)`: the pages in order up to the
 /// first short one (later pages were linked to a row that did not exist and are
 /// discarded); a failed subquery fails the batch with its classified error.
@@ -88,33 +165,10 @@ pub fn read_pages(reply: &wire::Reply, after: i64, pages: usize) -> Result<Pages
     let mut last = after;
     for k in 0..pages.clamp(1, MAX_COMMANDS) {
         let key = format!("p{k}");
-        if let Some(e) = errors.get(&key) {
-            let code = wire::text(&e["error"]).unwrap_or_default();
-            let kind = match code.as_str() {
-                "QUERY_LIMIT_EXCEEDED" => ErrorKind::RateLimited,
-                "OPERATION_TIME_LIMIT" => ErrorKind::TimeLimited,
-                "expired_token" => ErrorKind::ExpiredToken,
-                _ => ErrorKind::Fatal,
-            };
-            return Err(ApiError {
-                method: format!("batch {key}"),
-                status: 200,
-                code,
-                description: wire::text(&e["error_description"]).unwrap_or_default(),
-                kind,
-                reset_at: None,
-            });
+        if let Some(e) = subquery_error(&errors, &key) {
+            return Err(e);
         }
-        // Most list methods answer an array; `crm.stagehistory.list` nests it in `items`,
-        // `crm.category.list` in `categories`.
-        let page = match results.get(&key) {
-            Some(Value::Array(a)) => a.clone(),
-            Some(Value::Object(o)) => o
-                .values()
-                .find_map(|v| v.as_array().cloned())
-                .unwrap_or_default(),
-            _ => Vec::new(),
-        };
+        let page = page_rows(&results, &key);
         let full = page.len() >= PAGE;
         for row in page {
             // Guard against a shifted selection: ids only go up.
@@ -148,6 +202,7 @@ mod tests {
             method: "crm.deal.list".into(),
             select: vec!["TITLE".into(), "OPPORTUNITY".into()],
             filter: vec![(">=DATE_MODIFY".into(), "2026-11-01T00:00:00+03:00".into())],
+            ..Default::default()
         }
     }
 
@@ -171,6 +226,15 @@ mod tests {
         );
     }
 
+    fn reply(result: Value) -> wire::Reply {
+        wire::Reply {
+            result,
+            total: None,
+            next: None,
+            started: None,
+        }
+    }
+
     fn rows(ids: std::ops::RangeInclusive<i64>) -> Value {
         Value::Array(ids.map(|i| json!({"ID": i.to_string()})).collect())
     }
@@ -179,52 +243,36 @@ mod tests {
     fn reading_stops_at_the_first_short_page() {
         // p0 full (1..=50), p1 short (51..=60); p2 was linked to a missing row and came
         // back with rows from the start: discarded.
-        let reply = wire::Reply {
-            result: json!({"result": {"p0": rows(1..=50), "p1": rows(51..=60), "p2": rows(1..=50)},
+        let r = reply(
+            json!({"result": {"p0": rows(1..=50), "p1": rows(51..=60), "p2": rows(1..=50)},
                            "result_error": [], "result_total": [], "result_next": []}),
-            total: None,
-            next: None,
-        };
-        let p = read_pages(&reply, 0, 3).unwrap();
+        );
+        let p = read_pages(&r, 0, 3).unwrap();
         assert_eq!(p.rows.len(), 60);
         assert_eq!(p.next_after, None);
-        let all_full = wire::Reply {
-            result: json!({"result": {"p0": rows(101..=150), "p1": rows(151..=200)}}),
-            total: None,
-            next: None,
-        };
+        let all_full = reply(json!({"result": {"p0": rows(101..=150), "p1": rows(151..=200)}}));
         let p = read_pages(&all_full, 100, 2).unwrap();
         assert_eq!((p.rows.len(), p.next_after), (100, Some(200)));
         // A row edited between pages reappearing with a lower id is not taken twice.
-        let shifted = wire::Reply {
-            result: json!({"result": {"p0": rows(1..=50), "p1": Value::Array(
-                std::iter::once(json!({"ID": "50"})).chain((51..=60).map(|i| json!({"ID": i}))).collect())}}),
-            total: None,
-            next: None,
-        };
+        let shifted = reply(json!({"result": {"p0": rows(1..=50), "p1": Value::Array(
+                std::iter::once(json!({"ID": "50"})).chain((51..=60).map(|i| json!({"ID": i}))).collect())}}));
         assert_eq!(read_pages(&shifted, 0, 2).unwrap().rows.len(), 60);
     }
 
     #[test]
     fn pages_nested_in_items_are_read_too() {
-        let reply = wire::Reply {
-            result: json!({"result": {"p0": {"items": [{"ID": 35, "TYPE_ID": 1}, {"ID": 36, "TYPE_ID": 2}]}}}),
-            total: None,
-            next: None,
-        };
-        let p = read_pages(&reply, 0, 1).unwrap();
+        let r = reply(
+            json!({"result": {"p0": {"items": [{"ID": 35, "TYPE_ID": 1}, {"ID": 36, "TYPE_ID": 2}]}}}),
+        );
+        let p = read_pages(&r, 0, 1).unwrap();
         assert_eq!((p.rows.len(), p.next_after), (2, None));
     }
 
     #[test]
     fn a_failed_subquery_fails_the_batch() {
-        let reply = wire::Reply {
-            result: json!({"result": {"p0": rows(1..=50)},
-                           "result_error": {"p1": {"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"}}}),
-            total: None,
-            next: None,
-        };
-        let e = read_pages(&reply, 0, 2).unwrap_err();
+        let r = reply(json!({"result": {"p0": rows(1..=50)},
+                           "result_error": {"p1": {"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"}}}));
+        let e = read_pages(&r, 0, 2).unwrap_err();
         assert_eq!(e.kind, ErrorKind::RateLimited);
         assert_eq!(e.method, "batch p1");
     }

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::Error;
 use crate::pace::{Limit, Pace};
-use crate::wire::{self, ApiError, ErrorKind, Reply};
+use crate::wire::{self, ErrorKind, Reply};
 
 /// How the connector is let in.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,24 +27,6 @@ pub enum Auth {
         /// `https://oauth.bitrix.info/oauth/token/`.
         token_url: String,
     },
-}
-
-/// What went wrong talking to the portal.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// The portal refused, and retrying would not help (or the retries ran out).
-    #[error(transparent)]
-    Api(#[from] ApiError),
-    /// The portal could not be reached, again and again.
-    #[error("Bitrix24 {method}: {message} (after {attempts} attempts)")]
-    Unreachable {
-        method: String,
-        message: String,
-        attempts: u32,
-    },
-    /// Refreshing the OAuth token failed.
-    #[error("Bitrix24 OAuth refresh: {0}")]
-    Refresh(String),
 }
 
 /// Hears a refreshed (access, refresh) token pair.
@@ -81,6 +64,23 @@ impl Client {
             requests: 0,
             on_refresh: None,
         }
+    }
+
+    /// The longest a request may take, from connecting to the last byte (default 90 s:
+    /// the portal's own limit is 60 s per request).
+    pub fn timeout(mut self, limit: Duration) -> Client {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(limit))
+            .user_agent("svodka/0.1")
+            .build();
+        self.agent = ureq::Agent::new_with_config(config);
+        self
+    }
+
+    /// How the client is let in (with the latest token pair).
+    pub fn auth(&self) -> &Auth {
+        &self.auth
     }
 
     /// Where refreshed tokens go.
@@ -128,7 +128,7 @@ impl Client {
     }
 
     /// Calls `method` with a JSON body, retrying what can be retried.
-    pub fn call(&mut self, method: &str, body: &Value) -> Result<Reply, ClientError> {
+    pub fn call(&mut self, method: &str, body: &Value) -> Result<Reply, Error> {
         let mut transient = Duration::from_millis(500);
         let mut last = String::new();
         for attempt in 1..=self.attempts {
@@ -175,7 +175,7 @@ impl Client {
                 ErrorKind::Fatal => return Err(e.into()),
             }
         }
-        Err(ClientError::Unreachable {
+        Err(Error::Unreachable {
             method: method.to_string(),
             message: last,
             attempts: self.attempts,
@@ -183,7 +183,7 @@ impl Client {
     }
 
     /// Trades the refresh token for a new pair and keeps it.
-    fn refresh(&mut self) -> Result<(), ClientError> {
+    fn refresh(&mut self) -> Result<(), Error> {
         let Auth::OAuth {
             refresh_token,
             client_id,
@@ -192,7 +192,7 @@ impl Client {
             ..
         } = &self.auth
         else {
-            return Err(ClientError::Refresh(
+            return Err(Error::Refresh(
                 "a webhook's access cannot be refreshed; check the webhook URL".into(),
             ));
         };
@@ -205,18 +205,18 @@ impl Client {
             .query("client_secret", client_secret)
             .query("refresh_token", refresh_token)
             .call()
-            .map_err(|e| ClientError::Refresh(e.to_string()))?;
+            .map_err(|e| Error::Refresh(e.to_string()))?;
         let status = response.status().as_u16();
         let text = response
             .body_mut()
             .read_to_string()
-            .map_err(|e| ClientError::Refresh(e.to_string()))?;
+            .map_err(|e| Error::Refresh(e.to_string()))?;
         let v: Value = serde_json::from_str(&text)
-            .map_err(|_| ClientError::Refresh(format!("HTTP {status}: {text}")))?;
+            .map_err(|_| Error::Refresh(format!("HTTP {status}: {text}")))?;
         let (Some(access), Some(refresh)) =
             (v["access_token"].as_str(), v["refresh_token"].as_str())
         else {
-            return Err(ClientError::Refresh(format!(
+            return Err(Error::Refresh(format!(
                 "HTTP {status}: {} {}",
                 v["error"].as_str().unwrap_or_default(),
                 v["error_description"].as_str().unwrap_or_default()

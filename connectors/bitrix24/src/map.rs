@@ -3,8 +3,11 @@
 //! are counted, so the sync log can say what it met. A record without what the canonical
 //! table requires (an id, a creation time, a responsible) is skipped and counted too.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
+use arrow::array::{ArrayRef, AsArray, StringBuilder};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
 use serde_json::Value as Json;
 use svodka_schema::{TableBuilder, Value};
@@ -18,6 +21,13 @@ pub struct Unknowns(pub BTreeMap<(String, String), u64>);
 impl Unknowns {
     fn note(&mut self, at: &str, raw: &str) {
         *self.0.entry((at.to_string(), raw.to_string())).or_default() += 1;
+    }
+
+    /// Adds what another mapping met.
+    pub fn merge(&mut self, other: Unknowns) {
+        for (k, n) in other.0 {
+            *self.0.entry(k).or_default() += n;
+        }
     }
 
     /// Lines for the sync log: `deals.semantic "X": 3`.
@@ -274,17 +284,44 @@ pub fn dictionaries(rows: &[Json]) -> Result<(Mapped, Mapped), String> {
     ))
 }
 
-/// `crm.company.list` rows with the INN of each company from `crm.requisite.list`
-/// (`ENTITY_TYPE_ID` 4; the first requisite with an INN).
-pub fn companies(rows: &[Json], requisites: &[Json]) -> Result<Mapped, String> {
-    let mut inn: BTreeMap<i64, String> = BTreeMap::new();
+/// The INN of each company from `crm.requisite.list` rows (`ENTITY_TYPE_ID` 4; the
+/// requisite with the lowest id that has one).
+pub fn company_inns(requisites: &[Json]) -> HashMap<i64, String> {
+    let mut firsts: BTreeMap<(i64, i64), String> = BTreeMap::new();
     for q in requisites {
         if wire::id(&q["ENTITY_TYPE_ID"]) == Some(4)
             && let (Some(company), Some(value)) = (wire::id(&q["ENTITY_ID"]), txt(&q["RQ_INN"]))
         {
-            inn.entry(company).or_insert(value);
+            firsts.insert((company, wire::id(&q["ID"]).unwrap_or(0)), value);
         }
     }
+    let mut inn = HashMap::new();
+    for ((company, _), value) in firsts {
+        inn.entry(company).or_insert(value);
+    }
+    inn
+}
+
+/// The companies' `inn` column set from `inn` (`company_inns`): a company's INN lives in
+/// its requisites, which change without the company's modification time moving.
+pub fn with_inns(batch: RecordBatch, inn: &HashMap<i64, String>) -> Result<RecordBatch, String> {
+    let ids = batch
+        .column_by_name("id")
+        .ok_or("companies without an `id` column")?
+        .as_primitive::<Int64Type>()
+        .clone();
+    let at = batch.schema().index_of("inn").map_err(|e| e.to_string())?;
+    let mut b = StringBuilder::new();
+    for id in ids.values() {
+        b.append_option(inn.get(id));
+    }
+    let mut columns = batch.columns().to_vec();
+    columns[at] = Arc::new(b.finish());
+    RecordBatch::try_new(batch.schema(), columns).map_err(|e| e.to_string())
+}
+
+/// `crm.company.list` rows; the INN comes from the requisites (`with_inns`).
+pub fn companies(rows: &[Json]) -> Result<Mapped, String> {
     let mut out = TableBuilder::new(table("companies"));
     let mut unknowns = Unknowns::default();
     for r in rows {
@@ -299,7 +336,7 @@ pub fn companies(rows: &[Json], requisites: &[Json]) -> Result<Mapped, String> {
         out.push(&[
             Value::Int(id),
             Value::Text(&title),
-            inn.get(&id).map(|s| Value::Text(s)).unwrap_or(Value::Null),
+            Value::Null,
             opt_text(&city),
             opt_text(&country),
             Value::Timestamp(created),
@@ -337,19 +374,38 @@ pub fn contacts(rows: &[Json]) -> Result<Mapped, String> {
     })
 }
 
-/// When each deal was closed, from `crm.stagehistory.list` items of deals: the last move
-/// to a final stage (`TYPE_ID` 3). `CLOSEDATE` is only what the manager typed; the
+/// When each deal was closed, from the canonical stage history: its last move to a final
+/// stage (`TYPE_ID` 3 on the wire). `CLOSEDATE` is only what the manager typed; the
 /// history is when it happened.
-pub fn deal_closings(history: &[Json]) -> std::collections::HashMap<i64, i64> {
-    let mut out = std::collections::HashMap::new();
-    for r in history {
-        if wire::id(&r["TYPE_ID"]) != Some(3) {
-            continue;
-        }
-        if let (Some(deal), Some(at)) = (wire::id(&r["OWNER_ID"]), wire::micros(&r["CREATED_TIME"]))
-        {
-            let e = out.entry(deal).or_insert(at);
-            *e = (*e).max(at);
+pub fn deal_closings(history: &[RecordBatch]) -> HashMap<i64, i64> {
+    let mut out = HashMap::new();
+    for b in history {
+        let col = |n: &str| {
+            b.column_by_name(n)
+                .expect("a canonical stage_history batch")
+        };
+        let (entity, owner, semantic, at, kind) = (
+            col("entity"),
+            col("entity_id"),
+            col("semantic"),
+            col("changed_at"),
+            col("kind"),
+        );
+        let (entity, semantic, kind) = (
+            entity.as_string::<i32>(),
+            semantic.as_string::<i32>(),
+            kind.as_string::<i32>(),
+        );
+        let owner = owner.as_primitive::<Int64Type>();
+        let at = at.as_primitive::<TimestampMicrosecondType>();
+        for i in 0..b.num_rows() {
+            if entity.value(i) == "deal"
+                && kind.value(i) == "moved"
+                && semantic.value(i) != "process"
+            {
+                let e = out.entry(owner.value(i)).or_insert(at.value(i));
+                *e = (*e).max(at.value(i));
+            }
         }
     }
     out
@@ -359,10 +415,7 @@ pub fn deal_closings(history: &[Json]) -> std::collections::HashMap<i64, i64> {
 /// a deal is closed when `CLOSED` says so, at its last move to a final stage in
 /// `closings` (`deal_closings`), else at `CLOSEDATE` (on an open deal that is only the
 /// expected date).
-pub fn deals(
-    rows: &[Json],
-    closings: &std::collections::HashMap<i64, i64>,
-) -> Result<Mapped, String> {
+pub fn deals(rows: &[Json], closings: &HashMap<i64, i64>) -> Result<Mapped, String> {
     let mut out = TableBuilder::new(table("deals"));
     let mut unknowns = Unknowns::default();
     for r in rows {
@@ -529,7 +582,9 @@ pub fn activities(rows: &[Json]) -> Result<Mapped, String> {
             Value::Null
         };
         let duration = match (wire::micros(&r["START_TIME"]), wire::micros(&r["END_TIME"])) {
-            (Some(s), Some(e)) if kind == "call" && e >= s => Value::Int((e - s) / 1_000_000),
+            (Some(s), Some(e)) if matches!(kind, "call" | "meeting") && e >= s => {
+                Value::Int((e - s) / 1_000_000)
+            }
             _ => Value::Null,
         };
         out.push(&[
@@ -551,6 +606,103 @@ pub fn activities(rows: &[Json]) -> Result<Mapped, String> {
         batch: out.finish(),
         unknowns,
     })
+}
+
+/// `crm.timeline.comment.list` rows as activities of kind `comment`. Comments have ids of
+/// their own, which may equal an activity's: they are kept apart as negative ids.
+pub fn comments(rows: &[Json]) -> Result<Mapped, String> {
+    let mut out = TableBuilder::new(table("activities"));
+    let mut unknowns = Unknowns::default();
+    for r in rows {
+        let (Some(id), Some(owner), Some(author), Some(created)) = (
+            wire::id(&r["ID"]),
+            wire::id(&r["ENTITY_ID"]),
+            wire::id(&r["AUTHOR_ID"]),
+            wire::micros(&r["CREATED"]),
+        ) else {
+            unknowns.note(
+                "comments",
+                "record without ID, ENTITY_ID, AUTHOR_ID or CREATED",
+            );
+            continue;
+        };
+        let owner_type = match txt(&r["ENTITY_TYPE"]).as_deref() {
+            Some("lead") => "lead",
+            Some("deal") => "deal",
+            Some("contact") => "contact",
+            Some("company") => "company",
+            other => {
+                unknowns.note("comments.entity_type", other.unwrap_or_default());
+                continue;
+            }
+        };
+        out.push(&[
+            Value::Int(-id),
+            Value::Text("comment"),
+            Value::Null,
+            Value::Text(owner_type),
+            Value::Int(owner),
+            Value::Int(author),
+            Value::Timestamp(created),
+            Value::Null,
+            Value::Bool(true),
+            Value::Timestamp(created),
+            Value::Null,
+        ])
+        .map_err(|e| format!("comment {id}: {e}"))?;
+    }
+    Ok(Mapped {
+        batch: out.finish(),
+        unknowns,
+    })
+}
+
+/// Custom fields (`UF_CRM_*`) as extra text columns after the canonical ones:
+/// `fields` maps a field to its column. A list value (a multiple field) is joined with
+/// `, `; an absent or empty one is null.
+pub fn custom_columns(
+    batch: RecordBatch,
+    rows: &[Json],
+    fields: &BTreeMap<String, String>,
+) -> Result<RecordBatch, String> {
+    if fields.is_empty() {
+        return Ok(batch);
+    }
+    // Rows skipped by the mapping are not in the batch: match by id.
+    let ids = batch
+        .column_by_name("id")
+        .ok_or("custom fields need an `id` column")?
+        .as_primitive::<Int64Type>()
+        .clone();
+    let by_id: HashMap<i64, &Json> = rows
+        .iter()
+        .filter_map(|r| wire::id(&r["ID"]).map(|id| (id, r)))
+        .collect();
+    let mut schema: Vec<Arc<Field>> = batch.schema().fields().iter().cloned().collect();
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    for (field, column) in fields {
+        if schema.iter().any(|f| f.name() == column) {
+            return Err(format!(
+                "custom field {field}: column `{column}` is already a column of the table"
+            ));
+        }
+        let mut b = StringBuilder::new();
+        for id in ids.values() {
+            let v = by_id.get(id).map(|r| &r[field.as_str()]);
+            let text = match v {
+                Some(Json::Array(items)) => {
+                    let parts: Vec<String> = items.iter().filter_map(wire::text).collect();
+                    (!parts.is_empty()).then(|| parts.join(", "))
+                }
+                Some(v) => txt(v),
+                None => None,
+            };
+            b.append_option(text);
+        }
+        schema.push(Arc::new(Field::new(column, DataType::Utf8, true)));
+        columns.push(Arc::new(b.finish()));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(schema)), columns).map_err(|e| e.to_string())
 }
 
 /// `crm.stagehistory.list` items of leads (`entity` = `lead`) or deals: `TYPE_ID` 1
@@ -617,8 +769,8 @@ pub fn stage_history(entity: &str, rows: &[Json]) -> Result<Mapped, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Array, AsArray};
-    use arrow::datatypes::{Decimal128Type, Int64Type, TimestampMicrosecondType};
+    use arrow::array::Array;
+    use arrow::datatypes::Decimal128Type;
     use serde_json::json;
 
     #[test]
@@ -644,14 +796,14 @@ mod tests {
         ];
         // Deal 411's history says it was won on September 5th, not the typed 9th.
         let history = [
-            json!({"ID": 1, "TYPE_ID": 3, "OWNER_ID": 411, "STAGE_ID": "C2:LOSE",
-                   "CREATED_TIME": "2024-09-01T12:00:00+03:00"}),
-            json!({"ID": 2, "TYPE_ID": 2, "OWNER_ID": 411, "STAGE_ID": "C2:WORK",
-                   "CREATED_TIME": "2024-09-03T12:00:00+03:00"}),
-            json!({"ID": 3, "TYPE_ID": 3, "OWNER_ID": 411, "STAGE_ID": "C2:WON",
-                   "CREATED_TIME": "2024-09-05T12:00:00+03:00"}),
+            json!({"ID": 1, "TYPE_ID": 3, "OWNER_ID": 411, "STAGE_ID": "C2:LOSE", "CATEGORY_ID": 2,
+                   "STAGE_SEMANTIC_ID": "F", "CREATED_TIME": "2024-09-01T12:00:00+03:00"}),
+            json!({"ID": 2, "TYPE_ID": 2, "OWNER_ID": 411, "STAGE_ID": "C2:WORK", "CATEGORY_ID": 2,
+                   "STAGE_SEMANTIC_ID": "P", "CREATED_TIME": "2024-09-03T12:00:00+03:00"}),
+            json!({"ID": 3, "TYPE_ID": 3, "OWNER_ID": 411, "STAGE_ID": "C2:WON", "CATEGORY_ID": 2,
+                   "STAGE_SEMANTIC_ID": "S", "CREATED_TIME": "2024-09-05T12:00:00+03:00"}),
         ];
-        let closings = deal_closings(&history);
+        let closings = deal_closings(&[stage_history("deal", &history).unwrap().batch]);
         assert_eq!(closings.len(), 1);
         let m = deals(&rows, &closings).unwrap();
         let b = &m.batch;
@@ -764,13 +916,17 @@ mod tests {
         assert!(pipeline.is_null(0));
         assert_eq!(pipeline.as_primitive::<Int64Type>().value(3), 1);
         assert_eq!(strings(&sources.batch, "id"), [Some("CALL".to_string())]);
-        let c = companies(
-            &[json!({"ID": "3027", "TITLE": "Crossroads", "DATE_CREATE": "2024-02-26T00:00:00+02:00"}),
-              json!({"ID": "3028", "TITLE": "No INN", "DATE_CREATE": "2024-02-26T00:00:00+02:00"})],
-            &[json!({"ENTITY_TYPE_ID": "4", "ENTITY_ID": "3027", "ID": "40", "RQ_INN": "1717586110"}),
-              json!({"ENTITY_TYPE_ID": "3", "ENTITY_ID": "3028", "ID": "41", "RQ_INN": "000000000000"})],
-        )
+        let mut c = companies(&[
+            json!({"ID": "3027", "TITLE": "Crossroads", "DATE_CREATE": "2024-02-26T00:00:00+02:00"}),
+            json!({"ID": "3028", "TITLE": "No INN", "DATE_CREATE": "2024-02-26T00:00:00+02:00"}),
+        ])
         .unwrap();
+        let inn = company_inns(&[
+            json!({"ENTITY_TYPE_ID": "4", "ENTITY_ID": "3027", "ID": "42", "RQ_INN": "7700000000"}),
+            json!({"ENTITY_TYPE_ID": "4", "ENTITY_ID": "3027", "ID": "40", "RQ_INN": "1717586110"}),
+            json!({"ENTITY_TYPE_ID": "3", "ENTITY_ID": "3028", "ID": "41", "RQ_INN": "000000000000"}),
+        ]);
+        c.batch = with_inns(c.batch, &inn).unwrap();
         assert_eq!(strings(&c.batch, "inn"), [Some("1717586110".into()), None]);
         let k = contacts(&[json!({"ID": "75", "NAME": "Anastasia", "ASSIGNED_BY_ID": "6",
                                   "DATE_CREATE": "2024-02-26T00:00:00+02:00", "COMPANY_ID": "3027"})])

@@ -1,5 +1,6 @@
 //! The portal's leaky bucket kept on our side: every request adds one, the bucket drains
-//! `rate` per second, a request that would overflow `burst` waits. Staying under the
+//! `rate` per second, a request that would overflow `burst` (less one place for timing
+//! jitter) waits. Staying under the
 //! limit costs less than being refused with 503 and backing off.
 
 use std::time::{Duration, Instant};
@@ -52,10 +53,12 @@ impl Pace {
         self.at = now;
     }
 
-    /// How long to wait before the next request may go.
+    /// How long to wait before the next request may go. One place of the bucket is kept
+    /// free: our requests reach the portal a little late or early, and the portal counts
+    /// by their arrival.
     pub fn wait(&mut self, now: Instant) -> Duration {
         self.drain(now);
-        let over = self.level + 1.0 - self.limit.burst;
+        let over = self.level + 1.0 - (self.limit.burst - 1.0).max(1.0);
         let bucket = if over > 0.0 {
             Duration::from_secs_f64(over / self.limit.rate)
         } else {
@@ -93,11 +96,11 @@ mod tests {
     fn a_burst_then_the_rate() {
         let t0 = Instant::now();
         let mut p = Pace::new(Limit::STANDARD, t0);
-        for _ in 0..50 {
+        for _ in 0..49 {
             assert_eq!(p.wait(t0), Duration::ZERO);
             p.sent(t0);
         }
-        // The 51st waits for half a request to drain at 2/s.
+        // The 50th (one place is kept free) waits for half a request to drain at 2/s.
         assert_eq!(p.wait(t0), Duration::from_millis(500));
         let later = t0 + Duration::from_millis(500);
         assert_eq!(p.wait(later), Duration::ZERO);
@@ -128,7 +131,7 @@ mod tests {
         p.refused();
         assert_eq!(p.wait(t0), Duration::from_secs(2));
         p.succeeded();
-        // Only the bucket remains: full, so one slot drains at 5/s.
-        assert_eq!(p.wait(t0), Duration::from_millis(200));
+        // Only the bucket remains: full (and a place kept free), so two drain at 5/s.
+        assert_eq!(p.wait(t0), Duration::from_millis(400));
     }
 }

@@ -126,6 +126,9 @@ pub struct Reply {
     pub result: Value,
     pub total: Option<u64>,
     pub next: Option<u64>,
+    /// When the portal began the request (`time.start`, unix seconds): the portal's
+    /// clock, which a sync's watermark is read from.
+    pub started: Option<f64>,
 }
 
 /// Reads a reply: its HTTP status and body. Errors are classified by status and code
@@ -175,6 +178,7 @@ pub fn reply(method: &str, status: u16, body: &[u8]) -> Result<Reply, ApiError> 
                 .get("next")
                 .and_then(id)
                 .and_then(|t| u64::try_from(t).ok()),
+            started: v.pointer("/time/start").and_then(Value::as_f64),
         });
     }
     let code = code.unwrap_or_default();

@@ -705,8 +705,9 @@ impl Gen {
                 self.rng.pick(FIRST_NAMES_M),
                 self.rng.pick(LAST_NAMES)
             );
-            self.contacts
-                .push((cid, name, Some(id), created + self.rng.range(0, 30) * DAY));
+            // Known by the time the company first comes to a lead or deal.
+            let at = (created + self.rng.range(0, 30) * DAY).min(t);
+            self.contacts.push((cid, name, Some(id), at));
             contacts.push(cid);
         }
         let big = self.rng.chance(0.1);

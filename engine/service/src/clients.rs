@@ -42,6 +42,34 @@ pub struct ClientConfig {
     /// No token needed (the demo client on loopback).
     #[serde(default)]
     pub open: bool,
+    /// The client's Bitrix24 portal, for `svodka sync --client`.
+    #[serde(default)]
+    pub bitrix24: Option<svodka_bitrix24::settings::Settings>,
+}
+
+impl ClientConfig {
+    /// Reads and checks `dir/client.yaml`.
+    pub fn read(dir: &Path) -> Result<ClientConfig, ServiceError> {
+        let file = dir.join("client.yaml");
+        let text = std::fs::read_to_string(&file).map_err(|e| ServiceError::Config {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
+        let config: ClientConfig =
+            serde_yaml::from_str(&text).map_err(|e| ServiceError::Config {
+                file: file.clone(),
+                message: e.to_string(),
+            })?;
+        for t in &config.tokens {
+            if t.len() != 64 || !t.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(ServiceError::Config {
+                    file: file.clone(),
+                    message: "tokens: each is the SHA-256 of a token, 64 hex digits (`svodka token hash`)".into(),
+                });
+            }
+        }
+        Ok(config)
+    }
 }
 
 fn default_retention() -> u32 {
@@ -85,25 +113,7 @@ impl Client {
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_string();
-        let file = dir.join("client.yaml");
-        let text = std::fs::read_to_string(&file).map_err(|e| ServiceError::Config {
-            file: file.clone(),
-            message: e.to_string(),
-        })?;
-        let config: ClientConfig =
-            serde_yaml::from_str(&text).map_err(|e| ServiceError::Config {
-                file: file.clone(),
-                message: e.to_string(),
-            })?;
-        for t in &config.tokens {
-            if t.len() != 64 || !t.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(ServiceError::Config {
-                    file: file.clone(),
-                    message: "tokens: each is the SHA-256 of a token, 64 hex digits (`svodka token hash`)".into(),
-                });
-            }
-        }
-        Client::new(id, dir, config)
+        Client::new(id, dir, ClientConfig::read(dir)?)
     }
 
     /// A client from its config (its folder holds `reports/` and relative data paths).

@@ -127,6 +127,7 @@ impl Service {
             retention_months: 24,
             tokens: vec![],
             open: true,
+            bitrix24: None,
         };
         // No client folder: definitions are the shipped ones.
         let client = Client::new(

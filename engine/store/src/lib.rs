@@ -79,6 +79,11 @@ impl Snapshot {
         self.dir.join(format!("{table}.parquet"))
     }
 
+    /// A small file of the snapshot's own (a connector's sync state), if it has one.
+    pub fn file(&self, name: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.dir.join(name)).ok()
+    }
+
     /// A table's schema and batches; a table the snapshot lacks is empty with the
     /// canonical schema.
     pub fn read(&self, table: &str) -> Result<(SchemaRef, Vec<RecordBatch>), StoreError> {
@@ -257,6 +262,31 @@ impl SnapshotWriter {
         file.sync_all().map_err(io(&path, "syncing"))?;
         self.manifest.tables.push((name.to_string(), rows));
         Ok(rows)
+    }
+
+    /// Takes a table unchanged from another snapshot: a hard link where the file system
+    /// allows (snapshot files are never rewritten), else a copy.
+    pub fn carry(&mut self, from: &Snapshot, table: &str) -> Result<u64, StoreError> {
+        let source = from.table_path(table);
+        let path = self.dir.join(format!("{table}.parquet"));
+        if std::fs::hard_link(&source, &path).is_err() {
+            std::fs::copy(&source, &path).map_err(io(&path, "copying into"))?;
+        }
+        let rows = from
+            .manifest
+            .tables
+            .iter()
+            .find(|(t, _)| t == table)
+            .map(|(_, rows)| *rows)
+            .unwrap_or(0);
+        self.manifest.tables.push((table.to_string(), rows));
+        Ok(rows)
+    }
+
+    /// Writes a small file of the snapshot's own (a connector's sync state).
+    pub fn file(&mut self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let path = self.dir.join(name);
+        std::fs::write(&path, bytes).map_err(io(&path, "writing"))
     }
 
     /// Finishes the snapshot and makes it current; keeps the newest `keep` snapshots.

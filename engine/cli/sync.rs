@@ -1,0 +1,251 @@
+//! `svodka sync`: a Bitrix24 portal into a snapshot store, with a progress line per list
+//! on a terminal and plain log lines otherwise.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use svodka_bitrix24::client::{Auth, Client};
+use svodka_bitrix24::pace::Limit;
+use svodka_bitrix24::settings::{Settings, Tokens, portal_of};
+use svodka_bitrix24::sync::{Event, Options};
+
+use crate::data::Progress;
+
+#[derive(Args)]
+pub struct SyncArgs {
+    /// The snapshot store to write (created if missing); with --client, default: the
+    /// client's data folder.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// The portal's incoming-webhook URL (`https://portal.bitrix24.ru/rest/1/secret/`).
+    #[arg(long, value_name = "URL", conflicts_with = "client")]
+    bitrix24: Option<String>,
+    /// A client of the service: its `bitrix24:` settings, time zone and retention.
+    #[arg(long)]
+    client: Option<String>,
+    /// The service folder holding `clients/` (with --client).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    config: PathBuf,
+    /// Read everything again instead of what changed since the last sync.
+    #[arg(long)]
+    full: bool,
+    /// Sweep ids for deleted records now, whenever the last sweep was.
+    #[arg(long)]
+    sweep: bool,
+    /// Read timeline comments of leads and deals (one subquery per item).
+    #[arg(long)]
+    comments: bool,
+    /// The portal's plan: standard (2 requests/s, 50 at once) or enterprise (5/s, 250).
+    #[arg(long, value_name = "PLAN")]
+    plan: Option<String>,
+    /// A raised rate limit agreed with Bitrix24: requests per second and burst (`10/500`).
+    #[arg(long, value_name = "RATE/BURST", conflicts_with = "plan")]
+    rate_limit: Option<String>,
+    /// Months of activities and stage history to keep (default: all; with --client, the
+    /// client's retention).
+    #[arg(long, value_name = "N")]
+    retention_months: Option<u32>,
+    /// A custom field as an extra column: `deals.UF_CRM_1700000001=region` (repeatable).
+    #[arg(long = "field", value_name = "TABLE.UF_FIELD=COLUMN")]
+    fields: Vec<String>,
+    /// The data set's time zone when the store is new (default Europe/Moscow).
+    #[arg(long, value_name = "ZONE")]
+    timezone: Option<String>,
+    /// The longest one request may take, in seconds.
+    #[arg(long, default_value_t = 90)]
+    timeout: u64,
+    /// Snapshots to keep.
+    #[arg(long, default_value_t = 3)]
+    keep: usize,
+    /// List pages per batch call (1–50); fewer spend less of the portal's operating time
+    /// per call.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=50))]
+    batch_pages: u16,
+}
+
+fn rate_limit(text: &str) -> Result<Limit> {
+    let (rate, burst) = text
+        .split_once('/')
+        .context("--rate-limit: expected RATE/BURST, e.g. 10/500")?;
+    let (rate, burst): (f64, f64) = (
+        rate.trim().parse().context("--rate-limit: rate")?,
+        burst.trim().parse().context("--rate-limit: burst")?,
+    );
+    if rate <= 0.0 || burst < 1.0 {
+        bail!("--rate-limit: the rate must be above 0 and the burst at least 1");
+    }
+    Ok(Limit { rate, burst })
+}
+
+fn field(text: &str, fields: &mut BTreeMap<String, BTreeMap<String, String>>) -> Result<()> {
+    let parsed = text
+        .split_once('=')
+        .and_then(|(l, column)| l.split_once('.').map(|(t, f)| (t, f, column)));
+    let Some((table, uf, column)) = parsed else {
+        bail!(
+            "--field {text}: expected TABLE.UF_FIELD=COLUMN, e.g. deals.UF_CRM_1700000001=region"
+        );
+    };
+    fields
+        .entry(table.to_string())
+        .or_default()
+        .insert(uf.to_string(), column.to_string());
+    Ok(())
+}
+
+pub fn sync(a: SyncArgs) -> Result<()> {
+    let mut settings = Settings::default();
+    let mut store = a.data.clone();
+    let mut timezone = a.timezone.clone();
+    let mut retention = a.retention_months;
+    let mut name = None;
+    let mut client_dir = PathBuf::new();
+    if let Some(client) = &a.client {
+        client_dir = a.config.join("clients").join(client);
+        let config = svodka_service::clients::ClientConfig::read(&client_dir)?;
+        settings = config.bitrix24.clone().with_context(|| {
+            format!(
+                "{}: no `bitrix24:` section",
+                client_dir.join("client.yaml").display()
+            )
+        })?;
+        store = store.or_else(|| Some(client_dir.join(&config.data.folder)));
+        timezone = timezone.or(config.timezone.clone());
+        retention = retention.or(Some(config.retention_months));
+        name = Some(config.name.clone());
+    } else if let Some(url) = &a.bitrix24 {
+        settings.webhook = Some(url.clone());
+    } else {
+        bail!("give the portal: --bitrix24 WEBHOOK_URL, or --client NAME");
+    }
+    let store = store.context("--data DIR: the snapshot store to write")?;
+    let (auth, token_file) = settings.auth(&client_dir)?;
+    let limit = match (&a.rate_limit, &a.plan) {
+        (Some(r), _) => rate_limit(r)?,
+        (None, Some(p)) => Settings {
+            plan: Some(p.clone()),
+            ..Default::default()
+        }
+        .limit()?,
+        (None, None) => settings.limit()?,
+    };
+    let url = match &auth {
+        Auth::Webhook { url } => url.clone(),
+        Auth::OAuth { endpoint, .. } => endpoint.clone(),
+    };
+    let portal = portal_of(&url);
+    let mut options = Options::new(&portal);
+    options.full = a.full;
+    options.comments = a.comments || settings.comments;
+    options.sweep_every = if a.sweep {
+        Duration::ZERO
+    } else {
+        settings.sweep_every()
+    };
+    options.retention_months = retention;
+    options.fields = settings.fields.clone();
+    for f in &a.fields {
+        field(f, &mut options.fields)?;
+    }
+    options.keep = a.keep;
+    options.pages_per_batch = a.batch_pages as usize;
+    options.name = name.unwrap_or_else(|| portal.clone());
+    options.timezone = timezone.unwrap_or_else(|| "Europe/Moscow".to_string());
+    options.portal_url = Some(format!(
+        "{}://{portal}",
+        url.split("://").next().unwrap_or("https")
+    ));
+    let mut client = Client::new(auth, limit).timeout(Duration::from_secs(a.timeout));
+    if let (
+        Some(path),
+        Auth::OAuth {
+            client_id,
+            client_secret,
+            ..
+        },
+    ) = (&token_file, &client.auth().clone())
+    {
+        let (path, id, secret) = (path.clone(), client_id.clone(), client_secret.clone());
+        client = client.on_refresh(move |access, refresh| {
+            let t = Tokens {
+                client_id: id.clone(),
+                client_secret: secret.clone(),
+                access_token: access.to_string(),
+                refresh_token: refresh.to_string(),
+            };
+            if let Err(e) = t.write(&path) {
+                eprintln!("warning: the refreshed token was not stored: {e}");
+            }
+        });
+    }
+    std::fs::create_dir_all(&store).with_context(|| format!("creating {}", store.display()))?;
+    let store_handle = svodka_store::Store::new(&store);
+    eprintln!("syncing {portal} into {}", store.display());
+    let mut bars: BTreeMap<String, Progress> = BTreeMap::new();
+    let outcome =
+        svodka_bitrix24::sync::sync(&mut client, &store_handle, &options, &mut |e| match e {
+            Event::Step(step) => eprintln!("{step} …"),
+            Event::Rows {
+                list,
+                rows,
+                total,
+                done,
+            } => {
+                let bar = bars
+                    .entry(list.to_string())
+                    .or_insert_with(|| Progress::new(list.to_string()));
+                bar.update(rows, total.unwrap_or(rows).max(rows));
+                if done {
+                    bar.finish();
+                    eprintln!("{list}: {rows} rows");
+                }
+            }
+        })
+        .with_context(|| format!("syncing {portal} into {}", store.display()))?;
+    println!(
+        "snapshot {} ({} sync{}): {} rows read in {:.1}s ({:.0} rows/s), {} requests{}",
+        outcome.snapshot,
+        if outcome.full { "full" } else { "incremental" },
+        if outcome.swept { ", ids swept" } else { "" },
+        outcome.rows_read,
+        outcome.seconds,
+        outcome.rows_read as f64 / outcome.seconds.max(0.001),
+        outcome.requests,
+        if outcome.resumed_rows > 0 {
+            format!(
+                ", resumed after {} rows kept from an interrupted run",
+                outcome.resumed_rows
+            )
+        } else {
+            String::new()
+        }
+    );
+    for (table, rows) in &outcome.tables {
+        let changed = outcome
+            .changed
+            .iter()
+            .find(|(t, _)| t == table)
+            .map(|(_, n)| *n);
+        let deleted = outcome
+            .deleted
+            .iter()
+            .find(|(t, _)| t == table)
+            .map(|(_, n)| *n);
+        let mut line = format!("  {table}: {rows}");
+        if let (Some(c), false) = (changed, outcome.full) {
+            line += &format!(" ({c} new or changed");
+            if let Some(d) = deleted.filter(|d| *d > 0) {
+                line += &format!(", {d} removed");
+            }
+            line += ")";
+        }
+        println!("{line}");
+    }
+    for u in &outcome.unknowns {
+        println!("  unmapped: {u}");
+    }
+    Ok(())
+}

@@ -1,0 +1,597 @@
+//! The Bitrix24 connector end to end against the emulated portal
+//! (`tests/emulators/bitrix24`): a full sync gives the generator's tables and the same
+//! report JSON as the CSV; an incremental sync reads what changed and sweeps what was
+//! deleted; every injected fault is recovered from; a killed sync leaves the old snapshot
+//! and the next one resumes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use arrow::record_batch::RecordBatch;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use svodka_bitrix24::client::{Auth, Client};
+use svodka_bitrix24::pace::Limit;
+use svodka_bitrix24::sync::{Options, TABLES, sync};
+use svodka_emulator_bitrix24::{Change, Emulator, Fault, Faults};
+use svodka_store::Store;
+
+use crate::util::{REPORTS, fails, ok, svodka};
+
+/// A limit the tests never wait for.
+const FAST: &str = "1000/1000";
+
+/// A small demo data set (and its folder).
+fn demo(deals: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&[
+        "demo",
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--deals",
+        deals,
+        "--seed",
+        "11",
+    ]);
+    dir
+}
+
+/// A table's rows as sorted text lines.
+fn lines(batches: &[RecordBatch]) -> Vec<String> {
+    let opts = FormatOptions::default();
+    let mut out = Vec::new();
+    for b in batches {
+        let columns: Vec<ArrayFormatter> = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
+            .collect();
+        for i in 0..b.num_rows() {
+            out.push(
+                columns
+                    .iter()
+                    .map(|c| c.value(i).to_string())
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            );
+        }
+    }
+    out.sort();
+    out
+}
+
+fn csv_lines(dir: &Path, table: &str) -> Vec<String> {
+    lines(&svodka_csv::read_table(dir, table).unwrap().batches)
+}
+
+fn store_lines(store: &Path, table: &str) -> Vec<String> {
+    lines(&Store::new(store).current().unwrap().read(table).unwrap().1)
+}
+
+/// Every CRM table of the store equals the portal's records.
+fn assert_synced(store: &Path, portal: &Emulator) {
+    let expected = tempfile::tempdir().unwrap();
+    portal.write_csv(expected.path()).unwrap();
+    for table in TABLES {
+        let (got, want) = (store_lines(store, table), csv_lines(expected.path(), table));
+        assert_eq!(got.len(), want.len(), "{table}: rows");
+        if let Some(i) = (0..got.len()).find(|&i| got[i] != want[i]) {
+            panic!(
+                "{table}: first difference\n got: {}\nwant: {}",
+                got[i], want[i]
+            );
+        }
+    }
+}
+
+fn options() -> Options {
+    let mut o = Options::new("emulator");
+    o.comments = true;
+    o
+}
+
+#[test]
+fn a_full_sync_gives_the_generator_tables_and_the_same_reports() {
+    let data = demo("150");
+    let d = data.path().to_str().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let s = store.path().to_str().unwrap();
+    // Plans and 1C come from the CSV folder; the sync replaces the CRM tables.
+    ok(&["store", "import", "--data", d, "--store", s]);
+    let portal = Emulator::start(data.path()).unwrap();
+    let out = ok(&[
+        "sync",
+        "--data",
+        s,
+        "--bitrix24",
+        &portal.webhook(),
+        "--comments",
+        "--rate-limit",
+        FAST,
+    ]);
+    assert!(out.starts_with("snapshot 000002 (full sync): "), "{out}");
+    assert!(out.contains("  plans: "), "plans carried over: {out}");
+    assert!(
+        out.contains("unmapped: activities.kind \"TYPE_ID 6 REST_APP\": "),
+        "activities of unknown providers are counted as other: {out}"
+    );
+    assert_synced(store.path(), &portal);
+    // The generator's own tables, but for comments' ids (negative: an id space of their own).
+    for table in [
+        "deals",
+        "leads",
+        "stage_history",
+        "companies",
+        "users",
+        "stages",
+    ] {
+        assert_eq!(
+            store_lines(store.path(), table),
+            csv_lines(data.path(), table),
+            "{table}"
+        );
+    }
+    for report in REPORTS {
+        let run = |data: &str| {
+            ok(&[
+                "run",
+                report,
+                "--data",
+                data,
+                "--from",
+                "2026-06-01",
+                "--to",
+                "2026-11-30",
+                "--as-of",
+                "2026-11-25",
+            ])
+        };
+        assert_eq!(run(s), run(d), "{report}");
+    }
+    // One request counts the lists; every list then takes a batch per 2 500 rows.
+    let (requests, refused) = portal.requests();
+    assert_eq!(refused, 0);
+    assert!(requests < 40, "{requests} requests");
+    let log = portal.log();
+    assert!(log.iter().all(|m| m.starts_with("batch:")), "{log:?}");
+}
+
+#[test]
+fn an_incremental_sync_reads_what_changed_and_sweeps_deletions() {
+    let data = demo("120");
+    let store = tempfile::tempdir().unwrap();
+    let s = store.path().to_str().unwrap();
+    let portal = Emulator::start(data.path()).unwrap();
+    let webhook = portal.webhook();
+    let sync_args = |extra: &[&str]| {
+        let mut a = vec![
+            "sync",
+            "--data",
+            s,
+            "--bitrix24",
+            &webhook,
+            "--comments",
+            "--rate-limit",
+            FAST,
+        ];
+        a.extend_from_slice(extra);
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let run = |extra: &[&str]| {
+        let a = sync_args(extra);
+        ok(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let first = run(&[]);
+    // Nothing changed: nothing read but the small lists.
+    let out = run(&[]);
+    assert!(out.contains("(incremental sync): "), "{out}");
+    assert!(out.contains("  deals: 120 (0 new or changed)"), "{out}");
+    // A day in the CRM.
+    let (deal, lead) = (7, 9);
+    portal.with(|p| {
+        p.edit("deals", 3, "title", Some("Переименованная сделка"));
+        p.move_deal(deal, "WON", "success");
+        p.delete("leads", lead);
+        p.delete("deals", 11);
+        p.edit("companies", 2, "inn", Some("7700000002"));
+        p.edit("contacts", 4, "name", Some("Ирина Новикова"));
+        p.add_call("deal", deal, 1);
+    });
+    let before = portal.requests().0;
+    let out = run(&["--sweep"]);
+    assert!(out.contains("(incremental sync, ids swept)"), "{out}");
+    assert!(
+        out.contains("  deals: 119 (2 new or changed, 1 removed)"),
+        "{out}"
+    );
+    let leads = csv_lines(data.path(), "leads").len();
+    assert!(
+        out.contains(&format!(
+            "  leads: {} (0 new or changed, 1 removed)",
+            leads - 1
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("  companies: ") && out.contains("  stage_history: "),
+        "{out}"
+    );
+    // The edited company, the renamed contact; the new call and the comments of the two
+    // deals read again; the moved deal's new stage.
+    for line in [
+        "  companies: 90 (1 new or changed)",
+        "  contacts: 135 (1 new or changed)",
+        "(3 new or changed, ",
+        "(1 new or changed)\n",
+    ] {
+        assert!(out.contains(line), "{line}: {out}");
+    }
+    assert_synced(store.path(), &portal);
+    assert!(portal.requests().0 > before);
+    assert!(first.contains("(full sync)"), "{first}");
+}
+
+#[test]
+fn every_fault_is_recovered_from_with_nothing_lost_or_duplicated() {
+    let data = demo("150");
+    let store = tempfile::tempdir().unwrap();
+    let portal = Emulator::start(data.path()).unwrap();
+    let (endpoint, access, refresh, token_url) = portal.oauth();
+    let stored = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = stored.clone();
+    let mut c = Client::new(
+        Auth::OAuth {
+            endpoint,
+            access_token: access,
+            refresh_token: refresh,
+            client_id: svodka_emulator_bitrix24::CLIENT_ID.into(),
+            client_secret: svodka_emulator_bitrix24::CLIENT_SECRET.into(),
+            token_url,
+        },
+        Limit {
+            rate: 1000.0,
+            burst: 1000.0,
+        },
+    )
+    .timeout(Duration::from_millis(1500))
+    .on_refresh(move |a, r| keep.lock().unwrap().push((a.to_string(), r.to_string())));
+    let faults = Faults {
+        at: BTreeMap::from([
+            (2, Fault::RateLimited),
+            (3, Fault::RateLimited),
+            (4, Fault::TimeLimited),
+            (5, Fault::Truncated),
+            (6, Fault::ExpiredToken),
+            (8, Fault::ServerError),
+            (9, Fault::Slow(Duration::from_secs(3))),
+            (11, Fault::SubqueryRateLimited),
+            (13, Fault::Slow(Duration::from_millis(300))),
+        ]),
+        // Between pages of the activities: one edited, one deleted, a deal moved.
+        changes: BTreeMap::from([(
+            12,
+            vec![
+                Change::Edit {
+                    table: "deals".into(),
+                    id: 2,
+                    column: "title".into(),
+                    value: Some("Изменена во время выгрузки".into()),
+                },
+                Change::Delete {
+                    table: "activities".into(),
+                    id: 40,
+                },
+                Change::MoveDeal {
+                    id: 5,
+                    stage: "LOSE".into(),
+                    semantic: "failure".into(),
+                },
+            ],
+        )]),
+        limit: None,
+    };
+    portal.set_faults(faults);
+    let mut o = options();
+    o.pages_per_batch = 2;
+    let full = sync(&mut c, &Store::new(store.path()), &o, &mut |_| {}).unwrap();
+    assert!(full.full);
+    assert_eq!(
+        stored.lock().unwrap().as_slice(),
+        [("access2".to_string(), "refresh2".to_string())],
+        "the refreshed pair is handed over to be stored"
+    );
+    assert_eq!(portal.requests().1, 2, "two refusals for the rate");
+    // What changed behind the read cursor is read by the next sync.
+    o.sweep_every = Duration::ZERO;
+    let next = sync(&mut c, &Store::new(store.path()), &o, &mut |_| {}).unwrap();
+    assert!(!next.full && next.swept);
+    assert_synced(store.path(), &portal);
+}
+
+#[test]
+fn the_leaky_bucket_is_kept_and_refusals_are_waited_out() {
+    let data = demo("60");
+    let store = tempfile::tempdir().unwrap();
+    let portal = Emulator::start(data.path()).unwrap();
+    // The portal holds 4 requests and drains 10 a second; the client believes it may send
+    // 40 at once: the portal refuses, the client backs off and completes.
+    portal.set_faults(Faults {
+        limit: Some((10.0, 4.0)),
+        ..Default::default()
+    });
+    let mut c = Client::new(
+        Auth::Webhook {
+            url: portal.webhook(),
+        },
+        Limit {
+            rate: 10.0,
+            burst: 40.0,
+        },
+    );
+    let mut o = options();
+    o.pages_per_batch = 1;
+    sync(&mut c, &Store::new(store.path()), &o, &mut |_| {}).unwrap();
+    let (requests, refused) = portal.requests();
+    assert!(refused > 0, "{requests} requests, none refused");
+    assert_synced(store.path(), &portal);
+    // Kept to the portal's own limit, nothing is refused.
+    let calm = Emulator::start(data.path()).unwrap();
+    calm.set_faults(Faults {
+        limit: Some((10.0, 4.0)),
+        ..Default::default()
+    });
+    let mut c = Client::new(
+        Auth::Webhook {
+            url: calm.webhook(),
+        },
+        Limit {
+            rate: 10.0,
+            burst: 4.0,
+        },
+    );
+    let other = tempfile::tempdir().unwrap();
+    sync(&mut c, &Store::new(other.path()), &o, &mut |_| {}).unwrap();
+    assert_eq!(calm.requests().1, 0);
+}
+
+#[test]
+fn a_killed_sync_leaves_the_old_snapshot_and_the_next_resumes() {
+    let data = demo("150");
+    let d = data.path().to_str().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let s = store.path().to_str().unwrap();
+    ok(&["store", "import", "--data", d, "--store", s]);
+    let portal = Emulator::start(data.path()).unwrap();
+    // Slow answers, so that the kill comes midway.
+    portal.set_faults(Faults {
+        at: (1..400)
+            .map(|n| (n, Fault::Slow(Duration::from_millis(150))))
+            .collect(),
+        ..Default::default()
+    });
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_svodka"))
+        .args([
+            "sync",
+            "--data",
+            s,
+            "--bitrix24",
+            &portal.webhook(),
+            "--rate-limit",
+            FAST,
+            "--batch-pages",
+            "1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = store.path().join("bitrix24.sync/state.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(&state).unwrap_or_default();
+        if text.contains("\"rows\": 100") || text.contains("\"rows\": 150") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sync made no progress: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The old snapshot is current and whole.
+    let shown = ok(&["store", "show", "--store", s]);
+    assert!(shown.starts_with("snapshot 000001 (csv import)"), "{shown}");
+    assert_eq!(
+        store_lines(store.path(), "deals"),
+        csv_lines(data.path(), "deals")
+    );
+    ok(&["run", "forgotten", "--data", s]);
+    // The next run goes on from the spool.
+    portal.set_faults(Faults::default());
+    let before = portal.requests().0;
+    let out = ok(&[
+        "sync",
+        "--data",
+        s,
+        "--bitrix24",
+        &portal.webhook(),
+        "--rate-limit",
+        FAST,
+    ]);
+    assert!(out.contains("resumed after "), "{out}");
+    assert!(out.starts_with("snapshot 000002 (full sync)"), "{out}");
+    assert!(
+        !store.path().join("bitrix24.sync").exists(),
+        "the spool is removed"
+    );
+    let resumed = portal.requests().0 - before;
+    let fresh = tempfile::tempdir().unwrap();
+    let before = portal.requests().0;
+    ok(&[
+        "sync",
+        "--data",
+        fresh.path().to_str().unwrap(),
+        "--bitrix24",
+        &portal.webhook(),
+        "--rate-limit",
+        FAST,
+        "--batch-pages",
+        "1",
+    ]);
+    assert!(
+        resumed < portal.requests().0 - before,
+        "resumed {resumed} requests"
+    );
+    // Comments were not asked for: the portal's activities but its comments.
+    let expected = tempfile::tempdir().unwrap();
+    portal.write_csv(expected.path()).unwrap();
+    let want: Vec<String> = csv_lines(expected.path(), "activities")
+        .into_iter()
+        .filter(|l| !l.contains("|comment|"))
+        .collect();
+    assert_eq!(store_lines(store.path(), "activities"), want);
+    assert_eq!(
+        store_lines(store.path(), "deals"),
+        csv_lines(data.path(), "deals")
+    );
+}
+
+#[test]
+fn custom_fields_become_columns_and_retention_trims_history() {
+    let data = demo("80");
+    let store = tempfile::tempdir().unwrap();
+    let s = store.path().to_str().unwrap();
+    let portal = Emulator::start(data.path()).unwrap();
+    ok(&[
+        "sync",
+        "--data",
+        s,
+        "--bitrix24",
+        &portal.webhook(),
+        "--rate-limit",
+        FAST,
+        "--field",
+        "deals.UF_CRM_1700000001=region",
+        "--field",
+        "deals.UF_CRM_1700000002=tags",
+        "--retention-months",
+        "6",
+    ]);
+    let snap = Store::new(store.path()).current().unwrap();
+    let (_, deals) = snap.read("deals").unwrap();
+    let deals = arrow::compute::concat_batches(&deals[0].schema(), &deals).unwrap();
+    let ids = deals.column_by_name("id").unwrap();
+    let ids = arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(ids.as_ref());
+    let region =
+        arrow::array::AsArray::as_string::<i32>(deals.column_by_name("region").unwrap().as_ref());
+    let tags =
+        arrow::array::AsArray::as_string::<i32>(deals.column_by_name("tags").unwrap().as_ref());
+    for i in 0..deals.num_rows() {
+        let (r, t) = svodka_emulator_bitrix24::portal::deal_custom_fields(ids.value(i));
+        assert_eq!(region.value(i), r);
+        let t = t.join(", ");
+        assert_eq!(
+            arrow::array::Array::is_null(tags, i),
+            t.is_empty(),
+            "empty multiple field is null"
+        );
+        if !t.is_empty() {
+            assert_eq!(tags.value(i), t);
+        }
+    }
+    // A report groups by the new column with no Rust: a custom model over deals.
+    let reports = tempfile::tempdir().unwrap();
+    crate::util::write(
+        reports.path(),
+        "region_deals.yaml",
+        "model: region_deals\nlabel: Сделки по регионам\nfrom: deals\nmeasures:\n  count: { expr: count(*), label: Сделок }\n",
+    );
+    crate::util::write(
+        reports.path(),
+        "by_region.yaml",
+        "report: by_region\ntitle: Сделки по регионам\nblocks:\n  - id: regions\n    title: Регионы\n    from: region_deals\n    by: [region]\n    measures: [count]\n    sort: [region]\n",
+    );
+    let out = svodka(&[
+        "run",
+        "by_region",
+        "--data",
+        s,
+        "--reports",
+        reports.path().to_str().unwrap(),
+    ]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("Север") && text.contains("Восток"), "{text}");
+    // Six months of activities and stage history; deals and leads are kept whole.
+    let cutoff = "2026-05-27";
+    let expected = tempfile::tempdir().unwrap();
+    portal.write_csv(expected.path()).unwrap();
+    let since = |table: &str, column: usize| -> Vec<String> {
+        csv_lines(expected.path(), table)
+            .into_iter()
+            .filter(|l| l.split('|').nth(column).unwrap() >= cutoff)
+            .filter(|l| !l.contains("|comment|"))
+            .collect()
+    };
+    assert_eq!(
+        store_lines(store.path(), "activities"),
+        since("activities", 6)
+    );
+    assert_eq!(
+        store_lines(store.path(), "stage_history"),
+        since("stage_history", 5)
+    );
+    assert_eq!(
+        store_lines(store.path(), "leads").len(),
+        csv_lines(data.path(), "leads").len()
+    );
+}
+
+#[test]
+fn a_refused_webhook_is_named_and_the_store_is_untouched() {
+    let data = demo("40");
+    let d = data.path().to_str().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let s = store.path().to_str().unwrap();
+    ok(&["store", "import", "--data", d, "--store", s]);
+    let portal = Emulator::start(data.path()).unwrap();
+    let wrong = portal.webhook().replace("k3y5ecret", "wrong");
+    let err = fails(&["sync", "--data", s, "--bitrix24", &wrong]);
+    assert!(
+        err.contains("Bitrix24 batch: HTTP 401 NO_AUTH_FOUND: Wrong authorization data"),
+        "{err}"
+    );
+    assert!(ok(&["store", "show", "--store", s]).starts_with("snapshot 000001"));
+    let err = fails(&[
+        "sync",
+        "--data",
+        s,
+        "--bitrix24",
+        &portal.webhook(),
+        "--field",
+        "deals.TITLE=name",
+    ]);
+    assert!(err.contains("custom fields start with UF_"), "{err}");
+    let err = fails(&[
+        "sync",
+        "--data",
+        s,
+        "--bitrix24",
+        &portal.webhook(),
+        "--field",
+        "deals.UF_X=title",
+    ]);
+    assert!(err.contains("`title` must be a new column"), "{err}");
+    let err = fails(&[
+        "sync",
+        "--data",
+        s,
+        "--bitrix24",
+        &portal.webhook(),
+        "--rate-limit",
+        "fast",
+    ]);
+    assert!(err.contains("--rate-limit: expected RATE/BURST"), "{err}");
+}
