@@ -595,3 +595,53 @@ fn a_refused_webhook_is_named_and_the_store_is_untouched() {
     ]);
     assert!(err.contains("--rate-limit: expected RATE/BURST"), "{err}");
 }
+
+#[test]
+fn a_client_syncs_with_its_oauth_app_and_keeps_the_refreshed_token() {
+    let data = demo("40");
+    let portal = Emulator::start(data.path()).unwrap();
+    let (endpoint, access, refresh, token_url) = portal.oauth();
+    let config = tempfile::tempdir().unwrap();
+    let client = config.path().join("clients/acme");
+    std::fs::create_dir_all(&client).unwrap();
+    crate::util::write(
+        &client,
+        "client.yaml",
+        &format!(
+            "name: ООО «Акме»\ntimezone: Europe/Moscow\ndata: {{ folder: store }}\nretention_months: 120\n\
+             bitrix24:\n  oauth: {{ endpoint: \"{endpoint}\", tokens: bitrix24-tokens.json, token_url: \"{token_url}\" }}\n  comments: true\n"
+        ),
+    );
+    crate::util::write(
+        &client,
+        "bitrix24-tokens.json",
+        &format!(
+            "{{\"client_id\": \"{}\", \"client_secret\": \"{}\", \"access_token\": \"{access}\", \"refresh_token\": \"{refresh}\"}}",
+            svodka_emulator_bitrix24::CLIENT_ID,
+            svodka_emulator_bitrix24::CLIENT_SECRET
+        ),
+    );
+    portal.set_faults(Faults {
+        at: BTreeMap::from([(2, Fault::ExpiredToken)]),
+        ..Default::default()
+    });
+    let c = config.path().to_str().unwrap();
+    let out = ok(&["sync", "--client", "acme", "--config", c, "--rate-limit", FAST]);
+    assert!(out.starts_with("snapshot 000001 (full sync)"), "{out}");
+    let tokens = std::fs::read_to_string(client.join("bitrix24-tokens.json")).unwrap();
+    assert!(
+        tokens.contains("\"access_token\": \"access2\"") && tokens.contains("\"refresh_token\": \"refresh2\""),
+        "the new pair is stored: {tokens}"
+    );
+    assert_synced(&client.join("store"), &portal);
+    // The client's reports run on what was synced.
+    let info = Store::new(client.join("store")).current().unwrap().info.unwrap();
+    assert_eq!(info.name, "ООО «Акме»");
+    ok(&["check", "--client", "acme", "--config", c]);
+    // A client without the section is told so.
+    let other = config.path().join("clients/beta");
+    std::fs::create_dir_all(&other).unwrap();
+    crate::util::write(&other, "client.yaml", "name: Бета\ndata: { folder: store }\n");
+    let err = fails(&["sync", "--client", "beta", "--config", c]);
+    assert!(err.contains("client.yaml: no `bitrix24:` section"), "{err}");
+}

@@ -1,0 +1,122 @@
+//! A full sync of the default demo data (20 000 deals) from the emulated portal at the
+//! real rate limit (2 requests/s, 50 at once), against the ceiling of 2 × 50 × 50 rows a
+//! second; then an incremental sync after 1% of the records changed, without and with the
+//! sweep for deletions; then what reading timeline comments costs.
+//!
+//! `cargo bench -p svodka-emulator-bitrix24` (SVODKA_BENCH_DEALS to change the size).
+
+use std::time::{Duration, Instant};
+
+use svodka_bitrix24::client::{Auth, Client};
+use svodka_bitrix24::pace::Limit;
+use svodka_bitrix24::sync::{Options, Outcome, sync};
+use svodka_emulator_bitrix24::{Emulator, Faults};
+use svodka_store::Store;
+
+fn report(what: &str, o: &Outcome, requests: u64) {
+    println!(
+        "{what}: {} rows in {:.1} s = {:.0} rows/s; {} HTTP requests ({} counted by the portal)",
+        o.rows_read,
+        o.seconds,
+        o.rows_read as f64 / o.seconds,
+        o.requests,
+        requests
+    );
+}
+
+fn main() {
+    let deals: usize = std::env::var("SVODKA_BENCH_DEALS")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(20_000);
+    let data = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    svodka_demo::generate(
+        &svodka_demo::DemoConfig { deals, seed: 42 },
+        data.path(),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    println!("demo data ({deals} deals) in {:.1} s", started.elapsed().as_secs_f64());
+    let portal = Emulator::start(data.path()).unwrap();
+    let records: usize = ["companies", "contacts", "leads", "deals", "activities", "stage_history"]
+        .iter()
+        .map(|t| portal.with(|p| p.count(t)))
+        .sum();
+    println!("portal records: {records}");
+    portal.set_faults(Faults {
+        limit: Some((2.0, 50.0)),
+        ..Default::default()
+    });
+    let store = tempfile::tempdir().unwrap();
+    let store = Store::new(store.path());
+    let mut client = Client::new(
+        Auth::Webhook {
+            url: portal.webhook(),
+        },
+        Limit::STANDARD,
+    );
+    let options = Options::new("emulator");
+    let full = sync(&mut client, &store, &options, &mut |_| {}).unwrap();
+    let (requests, refused) = portal.requests();
+    report("full sync", &full, requests);
+    println!(
+        "  ceiling 2 req/s × 50 × 50 = 5000 rows/s sustained; {refused} requests refused for the rate"
+    );
+
+    // 1% of the records changed.
+    let changed = portal.with(|p| {
+        let mut n = 0;
+        for (table, column) in [
+            ("deals", "title"),
+            ("leads", "title"),
+            ("companies", "title"),
+            ("contacts", "name"),
+            ("activities", "completed"),
+        ] {
+            let ids: Vec<i64> = p.tables[table].rows.iter().map(|r| r.wire_id).collect();
+            for id in ids.iter().step_by(100) {
+                let value = if column == "completed" { "true" } else { "Изменено" };
+                p.edit(table, *id, column, Some(value));
+                n += 1;
+            }
+        }
+        n
+    });
+    println!("changed {changed} records (1%)");
+    std::thread::sleep(Duration::from_secs(30)); // the bucket drains
+    let before = portal.requests().0;
+    let incremental = sync(&mut client, &store, &options, &mut |_| {}).unwrap();
+    report("incremental sync", &incremental, portal.requests().0 - before);
+    std::thread::sleep(Duration::from_secs(30));
+    let mut sweeping = options.clone();
+    sweeping.sweep_every = Duration::ZERO;
+    let before = portal.requests().0;
+    let swept = sync(&mut client, &store, &sweeping, &mut |_| {}).unwrap();
+    report("incremental sync with the id sweep", &swept, portal.requests().0 - before);
+
+    // Timeline comments: one subquery per lead and deal. Counted without the limit.
+    portal.set_faults(Faults::default());
+    let mut fast = Client::new(
+        Auth::Webhook {
+            url: portal.webhook(),
+        },
+        Limit {
+            rate: 1000.0,
+            burst: 1000.0,
+        },
+    );
+    let mut with_comments = options.clone();
+    with_comments.comments = true;
+    let other = tempfile::tempdir().unwrap();
+    let before = portal.requests().0;
+    let c = sync(&mut fast, &Store::new(other.path()), &with_comments, &mut |_| {}).unwrap();
+    let requests = portal.requests().0 - before;
+    println!(
+        "full sync with comments: {} requests ({} more than without: {:.0} s more at 2 requests/s)",
+        requests,
+        requests - full.requests,
+        (requests - full.requests) as f64 / 2.0
+    );
+    let _ = c;
+}
