@@ -564,35 +564,17 @@ fn a_refused_webhook_is_named_and_the_store_is_untouched() {
         "{err}"
     );
     assert!(ok(&["store", "show", "--store", s]).starts_with("snapshot 000001"));
-    let err = fails(&[
-        "sync",
-        "--data",
-        s,
-        "--bitrix24",
-        &portal.webhook(),
-        "--field",
-        "deals.TITLE=name",
-    ]);
+    let webhook = portal.webhook();
+    let refused = |extra: &[&str]| {
+        let mut args = vec!["sync", "--data", s, "--bitrix24", &webhook];
+        args.extend_from_slice(extra);
+        fails(&args)
+    };
+    let err = refused(&["--field", "deals.TITLE=name"]);
     assert!(err.contains("custom fields start with UF_"), "{err}");
-    let err = fails(&[
-        "sync",
-        "--data",
-        s,
-        "--bitrix24",
-        &portal.webhook(),
-        "--field",
-        "deals.UF_X=title",
-    ]);
+    let err = refused(&["--field", "deals.UF_X=title"]);
     assert!(err.contains("`title` must be a new column"), "{err}");
-    let err = fails(&[
-        "sync",
-        "--data",
-        s,
-        "--bitrix24",
-        &portal.webhook(),
-        "--rate-limit",
-        "fast",
-    ]);
+    let err = refused(&["--rate-limit", "fast"]);
     assert!(err.contains("--rate-limit: expected RATE/BURST"), "{err}");
 }
 
@@ -626,22 +608,39 @@ fn a_client_syncs_with_its_oauth_app_and_keeps_the_refreshed_token() {
         ..Default::default()
     });
     let c = config.path().to_str().unwrap();
-    let out = ok(&["sync", "--client", "acme", "--config", c, "--rate-limit", FAST]);
+    let out = ok(&[
+        "sync",
+        "--client",
+        "acme",
+        "--config",
+        c,
+        "--rate-limit",
+        FAST,
+    ]);
     assert!(out.starts_with("snapshot 000001 (full sync)"), "{out}");
     let tokens = std::fs::read_to_string(client.join("bitrix24-tokens.json")).unwrap();
     assert!(
-        tokens.contains("\"access_token\": \"access2\"") && tokens.contains("\"refresh_token\": \"refresh2\""),
+        tokens.contains("\"access_token\": \"access2\"")
+            && tokens.contains("\"refresh_token\": \"refresh2\""),
         "the new pair is stored: {tokens}"
     );
     assert_synced(&client.join("store"), &portal);
     // The client's reports run on what was synced.
-    let info = Store::new(client.join("store")).current().unwrap().info.unwrap();
+    let info = Store::new(client.join("store"))
+        .current()
+        .unwrap()
+        .info
+        .unwrap();
     assert_eq!(info.name, "ООО «Акме»");
     ok(&["check", "--client", "acme", "--config", c]);
     // A client without the section is told so.
     let other = config.path().join("clients/beta");
     std::fs::create_dir_all(&other).unwrap();
-    crate::util::write(&other, "client.yaml", "name: Бета\ndata: { folder: store }\n");
+    crate::util::write(
+        &other,
+        "client.yaml",
+        "name: Бета\ndata: { folder: store }\n",
+    );
     let err = fails(&["sync", "--client", "beta", "--config", c]);
     assert!(err.contains("client.yaml: no `bitrix24:` section"), "{err}");
 }

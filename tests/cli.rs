@@ -112,7 +112,7 @@ fn demo_is_deterministic_and_complete() {
         "--seed",
         "7",
     ]);
-    for t in svodka_schema_tables() {
+    for t in svodka_schema::TABLES.iter().map(|t| t.name) {
         let file = format!("{t}.csv");
         let x = std::fs::read(a.path().join(&file)).unwrap_or_else(|_| panic!("{file} written"));
         let y = std::fs::read(b.path().join(&file)).unwrap();
@@ -137,26 +137,6 @@ fn demo_is_deterministic_and_complete() {
         std::fs::read(c.path().join("deals.csv")).unwrap(),
         deals.into_bytes()
     );
-}
-
-fn svodka_schema_tables() -> Vec<&'static str> {
-    vec![
-        "departments",
-        "users",
-        "pipelines",
-        "stages",
-        "sources",
-        "companies",
-        "contacts",
-        "leads",
-        "deals",
-        "activities",
-        "stage_history",
-        "plans",
-        "bonus_tiers",
-        "onec_counterparties",
-        "onec_sales",
-    ]
 }
 
 #[test]

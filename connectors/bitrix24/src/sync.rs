@@ -28,19 +28,7 @@ use crate::spool::Spool;
 use crate::wire::{self, ApiError, ErrorKind, Reply};
 
 /// The canonical tables a sync writes; every other table of the store is carried over.
-pub const TABLES: &[&str] = &[
-    "departments",
-    "users",
-    "pipelines",
-    "stages",
-    "sources",
-    "companies",
-    "contacts",
-    "leads",
-    "deals",
-    "activities",
-    "stage_history",
-];
+pub const TABLES: &[&str] = svodka_schema::CRM_TABLES;
 
 /// The sync state kept in each snapshot a sync writes.
 pub const STATE_FILE: &str = "bitrix24.json";
@@ -963,6 +951,50 @@ fn sorted_by_id(
     ])
 }
 
+/// A canonical column's value in row `i` (tables are checked against their schema, so a
+/// missing column is a bug).
+fn int_at(b: &RecordBatch, column: &str, i: usize) -> i64 {
+    b.column_by_name(column)
+        .expect("a canonical column")
+        .as_primitive::<Int64Type>()
+        .value(i)
+}
+
+fn ts_at(b: &RecordBatch, column: &str, i: usize) -> i64 {
+    b.column_by_name(column)
+        .expect("a canonical column")
+        .as_primitive::<TimestampMicrosecondType>()
+        .value(i)
+}
+
+fn text_at<'b>(b: &'b RecordBatch, column: &str, i: usize) -> &'b str {
+    b.column_by_name(column)
+        .expect("a canonical column")
+        .as_string::<i32>()
+        .value(i)
+}
+
+/// Ids found deleted, per table.
+struct Gone(HashMap<&'static str, HashSet<i64>>);
+
+impl Gone {
+    fn of(&self, table: &str) -> &HashSet<i64> {
+        static NONE: std::sync::OnceLock<HashSet<i64>> = std::sync::OnceLock::new();
+        self.0
+            .get(table)
+            .unwrap_or_else(|| NONE.get_or_init(HashSet::new))
+    }
+
+    /// Whether a lead or deal (by entity name) is gone.
+    fn owner(&self, entity: &str, id: i64) -> bool {
+        match entity {
+            "lead" => self.of("leads").contains(&id),
+            "deal" => self.of("deals").contains(&id),
+            _ => false,
+        }
+    }
+}
+
 fn build(
     spool: &Spool,
     current: Option<&Snapshot>,
@@ -1014,7 +1046,7 @@ fn build(
     ));
 
     // Ids that are gone: stored or read now, but not in the sweep.
-    let mut gone: HashMap<&str, HashSet<i64>> = HashMap::new();
+    let mut gone: HashMap<&'static str, HashSet<i64>> = HashMap::new();
     let mut fresh: HashMap<&str, Vec<RecordBatch>> = HashMap::new();
     let mut stored: HashMap<&str, Vec<RecordBatch>> = HashMap::new();
     for (table, mapper) in [
@@ -1076,8 +1108,7 @@ fn build(
             gone.insert(table, known);
         }
     }
-    let empty = HashSet::new();
-    let gone_of = |t: &str| gone.get(t).unwrap_or(&empty);
+    let gone = Gone(gone);
 
     // Stage history: the stored rows of owners still there and within the retention,
     // then the rows read now.
@@ -1085,38 +1116,16 @@ fn build(
     let history_schema = svodka_schema::table("stage_history")
         .expect("canonical")
         .schema();
+    let owner_gone =
+        |b: &RecordBatch, i: usize| gone.owner(text_at(b, "entity", i), int_at(b, "entity_id", i));
     let mut history = keep_rows(
         "stage_history",
         &history_schema,
         old("stage_history")?,
-        &|b, i| {
-            let entity = b
-                .column_by_name("entity")
-                .expect("canonical")
-                .as_string::<i32>();
-            let owner = b
-                .column_by_name("entity_id")
-                .expect("canonical")
-                .as_primitive::<Int64Type>();
-            let at = b
-                .column_by_name("changed_at")
-                .expect("canonical")
-                .as_primitive::<TimestampMicrosecondType>();
-            let owners = if entity.value(i) == "lead" {
-                gone_of("leads")
-            } else {
-                gone_of("deals")
-            };
-            !owners.contains(&owner.value(i)) && at.value(i) >= cutoff
-        },
+        &|b, i| !owner_gone(b, i) && ts_at(b, "changed_at", i) >= cutoff,
     )?;
     let mut history_read = 0;
     for (list, entity) in [("lead_history", "lead"), ("deal_history", "deal")] {
-        let owners = if entity == "lead" {
-            gone_of("leads")
-        } else {
-            gone_of("deals")
-        };
         let read = map_list(spool, list, "stage_history", None, &mut unknowns, &|r| {
             map::stage_history(entity, r)
         })?;
@@ -1125,13 +1134,7 @@ fn build(
             "stage_history",
             &history_schema,
             read,
-            &|b, i| {
-                let owner = b
-                    .column_by_name("entity_id")
-                    .expect("canonical")
-                    .as_primitive::<Int64Type>();
-                !owners.contains(&owner.value(i))
-            },
+            &|b, i| !owner_gone(b, i),
         )?);
     }
     let closings = map::deal_closings(&history);
@@ -1148,11 +1151,23 @@ fn build(
     // The INN of every company from its requisites, read whole each time.
     let requisites = spool.rows("requisites")?;
     let inn = map::company_inns(&requisites);
+    // Owners whose comments were read again: their stored comments are replaced.
+    let mut reread: HashSet<(&str, i64)> = HashSet::new();
+    if options.comments {
+        for (list, entity) in [("leads", "lead"), ("deals", "deal")] {
+            for r in spool.rows(list)? {
+                reread.extend(wire::id(&r["ID"]).map(|id| (entity, id)));
+            }
+        }
+    }
+    let activity_owner_gone = |b: &RecordBatch, i: usize| {
+        gone.owner(text_at(b, "owner_type", i), int_at(b, "owner_id", i))
+    };
 
     for table in ["companies", "contacts", "leads", "deals", "activities"] {
         let read = fresh.remove(table).unwrap_or_default();
         let read_ids = id_set(&read, "id");
-        let gone_ids = gone_of(table);
+        let gone_ids = gone.of(table);
         let schema = match read.first() {
             Some(b) => b.schema(),
             None => match stored.get(table).and_then(|s| s.first()) {
@@ -1162,30 +1177,9 @@ fn build(
         };
         let before = stored.remove(table).unwrap_or_default();
         let before_rows: u64 = before.iter().map(|b| b.num_rows() as u64).sum();
-        // Owners whose comments were read again: their stored comments are replaced.
-        let reread: HashSet<(String, i64)> = if table == "activities" && options.comments {
-            spool
-                .rows("leads")?
-                .iter()
-                .filter_map(|r| wire::id(&r["ID"]).map(|id| ("lead".to_string(), id)))
-                .chain(
-                    spool
-                        .rows("deals")?
-                        .iter()
-                        .filter_map(|r| wire::id(&r["ID"]).map(|id| ("deal".to_string(), id))),
-                )
-                .collect()
-        } else {
-            HashSet::new()
-        };
-        let (gone_leads, gone_deals) = (gone_of("leads"), gone_of("deals"));
         let replaced = std::cell::Cell::new(0u64);
         let kept = keep_rows(table, &schema, before, &|b, i| {
-            let id = b
-                .column_by_name("id")
-                .expect("canonical")
-                .as_primitive::<Int64Type>()
-                .value(i);
+            let id = int_at(b, "id", i);
             if read_ids.contains(&id) {
                 replaced.set(replaced.get() + 1);
                 return false;
@@ -1196,60 +1190,17 @@ fn build(
             if table != "activities" {
                 return true;
             }
-            let owner_type = b
-                .column_by_name("owner_type")
-                .expect("canonical")
-                .as_string::<i32>()
-                .value(i);
-            let owner = b
-                .column_by_name("owner_id")
-                .expect("canonical")
-                .as_primitive::<Int64Type>()
-                .value(i);
-            let created = b
-                .column_by_name("created_at")
-                .expect("canonical")
-                .as_primitive::<TimestampMicrosecondType>()
-                .value(i);
-            let owner_gone = match owner_type {
-                "lead" => gone_leads.contains(&owner),
-                "deal" => gone_deals.contains(&owner),
-                _ => false,
-            };
-            let comment_reread = id < 0 && reread.contains(&(owner_type.to_string(), owner));
-            !owner_gone && !comment_reread && created >= cutoff
+            let owner = (text_at(b, "owner_type", i), int_at(b, "owner_id", i));
+            let comment_reread = id < 0 && reread.contains(&owner);
+            !activity_owner_gone(b, i) && !comment_reread && ts_at(b, "created_at", i) >= cutoff
         })?;
         let kept_rows: u64 = kept.iter().map(|b| b.num_rows() as u64).sum();
         let read_rows: u64 = read.iter().map(|b| b.num_rows() as u64).sum();
-        // Activities of owners deleted meanwhile are left out of what was read, too.
-        let read = if table == "activities" {
-            keep_rows(table, &schema, read, &|b, i| {
-                let owner_type = b
-                    .column_by_name("owner_type")
-                    .expect("canonical")
-                    .as_string::<i32>()
-                    .value(i);
-                let owner = b
-                    .column_by_name("owner_id")
-                    .expect("canonical")
-                    .as_primitive::<Int64Type>()
-                    .value(i);
-                match owner_type {
-                    "lead" => !gone_leads.contains(&owner),
-                    "deal" => !gone_deals.contains(&owner),
-                    _ => true,
-                }
-            })?
-        } else {
-            keep_rows(table, &schema, read, &|b, i| {
-                let id = b
-                    .column_by_name("id")
-                    .expect("canonical")
-                    .as_primitive::<Int64Type>()
-                    .value(i);
-                !gone_ids.contains(&id)
-            })?
-        };
+        // What was read of records deleted meanwhile (or of their deleted owners) goes too.
+        let read = keep_rows(table, &schema, read, &|b, i| {
+            !gone_ids.contains(&int_at(b, "id", i))
+                && (table != "activities" || !activity_owner_gone(b, i))
+        })?;
         let mut all = kept;
         all.extend(read);
         let mut batches = sorted_by_id(table, &schema, &all)?;

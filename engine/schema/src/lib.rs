@@ -105,6 +105,21 @@ const fn opt(name: &'static str, ty: ColumnType) -> Column {
 
 use ColumnType::{Bool, Date, Float, Id, Int, Money, Text, Timestamp as Ts};
 
+/// The tables a CRM holds (Bitrix24's), as opposed to plans and 1C's.
+pub const CRM_TABLES: &[&str] = &[
+    "departments",
+    "users",
+    "pipelines",
+    "stages",
+    "sources",
+    "companies",
+    "contacts",
+    "leads",
+    "deals",
+    "activities",
+    "stage_history",
+];
+
 /// Every canonical table, in dependency order (referenced tables first).
 pub const TABLES: &[Table] = &[
     Table {

@@ -37,12 +37,22 @@ fn main() {
         &mut |_, _| {},
     )
     .unwrap();
-    println!("demo data ({deals} deals) in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "demo data ({deals} deals) in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let portal = Emulator::start(data.path()).unwrap();
-    let records: usize = ["companies", "contacts", "leads", "deals", "activities", "stage_history"]
-        .iter()
-        .map(|t| portal.with(|p| p.count(t)))
-        .sum();
+    let records: usize = [
+        "companies",
+        "contacts",
+        "leads",
+        "deals",
+        "activities",
+        "stage_history",
+    ]
+    .iter()
+    .map(|t| portal.with(|p| p.count(t)))
+    .sum();
     println!("portal records: {records}");
     portal.set_faults(Faults {
         limit: Some((2.0, 50.0)),
@@ -76,7 +86,11 @@ fn main() {
         ] {
             let ids: Vec<i64> = p.tables[table].rows.iter().map(|r| r.wire_id).collect();
             for id in ids.iter().step_by(100) {
-                let value = if column == "completed" { "true" } else { "Изменено" };
+                let value = if column == "completed" {
+                    "true"
+                } else {
+                    "Изменено"
+                };
                 p.edit(table, *id, column, Some(value));
                 n += 1;
             }
@@ -87,13 +101,21 @@ fn main() {
     std::thread::sleep(Duration::from_secs(30)); // the bucket drains
     let before = portal.requests().0;
     let incremental = sync(&mut client, &store, &options, &mut |_| {}).unwrap();
-    report("incremental sync", &incremental, portal.requests().0 - before);
+    report(
+        "incremental sync",
+        &incremental,
+        portal.requests().0 - before,
+    );
     std::thread::sleep(Duration::from_secs(30));
     let mut sweeping = options.clone();
     sweeping.sweep_every = Duration::ZERO;
     let before = portal.requests().0;
     let swept = sync(&mut client, &store, &sweeping, &mut |_| {}).unwrap();
-    report("incremental sync with the id sweep", &swept, portal.requests().0 - before);
+    report(
+        "incremental sync with the id sweep",
+        &swept,
+        portal.requests().0 - before,
+    );
 
     // Timeline comments: one subquery per lead and deal. Counted without the limit.
     portal.set_faults(Faults::default());
@@ -110,7 +132,13 @@ fn main() {
     with_comments.comments = true;
     let other = tempfile::tempdir().unwrap();
     let before = portal.requests().0;
-    let c = sync(&mut fast, &Store::new(other.path()), &with_comments, &mut |_| {}).unwrap();
+    let c = sync(
+        &mut fast,
+        &Store::new(other.path()),
+        &with_comments,
+        &mut |_| {},
+    )
+    .unwrap();
     let requests = portal.requests().0 - before;
     println!(
         "full sync with comments: {} requests ({} more than without: {:.0} s more at 2 requests/s)",

@@ -52,19 +52,7 @@ impl Table {
 }
 
 /// The CRM tables a portal serves; the rest of a data folder is not the portal's.
-pub const CRM_TABLES: &[&str] = &[
-    "departments",
-    "users",
-    "pipelines",
-    "stages",
-    "sources",
-    "companies",
-    "contacts",
-    "leads",
-    "deals",
-    "activities",
-    "stage_history",
-];
+pub const CRM_TABLES: &[&str] = svodka_schema::CRM_TABLES;
 
 /// Rendered records of a list in id order: (wire id, record).
 type Records<'a> = Box<dyn Iterator<Item = (i64, Map<String, Value>)> + 'a>;
