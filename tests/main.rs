@@ -11,6 +11,7 @@ mod html;
 mod language;
 mod manager_efficiency;
 mod marketing;
+mod onec;
 mod sales_dynamics;
 mod sales_plan;
 mod service;

@@ -23,6 +23,12 @@ pub struct SyncArgs {
     /// The portal's incoming-webhook URL (`https://portal.bitrix24.ru/rest/1/secret/`).
     #[arg(long, value_name = "URL", conflicts_with = "client")]
     bitrix24: Option<String>,
+    /// 1C: a settings file (OData, HTTP service or files; docs/onec.md).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["client", "bitrix24"])]
+    onec: Option<PathBuf>,
+    /// Read 1C's `$metadata` again instead of the copy kept in the store.
+    #[arg(long)]
+    fresh_metadata: bool,
     /// A client of the service: its `bitrix24:` settings, time zone and retention.
     #[arg(long)]
     client: Option<String>,
@@ -96,32 +102,154 @@ fn field(text: &str, fields: &mut BTreeMap<String, BTreeMap<String, String>>) ->
     Ok(())
 }
 
+/// What `svodka sync` was asked to sync, resolved.
+struct Target {
+    store: PathBuf,
+    timezone: Option<String>,
+    retention: Option<u32>,
+    name: Option<String>,
+    /// The client's folder (relative paths in its settings start there).
+    dir: PathBuf,
+}
+
 pub fn sync(a: SyncArgs) -> Result<()> {
-    let mut settings = Settings::default();
+    let mut bitrix24 = a.bitrix24.as_ref().map(|url| Settings {
+        webhook: Some(url.clone()),
+        ..Default::default()
+    });
+    let mut onec = match &a.onec {
+        Some(path) => Some((
+            svodka_onec::config::Config::read(path)?,
+            path.parent().map(PathBuf::from).unwrap_or_default(),
+        )),
+        None => None,
+    };
+    let mut target = Target {
+        store: PathBuf::new(),
+        timezone: a.timezone.clone(),
+        retention: a.retention_months,
+        name: None,
+        dir: PathBuf::new(),
+    };
     let mut store = a.data.clone();
-    let mut timezone = a.timezone.clone();
-    let mut retention = a.retention_months;
-    let mut name = None;
-    let mut client_dir = PathBuf::new();
     if let Some(client) = &a.client {
-        client_dir = a.config.join("clients").join(client);
-        let config = svodka_service::clients::ClientConfig::read(&client_dir)?;
-        settings = config.bitrix24.clone().with_context(|| {
-            format!(
-                "{}: no `bitrix24:` section",
-                client_dir.join("client.yaml").display()
-            )
-        })?;
-        store = store.or_else(|| Some(client_dir.join(&config.data.folder)));
-        timezone = timezone.or(config.timezone.clone());
-        retention = retention.or(Some(config.retention_months));
-        name = Some(config.name.clone());
-    } else if let Some(url) = &a.bitrix24 {
-        settings.webhook = Some(url.clone());
-    } else {
-        bail!("give the portal: --bitrix24 WEBHOOK_URL, or --client NAME");
+        let dir = a.config.join("clients").join(client);
+        let config = svodka_service::clients::ClientConfig::read(&dir)?;
+        bitrix24 = config.bitrix24.clone();
+        onec = config.onec.clone().map(|c| (c, dir.clone()));
+        if bitrix24.is_none() && onec.is_none() {
+            bail!(
+                "{}: no `bitrix24:` section (nor `onec:`): nothing to sync",
+                dir.join("client.yaml").display()
+            );
+        }
+        store = store.or_else(|| Some(dir.join(&config.data.folder)));
+        target.timezone = target.timezone.or(config.timezone.clone());
+        target.retention = target.retention.or(Some(config.retention_months));
+        target.name = Some(config.name.clone());
+        target.dir = dir;
+    } else if bitrix24.is_none() && onec.is_none() {
+        bail!("give the source: --bitrix24 WEBHOOK_URL, --onec SETTINGS.yaml, or --client NAME");
     }
-    let store = store.context("--data DIR: the snapshot store to write")?;
+    target.store = store.context("--data DIR: the snapshot store to write")?;
+    std::fs::create_dir_all(&target.store)
+        .with_context(|| format!("creating {}", target.store.display()))?;
+    if let Some(settings) = bitrix24 {
+        sync_bitrix24(&a, settings, &target)?;
+    }
+    if let Some((config, dir)) = onec {
+        sync_onec(&a, &config, &dir, &target)?;
+    }
+    Ok(())
+}
+
+/// A 1C source into the store.
+fn sync_onec(
+    a: &SyncArgs,
+    config: &svodka_onec::config::Config,
+    dir: &std::path::Path,
+    target: &Target,
+) -> Result<()> {
+    use svodka_onec::Source;
+    let (mut source, described): (Box<dyn Source>, String) =
+        match (&config.odata, &config.http, &config.files) {
+            (Some(o), None, None) => {
+                eprintln!("reading the 1C $metadata of {} …", o.url);
+                (
+                    Box::new(svodka_onec::odata::OData::connect(
+                        config,
+                        Some(&target.store),
+                        a.fresh_metadata,
+                    )?),
+                    format!("odata {}", o.url),
+                )
+            }
+            (None, Some(h), None) => (
+                Box::new(svodka_onec::service::Service::connect(config)?),
+                format!("http {}", h.url),
+            ),
+            (None, None, Some(_)) => (
+                Box::new(svodka_onec::files::Files::new(config, dir)?),
+                "files".to_string(),
+            ),
+            _ => bail!("1C settings: give exactly one of `odata`, `http` and `files`"),
+        };
+    let options = svodka_onec::sync::Options {
+        source: described.clone(),
+        // A file export is whole each time.
+        full: a.full || config.files.is_some(),
+        overlap_days: config.overlap_days,
+        keep: a.keep,
+        name: target.name.clone().unwrap_or_else(|| "1C".to_string()),
+        timezone: target
+            .timezone
+            .clone()
+            .unwrap_or_else(|| config.timezone.clone()),
+    };
+    eprintln!("syncing 1C ({described}) into {}", target.store.display());
+    let mut bars: BTreeMap<String, Progress> = BTreeMap::new();
+    let store = svodka_store::Store::new(&target.store);
+    let o = svodka_onec::sync::sync(
+        source.as_mut(),
+        &store,
+        &options,
+        &mut |list, rows, total| {
+            bars.entry(list.to_string())
+                .or_insert_with(|| Progress::new(format!("1C {list}")))
+                .update(rows, total.unwrap_or(rows).max(rows));
+        },
+    )
+    .with_context(|| format!("syncing 1C into {}", target.store.display()))?;
+    for bar in bars.values() {
+        bar.finish();
+    }
+    println!(
+        "snapshot {} ({} 1C sync): {} counterparties, {} sales ({} read: {} new, {} changed, {} removed) in {:.1}s, {} requests",
+        o.snapshot,
+        if o.full { "full" } else { "incremental" },
+        o.counterparties,
+        o.sales,
+        o.read,
+        o.new,
+        o.changed,
+        o.removed,
+        o.seconds,
+        o.requests
+    );
+    for s in &o.skipped {
+        println!("  left out: {s}");
+    }
+    Ok(())
+}
+
+/// A Bitrix24 portal into the store.
+fn sync_bitrix24(a: &SyncArgs, settings: Settings, target: &Target) -> Result<()> {
+    let (store, client_dir) = (target.store.clone(), target.dir.clone());
+    let (timezone, retention, name) = (
+        target.timezone.clone(),
+        target.retention,
+        target.name.clone(),
+    );
     let (auth, token_file) = settings.auth(&client_dir)?;
     let limit = match (&a.rate_limit, &a.plan) {
         (Some(r), _) => rate_limit(r)?,
@@ -181,7 +309,6 @@ pub fn sync(a: SyncArgs) -> Result<()> {
             }
         });
     }
-    std::fs::create_dir_all(&store).with_context(|| format!("creating {}", store.display()))?;
     let store_handle = svodka_store::Store::new(&store);
     eprintln!("syncing {portal} into {}", store.display());
     let mut bars: BTreeMap<String, Progress> = BTreeMap::new();

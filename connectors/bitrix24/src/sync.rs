@@ -543,14 +543,7 @@ pub fn sync(
         let rows = writer.table(name, schema.clone(), batches)?;
         tables.push((name.clone(), rows));
     }
-    if let Some(current) = &current {
-        for (name, _) in &current.manifest.tables {
-            if !TABLES.contains(&name.as_str()) {
-                let rows = writer.carry(current, name)?;
-                tables.push((name.clone(), rows));
-            }
-        }
-    }
+    tables.extend(writer.carry_rest(current.as_ref())?);
     let state = SyncState {
         portal: options.portal.clone(),
         watermark: started,
@@ -605,18 +598,18 @@ fn dataset(
         .single()
         .map(|t| t.date_naive())
         .unwrap_or_default();
-    let mut info = current
-        .and_then(|s| s.info.clone())
-        .unwrap_or_else(|| DatasetInfo {
+    svodka_store::synced_info(
+        current,
+        || DatasetInfo {
             name: options.name.clone(),
             timezone: options.timezone.clone(),
             portal_url: options.portal_url.clone(),
             snapshot_date: day,
             origin: None,
-        });
-    info.snapshot_date = day;
-    info.origin = Some(format!("bitrix24 sync {}", options.portal));
-    info
+        },
+        day,
+        &format!("bitrix24 sync {}", options.portal),
+    )
 }
 
 /// One batch counting what each unfinished list will read (for the progress' ETA); its

@@ -45,6 +45,9 @@ pub struct ClientConfig {
     /// The client's Bitrix24 portal, for `svodka sync --client`.
     #[serde(default)]
     pub bitrix24: Option<svodka_bitrix24::settings::Settings>,
+    /// The client's 1C, for `svodka sync --client` (docs/onec.md).
+    #[serde(default)]
+    pub onec: Option<svodka_onec::config::Config>,
 }
 
 impl ClientConfig {

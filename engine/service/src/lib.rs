@@ -128,6 +128,7 @@ impl Service {
             tokens: vec![],
             open: true,
             bitrix24: None,
+            onec: None,
         };
         // No client folder: definitions are the shipped ones.
         let client = Client::new(

@@ -118,6 +118,20 @@ impl Snapshot {
     }
 }
 
+/// The description of a snapshot a sync writes: the current one's (or `fresh` for a new
+/// store), dated the day of the sync and naming where it came from.
+pub fn synced_info(
+    current: Option<&Snapshot>,
+    fresh: impl FnOnce() -> DatasetInfo,
+    day: chrono::NaiveDate,
+    origin: &str,
+) -> DatasetInfo {
+    let mut info = current.and_then(|s| s.info.clone()).unwrap_or_else(fresh);
+    info.snapshot_date = day;
+    info.origin = Some(origin.to_string());
+    info
+}
+
 /// A store folder.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -281,6 +295,25 @@ impl SnapshotWriter {
             .unwrap_or(0);
         self.manifest.tables.push((table.to_string(), rows));
         Ok(rows)
+    }
+
+    /// Carries every table of `from` this writer has not written (a connector writes the
+    /// tables it owns and keeps the rest as they were). Returns them with their rows.
+    pub fn carry_rest(
+        &mut self,
+        from: Option<&Snapshot>,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let Some(from) = from else {
+            return Ok(vec![]);
+        };
+        let mut carried = Vec::new();
+        for (name, _) in &from.manifest.tables {
+            if !self.manifest.tables.iter().any(|(t, _)| t == name) {
+                let rows = self.carry(from, name)?;
+                carried.push((name.clone(), rows));
+            }
+        }
+        Ok(carried)
     }
 
     /// Writes a small file of the snapshot's own (a connector's sync state).

@@ -536,17 +536,20 @@ impl Portal {
         &'a self,
         method: &str,
         params: &Map<String, Value>,
+        floor: i64,
     ) -> Result<Records<'a>, Refusal> {
+        // Rows are in id order: those below the floor are skipped unread.
+        let from = |t: &'a Table| &t.rows[t.rows.partition_point(|r| r.wire_id < floor)..];
         let rows = |table: &'a str, f: fn(&Portal, &Row) -> Map<String, Value>| {
             let t = &self.tables[table];
-            Box::new(t.rows.iter().map(move |r| (r.wire_id, f(self, r))))
+            Box::new(from(t).iter().map(move |r| (r.wire_id, f(self, r))))
                 as Box<dyn Iterator<Item = (i64, Map<String, Value>)>>
         };
         let activities = |comments: bool| {
             let t = &self.tables["activities"];
             let kind = t.col("kind");
             Box::new(
-                t.rows
+                from(t)
                     .iter()
                     .filter(move |r| (r.cells[kind].as_deref() == Some("comment")) == comments)
                     .map(move |r| {
@@ -606,7 +609,7 @@ impl Portal {
                 let t = &self.tables["stage_history"];
                 let e = t.col("entity");
                 Box::new(
-                    t.rows
+                    from(t)
                         .iter()
                         .filter(move |r| r.cells[e].as_deref() == Some(entity))
                         .map(move |r| (r.wire_id, self.history(r))),
@@ -649,9 +652,11 @@ impl Portal {
         method: &str,
         params: &Map<String, Value>,
     ) -> Result<(Value, Option<u64>, Option<u64>), Refusal> {
-        let mut records = self.records(method, params)?.peekable();
-        // Filters may name only fields the records have.
-        let sample: Option<Map<String, Value>> = records.peek().map(|(_, m)| m.clone());
+        // Filters may name only fields the records have (judged on the first record).
+        let sample: Option<Map<String, Value>> = self
+            .records(method, params, i64::MIN)?
+            .next()
+            .map(|(_, m)| m);
         let known = |f: &str| {
             sample.as_ref().is_none_or(|s| s.contains_key(f))
                 || (method == "user.get" && f == "UF_DEPARTMENT")
@@ -659,25 +664,27 @@ impl Portal {
         let conditions = query::conditions(params, &known)?;
         let descending = query::descending(params)?;
         let start = query::start(params)?;
-        let floor = query::id_floor(&conditions).unwrap_or(i64::MIN);
-        let mut matched: Vec<(i64, Map<String, Value>)> = records
-            .filter(|(id, _)| descending || *id >= floor)
-            .filter(|(_, m)| query::matches(m, &conditions))
-            .collect();
-        if descending {
-            matched.reverse();
-        }
-        let (page, total, next) = match start {
-            None => (
-                matched.into_iter().take(PAGE).collect::<Vec<_>>(),
-                None,
-                None,
-            ),
-            Some(s) => {
-                let total = matched.len();
-                let page: Vec<_> = matched.into_iter().skip(s).take(PAGE).collect();
-                let next = (s + PAGE < total).then_some((s + PAGE) as u64);
-                (page, Some(total as u64), next)
+        let floor = if descending {
+            i64::MIN
+        } else {
+            query::id_floor(&conditions).unwrap_or(i64::MIN)
+        };
+        let matched = self
+            .records(method, params, floor)?
+            .filter(|(_, m)| query::matches(m, &conditions));
+        let (page, total, next) = match (start, descending) {
+            // No counting: the first page is all that is read.
+            (None, false) => (matched.take(PAGE).collect::<Vec<_>>(), None, None),
+            (start, _) => {
+                let mut all: Vec<_> = matched.collect();
+                if descending {
+                    all.reverse();
+                }
+                let total = all.len();
+                let s = start.unwrap_or(0);
+                let page: Vec<_> = all.into_iter().skip(s).take(PAGE).collect();
+                let next = (start.is_some() && s + PAGE < total).then_some((s + PAGE) as u64);
+                (page, start.map(|_| total as u64), next)
             }
         };
         let rows: Vec<Value> = page
