@@ -12,6 +12,7 @@ mod language;
 mod manager_efficiency;
 mod marketing;
 mod onec;
+mod plugins;
 mod sales_dynamics;
 mod sales_plan;
 mod service;

@@ -49,8 +49,24 @@ enum Command {
     /// The snapshot store: a client's tables as Parquet, switched atomically per sync.
     #[command(subcommand)]
     Store(StoreCommand),
-    /// Pull a Bitrix24 portal into a snapshot store: everything, or what changed.
+    /// Pull a Bitrix24 portal, a 1C infobase or a plugin's source into a snapshot store.
     Sync(sync::SyncArgs),
+    /// Connector plugins.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginsCommand {
+    /// Show the plugins of a folder (and given files): name, version, ABI version, tables.
+    List {
+        /// The folder plugins are installed in (default: $SVODKA_PLUGIN_DIR).
+        #[arg(long, value_name = "DIR", env = "SVODKA_PLUGIN_DIR")]
+        dir: Option<PathBuf>,
+        /// A plugin library (repeatable).
+        #[arg(long, value_name = "PATH")]
+        plugin: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -297,6 +313,9 @@ async fn main() {
         }
         Command::Store(StoreCommand::Show { store }) => store_show(&store),
         Command::Sync(a) => sync::sync(a),
+        Command::Plugins(PluginsCommand::List { dir, plugin }) => {
+            plugins_list(dir.as_deref(), &plugin)
+        }
         Command::Token(TokenCommand::Hash { token }) => {
             println!("{}", svodka_service::auth::hash_token(&token));
             Ok(())
@@ -306,6 +325,47 @@ async fn main() {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// `svodka plugins list`: each plugin, or why it did not load (the list goes on).
+fn plugins_list(dir: Option<&std::path::Path>, files: &[PathBuf]) -> Result<()> {
+    let mut found: Vec<(
+        PathBuf,
+        Result<svodka_plugins::Plugin, svodka_plugins::PluginError>,
+    )> = dir.map(svodka_plugins::discover).unwrap_or_default();
+    found.extend(
+        files
+            .iter()
+            .map(|p| (p.clone(), svodka_plugins::Plugin::load(p))),
+    );
+    if found.is_empty() {
+        println!("no plugins (give --dir DIR or --plugin PATH)");
+    }
+    let mut failed = false;
+    for (path, p) in found {
+        match p {
+            Ok(p) => {
+                println!(
+                    "{} {} (ABI {}) {}",
+                    p.name,
+                    p.version,
+                    p.abi,
+                    path.display()
+                );
+                for t in &p.tables {
+                    println!("  {}: {}", t.name, t.columns.join(", "));
+                }
+            }
+            Err(e) => {
+                failed = true;
+                println!("error: {e}");
+            }
+        }
+    }
+    if failed {
+        bail!("some plugins did not load");
+    }
+    Ok(())
 }
 
 fn demo(a: DemoArgs) -> Result<()> {

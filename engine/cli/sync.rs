@@ -26,6 +26,15 @@ pub struct SyncArgs {
     /// 1C: a settings file (OData, HTTP service or files; docs/onec.md).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["client", "bitrix24"])]
     onec: Option<PathBuf>,
+    /// A connector plugin: a library's path, or a plugin's name in --plugin-dir.
+    #[arg(long, value_name = "PATH|NAME", conflicts_with_all = ["client", "bitrix24", "onec"])]
+    plugin: Option<String>,
+    /// The plugin's settings (YAML, handed to it as JSON).
+    #[arg(long, value_name = "FILE", requires = "plugin")]
+    plugin_config: Option<PathBuf>,
+    /// Where plugins are installed (default: $SVODKA_PLUGIN_DIR).
+    #[arg(long, value_name = "DIR", env = "SVODKA_PLUGIN_DIR")]
+    plugin_dir: Option<PathBuf>,
     /// Read 1C's `$metadata` again instead of the copy kept in the store.
     #[arg(long)]
     fresh_metadata: bool,
@@ -148,8 +157,10 @@ pub fn sync(a: SyncArgs) -> Result<()> {
         target.retention = target.retention.or(Some(config.retention_months));
         target.name = Some(config.name.clone());
         target.dir = dir;
-    } else if bitrix24.is_none() && onec.is_none() {
-        bail!("give the source: --bitrix24 WEBHOOK_URL, --onec SETTINGS.yaml, or --client NAME");
+    } else if bitrix24.is_none() && onec.is_none() && a.plugin.is_none() {
+        bail!(
+            "give the source: --bitrix24 WEBHOOK_URL, --onec SETTINGS.yaml, --plugin PATH, or --client NAME"
+        );
     }
     target.store = store.context("--data DIR: the snapshot store to write")?;
     std::fs::create_dir_all(&target.store)
@@ -159,6 +170,106 @@ pub fn sync(a: SyncArgs) -> Result<()> {
     }
     if let Some((config, dir)) = onec {
         sync_onec(&a, &config, &dir, &target)?;
+    }
+    if let Some(plugin) = &a.plugin {
+        sync_plugin(&a, plugin, &target)?;
+    }
+    Ok(())
+}
+
+/// Finds a plugin: a file path, or a name among the plugins of `dir`.
+pub fn find_plugin(which: &str, dir: Option<&std::path::Path>) -> Result<svodka_plugins::Plugin> {
+    let path = std::path::Path::new(which);
+    if path.is_file() {
+        return Ok(svodka_plugins::Plugin::load(path)?);
+    }
+    let dir = dir
+        .with_context(|| format!("--plugin {which}: not a file, and no --plugin-dir to look in"))?;
+    for (_, p) in svodka_plugins::discover(dir) {
+        if let Ok(p) = p
+            && p.name == which
+        {
+            return Ok(p);
+        }
+    }
+    bail!(
+        "--plugin {which}: no such file, and no plugin of that name in {}",
+        dir.display()
+    )
+}
+
+/// A plugin's tables into the store, checked against the canonical schema.
+fn sync_plugin(a: &SyncArgs, which: &str, target: &Target) -> Result<()> {
+    let started = std::time::Instant::now();
+    let plugin = find_plugin(which, a.plugin_dir.as_deref())?;
+    let settings: serde_json::Value = match &a.plugin_config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let yaml: serde_yaml::Value =
+                serde_yaml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+            serde_json::to_value(yaml).with_context(|| format!("{}", path.display()))?
+        }
+        None => serde_json::Value::Null,
+    };
+    eprintln!(
+        "syncing plugin {} {} into {}",
+        plugin.name,
+        plugin.version,
+        target.store.display()
+    );
+    let mut read = Vec::new();
+    for t in &plugin.tables {
+        let (schema, batches) = plugin.read(&t.name, &settings)?;
+        eprintln!(
+            "{}: {} rows",
+            t.name,
+            batches.iter().map(|b| b.num_rows()).sum::<usize>()
+        );
+        read.push((t.name.clone(), schema, batches));
+    }
+    let store = svodka_store::Store::new(&target.store);
+    let current = match store.current() {
+        Ok(s) => Some(s),
+        Err(svodka_store::StoreError::Empty(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let mut writer = store.begin(&format!("plugin {} {}", plugin.name, plugin.version))?;
+    let mut tables = Vec::new();
+    for (name, schema, batches) in &read {
+        tables.push((name.clone(), writer.table(name, schema.clone(), batches)?));
+    }
+    tables.extend(writer.carry_rest(current.as_ref())?);
+    let timezone = target
+        .timezone
+        .clone()
+        .unwrap_or_else(|| "Europe/Moscow".to_string());
+    let tz: chrono_tz::Tz = timezone
+        .parse()
+        .map_err(|_| anyhow::anyhow!("unknown time zone {timezone}"))?;
+    let day = chrono::Utc::now().with_timezone(&tz).date_naive();
+    let info = svodka_store::synced_info(
+        current.as_ref(),
+        || svodka_csv::DatasetInfo {
+            name: target.name.clone().unwrap_or_else(|| plugin.name.clone()),
+            timezone: timezone.clone(),
+            portal_url: None,
+            snapshot_date: day,
+            origin: None,
+        },
+        day,
+        &format!("plugin {} {}", plugin.name, plugin.version),
+    );
+    let snapshot = writer.commit(Some(&info), a.keep)?;
+    println!(
+        "snapshot {} (plugin {} {}) in {:.1}s",
+        snapshot.name,
+        plugin.name,
+        plugin.version,
+        started.elapsed().as_secs_f64()
+    );
+    for (t, rows) in tables {
+        println!("  {t}: {rows}");
     }
     Ok(())
 }

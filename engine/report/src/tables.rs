@@ -110,16 +110,23 @@ impl TableSource for MemoryTables {
                 message: e.to_string(),
             }
         })?;
-        let mut partitions = vec![Vec::new(); self.partitions];
-        for (i, batch) in loaded.batches.into_iter().enumerate() {
-            partitions[i % self.partitions].push(batch);
-        }
-        let table = Arc::new(MemTable::try_new(loaded.schema, partitions).map_err(|e| {
-            ReportError::Table {
+        // A connector may leave out nullable columns (a plugin's table, say).
+        let (schema, batches) = svodka_schema::complete(name, loaded.schema, loaded.batches)
+            .map_err(|e| ReportError::Table {
                 table: name.to_string(),
                 message: e.to_string(),
-            }
-        })?);
+            })?;
+        let mut partitions = vec![Vec::new(); self.partitions];
+        for (i, batch) in batches.into_iter().enumerate() {
+            partitions[i % self.partitions].push(batch);
+        }
+        let table =
+            Arc::new(
+                MemTable::try_new(schema, partitions).map_err(|e| ReportError::Table {
+                    table: name.to_string(),
+                    message: e.to_string(),
+                })?,
+            );
         self.cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())

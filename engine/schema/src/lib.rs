@@ -393,6 +393,52 @@ pub fn check_batch(
     Ok(())
 }
 
+/// A checked canonical table with the nullable columns it lacks added as nulls: canonical
+/// columns in canonical order, extra columns (for custom models) after them. Other tables
+/// come back as they are.
+pub fn complete(
+    table_name: &str,
+    schema: SchemaRef,
+    batches: Vec<arrow::record_batch::RecordBatch>,
+) -> Result<(SchemaRef, Vec<arrow::record_batch::RecordBatch>), arrow::error::ArrowError> {
+    let Some(t) = table(table_name) else {
+        return Ok((schema, batches));
+    };
+    let present = |name: &str| schema.index_of(name).ok();
+    if t.columns.iter().all(|c| present(c.name).is_some()) {
+        return Ok((schema, batches));
+    }
+    let mut fields: Vec<Field> = t
+        .columns
+        .iter()
+        .map(|c| match present(c.name) {
+            Some(i) => schema.field(i).clone(),
+            None => Field::new(c.name, c.ty.arrow_type(), true),
+        })
+        .collect();
+    let extra: Vec<usize> = (0..schema.fields().len())
+        .filter(|i| t.column(schema.field(*i).name()).is_none())
+        .collect();
+    fields.extend(extra.iter().map(|i| schema.field(*i).clone()));
+    let out = Arc::new(Schema::new(fields));
+    let batches = batches
+        .into_iter()
+        .map(|b| {
+            let mut columns: Vec<arrow::array::ArrayRef> = t
+                .columns
+                .iter()
+                .map(|c| match present(c.name) {
+                    Some(i) => b.column(i).clone(),
+                    None => arrow::array::new_null_array(&c.ty.arrow_type(), b.num_rows()),
+                })
+                .collect();
+            columns.extend(extra.iter().map(|i| b.column(*i).clone()));
+            arrow::record_batch::RecordBatch::try_new(out.clone(), columns)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((out, batches))
+}
+
 /// Timestamps compare by unit and by being UTC ("UTC" and "+00:00" are the same zone).
 fn same_type(found: &DataType, expected: &DataType) -> bool {
     match (found, expected) {
