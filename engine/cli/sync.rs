@@ -229,11 +229,7 @@ fn sync_plugin(a: &SyncArgs, which: &str, target: &Target) -> Result<()> {
         read.push((t.name.clone(), schema, batches));
     }
     let store = svodka_store::Store::new(&target.store);
-    let current = match store.current() {
-        Ok(s) => Some(s),
-        Err(svodka_store::StoreError::Empty(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
+    let current = store.current_if_any()?;
     let mut writer = store.begin(&format!("plugin {} {}", plugin.name, plugin.version))?;
     let mut tables = Vec::new();
     for (name, schema, batches) in &read {

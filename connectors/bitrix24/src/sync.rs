@@ -499,11 +499,7 @@ pub fn sync(
         .timezone
         .parse()
         .map_err(|_| Error::Settings(format!("unknown time zone `{}`", options.timezone)))?;
-    let current = match store.current() {
-        Ok(s) => Some(s),
-        Err(svodka_store::StoreError::Empty(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
+    let current = store.current_if_any()?;
     let plan = plan(current.as_ref(), options, tz, unix_now())?;
     let mut spool = Spool::open(
         &store.dir.join(SPOOL_DIR),

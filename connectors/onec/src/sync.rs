@@ -96,11 +96,7 @@ pub fn sync(
         .timezone
         .parse()
         .map_err(|_| Error::Settings(format!("unknown time zone `{}`", options.timezone)))?;
-    let current = match store.current() {
-        Ok(s) => Some(s),
-        Err(svodka_store::StoreError::Empty(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
+    let current = store.current_if_any()?;
     let base = current
         .as_ref()
         .and_then(|s| s.file(STATE_FILE))

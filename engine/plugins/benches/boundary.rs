@@ -12,10 +12,20 @@ fn main() {
     let rows = 300_000;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("deals.csv");
-    let mut csv = String::from("ID;Название сделки;Бюджет;Ответственный;Дата создания;Дата закрытия;Этап сделки;Воронка;Компания\n");
+    let mut csv = String::from(
+        "ID;Название сделки;Бюджет;Ответственный;Дата создания;Дата закрытия;Этап сделки;Воронка;Компания\n",
+    );
     for i in 0..rows {
-        let stage = ["Переговоры", "Успешно реализовано", "Закрыто и не реализовано"][i % 3];
-        let closed = if i % 3 == 0 { String::new() } else { format!("{:02}.11.2026 12:00", i % 27 + 1) };
+        let stage = [
+            "Переговоры",
+            "Успешно реализовано",
+            "Закрыто и не реализовано",
+        ][i % 3];
+        let closed = if i % 3 == 0 {
+            String::new()
+        } else {
+            format!("{:02}.11.2026 12:00", i % 27 + 1)
+        };
         csv += &format!(
             "{};Сделка {i};{} 000;Менеджер {};{:02}.10.2026 10:00;{closed};{stage};Продажи;ООО «Клиент {}»\n",
             i + 1,
@@ -31,13 +41,23 @@ fn main() {
         since: None,
     };
     let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "-p", "svodka-plugin-amocrm"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "svodka-plugin-amocrm",
+        ])
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
         .status()
         .unwrap();
     assert!(status.success());
     let lib = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/release"))
-        .join(format!("{}svodka_plugin_amocrm{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX));
+        .join(format!(
+            "{}svodka_plugin_amocrm{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        ));
     let plugin = svodka_plugins::Plugin::load(&lib).unwrap();
     let settings = serde_json::json!({"path": path.to_str().unwrap()});
     for round in 0..3 {

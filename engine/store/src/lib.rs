@@ -165,6 +165,15 @@ impl Store {
         self.snapshot(&name)
     }
 
+    /// The current snapshot, or `None` for a store with none yet (a first sync).
+    pub fn current_if_any(&self) -> Result<Option<Snapshot>, StoreError> {
+        match self.current() {
+            Ok(s) => Ok(Some(s)),
+            Err(StoreError::Empty(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     fn snapshot(&self, name: &str) -> Result<Snapshot, StoreError> {
         let dir = self.dir.join(SNAPSHOTS).join(name);
         let path = dir.join(MANIFEST);
