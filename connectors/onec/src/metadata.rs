@@ -208,7 +208,7 @@ mod tests {
         assert_eq!(m.field(set, "Товары/Количество").unwrap(), "Edm.Double");
         assert_eq!(
             m.field(set, "СуммаДокументов").unwrap_err(),
-            "`Document_РеализацияТоваровУслуг` has no field `СуммаДокументов` (nearest: СуммаДокумента, Контрагент_Key, Date)"
+            "`Document_РеализацияТоваровУслуг` has no field `СуммаДокументов` (nearest: СуммаДокумента, Контрагент_Key, Товары)"
         );
         assert!(
             m.field(set, "Товары/Колво")
