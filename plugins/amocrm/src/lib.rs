@@ -233,15 +233,17 @@ fn read(request: &Request) -> Result<Vec<Deal>, String> {
     Ok(deals)
 }
 
-/// Names numbered in order of first appearance (from 1).
-fn numbered<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
+/// Names numbered in order of first appearance (from 1): the names, and each one's number.
+fn numbered<'a>(names: impl Iterator<Item = &'a str>) -> (Vec<String>, HashMap<String, i64>) {
     let mut out: Vec<String> = Vec::new();
+    let mut ids = HashMap::new();
     for n in names {
-        if !out.iter().any(|o| o == n) {
+        if !ids.contains_key(n) {
             out.push(n.to_string());
+            ids.insert(n.to_string(), out.len() as i64);
         }
     }
-    out
+    (out, ids)
 }
 
 fn semantic(stage: &str) -> &'static str {
@@ -254,27 +256,35 @@ fn semantic(stage: &str) -> &'static str {
 
 /// All five tables from the deals.
 fn tables(deals: &[Deal]) -> Result<HashMap<&'static str, RecordBatch>, String> {
-    let users = numbered(deals.iter().map(|d| d.responsible.as_str()));
-    let pipelines = numbered(deals.iter().map(|d| d.pipeline.as_str()));
-    let companies = numbered(deals.iter().filter_map(|d| d.company.as_deref()));
-    let id_of = |list: &[String], n: &str| list.iter().position(|x| x == n).map(|i| i as i64 + 1);
+    let (users, user_ids) = numbered(deals.iter().map(|d| d.responsible.as_str()));
+    let (pipelines, pipeline_ids) = numbered(deals.iter().map(|d| d.pipeline.as_str()));
+    let (companies, company_ids) = numbered(deals.iter().filter_map(|d| d.company.as_deref()));
+    let pipeline_of = |d: &Deal| pipeline_ids.get(&d.pipeline).copied().unwrap_or(0);
     // Stages per pipeline, in order of first appearance; the final ones last.
     let mut stages: Vec<(i64, String)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for d in deals {
-        let key = (id_of(&pipelines, &d.pipeline).unwrap_or(0), d.stage.clone());
-        if !stages.contains(&key) {
+        let key = (pipeline_of(d), d.stage.clone());
+        if seen.insert(key.clone()) {
             stages.push(key);
         }
     }
     stages.sort_by_key(|(p, s)| (*p, semantic(s) != "process"));
-    let stage_id = |p: i64, s: &str| {
-        let k = stages
-            .iter()
-            .filter(|(q, _)| *q == p)
-            .position(|(_, x)| x == s)
-            .unwrap_or(0);
-        format!("P{p}:{}", k + 1)
-    };
+    let mut codes: HashMap<(i64, String), String> = HashMap::new();
+    let mut per_pipeline: HashMap<i64, usize> = HashMap::new();
+    for (p, s) in &stages {
+        let k = per_pipeline.entry(*p).or_default();
+        *k += 1;
+        codes.insert((*p, s.clone()), format!("P{p}:{k}"));
+    }
+    let stage_id = |p: i64, s: &str| codes.get(&(p, s.to_string())).cloned().unwrap_or_default();
+    let mut first_deal: HashMap<&str, i64> = HashMap::new();
+    for d in deals {
+        if let Some(c) = d.company.as_deref() {
+            let e = first_deal.entry(c).or_insert(d.created);
+            *e = (*e).min(d.created);
+        }
+    }
     let batch = |table: &str, cols: Vec<ArrayRef>| {
         RecordBatch::try_new(schema(table), cols).map_err(|e| e.to_string())
     };
@@ -343,13 +353,6 @@ fn tables(deals: &[Deal]) -> Result<HashMap<&'static str, RecordBatch>, String> 
             ],
         )?,
     );
-    let first_deal = |c: &str| {
-        deals
-            .iter()
-            .filter(|d| d.company.as_deref() == Some(c))
-            .map(|d| d.created)
-            .min()
-    };
     out.insert(
         "companies",
         batch(
@@ -357,7 +360,11 @@ fn tables(deals: &[Deal]) -> Result<HashMap<&'static str, RecordBatch>, String> 
             vec![
                 ints(&mut (1..=companies.len() as i64).map(Some)),
                 strings(&mut companies.iter().cloned().map(Some)),
-                times(&mut companies.iter().map(|c| first_deal(c))),
+                times(
+                    &mut companies
+                        .iter()
+                        .map(|c| first_deal.get(c.as_str()).copied()),
+                ),
             ],
         )?,
     );
@@ -374,24 +381,23 @@ fn tables(deals: &[Deal]) -> Result<HashMap<&'static str, RecordBatch>, String> 
             vec![
                 ints(&mut deals.iter().map(|d| Some(d.id))),
                 strings(&mut deals.iter().map(|d| Some(d.title.clone()))),
-                ints(&mut deals.iter().map(|d| id_of(&pipelines, &d.pipeline))),
-                strings(&mut deals.iter().map(|d| {
-                    Some(stage_id(
-                        id_of(&pipelines, &d.pipeline).unwrap_or(0),
-                        &d.stage,
-                    ))
-                })),
+                ints(&mut deals.iter().map(|d| Some(pipeline_of(d)))),
+                strings(
+                    &mut deals
+                        .iter()
+                        .map(|d| Some(stage_id(pipeline_of(d), &d.stage))),
+                ),
                 strings(&mut deals.iter().map(|d| Some(semantic(&d.stage).to_string()))),
                 Arc::new(amount.finish()),
                 strings(&mut deals.iter().map(|d| d.amount.map(|_| "RUB".to_string()))),
-                ints(&mut deals.iter().map(|d| id_of(&users, &d.responsible))),
+                ints(&mut deals.iter().map(|d| user_ids.get(&d.responsible).copied())),
                 times(&mut deals.iter().map(|d| Some(d.created))),
                 times(&mut deals.iter().map(|d| d.closed)),
                 times(&mut deals.iter().map(|d| Some(d.modified))),
                 ints(
                     &mut deals
                         .iter()
-                        .map(|d| d.company.as_deref().and_then(|c| id_of(&companies, c))),
+                        .map(|d| d.company.as_ref().and_then(|c| company_ids.get(c).copied())),
                 ),
             ],
         )?,
