@@ -8,15 +8,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use arrow::record_batch::RecordBatch;
-use arrow::util::display::{ArrayFormatter, FormatOptions};
 use svodka_bitrix24::client::{Auth, Client};
 use svodka_bitrix24::pace::Limit;
 use svodka_bitrix24::sync::{Options, TABLES, sync};
 use svodka_emulator_bitrix24::{Change, Emulator, Fault, Faults};
 use svodka_store::Store;
 
-use crate::util::{REPORTS, fails, ok, svodka};
+use crate::util::{REPORTS, csv_lines, fails, ok, store_lines, svodka};
 
 /// A limit the tests never wait for.
 const FAST: &str = "1000/1000";
@@ -34,38 +32,6 @@ fn demo(deals: &str) -> tempfile::TempDir {
         "11",
     ]);
     dir
-}
-
-/// A table's rows as sorted text lines.
-fn lines(batches: &[RecordBatch]) -> Vec<String> {
-    let opts = FormatOptions::default();
-    let mut out = Vec::new();
-    for b in batches {
-        let columns: Vec<ArrayFormatter> = b
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
-            .collect();
-        for i in 0..b.num_rows() {
-            out.push(
-                columns
-                    .iter()
-                    .map(|c| c.value(i).to_string())
-                    .collect::<Vec<_>>()
-                    .join("|"),
-            );
-        }
-    }
-    out.sort();
-    out
-}
-
-fn csv_lines(dir: &Path, table: &str) -> Vec<String> {
-    lines(&svodka_csv::read_table(dir, table).unwrap().batches)
-}
-
-fn store_lines(store: &Path, table: &str) -> Vec<String> {
-    lines(&Store::new(store).current().unwrap().read(table).unwrap().1)
 }
 
 /// Every CRM table of the store equals the portal's records.

@@ -10,7 +10,7 @@ use std::path::Path;
 use svodka_emulator_onec::{Emulator, Fault, PASSWORD, USER};
 use svodka_store::Store;
 
-use crate::util::{fails, ok, write};
+use crate::util::{csv_lines, fails, ok, store_lines, write};
 
 fn demo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -37,34 +37,6 @@ fn settings(dir: &Path, url: &str, extra: &str) -> String {
          \x20 contract: {{ key: ДоговорКонтрагента_Key, set: Catalog_ДоговорыКонтрагентов }}\n{extra}"
     );
     write(dir, "onec.yaml", &text).to_str().unwrap().to_string()
-}
-
-fn lines(store: &Path, table: &str) -> Vec<String> {
-    let (_, batches) = Store::new(store).current().unwrap().read(table).unwrap();
-    let mut out: Vec<String> = arrow::util::pretty::pretty_format_batches(&batches)
-        .unwrap()
-        .to_string()
-        .lines()
-        .filter(|l| l.starts_with("| "))
-        .skip(1)
-        .map(str::to_string)
-        .collect();
-    out.sort();
-    out
-}
-
-fn csv_lines(dir: &Path, table: &str) -> Vec<String> {
-    let t = svodka_csv::read_table(dir, table).unwrap();
-    let mut out: Vec<String> = arrow::util::pretty::pretty_format_batches(&t.batches)
-        .unwrap()
-        .to_string()
-        .lines()
-        .filter(|l| l.starts_with("| "))
-        .skip(1)
-        .map(str::to_string)
-        .collect();
-    out.sort();
-    out
 }
 
 fn sync_1c(store: &str, settings: &str, extra: &[&str]) -> std::process::Output {
@@ -111,14 +83,14 @@ fn an_odata_sync_gives_the_generator_tables_and_the_same_clients_report() {
     assert!(out.starts_with("snapshot 000002 (full 1C sync): "), "{out}");
     for table in ["onec_counterparties", "onec_sales"] {
         assert_eq!(
-            lines(store.path(), table),
+            store_lines(store.path(), table),
             csv_lines(data.path(), table),
             "{table}"
         );
     }
     // The CRM tables were carried over; `$metadata` is kept for the next sync.
     assert_eq!(
-        lines(store.path(), "deals"),
+        store_lines(store.path(), "deals"),
         csv_lines(data.path(), "deals")
     );
     assert!(store.path().join("onec-metadata.xml").exists());
@@ -159,7 +131,7 @@ fn an_odata_sync_gives_the_generator_tables_and_the_same_clients_report() {
         out.contains("(incremental 1C sync)") && out.contains("1 changed"),
         "{out}"
     );
-    let sales = lines(store.path(), "onec_sales");
+    let sales = store_lines(store.path(), "onec_sales");
     assert!(
         sales
             .iter()
@@ -305,7 +277,7 @@ fn a_custom_http_service_and_file_exports() {
     assert!(out.contains("(full 1C sync)"), "{out}");
     for table in ["onec_counterparties", "onec_sales"] {
         assert_eq!(
-            lines(store.path(), table),
+            store_lines(store.path(), table),
             csv_lines(data.path(), table),
             "{table}"
         );
@@ -338,7 +310,7 @@ fn a_custom_http_service_and_file_exports() {
     assert!(out.contains("(full 1C sync)"), "{out}");
     for table in ["onec_counterparties", "onec_sales"] {
         assert_eq!(
-            lines(other.path(), table),
+            store_lines(other.path(), table),
             csv_lines(data.path(), table),
             "{table}"
         );

@@ -158,3 +158,44 @@ pub fn fails_on_fixture(report: &str, extra: &[&str]) -> String {
     args.extend_from_slice(extra);
     fails(&args)
 }
+
+/// A table's rows as sorted text lines.
+pub fn lines(batches: &[arrow::record_batch::RecordBatch]) -> Vec<String> {
+    let opts = arrow::util::display::FormatOptions::default();
+    let mut out = Vec::new();
+    for b in batches {
+        let columns: Vec<arrow::util::display::ArrayFormatter> = b
+            .columns()
+            .iter()
+            .map(|c| arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
+            .collect();
+        for i in 0..b.num_rows() {
+            out.push(
+                columns
+                    .iter()
+                    .map(|c| c.value(i).to_string())
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            );
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A CSV folder's table as sorted text lines.
+pub fn csv_lines(dir: &Path, table: &str) -> Vec<String> {
+    lines(&svodka_csv::read_table(dir, table).unwrap().batches)
+}
+
+/// A store's current table as sorted text lines.
+pub fn store_lines(store: &Path, table: &str) -> Vec<String> {
+    lines(
+        &svodka_store::Store::new(store)
+            .current()
+            .unwrap()
+            .read(table)
+            .unwrap()
+            .1,
+    )
+}

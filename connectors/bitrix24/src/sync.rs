@@ -879,6 +879,15 @@ fn map_list(
     Ok(out)
 }
 
+/// The ids of the rows a list read into the spool.
+fn ids_read(spool: &Spool, list: &str) -> Result<HashSet<i64>, Error> {
+    Ok(spool
+        .rows(list)?
+        .iter()
+        .filter_map(|r| wire::id(&r["ID"]))
+        .collect())
+}
+
 fn id_set(batches: &[RecordBatch], column: &str) -> HashSet<i64> {
     batches
         .iter()
@@ -1075,18 +1084,10 @@ fn build(
     fresh.insert("activities", activities);
     stored.insert("activities", old("activities")?);
     stored.insert("deals", old("deals")?);
-    let deal_ids_read: HashSet<i64> = spool
-        .rows("deals")?
-        .iter()
-        .filter_map(|r| wire::id(&r["ID"]))
-        .collect();
+    let deal_ids_read = ids_read(spool, "deals")?;
     if plan.sweep {
         for (table, _) in SWEPT {
-            let swept: HashSet<i64> = spool
-                .rows(&format!("{table}.ids"))?
-                .iter()
-                .filter_map(|r| wire::id(&r["ID"]))
-                .collect();
+            let swept = ids_read(spool, &format!("{table}.ids"))?;
             let mut known = id_set(stored.get(table).map(Vec::as_slice).unwrap_or(&[]), "id");
             match *table {
                 "deals" => known.extend(deal_ids_read.iter().copied()),
@@ -1143,11 +1144,8 @@ fn build(
     // Owners whose comments were read again: their stored comments are replaced.
     let mut reread: HashSet<(&str, i64)> = HashSet::new();
     if options.comments {
-        for (list, entity) in [("leads", "lead"), ("deals", "deal")] {
-            for r in spool.rows(list)? {
-                reread.extend(wire::id(&r["ID"]).map(|id| (entity, id)));
-            }
-        }
+        reread.extend(ids_read(spool, "leads")?.into_iter().map(|id| ("lead", id)));
+        reread.extend(deal_ids_read.iter().map(|id| ("deal", *id)));
     }
     let activity_owner_gone = |b: &RecordBatch, i: usize| {
         gone.owner(text_at(b, "owner_type", i), int_at(b, "owner_id", i))
