@@ -335,7 +335,7 @@ fn a_killed_sync_leaves_the_old_snapshot_and_the_next_resumes() {
             .collect(),
         ..Default::default()
     });
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_svodka"))
+    let mut child = crate::util::svodka_command()
         .args([
             "sync",
             "--data",
@@ -490,8 +490,15 @@ fn custom_fields_become_columns_and_retention_trims_history() {
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("Север") && text.contains("Восток"), "{text}");
-    // Six months of activities and stage history; deals and leads are kept whole.
-    let cutoff = "2026-05-27";
+    // Six months of activities and stage history before the (pinned) day of the sync;
+    // deals and leads are kept whole.
+    let cutoff = crate::util::clock()
+        .today(&chrono_tz::Europe::Moscow)
+        .checked_sub_months(chrono::Months::new(6))
+        .unwrap()
+        .to_string();
+    assert_eq!(cutoff, "2026-05-27");
+    let cutoff = cutoff.as_str();
     let expected = tempfile::tempdir().unwrap();
     portal.write_csv(expected.path()).unwrap();
     let since = |table: &str, column: usize| -> Vec<String> {

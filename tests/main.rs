@@ -1,6 +1,7 @@
 //! End-to-end tests: the `svodka` binary run on fixtures, as a user runs it.
 //! One test binary, split by topic.
 
+mod bench;
 mod bitrix24;
 mod browser;
 mod cli;

@@ -42,7 +42,7 @@ fn settings(dir: &Path, url: &str, extra: &str) -> String {
 fn sync_1c(store: &str, settings: &str, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["sync", "--data", store, "--onec", settings];
     args.extend_from_slice(extra);
-    std::process::Command::new(env!("CARGO_BIN_EXE_svodka"))
+    crate::util::svodka_command()
         .args(&args)
         .env("SVODKA_TEST_1C_PASSWORD", PASSWORD)
         .output()

@@ -44,7 +44,9 @@ fn config() -> tempfile::TempDir {
 }
 
 fn service(dir: &Path, limits: Limits) -> Arc<Service> {
-    Arc::new(Service::load(dir, limits).unwrap())
+    let mut s = Service::load(dir, limits).unwrap();
+    s.clock = crate::util::clock();
+    Arc::new(s)
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -524,7 +526,9 @@ fn over_a_real_socket() {
 
 #[test]
 fn clicking_an_employee_refilters_the_live_page_and_again_clears_it() {
-    let s = Arc::new(Service::demo(&fixture("forgotten"), Limits::default()).unwrap());
+    let mut s = Service::demo(&fixture("forgotten"), Limits::default()).unwrap();
+    s.clock = crate::util::clock();
+    let s = Arc::new(s);
     let addr = serve_on_socket(s);
     let mut b = Browser::start();
     b.open_url(&format!("http://{addr}/reports/forgotten?{PERIOD}"));
@@ -563,7 +567,7 @@ fn clicking_an_employee_refilters_the_live_page_and_again_clears_it() {
 fn shutdown_finishes_the_requests_in_flight() {
     use std::io::{BufRead, BufReader, Read, Write};
     let dir = config();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_svodka"))
+    let mut child = crate::util::svodka_command()
         .args(["serve", "--addr", "127.0.0.1:0", "--config"])
         .arg(dir.path())
         .stderr(std::process::Stdio::piped())

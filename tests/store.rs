@@ -65,3 +65,31 @@ fn a_broken_store_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn a_big_csv_folder_says_once_that_a_store_is_faster() {
+    let dir = crate::util::fixture_copy("forgotten");
+    // Size is all the hint looks at: a sparse file stands in for a big export.
+    for table in ["deals", "activities"] {
+        let path = dir.path().join(format!("{table}.csv"));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(svodka_sources::BIG_CSV_BYTES + 1)
+            .unwrap();
+    }
+    let d = dir.path().to_str().unwrap();
+    let out = crate::util::svodka(&["run", "forgotten", "--data", d]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.matches("a snapshot store reads only what a report needs")
+            .count(),
+        1,
+        "{err}"
+    );
+    assert!(err.contains("MB: CSV is read whole on every run"), "{err}");
+    // The padding is no CSV: the run still names the bad place.
+    assert!(!out.status.success());
+    assert!(err.contains(".csv:"), "{err}");
+}

@@ -13,13 +13,25 @@ pub fn fixture(name: &str) -> PathBuf {
     root().join("tests/fixtures").join(name)
 }
 
+/// The moment every test runs at: no test reads the wall clock, so the suite passes on
+/// any day and in any time zone.
+pub const NOW: &str = "2026-11-27T12:00:00+03:00";
+
+/// The pinned clock, for tests that build the service in-process.
+pub fn clock() -> svodka_csv::Clock {
+    svodka_csv::Clock::parse(NOW).expect("a valid moment")
+}
+
+/// The `svodka` binary with the pinned clock, run from the repository root.
+pub fn svodka_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_svodka"));
+    cmd.env(svodka_csv::Clock::ENV, NOW).current_dir(root());
+    cmd
+}
+
 /// Runs `svodka` with `args`; returns its output whatever the exit status.
 pub fn svodka(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_svodka"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("svodka runs")
+    svodka_command().args(args).output().expect("svodka runs")
 }
 
 /// Runs `svodka`, asserts success, returns standard output.

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use svodka_csv::DatasetInfo;
-use svodka_report::MemoryTables;
+use svodka_report::LazyTables;
 
 /// Departments, active employees and pipelines of a data folder, for the plans template.
 pub fn directory(dir: &Path) -> Result<(svodka_plans_xlsx::Directory, Option<DatasetInfo>)> {
@@ -87,7 +87,7 @@ pub fn demo_dir() -> Result<std::path::PathBuf> {
 }
 
 /// A CSV folder as engine tables, with notes of absent tables on standard error.
-pub fn open(dir: &Path) -> Result<(MemoryTables, Option<DatasetInfo>)> {
+pub fn open(dir: &Path) -> Result<(LazyTables, Option<DatasetInfo>)> {
     Ok(svodka_sources::open_data(dir, |note| {
         eprintln!("note: {note}")
     })?)

@@ -21,6 +21,10 @@ use svodka_report::{RunParams, RunRequest};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Pin "now" (the default period, a sync's retention and snapshot day, a page's time
+    /// of generation): `2026-11-27T12:00:00+03:00`, or a day. Default: the system clock.
+    #[arg(long, global = true, value_name = "MOMENT", env = svodka_csv::Clock::ENV, value_parser = svodka_csv::Clock::parse)]
+    now: Option<svodka_csv::Clock>,
 }
 
 #[derive(Subcommand)]
@@ -289,14 +293,15 @@ fn parse_date(s: &str) -> Result<NaiveDate, String> {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
+    let clock = cli.now.unwrap_or_default();
     let result = match cli.command {
         Command::Demo(a) => demo(a),
-        Command::Run(a) => run(a).await,
+        Command::Run(a) => run(a, clock).await,
         Command::List(a) => list(a),
-        Command::Explain(a) => explain(a).await,
+        Command::Explain(a) => explain(a, clock).await,
         Command::Check(a) => check(a).await,
-        Command::Plan(PlanCommand::Template(a)) => plan_template(a),
-        Command::Serve(a) => serve(a).await,
+        Command::Plan(PlanCommand::Template(a)) => plan_template(a, clock),
+        Command::Serve(a) => serve(a, clock).await,
         Command::Token(TokenCommand::New) => {
             let token = svodka_service::auth::random_id();
             println!(
@@ -312,7 +317,7 @@ async fn main() {
             store_import(&data, &store, keep)
         }
         Command::Store(StoreCommand::Show { store }) => store_show(&store),
-        Command::Sync(a) => sync::sync(a),
+        Command::Sync(a) => sync::sync(a, clock),
         Command::Plugins(PluginsCommand::List { dir, plugin }) => {
             plugins_list(dir.as_deref(), &plugin)
         }
@@ -396,6 +401,7 @@ fn request(
     p: &ParamArgs,
     block: Option<String>,
     info: Option<&svodka_csv::DatasetInfo>,
+    clock: svodka_csv::Clock,
 ) -> Result<RunRequest> {
     let tz_name =
         p.tz.clone()
@@ -404,10 +410,7 @@ fn request(
     let timezone: chrono_tz::Tz = tz_name
         .parse()
         .map_err(|_| anyhow::anyhow!("--tz: unknown time zone {tz_name:?}"))?;
-    let today = match info {
-        Some(i) => i.snapshot_date,
-        None => chrono::Utc::now().with_timezone(&timezone).date_naive(),
-    };
+    let today = clock.data_today(info, &timezone);
     let mut params = RunParams::resolve(p.from, p.to, p.as_of, today, timezone)?;
     for (name, values) in [
         ("employee", &p.employee),
@@ -442,7 +445,7 @@ fn key_values(flag: &str, items: &[String]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-async fn run(a: RunArgs) -> Result<()> {
+async fn run(a: RunArgs, clock: svodka_csv::Clock) -> Result<()> {
     let catalog = svodka_sources::catalog(&a.params.catalog.reports)?;
     let dir = match (&a.params.data, a.params.demo) {
         (Some(dir), _) => dir.clone(),
@@ -452,7 +455,7 @@ async fn run(a: RunArgs) -> Result<()> {
         }
     };
     let (tables, info) = data::open(&dir)?;
-    let req = request(&a.report, &a.params, a.block.clone(), info.as_ref())?;
+    let req = request(&a.report, &a.params, a.block.clone(), info.as_ref(), clock)?;
     let result = svodka_report::run(&catalog, &tables, &req).await?;
     if a.timings {
         for (step, secs) in &result.timings {
@@ -469,6 +472,7 @@ async fn run(a: RunArgs) -> Result<()> {
     let options = svodka_render::Options {
         locale: a.locale,
         data_version: info.as_ref().map(svodka_sources::data_version),
+        generated_at: clock.now(),
         ..Default::default()
     };
     let bytes = match format {
@@ -490,12 +494,12 @@ async fn run(a: RunArgs) -> Result<()> {
     Ok(())
 }
 
-async fn serve(a: ServeArgs) -> Result<()> {
+async fn serve(a: ServeArgs, clock: svodka_csv::Clock) -> Result<()> {
     let limits = svodka_service::Limits {
         timeout: std::time::Duration::from_secs(a.timeout),
         memory: a.memory_mib << 20,
     };
-    let service = if a.demo {
+    let mut service = if a.demo {
         if !a.addr.ip().is_loopback() {
             bail!("--demo serves without tokens: listen on a loopback address only");
         }
@@ -507,6 +511,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
             .expect("clap requires --config without --demo");
         svodka_service::Service::load(config, limits)?
     };
+    service.clock = clock;
     let listener = tokio::net::TcpListener::bind(a.addr)
         .await
         .with_context(|| format!("listening on {}", a.addr))?;
@@ -528,7 +533,7 @@ fn list(a: CatalogArgs) -> Result<()> {
     Ok(())
 }
 
-async fn explain(a: ExplainArgs) -> Result<()> {
+async fn explain(a: ExplainArgs, clock: svodka_csv::Clock) -> Result<()> {
     let catalog = svodka_sources::catalog(&a.params.catalog.reports)?;
     let data_dir = match (&a.params.data, a.params.demo) {
         (Some(dir), _) => Some(dir.clone()),
@@ -538,12 +543,12 @@ async fn explain(a: ExplainArgs) -> Result<()> {
     let (text, _) = match &data_dir {
         Some(dir) => {
             let (tables, info) = data::open(dir)?;
-            let req = request(&a.report, &a.params, a.block.clone(), info.as_ref())?;
+            let req = request(&a.report, &a.params, a.block.clone(), info.as_ref(), clock)?;
             (svodka_report::explain(&catalog, &tables, &req).await?, ())
         }
         None => {
-            let tables = svodka_report::MemoryTables::empty();
-            let req = request(&a.report, &a.params, a.block.clone(), None)?;
+            let tables = svodka_report::LazyTables::empty();
+            let req = request(&a.report, &a.params, a.block.clone(), None, clock)?;
             (svodka_report::explain(&catalog, &tables, &req).await?, ())
         }
     };
@@ -551,12 +556,12 @@ async fn explain(a: ExplainArgs) -> Result<()> {
     Ok(())
 }
 
-fn plan_template(a: TemplateArgs) -> Result<()> {
+fn plan_template(a: TemplateArgs, clock: svodka_csv::Clock) -> Result<()> {
     let (directory, info) = data::directory(&a.data)?;
     let year = a
         .year
         .or_else(|| info.map(|i| chrono::Datelike::year(&i.snapshot_date)))
-        .unwrap_or_else(|| chrono::Datelike::year(&chrono::Utc::now().date_naive()));
+        .unwrap_or_else(|| chrono::Datelike::year(&clock.today(&chrono::Utc)));
     let months: Vec<NaiveDate> = (1..=12)
         .filter_map(|m| NaiveDate::from_ymd_opt(year, m, 1))
         .collect();

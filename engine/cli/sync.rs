@@ -119,9 +119,11 @@ struct Target {
     name: Option<String>,
     /// The client's folder (relative paths in its settings start there).
     dir: PathBuf,
+    /// "Now": the retention cut-off and the day a snapshot is dated.
+    clock: svodka_csv::Clock,
 }
 
-pub fn sync(a: SyncArgs) -> Result<()> {
+pub fn sync(a: SyncArgs, clock: svodka_csv::Clock) -> Result<()> {
     let mut bitrix24 = a.bitrix24.as_ref().map(|url| Settings {
         webhook: Some(url.clone()),
         ..Default::default()
@@ -139,6 +141,7 @@ pub fn sync(a: SyncArgs) -> Result<()> {
         retention: a.retention_months,
         name: None,
         dir: PathBuf::new(),
+        clock,
     };
     let mut store = a.data.clone();
     if let Some(client) = &a.client {
@@ -243,7 +246,7 @@ fn sync_plugin(a: &SyncArgs, which: &str, target: &Target) -> Result<()> {
     let tz: chrono_tz::Tz = timezone
         .parse()
         .map_err(|_| anyhow::anyhow!("unknown time zone {timezone}"))?;
-    let day = chrono::Utc::now().with_timezone(&tz).date_naive();
+    let day = target.clock.today(&tz);
     let info = svodka_store::synced_info(
         current.as_ref(),
         || svodka_csv::DatasetInfo {
@@ -312,6 +315,7 @@ fn sync_onec(
             .timezone
             .clone()
             .unwrap_or_else(|| config.timezone.clone()),
+        clock: target.clock,
     };
     eprintln!("syncing 1C ({described}) into {}", target.store.display());
     let mut bars: BTreeMap<String, Progress> = BTreeMap::new();
@@ -393,6 +397,7 @@ fn sync_bitrix24(a: &SyncArgs, settings: Settings, target: &Target) -> Result<()
         "{}://{portal}",
         url.split("://").next().unwrap_or("https")
     ));
+    options.clock = target.clock;
     let mut client = Client::new(auth, limit).timeout(Duration::from_secs(a.timeout));
     if let (
         Some(path),

@@ -17,7 +17,7 @@ use arrow::record_batch::RecordBatch;
 use chrono::{Months, TimeZone};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use svodka_csv::DatasetInfo;
+use svodka_csv::{Clock, DatasetInfo};
 use svodka_store::{Snapshot, Store};
 
 use crate::Error;
@@ -63,6 +63,9 @@ pub struct Options {
     pub name: String,
     pub timezone: String,
     pub portal_url: Option<String>,
+    /// "Now" for the retention cut-off and the sweep's age (the portal's own clock dates
+    /// the snapshot and the watermark).
+    pub clock: Clock,
 }
 
 impl Options {
@@ -80,6 +83,7 @@ impl Options {
             name: portal.to_string(),
             timezone: "Europe/Moscow".to_string(),
             portal_url: None,
+            clock: Clock::System,
         }
     }
 }
@@ -260,13 +264,6 @@ const DIRECTORY: &[(&str, &str, &str)] = &[
     ("dictionaries", "crm.status.list", "start"),
 ];
 
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 /// A moment as the portal writes it: `2026-11-27T09:30:00+03:00`.
 fn wire_time(unix: f64, tz: chrono_tz::Tz) -> String {
     tz.timestamp_opt(unix.floor() as i64, 0)
@@ -328,10 +325,12 @@ fn plan(
                 && b.retention_months == options.retention_months
         });
     let full = options.full || base.is_none();
+    // A zero interval sweeps now, whatever the clock says (it may be pinned before the
+    // portal's own clock that dated the last sweep).
     let sweep = !full
-        && base
-            .as_ref()
-            .is_some_and(|b| now - b.swept >= options.sweep_every.as_secs_f64());
+        && base.as_ref().is_some_and(|b| {
+            options.sweep_every.is_zero() || now - b.swept >= options.sweep_every.as_secs_f64()
+        });
     let cutoff = options.retention_months.map(|m| {
         let today = tz
             .timestamp_opt(now as i64, 0)
@@ -500,7 +499,7 @@ pub fn sync(
         .parse()
         .map_err(|_| Error::Settings(format!("unknown time zone `{}`", options.timezone)))?;
     let current = store.current_if_any()?;
-    let plan = plan(current.as_ref(), options, tz, unix_now())?;
+    let plan = plan(current.as_ref(), options, tz, options.clock.unix())?;
     let mut spool = Spool::open(
         &store.dir.join(SPOOL_DIR),
         &plan.fingerprint(current.as_ref(), options),
@@ -509,7 +508,7 @@ pub fn sync(
     let resumed_rows = spool.resumed_rows;
 
     progress(Event::Step("counting"));
-    let totals = count(client, &mut spool, &plan)?;
+    let totals = count(client, &mut spool, &plan, options.clock)?;
     export_directory(client, &mut spool, progress)?;
     for f in &plan.fast {
         let total = totals.get(f.list).copied();
@@ -529,7 +528,7 @@ pub fn sync(
     spool.save()?;
 
     progress(Event::Step("building tables"));
-    let started = spool.state.started.unwrap_or_else(unix_now);
+    let started = spool.state.started.unwrap_or_else(|| options.clock.unix());
     let built = build(&spool, current.as_ref(), &plan, options)?;
 
     progress(Event::Step("writing the snapshot"));
@@ -614,6 +613,7 @@ fn count(
     client: &mut Client,
     spool: &mut Spool,
     plan: &Plan,
+    clock: Clock,
 ) -> Result<HashMap<&'static str, u64>, Error> {
     let mut cmd = Map::new();
     for f in plan.fast.iter().filter(|f| !spool.list(f.list).done) {
@@ -646,7 +646,7 @@ fn count(
         Ok(out)
     })?;
     if spool.state.started.is_none() {
-        spool.state.started = Some(reply.started.unwrap_or_else(unix_now));
+        spool.state.started = Some(reply.started.unwrap_or_else(|| clock.unix()));
         spool.save()?;
     }
     Ok(totals)

@@ -4,6 +4,7 @@
 //! Every value is parsed strictly; a bad one is an error naming file, line, column and the
 //! value. Nothing is skipped silently.
 
+mod clock;
 mod parse;
 
 use std::fs::File;
@@ -16,6 +17,7 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use svodka_schema::{Column, Table};
 
+pub use crate::clock::Clock;
 pub use crate::parse::{
     parse_bool, parse_date, parse_float, parse_int, parse_money, parse_timestamp,
 };

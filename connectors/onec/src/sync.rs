@@ -10,9 +10,8 @@ use arrow::array::{AsArray, BooleanArray};
 use arrow::compute::{concat_batches, filter_record_batch, sort_to_indices, take_record_batch};
 use arrow::datatypes::TimestampMicrosecondType;
 use arrow::record_batch::RecordBatch;
-use chrono::TimeZone;
 use serde::{Deserialize, Serialize};
-use svodka_csv::DatasetInfo;
+use svodka_csv::{Clock, DatasetInfo};
 use svodka_store::Store;
 
 use crate::rows::{counterparties_batch, sales_batch};
@@ -42,6 +41,8 @@ pub struct Options {
     /// The data set's name and time zone when the store has none yet.
     pub name: String,
     pub timezone: String,
+    /// "Now": the day the snapshot is dated.
+    pub clock: Clock,
 }
 
 /// What a sync did.
@@ -189,11 +190,7 @@ pub fn sync(
             .expect("plain struct serialises")
             .as_bytes(),
     )?;
-    let day = tz
-        .timestamp_micros(chrono::Utc::now().timestamp_micros())
-        .single()
-        .map(|t| t.date_naive())
-        .unwrap_or_default();
+    let day = options.clock.today(&tz);
     let info = svodka_store::synced_info(
         current.as_ref(),
         || DatasetInfo {

@@ -8,7 +8,7 @@
 //! which is a full outer join on the dimensions that also matches null keys. Measures that
 //! combine other measures are computed after that, so they may mix models.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use datafusion::common::tree_node::{Transformed, TreeNode};
@@ -90,6 +90,10 @@ pub struct Compiler<'a> {
     filters: Vec<(String, Vec<ScalarValue>)>,
     frames: Mutex<HashMap<(String, bool), DataFrame>>,
     measures: Mutex<HashMap<String, Arc<IndexMap<String, Measure>>>>,
+    /// Per model read by blocks, the columns the run reads of it, once known
+    /// (`narrow`): a join that brings none of them, directly or through the model's
+    /// derived columns, and cannot change the row count, is left out of the model.
+    needed: Mutex<HashMap<String, HashSet<String>>>,
 }
 
 /// One aggregation of a table block: a model, over the run's period or a shifted one.
@@ -152,6 +156,7 @@ impl<'a> Compiler<'a> {
             filters,
             frames: Mutex::new(HashMap::new()),
             measures: Mutex::new(HashMap::new()),
+            needed: Mutex::new(HashMap::new()),
         }
     }
 
@@ -179,6 +184,106 @@ impl<'a> Compiler<'a> {
             bindings,
             self.filters.clone(),
         )
+    }
+
+    /// From now on the model (as blocks read it) is built for these columns only.
+    pub fn narrow(&self, model: &str, columns: &[String]) {
+        self.needed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(model.to_string(), columns.iter().cloned().collect());
+    }
+
+    /// Forgets every model frame but `keep`'s, so that frames are built again over the
+    /// ones kept (models computed in memory since).
+    pub fn forget_frames_except(&self, keep: &[(String, bool)]) {
+        self.frames
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| keep.contains(k));
+    }
+
+    /// For a model narrowed by the run (`narrow`): the columns it must still compute, and
+    /// the joins (by index) it leaves out — those that bring no column the run reads,
+    /// directly or through derived columns, report filters or the keys of the joins kept,
+    /// and match at most one row (`one_row_per_key`), so that leaving them out changes no
+    /// row.
+    fn narrowing(
+        &self,
+        model: &Model,
+        stack: &[String],
+    ) -> Option<(HashSet<String>, HashSet<usize>)> {
+        let mut required = self
+            .needed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&model.spec.model)
+            .cloned()?;
+        let spec = &model.spec;
+        required.extend(spec.filters.values().cloned());
+        let kept = |j: &crate::spec::JoinSpec, required: &HashSet<String>| {
+            j.take.iter().any(|(name, _)| required.contains(name))
+                || !self.one_row_per_key(j, stack)
+        };
+        loop {
+            let before = required.len();
+            let mut more: Vec<String> = Vec::new();
+            for (c, column) in spec.columns.iter() {
+                if required.contains(c) {
+                    more.extend(identifiers(
+                        &self.state,
+                        column.expr.as_deref().unwrap_or(c),
+                    ));
+                }
+            }
+            for j in spec.joins.iter().filter(|j| kept(j, &required)) {
+                for ours in j.on.keys() {
+                    more.extend(identifiers(&self.state, ours));
+                }
+            }
+            required.extend(more);
+            if required.len() == before {
+                break;
+            }
+        }
+        let left_out = spec
+            .joins
+            .iter()
+            .enumerate()
+            .filter(|(_, j)| !kept(j, &required))
+            .map(|(i, _)| i)
+            .collect();
+        Some((required, left_out))
+    }
+
+    /// True when the join matches at most one row of its right side: the join's keys,
+    /// with the columns its `where` fixes to a value, cover the groups of a `group_by`
+    /// model or the key of a canonical table.
+    fn one_row_per_key(&self, j: &crate::spec::JoinSpec, stack: &[String]) -> bool {
+        let (name, explicit) = match j.from.strip_prefix("tables.") {
+            Some(t) => (t, true),
+            None => (j.from.as_str(), false),
+        };
+        let model = self
+            .catalog
+            .models
+            .get(name)
+            .filter(|_| !explicit && !stack.iter().any(|m| m == name));
+        let key: Vec<&str> = match model {
+            Some(m) => match &m.spec.group_by {
+                Some(groups) => groups.iter().map(|(g, _)| g.as_str()).collect(),
+                None => return false,
+            },
+            None => match svodka_schema::table(name) {
+                Some(t) if !t.key.is_empty() => t.key.to_vec(),
+                _ => return false,
+            },
+        };
+        let mut matched: HashSet<String> = j.on.values().cloned().collect();
+        if let Some(w) = &j.filter {
+            matched.extend(fixed_columns(&self.state, w));
+        }
+        key.iter().all(|k| matched.contains(*k))
     }
 
     /// Replaces a model's frame by a given one (e.g. its rows cached in memory).
@@ -361,12 +466,17 @@ impl<'a> Compiler<'a> {
         if let Some(w) = &model.spec.filter {
             df = self.filter(df, &site("where", context.clone()), w)?;
         }
-        for (i, j) in model.spec.joins.iter().enumerate() {
-            df = self.join(df, &model, i, j, stack)?;
-        }
         let grouped = model.spec.group_by.is_some();
+        let narrowing = (filtered && !grouped)
+            .then(|| self.narrowing(&model, stack))
+            .flatten();
+        for (i, j) in model.spec.joins.iter().enumerate() {
+            if !narrowing.as_ref().is_some_and(|(_, out)| out.contains(&i)) {
+                df = self.join(df, &model, i, j, stack)?;
+            }
+        }
         if !grouped {
-            df = self.derived_columns(df, &model)?;
+            df = self.derived_columns(df, &model, narrowing.as_ref().map(|(r, _)| r))?;
         }
         if filtered {
             df = self.apply_filters(df, &model)?;
@@ -501,18 +611,26 @@ impl<'a> Compiler<'a> {
     }
 
     /// Row-level derived columns, each after the ones it uses; a cycle is an error.
-    fn derived_columns(&self, mut df: DataFrame, model: &Model) -> Result<DataFrame, ReportError> {
+    /// With `only` (a narrowed model), just those columns: the others may read joins left
+    /// out.
+    fn derived_columns(
+        &self,
+        mut df: DataFrame,
+        model: &Model,
+        only: Option<&HashSet<String>>,
+    ) -> Result<DataFrame, ReportError> {
         let src = &model.src;
         let existing = frame_columns(&df);
         let mut scope = column_scope(&existing);
+        let wanted = |name: &String| only.is_none_or(|o| o.contains(name));
         let derived: Vec<(&String, &ExprSpec)> = model
             .spec
             .columns
             .iter()
-            .filter(|(_, s)| s.expr.is_some())
+            .filter(|(n, s)| s.expr.is_some() && wanted(n))
             .map(|(n, s)| (n, s))
             .collect();
-        for (name, spec) in model.spec.columns.iter() {
+        for (name, spec) in model.spec.columns.iter().filter(|(n, _)| wanted(n)) {
             let path = join("columns", name);
             if spec.expr.is_none() && !existing.contains(name) {
                 return Err(Diagnostic {
@@ -2138,6 +2256,62 @@ fn qualifiers(state: &SessionState, text: &str) -> Vec<String> {
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
+    out
+}
+
+/// Every name an expression mentions (`a`, and `b` of `m.b`): a superset of the columns
+/// it reads.
+fn identifiers(state: &SessionState, text: &str) -> Vec<String> {
+    use datafusion::sql::sqlparser::ast;
+    let dialect = state.config().options().sql_parser.dialect;
+    let Ok(parsed) = state.sql_to_expr_with_alias(text, &dialect) else {
+        return vec![text.to_string()];
+    };
+    let mut out = Vec::new();
+    let _ = ast::visit_expressions(&parsed.expr, |e| {
+        match e {
+            ast::Expr::Identifier(id) => out.push(id.value.clone()),
+            ast::Expr::CompoundIdentifier(parts) => {
+                out.extend(parts.last().map(|p| p.value.clone()));
+            }
+            _ => {}
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    out
+}
+
+/// The columns a filter fixes to one value: `c = 'literal'` among its `and`-ed terms.
+fn fixed_columns(state: &SessionState, text: &str) -> Vec<String> {
+    use datafusion::sql::sqlparser::ast;
+    fn walk(e: &ast::Expr, out: &mut Vec<String>) {
+        match e {
+            ast::Expr::Nested(inner) => walk(inner, out),
+            ast::Expr::BinaryOp {
+                left,
+                op: ast::BinaryOperator::And,
+                right,
+            } => {
+                walk(left, out);
+                walk(right, out);
+            }
+            ast::Expr::BinaryOp {
+                left,
+                op: ast::BinaryOperator::Eq,
+                right,
+            } => match (left.as_ref(), right.as_ref()) {
+                (ast::Expr::Identifier(id), ast::Expr::Value(_))
+                | (ast::Expr::Value(_), ast::Expr::Identifier(id)) => out.push(id.value.clone()),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    let dialect = state.config().options().sql_parser.dialect;
+    let mut out = Vec::new();
+    if let Ok(parsed) = state.sql_to_expr_with_alias(text, &dialect) {
+        walk(&parsed.expr, &mut out);
+    }
     out
 }
 

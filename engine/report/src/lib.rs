@@ -27,4 +27,4 @@ pub use run::{RunRequest, check, explain, run, settings_of};
 pub use settings::{Setting, SettingValue};
 pub use source::SourceFile;
 pub use spec::{ChartKind, ChartSpec, Shift, ValueType};
-pub use tables::{Loaded, MemoryTables, TableSource};
+pub use tables::{LazyTables, Loaded, Opened, TableSource};

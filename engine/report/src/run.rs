@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use chrono_tz::Tz;
+use datafusion::common::Column;
 use datafusion::execution::context::SessionContext;
+use datafusion::prelude::Expr;
 use datafusion::prelude::SessionConfig;
 
 use crate::catalog::{Catalog, Report};
@@ -15,7 +17,8 @@ use crate::params::RunParams;
 use crate::result::{BlockResult, ChildResult, Previous, ReportResult};
 use crate::settings::{Setting, SettingValue};
 use crate::source::join;
-use crate::tables::{MemoryTables, TableSource};
+use crate::spec::Shift;
+use crate::tables::{LazyTables, TableSource};
 
 /// A request to run (or explain) one report.
 #[derive(Debug, Clone)]
@@ -315,33 +318,30 @@ pub async fn run(
 ) -> Result<ReportResult, ReportError> {
     let p = prepare(catalog, source, req)?;
     let report = &p.report;
-    let mut timings: Vec<(String, f64)> = Vec::new();
-    let mut clock = std::time::Instant::now();
-    let mut lap = |step: String, timings: &mut Vec<(String, f64)>| {
-        timings.push((step, clock.elapsed().as_secs_f64()));
-        clock = std::time::Instant::now();
-    };
+    let mut timings = Stopwatch::start();
     source.prefetch(&tables_of(catalog, report))?;
-    lap("load tables".into(), &mut timings);
-    // Models several others read (the per-entity activity facts, say) are computed once,
-    // before their readers are planned; models blocks read are computed once for all blocks.
-    let direct = direct_models(report, &p.blocks);
-    let shared = shared_models(catalog, &direct)
-        .into_iter()
-        .map(|m| (m, false));
-    let read = direct
-        .into_iter()
-        .filter(|m| catalog.models.contains_key(m))
-        .map(|m| (m, true));
-    for (m, filtered) in shared.chain(read) {
-        let df = p.compiler.model_frame(&m, filtered, &mut Vec::new())?;
-        let cached = df
-            .cache()
-            .await
-            .and_then(|d| d.alias(&m))
-            .map_err(|e| execution_error(report.id(), &format!("model {m}"), e))?;
-        p.compiler.set_frame(&m, filtered, cached);
-        lap(format!("model {m}"), &mut timings);
+    timings.lap("load tables".into());
+    materialize(&p.compiler, catalog, report, &p.blocks, "", &mut timings).await?;
+    // Blocks compared with another period read it through one compiler per shift, its
+    // models computed once for all of them.
+    let mut shifted: Vec<(Shift, Compiler<'_>)> = Vec::new();
+    for &i in &p.blocks {
+        let Some(shift) = report.spec.blocks[i].compare else {
+            continue;
+        };
+        if shifted.iter().any(|(s, _)| *s == shift) {
+            continue;
+        }
+        let compiler = p.compiler.shifted(shift);
+        let blocks: Vec<usize> = p
+            .blocks
+            .iter()
+            .copied()
+            .filter(|&b| report.spec.blocks[b].compare == Some(shift))
+            .collect();
+        let label = format!(" ({shift:?})");
+        materialize(&compiler, catalog, report, &blocks, &label, &mut timings).await?;
+        shifted.push((shift, compiler));
     }
     // Every block compiles before any runs: a bad definition fails fast and whole.
     let compiled: Vec<(usize, CompiledBlock)> = p
@@ -382,7 +382,10 @@ pub async fn run(
         };
         let previous = match spec.compare {
             Some(shift) => {
-                let compiler = p.compiler.shifted(shift);
+                let (_, compiler) = shifted
+                    .iter()
+                    .find(|(s, _)| *s == shift)
+                    .expect("a compiler per shift of the run's blocks");
                 let row = one_batch(compiler.block(report, i)?.rows, report.id(), &spec.id).await?;
                 Some(Previous {
                     shift,
@@ -392,7 +395,7 @@ pub async fn run(
             }
             None => None,
         };
-        lap(format!("block {}", spec.id), &mut timings);
+        timings.lap(format!("block {}", spec.id));
         blocks.push(BlockResult {
             id: spec.id.clone(),
             title: spec.title.clone(),
@@ -416,8 +419,197 @@ pub async fn run(
         labels: p.labels,
         blocks,
         filters: filters_of(catalog, report),
-        timings,
+        timings: timings.laps,
     })
+}
+
+/// Where a run's time went: each step and its seconds.
+struct Stopwatch {
+    laps: Vec<(String, f64)>,
+    since: std::time::Instant,
+}
+
+impl Stopwatch {
+    fn start() -> Self {
+        Stopwatch {
+            laps: Vec::new(),
+            since: std::time::Instant::now(),
+        }
+    }
+
+    /// Ends a step: the time since the last one.
+    fn lap(&mut self, step: String) {
+        self.laps.push((step, self.since.elapsed().as_secs_f64()));
+        self.since = std::time::Instant::now();
+    }
+}
+
+/// Computes the models `blocks` read, once, in memory, for `compiler`, with only the
+/// columns those blocks read: each model is narrowed to them (its joins that bring none
+/// of them left out), then the models that two or more models read and that the narrowed
+/// ones still reach (the per-entity activity facts, say) are computed, then the narrowed
+/// models over them. Each step's time goes to `timings`, labelled with `label`.
+async fn materialize(
+    compiler: &Compiler<'_>,
+    catalog: &Catalog,
+    report: &Report,
+    blocks: &[usize],
+    label: &str,
+    timings: &mut Stopwatch,
+) -> Result<(), ReportError> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::logical_expr::LogicalPlan;
+    let model_error = |m: &str, e| execution_error(report.id(), &format!("model {m}"), e);
+    let direct = direct_models(report, blocks);
+    let read: Vec<String> = direct
+        .iter()
+        .filter(|m| catalog.models.contains_key(*m))
+        .cloned()
+        .collect();
+    let narrowed = columns_read(compiler, report, blocks, &read)?;
+    for (m, columns) in &narrowed {
+        compiler.narrow(m, columns);
+    }
+    compiler.forget_frames_except(&[]);
+    // Which models the narrowed ones still read.
+    let mut reached: Vec<String> = Vec::new();
+    for m in &read {
+        let plan = compiler
+            .model_frame(m, true, &mut Vec::new())?
+            .into_unoptimized_plan();
+        plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::SubqueryAlias(a) = node {
+                let name = a.alias.table().to_string();
+                if !reached.contains(&name) {
+                    reached.push(name);
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .map_err(|e| model_error(m, e))?;
+    }
+    let mut kept = Vec::new();
+    for m in shared_models(catalog, &direct) {
+        if !reached.contains(&m) {
+            continue;
+        }
+        compiler.forget_frames_except(&kept);
+        let cached = compiler
+            .model_frame(&m, false, &mut Vec::new())?
+            .cache()
+            .await
+            .and_then(|d| d.alias(&m))
+            .map_err(|e| model_error(&m, e))?;
+        compiler.set_frame(&m, false, cached);
+        kept.push((m.clone(), false));
+        timings.lap(format!("model {m}{label}"));
+    }
+    compiler.forget_frames_except(&kept);
+    for (m, columns) in narrowed {
+        let keep: Vec<Expr> = columns
+            .iter()
+            .map(|c| Expr::Column(Column::new(Some(m.as_str()), c)))
+            .collect();
+        let cached = compiler
+            .model_frame(&m, true, &mut Vec::new())?
+            .select(keep)
+            .map_err(|e| model_error(&m, e))?
+            .cache()
+            .await
+            .and_then(|d| d.alias(&m))
+            .map_err(|e| model_error(&m, e))?;
+        compiler.set_frame(&m, true, cached);
+        timings.lap(format!("model {m}{label} ({} columns)", columns.len()));
+    }
+    Ok(())
+}
+
+/// The columns of each model in `models` that the run's blocks read: every block is
+/// compiled over a stand-in of each model (an empty table of its columns) and optimized,
+/// and DataFusion's projection pushdown tells which columns each stand-in's scan keeps.
+/// The models are then computed with those columns only, so the derived columns, joins
+/// and window functions no block reaches are never planned.
+fn columns_read(
+    compiler: &Compiler<'_>,
+    report: &Report,
+    blocks: &[usize],
+    models: &[String],
+) -> Result<Vec<(String, Vec<String>)>, ReportError> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
+    let mut real = Vec::new();
+    for m in models {
+        let df = compiler.model_frame(m, true, &mut Vec::new())?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let stand_in = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])
+            .and_then(|t| {
+                LogicalPlanBuilder::scan(
+                    m.as_str(),
+                    datafusion::datasource::provider_as_source(Arc::new(t)),
+                    None,
+                )?
+                .build()
+            })
+            .map_err(|e| execution_error(report.id(), &format!("model {m}"), e))?;
+        compiler.set_frame(
+            m,
+            true,
+            datafusion::prelude::DataFrame::new(compiler.state().clone(), stand_in),
+        );
+        real.push((m.clone(), df));
+    }
+    let mut plans = Vec::new();
+    for &i in blocks {
+        let c = compiler.block(report, i)?;
+        plans.push(c.rows);
+        plans.extend(c.totals);
+        plans.extend(c.children.into_iter().map(|ch| ch.rows));
+    }
+    let mut out: std::collections::HashMap<String, std::collections::BTreeSet<String>> = models
+        .iter()
+        .map(|m| (m.clone(), Default::default()))
+        .collect();
+    for df in plans {
+        let plan = df
+            .into_optimized_plan()
+            .map_err(|e| execution_error(report.id(), "columns read", e))?;
+        plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node
+                && let Some(cols) = out.get_mut(scan.table_name.table())
+            {
+                cols.extend(
+                    scan.projected_schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().clone()),
+                );
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .map_err(|e| execution_error(report.id(), "columns read", e))?;
+    }
+    // Back to the real frames, for the caller to narrow and compute. (Scans of tables
+    // that share a model's name may have added names: only the model's columns count.)
+    let mut narrowed = Vec::new();
+    for (m, df) in real {
+        let read = &out[&m];
+        let mut cols: Vec<String> = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|c| read.contains(c))
+            .collect();
+        // A block that only counts rows still needs the rows: keep one column.
+        if cols.is_empty()
+            && let Some(f) = df.schema().fields().first()
+        {
+            cols.push(f.name().clone());
+        }
+        compiler.set_frame(&m, true, df);
+        narrowed.push((m, cols));
+    }
+    Ok(narrowed)
 }
 
 /// The filters the report's models accept, in first-seen order.
@@ -546,8 +738,10 @@ pub async fn explain(
 /// Compiles every block of every report and every model against empty canonical tables,
 /// so that each definition is checked before anything runs. Collects all problems.
 pub async fn check(catalog: &Catalog) -> Result<(), ReportError> {
-    let empty = MemoryTables::empty();
-    let today = chrono::Utc::now().date_naive();
+    let empty = LazyTables::empty();
+    // Plans over empty tables do not depend on the day: any fixed one keeps checks
+    // reproducible.
+    let today = chrono::NaiveDate::from_ymd_opt(2026, 1, 15).expect("a valid day");
     let params = RunParams::resolve(None, None, None, today, chrono_tz::Europe::Moscow)?;
     let mut problems = Vec::new();
     let mut collect = |r: Result<(), ReportError>| match r {

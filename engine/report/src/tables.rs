@@ -28,22 +28,36 @@ pub struct Loaded {
     pub batches: Vec<RecordBatch>,
 }
 
-type Loader = dyn Fn(&str) -> Result<Loaded, String> + Send + Sync;
-
-/// Tables loaded on first use through a loader function and kept in memory, spread over
-/// `partitions` so that DataFusion scans them in parallel.
-pub struct MemoryTables {
-    loader: Box<Loader>,
-    partitions: usize,
-    cache: Mutex<HashMap<String, Arc<MemTable>>>,
+/// A table as a loader opens it: rows read into memory (a CSV file, a plugin's stream),
+/// or a provider that reads only what a plan asks of it (a Parquet file of the store).
+pub enum Opened {
+    Loaded(Loaded),
+    /// Already fits the canonical schema whole (checked by whoever built it).
+    Scan(Arc<dyn TableProvider>),
 }
 
-impl MemoryTables {
+impl From<Loaded> for Opened {
+    fn from(l: Loaded) -> Self {
+        Opened::Loaded(l)
+    }
+}
+
+type Loader = dyn Fn(&str) -> Result<Opened, String> + Send + Sync;
+
+/// Tables opened on first use through a loader function and kept: rows in memory are
+/// spread over `partitions` so that DataFusion scans them in parallel; scans stay scans.
+pub struct LazyTables {
+    loader: Box<Loader>,
+    partitions: usize,
+    cache: Mutex<HashMap<String, Arc<dyn TableProvider>>>,
+}
+
+impl LazyTables {
     pub fn new(
         partitions: usize,
-        loader: impl Fn(&str) -> Result<Loaded, String> + Send + Sync + 'static,
+        loader: impl Fn(&str) -> Result<Opened, String> + Send + Sync + 'static,
     ) -> Self {
-        MemoryTables {
+        LazyTables {
             loader: Box::new(loader),
             partitions: partitions.max(1),
             cache: Mutex::new(HashMap::new()),
@@ -75,17 +89,17 @@ impl MemoryTables {
 
     /// Empty tables of the canonical schema: for checking definitions without data.
     pub fn empty() -> Self {
-        MemoryTables::new(1, |name| match svodka_schema::table(name) {
-            Some(t) => Ok(Loaded {
+        LazyTables::new(1, |name| match svodka_schema::table(name) {
+            Some(t) => Ok(Opened::Loaded(Loaded {
                 schema: t.schema(),
                 batches: vec![],
-            }),
+            })),
             None => Err("not a canonical table".into()),
         })
     }
 }
 
-impl TableSource for MemoryTables {
+impl TableSource for LazyTables {
     fn prefetch(&self, names: &[String]) -> Result<(), ReportError> {
         self.load_all(names)
     }
@@ -99,10 +113,19 @@ impl TableSource for MemoryTables {
         {
             return Ok(t.clone());
         }
-        let loaded = (self.loader)(name).map_err(|message| ReportError::Table {
+        let loaded = match (self.loader)(name).map_err(|message| ReportError::Table {
             table: name.to_string(),
             message,
-        })?;
+        })? {
+            Opened::Loaded(l) => l,
+            Opened::Scan(provider) => {
+                self.cache
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(name.to_string(), provider.clone());
+                return Ok(provider);
+            }
+        };
         // Whatever the connector, a canonical table must fit the canonical schema.
         svodka_schema::check_table(name, &loaded.schema, &loaded.batches).map_err(|e| {
             ReportError::Table {
@@ -120,13 +143,12 @@ impl TableSource for MemoryTables {
         for (i, batch) in batches.into_iter().enumerate() {
             partitions[i % self.partitions].push(batch);
         }
-        let table =
-            Arc::new(
-                MemTable::try_new(schema, partitions).map_err(|e| ReportError::Table {
-                    table: name.to_string(),
-                    message: e.to_string(),
-                })?,
-            );
+        let table: Arc<dyn TableProvider> = Arc::new(
+            MemTable::try_new(schema, partitions).map_err(|e| ReportError::Table {
+                table: name.to_string(),
+                message: e.to_string(),
+            })?,
+        );
         self.cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -68,6 +68,10 @@ pub struct Column {
 pub struct Table {
     pub name: &'static str,
     pub columns: &'static [Column],
+    /// The columns that name one row (empty: none do). Reports rely on it: a join on a
+    /// table's key brings at most one row, so a join whose columns a run does not read
+    /// can be left out.
+    pub key: &'static [&'static str],
 }
 
 impl Table {
@@ -124,10 +128,12 @@ pub const CRM_TABLES: &[&str] = &[
 pub const TABLES: &[Table] = &[
     Table {
         name: "departments",
+        key: &["id"],
         columns: &[req("id", Id), req("name", Text), opt("parent_id", Id)],
     },
     Table {
         name: "users",
+        key: &["id"],
         columns: &[
             req("id", Id),
             req("name", Text),
@@ -138,10 +144,12 @@ pub const TABLES: &[Table] = &[
     },
     Table {
         name: "pipelines",
+        key: &["id"],
         columns: &[req("id", Id), req("name", Text), req("sort", Int)],
     },
     Table {
         name: "stages",
+        key: &["entity", "pipeline_id", "stage_id"],
         columns: &[
             req("entity", Text),
             opt("pipeline_id", Id),
@@ -153,10 +161,12 @@ pub const TABLES: &[Table] = &[
     },
     Table {
         name: "sources",
+        key: &["id"],
         columns: &[req("id", Text), req("name", Text)],
     },
     Table {
         name: "companies",
+        key: &["id"],
         columns: &[
             req("id", Id),
             req("title", Text),
@@ -168,6 +178,7 @@ pub const TABLES: &[Table] = &[
     },
     Table {
         name: "contacts",
+        key: &["id"],
         columns: &[
             req("id", Id),
             req("name", Text),
@@ -177,6 +188,7 @@ pub const TABLES: &[Table] = &[
     },
     Table {
         name: "leads",
+        key: &["id"],
         columns: &[
             req("id", Id),
             req("title", Text),
@@ -202,6 +214,7 @@ pub const TABLES: &[Table] = &[
     },
     Table {
         name: "deals",
+        key: &["id"],
         columns: &[
             req("id", Id),
             req("title", Text),
@@ -227,6 +240,7 @@ pub const TABLES: &[Table] = &[
     },
     Table {
         name: "activities",
+        key: &["id"],
         columns: &[
             req("id", Id),
             req("kind", Text),
@@ -243,6 +257,7 @@ pub const TABLES: &[Table] = &[
     },
     Table {
         name: "stage_history",
+        key: &[],
         columns: &[
             req("entity", Text),
             req("entity_id", Id),
@@ -255,6 +270,7 @@ pub const TABLES: &[Table] = &[
     },
     Table {
         name: "plans",
+        key: &[],
         columns: &[
             req("month", Date),
             opt("department_id", Id),
@@ -267,10 +283,12 @@ pub const TABLES: &[Table] = &[
     },
     Table {
         name: "bonus_tiers",
+        key: &["min_won_count"],
         columns: &[req("min_won_count", Int), req("bonus", Money)],
     },
     Table {
         name: "onec_counterparties",
+        key: &["id"],
         columns: &[
             req("id", Text),
             req("name", Text),
@@ -280,6 +298,7 @@ pub const TABLES: &[Table] = &[
     },
     Table {
         name: "onec_sales",
+        key: &["id"],
         columns: &[
             req("id", Text),
             req("date", Ts),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Deserialize;
-use svodka_report::{Catalog, MemoryTables, TableSource};
+use svodka_report::{Catalog, LazyTables, TableSource};
 
 use crate::ServiceError;
 
@@ -89,7 +89,7 @@ pub struct DataConfig {
 
 /// The data a client's reports run on, as of one load.
 pub struct Data {
-    pub tables: MemoryTables,
+    pub tables: LazyTables,
     pub info: Option<svodka_csv::DatasetInfo>,
     /// Bumped by each refresh: part of every cache key.
     pub version: u64,

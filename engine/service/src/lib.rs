@@ -84,6 +84,9 @@ pub struct Service {
     /// Session id → client id (pages).
     pub sessions: Mutex<HashMap<String, String>>,
     pub metrics: Metrics,
+    /// "Now": the default period of a data set without a snapshot day, a page's time of
+    /// generation.
+    pub clock: svodka_csv::Clock,
 }
 
 impl Service {
@@ -149,6 +152,7 @@ impl Service {
             jobs: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
+            clock: svodka_csv::Clock::System,
         }
     }
 

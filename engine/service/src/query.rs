@@ -127,6 +127,7 @@ impl Query {
         report: &str,
         block: Option<String>,
         memory_limit: Option<usize>,
+        clock: svodka_csv::Clock,
     ) -> Result<RunRequest, svodka_report::ReportError> {
         let data = client.data();
         let tz_name = client
@@ -141,10 +142,7 @@ impl Query {
                 format!("unknown time zone {tz_name:?}"),
             )
         })?;
-        let today = match &data.info {
-            Some(i) => i.snapshot_date,
-            None => chrono::Utc::now().with_timezone(&timezone).date_naive(),
-        };
+        let today = clock.data_today(data.info.as_ref(), &timezone);
         let mut params = RunParams::resolve(self.from, self.to, self.as_of, today, timezone)?;
         for (name, values) in &self.filters {
             params.add_filter(name, values)?;

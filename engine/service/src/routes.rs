@@ -287,7 +287,7 @@ async fn answer(
         }
         None => {
             s.metrics.cache_misses.fetch_add(1, Relaxed);
-            let req = match q.request(client, id, block.clone(), Some(s.limits.memory)) {
+            let req = match q.request(client, id, block.clone(), Some(s.limits.memory), s.clock) {
                 Ok(r) => r,
                 Err(e) => return run_error(s, e),
             };
@@ -320,6 +320,7 @@ async fn answer(
         data_version: data.info.as_ref().map(svodka_sources::data_version),
         live,
         query: canonical,
+        generated_at: s.clock.now(),
         ..Default::default()
     };
     let rendered = match q.format.unwrap_or(default) {

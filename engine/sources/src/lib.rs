@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use svodka_csv::DatasetInfo;
 use svodka_report::catalog::{read_dir, read_file};
-use svodka_report::{Catalog, Loaded, MemoryTables, SourceFile};
+use svodka_report::{Catalog, LazyTables, Loaded, Opened, SourceFile};
 
 include!(concat!(env!("OUT_DIR"), "/builtin_reports.rs"));
 
@@ -68,13 +68,16 @@ pub fn definition_files(paths: &[PathBuf]) -> Result<Vec<SourceFile>, SourcesErr
     Ok(files)
 }
 
+/// A CSV file this large gets a note (once a run) that a snapshot store is faster.
+pub const BIG_CSV_BYTES: u64 = 100 << 20;
+
 /// A data folder as engine tables (each read on first use), with its description: a
 /// snapshot store (its current snapshot) or a CSV folder (with its plans workbook). `note`
 /// hears of CSV tables whose files are absent (read as empty).
 pub fn open_data(
     dir: &Path,
     note: fn(&str),
-) -> Result<(MemoryTables, Option<DatasetInfo>), SourcesError> {
+) -> Result<(LazyTables, Option<DatasetInfo>), SourcesError> {
     if !dir.is_dir() {
         return Err(SourcesError::NotAFolder(dir.to_path_buf()));
     }
@@ -84,16 +87,37 @@ pub fn open_data(
     if svodka_store::Store::is_store(dir) {
         let snapshot = svodka_store::Store::new(dir).current()?;
         let info = snapshot.info.clone();
-        let tables = MemoryTables::new(partitions, move |name| {
+        // Parquet is scanned: a plan reads only its columns and the row groups its
+        // filters allow. A table that needs completing (a plugin's, missing nullable
+        // columns) or is absent is read into memory instead.
+        let tables = LazyTables::new(partitions, move |name| {
+            if let Some(scan) = snapshot.scan(name).map_err(|e| e.to_string())? {
+                return Ok(Opened::Scan(scan));
+            }
             let (schema, batches) = snapshot.read(name).map_err(|e| e.to_string())?;
-            Ok(Loaded { schema, batches })
+            Ok(Opened::Loaded(Loaded { schema, batches }))
         });
         return Ok((tables, info));
     }
     let info = DatasetInfo::read(dir)?;
     let owned = dir.to_path_buf();
-    let tables = MemoryTables::new(partitions, move |name| {
-        read_folder_table(&owned, name, note).map_err(|e| e.to_string())
+    let hinted = std::sync::atomic::AtomicBool::new(false);
+    let tables = LazyTables::new(partitions, move |name| {
+        let path = svodka_csv::table_path(&owned, name);
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if size >= BIG_CSV_BYTES && !hinted.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            note(&format!(
+                "{} is {} MB: CSV is read whole on every run; a snapshot store reads only \
+                 what a report needs (`svodka store import --data {} --store STORE`, then \
+                 `--data STORE`)",
+                path.display(),
+                size >> 20,
+                owned.display()
+            ));
+        }
+        read_folder_table(&owned, name, note)
+            .map(Opened::Loaded)
+            .map_err(|e| e.to_string())
     });
     Ok((tables, info))
 }

@@ -18,6 +18,9 @@ use datafusion::parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use svodka_csv::DatasetInfo;
 
+/// Rows per Parquet row group.
+const ROW_GROUP_ROWS: usize = 128 * 1024;
+
 /// The file naming the current snapshot.
 pub const CURRENT: &str = "CURRENT";
 const SNAPSHOTS: &str = "snapshots";
@@ -82,6 +85,51 @@ impl Snapshot {
     /// A small file of the snapshot's own (a connector's sync state), if it has one.
     pub fn file(&self, name: &str) -> Option<Vec<u8>> {
         std::fs::read(self.dir.join(name)).ok()
+    }
+
+    /// A table as a Parquet scan (only the columns and row groups a plan needs are read),
+    /// when its file holds every canonical column with its canonical type; `None` when
+    /// the snapshot lacks the table or it must be completed in memory (`read`).
+    pub fn scan(
+        &self,
+        table: &str,
+    ) -> Result<Option<Arc<dyn datafusion::catalog::TableProvider>>, StoreError> {
+        use datafusion::datasource::file_format::parquet::ParquetFormat;
+        use datafusion::datasource::listing::{
+            ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+        };
+        let path = self.table_path(table);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let parquet = |message: String| StoreError::Parquet {
+            path: path.clone(),
+            message,
+        };
+        let file = std::fs::File::open(&path).map_err(io(&path, "opening"))?;
+        let schema = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| parquet(e.to_string()))?
+            .schema()
+            .clone();
+        let complete = svodka_schema::table(table).is_none_or(|t| {
+            t.columns.iter().all(|c| {
+                schema
+                    .field_with_name(c.name)
+                    .is_ok_and(|f| f.data_type() == &c.ty.arrow_type())
+            })
+        });
+        if !complete {
+            return Ok(None);
+        }
+        let url =
+            ListingTableUrl::parse(path.to_string_lossy()).map_err(|e| parquet(e.to_string()))?;
+        let options =
+            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .with_schema(schema);
+        let table = ListingTable::try_new(config).map_err(|e| parquet(e.to_string()))?;
+        Ok(Some(Arc::new(table)))
     }
 
     /// A table's schema and batches; a table the snapshot lacks is empty with the
@@ -271,8 +319,12 @@ impl SnapshotWriter {
             message: e.to_string(),
         };
         let file = std::fs::File::create(&path).map_err(io(&path, "creating"))?;
+        // Row groups of 128 Ki rows: a scan splits a file by row groups, so a big table
+        // is read by every core (one group of a million rows would be read by one), and
+        // each group's statistics let a filter skip it.
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).map_err(parquet)?))
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .build();
         let mut writer =
             ArrowWriter::try_new(file, Arc::clone(&schema), Some(props)).map_err(parquet)?;

@@ -35,6 +35,7 @@ fn main() {
         keep: 3,
         name: "bench".into(),
         timezone: "Europe/Moscow".into(),
+        clock: Default::default(),
     };
     let o = sync(
         &mut source,
