@@ -2238,14 +2238,26 @@ pub(crate) fn block_model_names(
 }
 
 /// The qualifiers (`x` in `x.y`) an expression uses, found syntactically.
+/// A SQL fragment as the parser reads it, in the session's dialect; None when it does not
+/// parse (the planner reports that, with its place).
+fn parse_fragment(
+    state: &SessionState,
+    text: &str,
+) -> Option<datafusion::sql::sqlparser::ast::Expr> {
+    let dialect = state.config().options().sql_parser.dialect;
+    state
+        .sql_to_expr_with_alias(text, &dialect)
+        .ok()
+        .map(|parsed| parsed.expr)
+}
+
 fn qualifiers(state: &SessionState, text: &str) -> Vec<String> {
     use datafusion::sql::sqlparser::ast;
-    let dialect = state.config().options().sql_parser.dialect;
-    let Ok(parsed) = state.sql_to_expr_with_alias(text, &dialect) else {
+    let Some(parsed) = parse_fragment(state, text) else {
         return vec![];
     };
     let mut out = Vec::new();
-    let _ = ast::visit_expressions(&parsed.expr, |e| {
+    let _ = ast::visit_expressions(&parsed, |e| {
         if let ast::Expr::CompoundIdentifier(parts) = e
             && parts.len() == 2
         {
@@ -2263,12 +2275,11 @@ fn qualifiers(state: &SessionState, text: &str) -> Vec<String> {
 /// it reads.
 fn identifiers(state: &SessionState, text: &str) -> Vec<String> {
     use datafusion::sql::sqlparser::ast;
-    let dialect = state.config().options().sql_parser.dialect;
-    let Ok(parsed) = state.sql_to_expr_with_alias(text, &dialect) else {
+    let Some(parsed) = parse_fragment(state, text) else {
         return vec![text.to_string()];
     };
     let mut out = Vec::new();
-    let _ = ast::visit_expressions(&parsed.expr, |e| {
+    let _ = ast::visit_expressions(&parsed, |e| {
         match e {
             ast::Expr::Identifier(id) => out.push(id.value.clone()),
             ast::Expr::CompoundIdentifier(parts) => {
@@ -2307,10 +2318,9 @@ fn fixed_columns(state: &SessionState, text: &str) -> Vec<String> {
             _ => {}
         }
     }
-    let dialect = state.config().options().sql_parser.dialect;
     let mut out = Vec::new();
-    if let Ok(parsed) = state.sql_to_expr_with_alias(text, &dialect) {
-        walk(&parsed.expr, &mut out);
+    if let Some(parsed) = parse_fragment(state, text) {
+        walk(&parsed, &mut out);
     }
     out
 }

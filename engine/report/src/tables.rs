@@ -36,12 +36,6 @@ pub enum Opened {
     Scan(Arc<dyn TableProvider>),
 }
 
-impl From<Loaded> for Opened {
-    fn from(l: Loaded) -> Self {
-        Opened::Loaded(l)
-    }
-}
-
 type Loader = dyn Fn(&str) -> Result<Opened, String> + Send + Sync;
 
 /// Tables opened on first use through a loader function and kept: rows in memory are

@@ -412,6 +412,21 @@ pub fn check_batch(
     Ok(())
 }
 
+/// True when a delivered schema fits the canonical table as it is: it passes
+/// `check_schema` and lacks no canonical column, so `complete` has nothing to add. Other
+/// tables always fit.
+pub fn fits_whole(table_name: &str, delivered: &Schema) -> bool {
+    match table(table_name) {
+        None => true,
+        Some(t) => {
+            check_schema(table_name, delivered).is_ok()
+                && t.columns
+                    .iter()
+                    .all(|c| delivered.field_with_name(c.name).is_ok())
+        }
+    }
+}
+
 /// A checked canonical table with the nullable columns it lacks added as nulls: canonical
 /// columns in canonical order, extra columns (for custom models) after them. Other tables
 /// come back as they are.
@@ -423,10 +438,10 @@ pub fn complete(
     let Some(t) = table(table_name) else {
         return Ok((schema, batches));
     };
-    let present = |name: &str| schema.index_of(name).ok();
-    if t.columns.iter().all(|c| present(c.name).is_some()) {
+    if fits_whole(table_name, &schema) {
         return Ok((schema, batches));
     }
+    let present = |name: &str| schema.index_of(name).ok();
     let mut fields: Vec<Field> = t
         .columns
         .iter()

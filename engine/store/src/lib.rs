@@ -88,8 +88,9 @@ impl Snapshot {
     }
 
     /// A table as a Parquet scan (only the columns and row groups a plan needs are read),
-    /// when its file holds every canonical column with its canonical type; `None` when
-    /// the snapshot lacks the table or it must be completed in memory (`read`).
+    /// when its file fits the canonical schema whole (`svodka_schema::fits_whole`);
+    /// `None` when the snapshot lacks the table or it must be checked and completed in
+    /// memory (`read`).
     pub fn scan(
         &self,
         table: &str,
@@ -111,14 +112,7 @@ impl Snapshot {
             .map_err(|e| parquet(e.to_string()))?
             .schema()
             .clone();
-        let complete = svodka_schema::table(table).is_none_or(|t| {
-            t.columns.iter().all(|c| {
-                schema
-                    .field_with_name(c.name)
-                    .is_ok_and(|f| f.data_type() == &c.ty.arrow_type())
-            })
-        });
-        if !complete {
+        if !svodka_schema::fits_whole(table, &schema) {
             return Ok(None);
         }
         let url =
