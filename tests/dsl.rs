@@ -200,3 +200,30 @@ fn unpivot_labels_name_output_columns() {
         "{err}"
     );
 }
+
+/// A model's `key` names its own columns, and an aggregated model keys by its groups.
+#[test]
+fn a_model_key_names_its_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "m.yaml",
+        "model: latest\nfrom: stage_history\nkey: [entity, entiti_id]\nmeasures:\n  n: count(*)\n",
+    );
+    let err = fails(&["check", dir.path().to_str().unwrap()]);
+    assert!(
+        err.contains("m.yaml:3:6: model `latest`: key column `entiti_id` is not a column of the model, did you mean `entity_id`?"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "m.yaml",
+        "model: per\nfrom: deals\ngroup_by: { employee_id: assigned_id }\nkey: [employee_id]\ncolumns:\n  n: count(*)\n",
+    );
+    let err = fails(&["check", dir.path().to_str().unwrap()]);
+    assert!(
+        err.contains("m.yaml:4:6: model `per`: a model with `group_by` has its groups as key; leave `key` out"),
+        "{err}"
+    );
+}

@@ -475,21 +475,35 @@ async fn run(a: RunArgs, clock: svodka_csv::Clock) -> Result<()> {
         generated_at: clock.now(),
         ..Default::default()
     };
-    let bytes = match format {
-        Format::Json => {
-            let value = svodka_render::json::report_json(&result)?;
-            let mut text = serde_json::to_string_pretty(&value)?;
-            text.push('\n');
-            text.into_bytes()
+    // Everything that can fail is done before the output is opened; JSON is then written
+    // as it is serialized, so a big list never waits whole in memory.
+    enum Rendered<'a> {
+        Json(svodka_render::json::ReportJson<'a>),
+        Bytes(Vec<u8>),
+    }
+    let rendered = match format {
+        Format::Json => Rendered::Json(svodka_render::json::ReportJson::new(&result)?),
+        Format::Html => {
+            Rendered::Bytes(svodka_render::html::report_html(&result, &options)?.into_bytes())
         }
-        Format::Html => svodka_render::html::report_html(&result, &options)?.into_bytes(),
-        Format::Xlsx => svodka_render::xlsx::report_xlsx(&result, &options)?,
+        Format::Xlsx => Rendered::Bytes(svodka_render::xlsx::report_xlsx(&result, &options)?),
+    };
+    let write = |out: &mut dyn Write| -> std::io::Result<()> {
+        let mut out = std::io::BufWriter::new(out);
+        match &rendered {
+            Rendered::Json(json) => {
+                serde_json::to_writer_pretty(&mut out, json)?;
+                out.write_all(b"\n")?;
+            }
+            Rendered::Bytes(bytes) => out.write_all(bytes)?,
+        }
+        out.flush()
     };
     match &a.out {
-        Some(path) => {
-            std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?
-        }
-        None => std::io::stdout().write_all(&bytes)?,
+        Some(path) => std::fs::File::create(path)
+            .and_then(|mut file| write(&mut file))
+            .with_context(|| format!("writing {}", path.display()))?,
+        None => write(&mut std::io::stdout().lock())?,
     }
     Ok(())
 }

@@ -17,7 +17,6 @@ use crate::params::RunParams;
 use crate::result::{BlockResult, ChildResult, Previous, ReportResult};
 use crate::settings::{Setting, SettingValue};
 use crate::source::join;
-use crate::spec::Shift;
 use crate::tables::{LazyTables, TableSource};
 
 /// A request to run (or explain) one report.
@@ -42,7 +41,9 @@ pub fn session(tz: Tz, memory_limit: Option<usize>) -> SessionContext {
     let partitions = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    let config = SessionConfig::new().with_target_partitions(partitions);
+    let config = SessionConfig::from_env()
+        .unwrap_or_default()
+        .with_target_partitions(partitions);
     let ctx = match memory_limit {
         Some(bytes) => {
             let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
@@ -215,6 +216,8 @@ fn typed_values(
 struct Prepared<'a> {
     report: Arc<Report>,
     compiler: Compiler<'a>,
+    /// The run's compilers for other periods (kept alive for the run).
+    variants: Arc<crate::compile::Variants<'a>>,
     settings: Vec<(String, SettingValue)>,
     parameters: Vec<(String, SettingValue)>,
     labels: std::collections::HashMap<String, String>,
@@ -264,15 +267,18 @@ fn prepare<'a>(
         ],
     };
     let state = session(req.params.timezone, req.memory_limit).state();
+    let mut compiler = Compiler::new(
+        catalog,
+        source,
+        state,
+        req.params.clone(),
+        bindings,
+        filters,
+    );
+    let variants = compiler.share_variants();
     Ok(Prepared {
-        compiler: Compiler::new(
-            catalog,
-            source,
-            state,
-            req.params.clone(),
-            bindings,
-            filters,
-        ),
+        compiler,
+        variants,
         report,
         settings,
         parameters,
@@ -321,27 +327,23 @@ pub async fn run(
     let mut timings = Stopwatch::start();
     source.prefetch(&tables_of(catalog, report))?;
     timings.lap("load tables".into());
+    // Compiling the blocks for the run's own period notes which other periods they read
+    // (a measure's `shift`, a block's own month); blocks compared with another period
+    // (`compare`) read it too. Each such period's models are then computed once, for all
+    // the blocks that read them.
     materialize(&p.compiler, catalog, report, &p.blocks, "", &mut timings).await?;
-    // Blocks compared with another period read it through one compiler per shift, its
-    // models computed once for all of them.
-    let mut shifted: Vec<(Shift, Compiler<'_>)> = Vec::new();
     for &i in &p.blocks {
-        let Some(shift) = report.spec.blocks[i].compare else {
-            continue;
-        };
-        if shifted.iter().any(|(s, _)| *s == shift) {
+        if let Some(shift) = report.spec.blocks[i].compare {
+            p.variants.note_reader(&p.compiler.shifted(shift), i);
+        }
+    }
+    for (variant, blocks) in p.variants.readers() {
+        if blocks.is_empty() {
             continue;
         }
-        let compiler = p.compiler.shifted(shift);
-        let blocks: Vec<usize> = p
-            .blocks
-            .iter()
-            .copied()
-            .filter(|&b| report.spec.blocks[b].compare == Some(shift))
-            .collect();
-        let label = format!(" ({shift:?})");
-        materialize(&compiler, catalog, report, &blocks, &label, &mut timings).await?;
-        shifted.push((shift, compiler));
+        let v = variant.params();
+        let label = format!(" ({}…{}, as of {})", v.from, v.to, v.as_of);
+        materialize(&variant, catalog, report, &blocks, &label, &mut timings).await?;
     }
     // Every block compiles before any runs: a bad definition fails fast and whole.
     let compiled: Vec<(usize, CompiledBlock)> = p
@@ -382,10 +384,7 @@ pub async fn run(
         };
         let previous = match spec.compare {
             Some(shift) => {
-                let (_, compiler) = shifted
-                    .iter()
-                    .find(|(s, _)| *s == shift)
-                    .expect("a compiler per shift of the run's blocks");
+                let compiler = p.compiler.shifted(shift);
                 let row = one_batch(compiler.block(report, i)?.rows, report.id(), &spec.id).await?;
                 Some(Previous {
                     shift,
@@ -560,7 +559,7 @@ fn columns_read(
     }
     let mut plans = Vec::new();
     for &i in blocks {
-        let c = compiler.block(report, i)?;
+        let c = compiler.block_noting_variants(report, i)?;
         plans.push(c.rows);
         plans.extend(c.totals);
         plans.extend(c.children.into_iter().map(|ch| ch.rows));

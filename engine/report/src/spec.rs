@@ -27,6 +27,11 @@ pub struct ModelSpec {
     /// Makes this an aggregated model: one row per group; `columns` are then aggregates.
     #[serde(default)]
     pub group_by: Option<NamedExprs>,
+    /// The columns that name one row of a model that is not aggregated but has one row per
+    /// key all the same (the latest row of each entity): a join on them brings at most one
+    /// row, so a run that reads none of its columns leaves it out.
+    #[serde(default)]
+    pub key: Vec<String>,
     /// Report filter name (`employee`, `department`, `pipeline`, `source`) → column.
     #[serde(default)]
     pub filters: IndexMap<String, String>,

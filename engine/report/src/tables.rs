@@ -127,8 +127,10 @@ impl TableSource for LazyTables {
                 message: e.to_string(),
             }
         })?;
-        // A connector may leave out nullable columns (a plugin's table, say).
+        // A connector may leave out nullable columns (a plugin's table, say); the columns
+        // derived from a table's rows are computed once here, not by every plan.
         let (schema, batches) = svodka_schema::complete(name, loaded.schema, loaded.batches)
+            .and_then(|(schema, batches)| svodka_schema::derive(name, schema, batches))
             .map_err(|e| ReportError::Table {
                 table: name.to_string(),
                 message: e.to_string(),

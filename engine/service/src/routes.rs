@@ -324,7 +324,9 @@ async fn answer(
         ..Default::default()
     };
     let rendered = match q.format.unwrap_or(default) {
-        Format::Json => svodka_render::json::report_json(&result).map(|v| Json(v).into_response()),
+        Format::Json => {
+            svodka_render::json::ReportJson::new(&result).map(|j| Json(j).into_response())
+        }
         Format::Html => {
             svodka_render::html::report_html(&result, &options).map(|h| Html(h).into_response())
         }

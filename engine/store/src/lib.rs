@@ -126,8 +126,8 @@ impl Snapshot {
         Ok(Some(Arc::new(table)))
     }
 
-    /// A table's schema and batches; a table the snapshot lacks is empty with the
-    /// canonical schema.
+    /// A table's schema and batches as delivered (without the columns derived at writing);
+    /// a table the snapshot lacks is empty with the canonical schema.
     pub fn read(&self, table: &str) -> Result<(SchemaRef, Vec<RecordBatch>), StoreError> {
         let path = self.table_path(table);
         if !path.exists() {
@@ -150,13 +150,25 @@ impl Snapshot {
             .build()
             .map_err(parquet)?;
         let schema = reader.schema();
+        let delivered = svodka_schema::derived::delivered_columns(table, &schema);
         let batches = reader
+            .map(|b| b.and_then(|b| b.project(&delivered)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| StoreError::Parquet {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
-        Ok((schema, batches))
+        Ok((
+            Arc::new(
+                schema
+                    .project(&delivered)
+                    .map_err(|e| StoreError::Parquet {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })?,
+            ),
+            batches,
+        ))
     }
 }
 
@@ -307,6 +319,15 @@ impl SnapshotWriter {
             table: name.to_string(),
             message: e.to_string(),
         })?;
+        // Stored with the columns derived from its rows (and sorted by entity and time),
+        // so that runs scan them instead of computing them.
+        let (schema, batches) =
+            svodka_schema::derive(name, schema, batches.to_vec()).map_err(|e| {
+                StoreError::Schema {
+                    table: name.to_string(),
+                    message: e.to_string(),
+                }
+            })?;
         let path = self.dir.join(format!("{name}.parquet"));
         let parquet = |e: datafusion::parquet::errors::ParquetError| StoreError::Parquet {
             path: path.clone(),
@@ -323,7 +344,7 @@ impl SnapshotWriter {
         let mut writer =
             ArrowWriter::try_new(file, Arc::clone(&schema), Some(props)).map_err(parquet)?;
         let mut rows = 0u64;
-        for b in batches {
+        for b in &batches {
             writer.write(b).map_err(parquet)?;
             rows += b.num_rows() as u64;
         }

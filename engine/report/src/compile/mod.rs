@@ -1,0 +1,658 @@
+//! Compiles models and blocks into DataFusion DataFrames (logical plans) through the
+//! DataFrame API. Settings and parameters enter as literal values; report filters as
+//! `IN` lists on the columns each model names for them.
+//!
+//! A table block reads one or more models. Each model is aggregated by the block's
+//! dimensions on its own; when there are several, the per-model results are stacked
+//! (UNION ALL, each model's measures null in the others' rows) and folded by dimension,
+//! which is a full outer join on the dimensions that also matches null keys. Measures that
+//! combine other measures are computed after that, so they may mix models.
+//!
+//! Here: the `Compiler` (one per run and period) and what a block is. The stages, each in
+//! its own module: `models` (a model's rows and measures), `periods` (time dimensions),
+//! `table` (table blocks), `steps` (lookups, totals, unpivot, sort), `list` (list blocks
+//! and output columns), `names` (what an expression's text names).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema, ScalarValue};
+use datafusion::dataframe::DataFrame;
+use datafusion::datasource::provider_as_source;
+use datafusion::execution::session_state::SessionState;
+use datafusion::functions_aggregate::expr_fn::max;
+use datafusion::logical_expr::utils::find_aggregate_exprs;
+use datafusion::logical_expr::{Expr, ExprSchemable, JoinType, LogicalPlanBuilder, SortExpr};
+use indexmap::IndexMap;
+
+use crate::catalog::{Catalog, Model, Report};
+use crate::error::{Diagnostic, ReportError, did_you_mean};
+use crate::expr::{self, Bindings, ExprSite, Resolved, Scope, Target, TargetKind};
+use crate::params::RunParams;
+use crate::result::{BlockKind, ColumnMeta, infer_type, type_fits};
+use crate::source::{SourceFile, index, join};
+use crate::spec::{BlockPeriod, Empty, ExprSpec, Limit, Shift, TimeSpec};
+use crate::tables::TableSource;
+use crate::time::Grain;
+
+mod list;
+mod models;
+mod names;
+mod periods;
+mod steps;
+mod table;
+
+use models::*;
+pub(crate) use names::block_model_names;
+use names::*;
+use steps::*;
+use table::*;
+
+impl From<Diagnostic> for ReportError {
+    fn from(d: Diagnostic) -> Self {
+        ReportError::invalid(d)
+    }
+}
+
+/// A compiled block: the plan of its rows (and of its totals row), with column metadata.
+#[derive(Debug, Clone)]
+pub struct CompiledBlock {
+    pub kind: BlockKind,
+    pub rows: DataFrame,
+    pub totals: Option<DataFrame>,
+    pub columns: Vec<ColumnMeta>,
+    pub children: Vec<CompiledChild>,
+}
+
+/// The rows a block's rows expand into (department → its employees).
+#[derive(Debug, Clone)]
+pub struct CompiledChild {
+    pub id: String,
+    pub title: Option<String>,
+    /// The block's dimensions: a child row belongs to the row with the same values.
+    pub parent_keys: Vec<String>,
+    /// Parent dimensions, child dimensions, measures.
+    pub rows: DataFrame,
+    pub columns: Vec<ColumnMeta>,
+}
+
+/// A measure of a model, parsed once per compiler.
+#[derive(Debug, Clone)]
+struct Measure {
+    model: String,
+    name: String,
+    spec: ExprSpec,
+    text: String,
+    kind: MeasureKind,
+}
+
+#[derive(Debug, Clone)]
+enum MeasureKind {
+    /// An aggregate over the model's rows.
+    Base { expr: Expr, empty: Empty },
+    /// An expression over other measures (names rewritten to their plan columns).
+    Derived {
+        resolved: Box<Resolved>,
+        site: ExprSite,
+    },
+}
+
+/// Builds plans for one run (one set of bindings and filters).
+pub struct Compiler<'a> {
+    catalog: &'a Catalog,
+    source: &'a dyn TableSource,
+    state: SessionState,
+    params: RunParams,
+    bindings: Bindings,
+    filters: Vec<(String, Vec<ScalarValue>)>,
+    frames: Mutex<HashMap<(String, bool), DataFrame>>,
+    measures: Mutex<HashMap<String, Arc<IndexMap<String, Measure>>>>,
+    /// Per model read by blocks, the columns the run reads of it, once known
+    /// (`narrow`): a join that brings none of them, directly or through the model's
+    /// derived columns, and cannot change the row count, is left out of the model.
+    needed: Mutex<HashMap<String, HashSet<String>>>,
+    /// The run's compilers for other parameters, shared (empty when the run keeps none).
+    variants: std::sync::Weak<Variants<'a>>,
+}
+
+/// The compilers of one run for parameters other than its own (a shifted period, a
+/// block's own month): each made once and shared by every block that asks for it, so that
+/// the run can compute its models once (`run::materialize`). It also notes which blocks
+/// asked for which, while a block is compiled under `noting`.
+#[derive(Default)]
+pub struct Variants<'a> {
+    made: Mutex<Vec<(RunParams, Arc<Compiler<'a>>)>>,
+    noting: Mutex<Noting>,
+}
+
+/// The block being compiled, and every (variant index, block) pair seen so far.
+#[derive(Default)]
+struct Noting {
+    block: Option<usize>,
+    read: Vec<(usize, usize)>,
+}
+
+impl<'a> Variants<'a> {
+    /// Notes that `block` reads the variant at `index`.
+    fn note(&self, index: usize, block: Option<usize>) {
+        let mut noting = self.noting.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = block.or(noting.block)
+            && !noting.read.contains(&(index, b))
+        {
+            noting.read.push((index, b));
+        }
+    }
+
+    /// Compiles with `block` noted as the reader of every variant asked for meanwhile.
+    fn noting<T>(&self, block: usize, compile: impl FnOnce() -> T) -> T {
+        self.noting.lock().unwrap_or_else(|e| e.into_inner()).block = Some(block);
+        let out = compile();
+        self.noting.lock().unwrap_or_else(|e| e.into_inner()).block = None;
+        out
+    }
+
+    /// Notes that `block` reads `compiler` (one of these variants).
+    pub fn note_reader(&self, compiler: &Arc<Compiler<'a>>, block: usize) {
+        let index = self
+            .made
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .position(|(_, c)| Arc::ptr_eq(c, compiler));
+        if let Some(index) = index {
+            self.note(index, Some(block));
+        }
+    }
+
+    /// Every variant made so far with the blocks noted as reading it.
+    pub fn readers(&self) -> Vec<(Arc<Compiler<'a>>, Vec<usize>)> {
+        let made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        let noting = self.noting.lock().unwrap_or_else(|e| e.into_inner());
+        made.iter()
+            .enumerate()
+            .map(|(i, (_, c))| {
+                let blocks = noting
+                    .read
+                    .iter()
+                    .filter(|(v, _)| *v == i)
+                    .map(|(_, b)| *b)
+                    .collect();
+                (c.clone(), blocks)
+            })
+            .collect()
+    }
+}
+
+/// One aggregation of a table block: a model, over the run's period or a shifted one.
+type Part = (String, Option<Shift>);
+
+/// The plan column a model measure becomes inside a block.
+fn measure_column(model: &str, name: &str) -> String {
+    format!("{model}__{name}")
+}
+
+/// The plan column of a block's own measure before it is renamed for output.
+fn block_column(name: &str) -> String {
+    format!("__block__{name}")
+}
+
+/// An unqualified column reference (names never contain dots, but `col()` would parse them).
+fn column(name: &str) -> Expr {
+    Expr::Column(Column::new_unqualified(name))
+}
+
+fn frame_columns(df: &DataFrame) -> Vec<String> {
+    df.schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect()
+}
+
+fn column_scope(names: &[String]) -> Scope {
+    let mut scope = Scope::default();
+    scope.add_columns(names.iter().map(String::as_str));
+    scope
+}
+
+/// Attaches the block or model context to a DataFusion error raised while building.
+fn df_error(
+    src: &SourceFile,
+    path: &str,
+    context: &str,
+    e: datafusion::error::DataFusionError,
+) -> ReportError {
+    Diagnostic::at(src, path, context, expr::clean(&e.to_string())).into()
+}
+
+impl<'a> Compiler<'a> {
+    pub fn new(
+        catalog: &'a Catalog,
+        source: &'a dyn TableSource,
+        state: SessionState,
+        params: RunParams,
+        bindings: Bindings,
+        filters: Vec<(String, Vec<ScalarValue>)>,
+    ) -> Self {
+        Compiler {
+            catalog,
+            source,
+            state,
+            params,
+            bindings,
+            filters,
+            frames: Mutex::new(HashMap::new()),
+            measures: Mutex::new(HashMap::new()),
+            needed: Mutex::new(HashMap::new()),
+            variants: std::sync::Weak::new(),
+        }
+    }
+
+    /// From now on this compiler and every variant made from it share one set of
+    /// variants, which lives as long as the returned handle.
+    pub fn share_variants(&mut self) -> Arc<Variants<'a>> {
+        let variants = Arc::new(Variants::default());
+        self.variants = Arc::downgrade(&variants);
+        variants
+    }
+
+    /// Compiles block `i` (as `block`), noting it as the reader of every other period it
+    /// asks for.
+    pub fn block_noting_variants(
+        &self,
+        report: &Report,
+        i: usize,
+    ) -> Result<CompiledBlock, ReportError> {
+        match self.variants.upgrade() {
+            Some(v) => v.noting(i, || self.block(report, i)),
+            None => self.block(report, i),
+        }
+    }
+
+    /// The run's parameters.
+    pub fn params(&self) -> &RunParams {
+        &self.params
+    }
+
+    pub fn state(&self) -> &SessionState {
+        &self.state
+    }
+
+    /// A compiler for the same run over a shifted period (its own caches: every model it
+    /// reads is computed for that period).
+    pub(crate) fn shifted(&self, shift: Shift) -> Arc<Compiler<'a>> {
+        self.with_params(self.params.shifted(shift))
+    }
+
+    /// A compiler for the same run over other parameters (its own caches): the run's one
+    /// for those parameters when it shares variants, else a new one.
+    fn with_params(&self, params: RunParams) -> Arc<Compiler<'a>> {
+        let make = |params: RunParams| {
+            let mut bindings = self.bindings.clone();
+            for (name, value) in params.bindings() {
+                bindings.0.insert(name.to_string(), value);
+            }
+            let mut c = Compiler::new(
+                self.catalog,
+                self.source,
+                self.state.clone(),
+                params,
+                bindings,
+                self.filters.clone(),
+            );
+            c.variants = self.variants.clone();
+            Arc::new(c)
+        };
+        let Some(variants) = self.variants.upgrade() else {
+            return make(params);
+        };
+        let (index, compiler) = {
+            let mut made = variants.made.lock().unwrap_or_else(|e| e.into_inner());
+            match made.iter().position(|(p, _)| *p == params) {
+                Some(i) => (i, made[i].1.clone()),
+                None => {
+                    let c = make(params.clone());
+                    made.push((params, c.clone()));
+                    (made.len() - 1, c)
+                }
+            }
+        };
+        variants.note(index, None);
+        compiler
+    }
+
+    /// From now on the model (as blocks read it) is built for these columns only.
+    pub fn narrow(&self, model: &str, columns: &[String]) {
+        self.needed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(model.to_string(), columns.iter().cloned().collect());
+    }
+
+    /// Forgets every model frame but `keep`'s, so that frames are built again over the
+    /// ones kept (models computed in memory since).
+    pub fn forget_frames_except(&self, keep: &[(String, bool)]) {
+        self.frames
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| keep.contains(k));
+    }
+
+    /// Replaces a model's frame by a given one (e.g. its rows cached in memory).
+    pub fn set_frame(&self, model: &str, filtered: bool, df: DataFrame) {
+        self.frames
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((model.to_string(), filtered), df);
+    }
+
+    fn resolve(&self, site: &ExprSite, text: &str, scope: &Scope) -> Result<Resolved, Diagnostic> {
+        expr::resolve(&self.state, site, text, scope)
+    }
+
+    fn plan(
+        &self,
+        site: &ExprSite,
+        resolved: &Resolved,
+        schema: &DFSchema,
+    ) -> Result<Expr, Diagnostic> {
+        expr::plan(&self.state, site, resolved, schema, &self.bindings)
+    }
+
+    /// Parses, resolves against the frame's columns and plans, in one step.
+    fn row_expr(&self, site: &ExprSite, text: &str, df: &DataFrame) -> Result<Expr, Diagnostic> {
+        let scope = column_scope(&frame_columns(df));
+        let resolved = self.resolve(site, text, &scope)?;
+        self.plan(site, &resolved, df.schema())
+    }
+
+    fn filter(&self, df: DataFrame, site: &ExprSite, text: &str) -> Result<DataFrame, ReportError> {
+        let predicate = self.row_expr(site, text, &df)?;
+        df.filter(predicate)
+            .map_err(|e| df_error(&site.src, &site.path, &site.context, e))
+    }
+
+    /// Compiles block `i` of `report`.
+    pub fn block(&self, report: &Report, i: usize) -> Result<CompiledBlock, ReportError> {
+        let mut compiled = self.block_rows(report, i)?;
+        let block = &report.spec.blocks[i];
+        let dims: Vec<&str> = block.by.names().collect();
+        for c in &mut compiled.columns {
+            c.dimension |= dims.contains(&c.name.as_str());
+        }
+        for child in &mut compiled.children {
+            let child_dims: Vec<&str> = report.spec.blocks[i]
+                .children
+                .iter()
+                .find(|c| c.id == child.id)
+                .map(|c| c.by.names().collect())
+                .unwrap_or_default();
+            for c in &mut child.columns {
+                c.dimension =
+                    dims.contains(&c.name.as_str()) || child_dims.contains(&c.name.as_str());
+            }
+        }
+        if let Some(chart) = &block.chart {
+            self.check_chart(report, i, chart, &compiled.columns)?;
+        }
+        if block.compare.is_some()
+            && (!block.by.0.is_empty() || !block.columns.is_empty() || block.unpivot.is_some())
+        {
+            return Err(self
+                .block_site(report, i, "compare", None)
+                .error("`compare` shows a one-row block against another period; this block has rows by dimensions (use `shift` on measures instead)")
+                .into());
+        }
+        Ok(compiled)
+    }
+
+    /// The chart hint names output columns: `x` and `series` any, `y` numeric ones.
+    fn check_chart(
+        &self,
+        report: &Report,
+        i: usize,
+        chart: &crate::spec::ChartSpec,
+        columns: &[ColumnMeta],
+    ) -> Result<(), ReportError> {
+        let names = || columns.iter().map(|c| c.name.as_str());
+        let find = |key: &str, name: &str| {
+            columns.iter().find(|c| c.name == name).ok_or_else(|| {
+                ReportError::from(self.block_site(report, i, &join("chart", key), None).error(
+                    format!(
+                        "`{name}` is not an output column of the block{}",
+                        did_you_mean(name, names())
+                    ),
+                ))
+            })
+        };
+        find("x", &chart.x)?;
+        if let Some(s) = &chart.series {
+            find("series", s)?;
+        }
+        if chart.y.is_empty() {
+            return Err(self
+                .block_site(report, i, "chart", None)
+                .error("`y` names no column to draw")
+                .into());
+        }
+        for y in &chart.y {
+            let c = find("y", y)?;
+            if !c.ty.is_numeric() {
+                return Err(self
+                    .block_site(report, i, "chart.y", None)
+                    .error(format!("`{y}` is {}, not a number to draw", c.ty.name()))
+                    .into());
+            }
+        }
+        Ok(())
+    }
+
+    fn block_rows(&self, report: &Report, i: usize) -> Result<CompiledBlock, ReportError> {
+        let block = &report.spec.blocks[i];
+        if block.period == Some(BlockPeriod::AsOfMonth)
+            && self.params.from != crate::time::month_start(self.params.as_of)
+        {
+            // The block's own period: the calendar month of `as_of`.
+            let params = RunParams {
+                from: crate::time::month_start(self.params.as_of),
+                to: crate::time::month_end(self.params.as_of),
+                ..self.params.clone()
+            };
+            return self.with_params(params).block_rows(report, i);
+        }
+        if block.columns.is_empty() {
+            let err = |e| df_error(&report.src, &index("blocks", i), &block.id, e);
+            let all: Vec<String> = block.by.names().map(str::to_string).collect();
+            let (mut rows, columns) = self.table_block(report, i, &block.by.0)?;
+            if !block.subtotals.is_empty() {
+                for (k, d) in block.subtotals.iter().enumerate() {
+                    if !all.contains(d) {
+                        return Err(self
+                            .block_site(report, i, &index("subtotals", k), None)
+                            .error(format!(
+                                "`{d}` is not a dimension of the block{}",
+                                did_you_mean(d, all.iter().map(String::as_str))
+                            ))
+                            .into());
+                    }
+                }
+                // Subtotal rows: grouped by fewer dimensions, the others null.
+                let dims: Vec<(String, ExprSpec)> = block
+                    .by
+                    .iter()
+                    .filter(|(d, _)| block.subtotals.contains(d))
+                    .cloned()
+                    .collect();
+                let sub = self.table_block(report, i, &dims)?.0;
+                let sub = align(sub, &rows).map_err(err)?;
+                rows = rows.union(sub).map_err(err)?;
+            }
+            let totals = if block.totals {
+                // Same columns as the rows: dimensions are typed nulls in the totals row.
+                let totals = align(self.table_block(report, i, &[])?.0, &rows).map_err(err)?;
+                Some(self.totals_overrides(block, totals, &rows).map_err(err)?)
+            } else {
+                None
+            };
+            if let Some(h) = &block.having {
+                let site = self.block_site(report, i, "having", None);
+                if block.totals {
+                    return Err(site
+                        .error("a totals row would count the rows `having` drops; use one or the other")
+                        .into());
+                }
+                rows = self.filter(rows, &site, h)?;
+            }
+            let rows = self.sort_and_limit(rows, report, i)?;
+            if let Some(u) = &block.unpivot {
+                let (rows, columns) = self.unpivot(report, i, u, rows, &columns)?;
+                return Ok(CompiledBlock {
+                    kind: BlockKind::Table,
+                    rows,
+                    totals: None,
+                    columns,
+                    children: vec![],
+                });
+            }
+            // Children: the same measures by the block's dimensions and the child's.
+            let mut children = Vec::new();
+            for child in &block.children {
+                let mut dims = block.by.0.clone();
+                dims.extend(child.by.iter().cloned());
+                let (frame, child_columns) = self.table_block(report, i, &dims)?;
+                let order: Vec<SortExpr> = dims
+                    .iter()
+                    .map(|(d, _)| SortExpr::new(column(d), true, false))
+                    .collect();
+                let frame = frame.sort(order).map_err(err)?;
+                children.push(CompiledChild {
+                    id: child.id.clone(),
+                    title: child.title.clone(),
+                    parent_keys: all.clone(),
+                    rows: frame,
+                    columns: child_columns,
+                });
+            }
+            Ok(CompiledBlock {
+                kind: BlockKind::Table,
+                rows,
+                totals,
+                columns,
+                children,
+            })
+        } else {
+            let (rows, columns) = self.list_block(report, i)?;
+            Ok(CompiledBlock {
+                kind: BlockKind::List,
+                rows,
+                totals: None,
+                children: vec![],
+                columns,
+            })
+        }
+    }
+
+    fn block_site(&self, report: &Report, i: usize, sub: &str, what: Option<&str>) -> ExprSite {
+        let block = &report.spec.blocks[i];
+        let base = index("blocks", i);
+        let mut context = format!("report `{}`, block `{}`", report.id(), block.id);
+        if let Some(w) = what {
+            context.push_str(", ");
+            context.push_str(w);
+        }
+        ExprSite {
+            src: report.src.clone(),
+            path: if sub.is_empty() {
+                base
+            } else {
+                join(&base, sub)
+            },
+            context,
+        }
+    }
+
+    fn known_model(&self, report: &Report, i: usize, name: &str) -> Result<(), ReportError> {
+        if self.catalog.models.contains_key(name) {
+            return Ok(());
+        }
+        Err(self
+            .block_site(report, i, "from", None)
+            .error(format!(
+                "unknown model `{name}`{}",
+                did_you_mean(name, self.catalog.models.keys().map(String::as_str))
+            ))
+            .into())
+    }
+
+    /// The models a table block reads: its `from`, then every model named as a qualifier.
+    fn block_models(&self, report: &Report, i: usize) -> Result<Vec<String>, ReportError> {
+        let block = &report.spec.blocks[i];
+        if let Some(from) = &block.from {
+            self.known_model(report, i, from)?;
+        }
+        for (name, spec) in block.measures.iter() {
+            for q in qualifiers(&self.state, spec.expr.as_deref().unwrap_or(name)) {
+                if !self.catalog.models.contains_key(&q) {
+                    let site = self.block_site(
+                        report,
+                        i,
+                        &join("measures", name),
+                        Some(&format!("measure `{name}`")),
+                    );
+                    return Err(site
+                        .error_near(
+                            &q,
+                            format!(
+                                "unknown model `{q}`{}",
+                                did_you_mean(&q, self.catalog.models.keys().map(String::as_str))
+                            ),
+                        )
+                        .into());
+                }
+            }
+        }
+        Ok(block_model_names(&self.state, block))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sort_items() {
+        assert_eq!(parse_sort("a desc").unwrap(), ("a".into(), false, false));
+        assert_eq!(parse_sort("a").unwrap(), ("a".into(), true, false));
+        assert_eq!(
+            parse_sort("a asc nulls first").unwrap(),
+            ("a".into(), true, true)
+        );
+        assert!(parse_sort("a sideways").is_err());
+    }
+
+    #[test]
+    fn cycles_are_found() {
+        let deps = |n: &str| match n {
+            "a" => vec!["b".to_string()],
+            "b" => vec!["c".to_string()],
+            "c" => vec!["a".to_string()],
+            _ => vec![],
+        };
+        let err = topo_order(vec!["a".into(), "d".into()], deps).unwrap_err();
+        assert_eq!(err, vec!["a", "b", "c", "a"]);
+        let ok = topo_order(vec!["b".into()], |n| {
+            if n == "b" { vec!["x".into()] } else { vec![] }
+        })
+        .unwrap();
+        assert_eq!(ok, vec!["x", "b"]);
+    }
+
+    #[test]
+    fn identifiers() {
+        assert!(is_identifier("deals.won_count"));
+        assert!(is_identifier("won_count"));
+        assert!(!is_identifier("count(*)"));
+        assert!(!is_identifier("a.b.c"));
+    }
+}

@@ -1,0 +1,169 @@
+//! Time in blocks: a time dimension's periods, the spine of empty periods, and which
+//! rows a period keeps.
+
+use super::*;
+
+impl<'a> Compiler<'a> {
+    /// The value bound to `$name`, or an error at `site` naming the nearest one.
+    pub(super) fn bound(&self, site: &ExprSite, name: &str) -> Result<&ScalarValue, ReportError> {
+        self.bindings.0.get(name).ok_or_else(|| {
+            site.error(format!(
+                "unknown setting or parameter `${name}`{}",
+                did_you_mean(name, self.bindings.names())
+            ))
+            .into()
+        })
+    }
+
+    /// The block's time dimension, if it has one: (name, time expression text, grain).
+    pub(super) fn time_dimension(
+        &self,
+        report: &Report,
+        i: usize,
+        dims: &[(String, ExprSpec)],
+    ) -> Result<Option<(String, TimeSpec, Grain)>, ReportError> {
+        let mut found = None;
+        for (d, spec) in dims {
+            let Some(time) = &spec.time else {
+                if spec.grain.is_some() {
+                    let site = self.block_site(report, i, &join(&join("by", d), "grain"), None);
+                    return Err(site.error("`grain` goes with `time:`").into());
+                }
+                continue;
+            };
+            let site = self.block_site(
+                report,
+                i,
+                &join(&join("by", d), "grain"),
+                Some(&format!("dimension `{d}`")),
+            );
+            if found.is_some() {
+                return Err(site.error("a block has at most one time dimension").into());
+            }
+            if spec.expr.is_some() {
+                return Err(site
+                    .error("a time dimension takes `time:` (and `grain:`), not `expr:`")
+                    .into());
+            }
+            let grain_text = match spec.grain.as_deref() {
+                None => "month".to_string(),
+                Some(g) => match g.strip_prefix('$') {
+                    Some(name) => match self.bound(&site, name)? {
+                        ScalarValue::Utf8(Some(v)) => v.clone(),
+                        _ => {
+                            return Err(site
+                                .error(format!("`${name}` must be a text setting or parameter"))
+                                .into());
+                        }
+                    },
+                    None => g.to_string(),
+                },
+            };
+            let grain = Grain::parse(&grain_text).ok_or_else(|| {
+                ReportError::from(site.error(format!(
+                    "unknown grain `{grain_text}`{}; grains are {}",
+                    did_you_mean(&grain_text, Grain::NAMES.iter().copied()),
+                    Grain::NAMES.join(", ")
+                )))
+            })?;
+            found = Some((d.clone(), time.clone(), grain));
+        }
+        Ok(found)
+    }
+
+    /// `t` within the run's period: timestamps against the period's instants in the
+    /// client's zone, dates against its days.
+    pub(super) fn in_period(
+        &self,
+        site: &ExprSite,
+        t: &Expr,
+        schema: &DFSchema,
+    ) -> Result<Expr, ReportError> {
+        let bound = |name: &str| Expr::Literal(self.bindings.0[name].clone(), None);
+        match t.get_type(schema) {
+            Ok(arrow::datatypes::DataType::Timestamp(..)) => Ok(t
+                .clone()
+                .gt_eq(bound("period_start"))
+                .and(t.clone().lt(bound("period_end")))),
+            Ok(arrow::datatypes::DataType::Date32) => Ok(t
+                .clone()
+                .gt_eq(bound("from"))
+                .and(t.clone().lt_eq(bound("to")))),
+            Ok(other) => Err(site
+                .error(format!("`time` must be a timestamp or a date, not {other}"))
+                .into()),
+            Err(e) => Err(site.error(expr::clean(&e.to_string())).into()),
+        }
+    }
+
+    pub(super) fn period_start_expr(&self, grain: Grain, t: Expr) -> Result<Expr, ReportError> {
+        let udf = self
+            .state
+            .scalar_functions()
+            .get("period_start")
+            .cloned()
+            .ok_or_else(|| ReportError::bad_input("period_start", "function not registered"))?;
+        let name = Grain::NAMES[[
+            Grain::Day,
+            Grain::Week,
+            Grain::Month,
+            Grain::Quarter,
+            Grain::Year,
+        ]
+        .iter()
+        .position(|g| *g == grain)
+        .expect("every grain has a name")];
+        Ok(udf.call(vec![
+            Expr::Literal(ScalarValue::Utf8(Some(name.into())), None),
+            t,
+        ]))
+    }
+
+    /// Every period of the run's range for every combination of the other dimensions that
+    /// occurs, so that empty periods appear as rows (0 or null), never go missing.
+    pub(super) fn period_spine(
+        &self,
+        parts: &[DataFrame],
+        dims: &[String],
+        time_dim: &str,
+        grain: Grain,
+    ) -> datafusion::error::Result<DataFrame> {
+        let days = |name: &str| match &self.bindings.0[name] {
+            ScalarValue::Date32(Some(d)) => crate::time::date_from_days(*d),
+            _ => unreachable!("`from` and `to` are bound as dates"),
+        };
+        let periods: Vec<Vec<Expr>> = grain
+            .periods(days("from"), days("to"))
+            .into_iter()
+            .map(|p| {
+                vec![Expr::Literal(
+                    ScalarValue::Date32(Some(crate::time::days_since_epoch(p))),
+                    None,
+                )]
+            })
+            .collect();
+        let values = LogicalPlanBuilder::values(periods)?.build()?;
+        let periods = DataFrame::new(self.state.clone(), values)
+            .select(vec![column("column1").alias(time_dim)])?;
+        let others: Vec<&String> = dims.iter().filter(|d| d.as_str() != time_dim).collect();
+        if others.is_empty() {
+            return Ok(periods);
+        }
+        let mut keys: Option<DataFrame> = None;
+        for p in parts {
+            let k = p
+                .clone()
+                .select(others.iter().map(|d| column(d)).collect::<Vec<Expr>>())?;
+            keys = Some(match keys {
+                None => k,
+                Some(all) => all.union(k)?,
+            });
+        }
+        let keys = keys.expect("at least one part").distinct()?;
+        let plan = LogicalPlanBuilder::from(keys.logical_plan().clone())
+            .cross_join(periods.logical_plan().clone())?
+            .build()?;
+        DataFrame::new(self.state.clone(), plan)
+            .select(dims.iter().map(|d| column(d)).collect::<Vec<Expr>>())
+    }
+}
