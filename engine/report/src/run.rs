@@ -41,9 +41,7 @@ pub fn session(tz: Tz, memory_limit: Option<usize>) -> SessionContext {
     let partitions = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    let config = SessionConfig::from_env()
-        .unwrap_or_default()
-        .with_target_partitions(partitions);
+    let config = SessionConfig::new().with_target_partitions(partitions);
     let ctx = match memory_limit {
         Some(bytes) => {
             let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
