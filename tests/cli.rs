@@ -333,3 +333,45 @@ fn plans_workbook_template_and_reading() {
         "{err}"
     );
 }
+
+/// docs/tables.md is the contract users read: every canonical table has its paragraph
+/// there, naming each of its columns, its derived ones and its key.
+#[test]
+fn the_tables_page_lists_every_canonical_column() {
+    let page = std::fs::read_to_string(crate::util::root().join("docs/tables.md")).unwrap();
+    for t in svodka_schema::TABLES {
+        let start = page
+            .find(&format!("**`{}`**", t.name))
+            .unwrap_or_else(|| panic!("no paragraph for `{}`", t.name));
+        let end = page[start + 1..]
+            .find("\n**`")
+            .or_else(|| page[start + 1..].find("\n## "))
+            .map_or(page.len(), |e| start + 1 + e);
+        let paragraph = &page[start..end];
+        let derived = svodka_schema::derived_columns(t.name)
+            .iter()
+            .map(|d| d.name);
+        for column in t.columns.iter().map(|c| c.name).chain(derived) {
+            assert!(
+                paragraph.contains(&format!("`{column}`")),
+                "docs/tables.md: `{}` lacks `{column}`",
+                t.name
+            );
+        }
+        let key = match t.key {
+            [] => "No key".to_string(),
+            key => format!(
+                "Key {}",
+                key.iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        assert!(
+            paragraph.replace('\n', " ").contains(&key),
+            "docs/tables.md: `{}` should say {key}",
+            t.name
+        );
+    }
+}
