@@ -227,3 +227,40 @@ fn a_model_key_names_its_columns() {
         "{err}"
     );
 }
+
+/// A chain of ten thousand terms would overflow the stack of every walker after the
+/// parser (and abort the service that compiles it): it is refused, with its place, before
+/// it is parsed; 256 operators still compile.
+#[test]
+fn an_expression_of_thousands_of_terms_is_refused_not_a_crash() {
+    let chain = |n: usize| vec!["amount"; n].join(" + ");
+    let err = check_error(&format!(
+        "{HEAD}    measures:\n      s: \"sum({})\"\n",
+        chain(10_000)
+    ));
+    assert!(
+        err.contains("r.yaml:8:10: report `bad`, block `totals`, measure `s`: the expression has 9999 operators (at most 256): split it into named columns or measures"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "m.yaml",
+        &format!(
+            "model: deep\nfrom: deals\ncolumns:\n  c: \"{}\"\nmeasures:\n  n: count(*)\n",
+            chain(5_000)
+        ),
+    );
+    let err = fails(&["check", dir.path().to_str().unwrap()]);
+    assert!(
+        err.contains("m.yaml:4:6: model `deep`, column `c`: the expression has 4999 operators"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "r.yaml",
+        &format!("{HEAD}    measures:\n      s: \"sum({})\"\n", chain(257)),
+    );
+    ok(&["check", path.to_str().unwrap()]);
+}

@@ -440,6 +440,40 @@ fn results_are_cached_until_a_refresh_and_a_broken_definition_keeps_the_last_goo
     assert!(metrics.contains("svodka_cache_hits_total 2"));
 }
 
+/// One client's report of ten thousand chained terms used to overflow the stack on
+/// refresh and abort the process for every client: now the refresh fails with its place
+/// and the previous definitions keep serving.
+#[test]
+fn a_report_of_ten_thousand_terms_fails_its_refresh_and_the_service_goes_on() {
+    let dir = config();
+    let s = service(dir.path(), Limits::default());
+    let tok = Some("tok-b");
+    let uri = format!("/api/reports/beta_only?{PERIOD}");
+    assert_eq!(
+        call(&s, "GET", &uri, tok).json()["blocks"][0]["rows"][0]["n"],
+        9
+    );
+    let chain = vec!["amount"; 10_000].join(" + ");
+    write(
+        &dir.path().join("clients/beta/reports"),
+        "beta_only.yaml",
+        &format!(
+            "report: beta_only\ntitle: X\nblocks:\n  - id: n\n    title: N\n    from: deals\n    measures:\n      n: \"sum({chain})\"\n"
+        ),
+    );
+    let job = refresh(&s, tok);
+    assert_eq!(job["state"], "failed", "{job}");
+    let message = job["message"].as_str().unwrap();
+    assert!(
+        message.contains("beta_only.yaml:8:10") && message.contains("9999 operators (at most 256)"),
+        "{message}"
+    );
+    let again = call(&s, "GET", &uri, tok);
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.json()["blocks"][0]["rows"][0]["n"], 9);
+    assert_eq!(call(&s, "GET", "/healthz", None).status, StatusCode::OK);
+}
+
 fn refresh(s: &Arc<Service>, tok: Option<&str>) -> Value {
     let r = call(s, "POST", "/api/refresh", tok);
     assert_eq!(r.status, StatusCode::ACCEPTED);

@@ -188,6 +188,9 @@ pub fn resolve_layered(
     scope: &Scope,
     in_aggregates: Option<&Scope>,
 ) -> Result<Resolved, Diagnostic> {
+    if let Some(message) = too_many_operators(text) {
+        return Err(site.error(message));
+    }
     let dialect = state.config().options().sql_parser.dialect;
     let parsed: ExprWithAlias = state.sql_to_expr_with_alias(text, &dialect).map_err(|e| {
         site.error(format!(
@@ -235,6 +238,45 @@ pub fn resolve_layered(
         ast,
         refs,
         placeholders,
+    })
+}
+
+/// How many operators one expression may hold (`a + b + c …` holds one per term). The SQL
+/// parser, DataFusion and our own passes all walk an expression recursively; a chain of
+/// thousands of terms would exhaust the stack of the whole process (and take minutes to
+/// plan), so a definition beyond this is refused with its place, before it is parsed.
+pub const MAX_OPERATORS: usize = 256;
+
+/// Why `text` is refused before parsing: more operators than `MAX_OPERATORS`, counted on
+/// its tokens (a flat scan that cannot overflow).
+pub fn too_many_operators(text: &str) -> Option<String> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&GenericDialect {}, text).tokenize().ok()?;
+    let operators = tokens
+        .iter()
+        .filter(|t| match t {
+            Token::Plus
+            | Token::Minus
+            | Token::Mul
+            | Token::Div
+            | Token::Mod
+            | Token::StringConcat
+            | Token::Eq
+            | Token::Neq
+            | Token::Lt
+            | Token::Gt
+            | Token::LtEq
+            | Token::GtEq => true,
+            Token::Word(w) => matches!(w.keyword, Keyword::AND | Keyword::OR | Keyword::NOT),
+            _ => false,
+        })
+        .count();
+    (operators > MAX_OPERATORS).then(|| {
+        format!(
+            "the expression has {operators} operators (at most {MAX_OPERATORS}): split it into named columns or measures"
+        )
     })
 }
 

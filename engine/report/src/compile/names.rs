@@ -28,6 +28,10 @@ pub(super) fn parse_fragment(
     text: &str,
 ) -> Option<datafusion::sql::sqlparser::ast::Expr> {
     let dialect = state.config().options().sql_parser.dialect;
+    // Too big to parse safely: `expr::resolve` refuses it with its place.
+    if expr::too_many_operators(text).is_some() {
+        return None;
+    }
     state
         .sql_to_expr_with_alias(text, &dialect)
         .ok()
