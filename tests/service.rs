@@ -372,6 +372,11 @@ fn bad_parameters_are_refused_with_their_names() {
         ("format=pdf", "format: expected json, html or xlsx"),
         ("set.deal_forgotten_days=-5", "deal_forgotten_days"),
         ("set.nope=1", "nope"),
+        (
+            "set.deal_forgotten_days=5&set.deal_forgotten_days=60",
+            "set.deal_forgotten_days: given more than once",
+        ),
+        ("param.x=1&param.x=2", "param.x: given more than once"),
         ("x=1", "x: unknown parameter"),
     ] {
         let r = call(&s, "GET", &format!("/api/reports/forgotten?{query}"), tok);

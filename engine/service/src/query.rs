@@ -98,10 +98,19 @@ impl Query {
                     }
                 }
                 other => {
+                    // One value each: a repeated setting would leave it to the order of
+                    // the query which one counts (and the cache key sorts them).
+                    let once = |list: &mut Vec<(String, String)>, name: &str| {
+                        if list.iter().any(|(n, _)| n == name) {
+                            return Err(bad(other, "given more than once; give one value"));
+                        }
+                        list.push((name.to_string(), v.clone()));
+                        Ok(())
+                    };
                     if let Some(name) = other.strip_prefix("set.") {
-                        q.settings.push((name.to_string(), v.clone()));
+                        once(&mut q.settings, name)?;
                     } else if let Some(name) = other.strip_prefix("param.") {
-                        q.parameters.push((name.to_string(), v.clone()));
+                        once(&mut q.parameters, name)?;
                     } else {
                         return Err(bad(
                             other,
@@ -217,6 +226,26 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn a_setting_or_parameter_given_twice_is_refused_in_either_order() {
+        for values in [["5", "60"], ["60", "5"]] {
+            for key in ["set.deal_forgotten_days", "param.metric"] {
+                let err = Query::parse(&pairs(&[(key, values[0]), (key, values[1])])).unwrap_err();
+                assert_eq!(err.name, key);
+                assert_eq!(err.message, "given more than once; give one value");
+            }
+        }
+        // Different settings, and repeated filters, are fine.
+        let q = Query::parse(&pairs(&[
+            ("set.a", "1"),
+            ("set.b", "2"),
+            ("employee", "3"),
+            ("employee", "3,4"),
+        ]))
+        .unwrap();
+        assert_eq!(q.canonical(), "employee=3,4&set.a=1&set.b=2");
     }
 
     #[test]
