@@ -193,3 +193,23 @@ fn money_parser_edges() {
         999_999_999_999_999_999
     );
 }
+
+/// Only "nothing there" is an absent table; a folder that cannot be looked into (here a
+/// file where the folder should be; on a server, a folder without permission) is an
+/// error naming the path, never an empty table.
+#[test]
+fn an_unreadable_place_is_an_error_not_an_absent_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = read_table(dir.path(), "deals").unwrap();
+    assert!(!missing.present);
+    assert_eq!(DatasetInfo::read(dir.path()).unwrap(), None);
+    let not_a_folder = dir.path().join("data");
+    std::fs::write(&not_a_folder, "").unwrap();
+    let err = read_table(&not_a_folder, "deals").unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!("{}/deals.csv: ", not_a_folder.display())),
+        "{err}"
+    );
+    let err = DatasetInfo::read(&not_a_folder).unwrap_err().to_string();
+    assert!(err.contains("dataset.yaml: "), "{err}");
+}

@@ -58,6 +58,16 @@ fn io<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(std::io::Error) -> 
     }
 }
 
+/// True when nothing is at `path`; any other failure to look (no permission) is an error,
+/// so an unreadable table never passes for an absent, empty one.
+fn absent(path: &Path) -> Result<bool, StoreError> {
+    match std::fs::metadata(path) {
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(io(path, "looking at")(e)),
+    }
+}
+
 /// What a snapshot holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -100,7 +110,7 @@ impl Snapshot {
             ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
         };
         let path = self.table_path(table);
-        if !path.exists() {
+        if absent(&path)? {
             return Ok(None);
         }
         let parquet = |message: String| StoreError::Parquet {
@@ -130,7 +140,7 @@ impl Snapshot {
     /// a table the snapshot lacks is empty with the canonical schema.
     pub fn read(&self, table: &str) -> Result<(SchemaRef, Vec<RecordBatch>), StoreError> {
         let path = self.table_path(table);
-        if !path.exists() {
+        if absent(&path)? {
             return match svodka_schema::table(table) {
                 Some(t) => Ok((t.schema(), vec![])),
                 None => Err(StoreError::Schema {
