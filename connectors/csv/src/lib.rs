@@ -89,20 +89,6 @@ pub fn table_path(dir: &Path, table: &str) -> PathBuf {
     dir.join(format!("{table}.csv"))
 }
 
-/// True when nothing is at `path`. Anything else that stops a look at it (no permission
-/// on the folder, a file where a folder should be) is an error, never "absent": data that
-/// cannot be read must not pass for empty data.
-fn absent(path: &Path) -> Result<bool, CsvError> {
-    match std::fs::metadata(path) {
-        Ok(_) => Ok(false),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-        Err(source) => Err(CsvError::Io {
-            file: path.to_path_buf(),
-            source,
-        }),
-    }
-}
-
 /// Reads canonical table `table` from `dir`. An absent file yields an empty table with
 /// `present = false`, so that optional inputs (plans, 1C) may be left out; callers
 /// report that to the user.
@@ -110,7 +96,13 @@ pub fn read_table(dir: &Path, table: &str) -> Result<LoadedTable, CsvError> {
     let canonical =
         svodka_schema::table(table).ok_or_else(|| CsvError::UnknownTable(table.into()))?;
     let path = table_path(dir, table);
-    if absent(&path)? {
+    // Only "nothing there" is an absent table: a place that cannot be looked at (no
+    // permission) is an error, so unreadable data never passes for empty data.
+    let io = |source| CsvError::Io {
+        file: path.clone(),
+        source,
+    };
+    if !path.try_exists().map_err(io)? {
         let schema = canonical.schema();
         return Ok(LoadedTable {
             batches: vec![],
@@ -119,10 +111,7 @@ pub fn read_table(dir: &Path, table: &str) -> Result<LoadedTable, CsvError> {
             present: false,
         });
     }
-    let file = File::open(&path).map_err(|source| CsvError::Io {
-        file: path.clone(),
-        source,
-    })?;
+    let file = File::open(&path).map_err(io)?;
     read_from(file, &path, canonical)
 }
 
@@ -310,7 +299,11 @@ impl DatasetInfo {
     /// Reads `dir/dataset.yaml`; Ok(None) when the folder has none.
     pub fn read(dir: &Path) -> Result<Option<DatasetInfo>, CsvError> {
         let path = dir.join(DATASET_FILE);
-        if absent(&path)? {
+        let exists = path.try_exists().map_err(|source| CsvError::Io {
+            file: path.clone(),
+            source,
+        })?;
+        if !exists {
             return Ok(None);
         }
         let text = std::fs::read_to_string(&path).map_err(|source| CsvError::Io {

@@ -332,7 +332,7 @@ pub async fn run(
     materialize(&p.compiler, catalog, report, &p.blocks, "", &mut timings).await?;
     for &i in &p.blocks {
         if let Some(shift) = report.spec.blocks[i].compare {
-            p.variants.note_reader(&p.compiler.shifted(shift), i);
+            p.variants.noting(i, || p.compiler.shifted(shift));
         }
     }
     for (variant, blocks) in p.variants.readers() {

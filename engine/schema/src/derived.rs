@@ -1,4 +1,4 @@
-//! Columns the engine adds to a canonical table when it stores or loads it, computed once
+//! A column the engine adds to a canonical table when it stores or loads it, computed once
 //! from the table's own rows so that no run has to: for each row, when the same entity
 //! changed next. A run for any `as_of` reads "the latest row before `as_of`" as a filter
 //! (`changed_at < as_of_end and (next_changed_at is null or next_changed_at >= as_of_end)`)
@@ -25,28 +25,29 @@ pub struct NextColumn {
     pub of: &'static str,
 }
 
-/// The derived columns of a table (empty for most).
-pub fn derived_columns(table: &str) -> &'static [NextColumn] {
+/// The derived column of a table, if it has one (the table is stored sorted by its
+/// partition and order, so a table has at most one).
+pub fn derived_column(table: &str) -> Option<&'static NextColumn> {
     match table {
-        "stage_history" => &[NextColumn {
+        "stage_history" => Some(&NextColumn {
             name: "next_changed_at",
             partition: &["entity", "entity_id"],
             order: &["changed_at"],
             of: "changed_at",
-        }],
-        "activities" => &[NextColumn {
+        }),
+        "activities" => Some(&NextColumn {
             name: "next_created_at",
             partition: &["owner_type", "owner_id"],
             order: &["created_at", "id"],
             of: "created_at",
-        }],
-        _ => &[],
+        }),
+        _ => None,
     }
 }
 
-/// True when a schema carries every derived column of its table.
+/// True when a schema carries its table's derived column (or the table has none).
 pub fn has_derived(table: &str, schema: &Schema) -> bool {
-    derived_columns(table).iter().all(|d| {
+    derived_column(table).is_none_or(|d| {
         schema
             .field_with_name(d.name)
             .is_ok_and(|f| f.data_type() == &crate::timestamp_type())
@@ -55,9 +56,9 @@ pub fn has_derived(table: &str, schema: &Schema) -> bool {
 
 /// The indices of a schema's columns that are not derived ones: the table as delivered.
 pub fn delivered_columns(table: &str, schema: &Schema) -> Vec<usize> {
-    let derived = derived_columns(table);
+    let derived = derived_column(table).map(|d| d.name);
     (0..schema.fields().len())
-        .filter(|i| derived.iter().all(|d| schema.field(*i).name() != d.name))
+        .filter(|i| Some(schema.field(*i).name().as_str()) != derived)
         .collect()
 }
 
@@ -65,33 +66,59 @@ pub fn delivered_columns(table: &str, schema: &Schema) -> Vec<usize> {
 /// spread over every core.
 const BATCH_ROWS: usize = 64 * 1024;
 
-/// A checked table with its derived columns (re)computed and appended, its rows sorted by
-/// the partition and order of the first derived column (so that a Parquet file of it
-/// keeps each entity's rows together and its row-group statistics prune). Tables without
-/// derived columns come back as they are.
+/// A checked table with its derived column (re)computed and appended, its rows sorted by
+/// that column's partition and order (so that a Parquet file of it keeps each entity's
+/// rows together and its row-group statistics prune). Tables without a derived column
+/// come back as they are.
 pub fn derive(
     table: &str,
     schema: SchemaRef,
     batches: Vec<RecordBatch>,
 ) -> Result<(SchemaRef, Vec<RecordBatch>), ArrowError> {
-    let derived = derived_columns(table);
-    let Some(first) = derived.first() else {
+    let Some(d) = derived_column(table) else {
         return Ok((schema, batches));
     };
-    // A delivered column of a derived name is replaced, never trusted.
+    // A delivered column of the derived name is replaced, never trusted.
     let kept = delivered_columns(table, &schema);
-    let base = Arc::new(schema.project(&kept)?);
     let all = concat_batches(&schema, &batches)?.project(&kept)?;
     drop(batches);
-    let order = sorted_order(&all, first)?;
-    let sorted = take_record_batch(&all, &order)?;
+    // Sorted by partition, then order; a stable sort keeps delivered order on ties.
+    let partition = rows(&all, d.partition)?;
+    let order = rows(&all, d.order)?;
+    let mut indices: Vec<u32> = (0..all.num_rows() as u32).collect();
+    indices.sort_by(|&a, &b| {
+        let (a, b) = (a as usize, b as usize);
+        partition
+            .row(a)
+            .cmp(&partition.row(b))
+            .then_with(|| order.row(a).cmp(&order.row(b)))
+    });
+    let of = column(&all, d.of)?;
+    let of = of
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .ok_or_else(|| ArrowError::SchemaError(format!("column `{}` is not a timestamp", d.of)))?;
+    let next: TimestampMicrosecondArray = indices
+        .iter()
+        .zip(indices.iter().skip(1).map(Some).chain([None]))
+        .map(|(&i, following)| {
+            following
+                .map(|&j| j as usize)
+                .filter(|&j| partition.row(i as usize) == partition.row(j))
+                .and_then(|j| of.is_valid(j).then(|| of.value(j)))
+        })
+        .collect();
+    let sorted = take_record_batch(&all, &arrow::array::UInt32Array::from(indices))?;
     drop(all);
-    let mut fields: Vec<Field> = base.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> = sorted
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(d.name, crate::timestamp_type(), true));
     let mut columns: Vec<ArrayRef> = sorted.columns().to_vec();
-    for d in derived {
-        fields.push(Field::new(d.name, crate::timestamp_type(), true));
-        columns.push(next_values(&sorted, d)?);
-    }
+    columns.push(Arc::new(next.with_timezone("UTC")));
     let out = Arc::new(Schema::new(fields));
     let whole = RecordBatch::try_new(out.clone(), columns)?;
     let batches = (0..whole.num_rows())
@@ -101,7 +128,8 @@ pub fn derive(
     Ok((out, batches))
 }
 
-fn converter(batch: &RecordBatch, names: &[&str]) -> Result<arrow::row::Rows, ArrowError> {
+/// The named columns of a batch in Arrow's comparable row format.
+fn rows(batch: &RecordBatch, names: &[&str]) -> Result<arrow::row::Rows, ArrowError> {
     let columns = names
         .iter()
         .map(|n| column(batch, n))
@@ -120,43 +148,6 @@ fn column(batch: &RecordBatch, name: &str) -> Result<ArrayRef, ArrowError> {
         .column_by_name(name)
         .cloned()
         .ok_or_else(|| ArrowError::SchemaError(format!("column `{name}` is missing")))
-}
-
-/// Row indices sorted by partition, then order; a stable sort keeps delivered order on ties.
-fn sorted_order(
-    batch: &RecordBatch,
-    by: &NextColumn,
-) -> Result<arrow::array::UInt32Array, ArrowError> {
-    let partition = converter(batch, by.partition)?;
-    let order = converter(batch, by.order)?;
-    let mut indices: Vec<u32> = (0..batch.num_rows() as u32).collect();
-    indices.sort_by(|a, b| {
-        let (a, b) = (*a as usize, *b as usize);
-        partition
-            .row(a)
-            .cmp(&partition.row(b))
-            .then_with(|| order.row(a).cmp(&order.row(b)))
-    });
-    Ok(indices.into())
-}
-
-/// `of` of the next row of the same partition, for rows in the order of `d`.
-fn next_values(sorted: &RecordBatch, d: &NextColumn) -> Result<ArrayRef, ArrowError> {
-    let partition = converter(sorted, d.partition)?;
-    let of = column(sorted, d.of)?;
-    let of = of
-        .as_any()
-        .downcast_ref::<TimestampMicrosecondArray>()
-        .ok_or_else(|| ArrowError::SchemaError(format!("column `{}` is not a timestamp", d.of)))?;
-    let n = sorted.num_rows();
-    let next: TimestampMicrosecondArray = (0..n)
-        .map(|i| {
-            (i + 1 < n && partition.row(i) == partition.row(i + 1))
-                .then(|| of.is_valid(i + 1).then(|| of.value(i + 1)))
-                .flatten()
-        })
-        .collect();
-    Ok(Arc::new(next.with_timezone("UTC")))
 }
 
 #[cfg(test)]
@@ -190,7 +181,7 @@ mod tests {
         (schema, vec![a, b])
     }
 
-    fn rows(batches: &[RecordBatch]) -> Vec<(String, i64, i64, Option<i64>)> {
+    fn lines(batches: &[RecordBatch]) -> Vec<(String, i64, i64, Option<i64>)> {
         let mut out = Vec::new();
         for b in batches {
             let e = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
@@ -230,7 +221,7 @@ mod tests {
         assert_eq!(out.field(3).name(), "next_changed_at");
         assert!(has_derived("stage_history", &out));
         assert_eq!(
-            rows(&batches),
+            lines(&batches),
             vec![
                 ("deal".into(), 1, 20, None),
                 ("deal".into(), 2, 10, Some(20)),
@@ -246,7 +237,7 @@ mod tests {
         let (schema, batches) = history(&[("deal", 1, 10), ("deal", 1, 10), ("deal", 1, 5)]);
         let (_, batches) = derive("stage_history", schema, batches).unwrap();
         assert_eq!(
-            rows(&batches),
+            lines(&batches),
             vec![
                 ("deal".into(), 1, 5, Some(10)),
                 ("deal".into(), 1, 10, Some(10)),
@@ -262,7 +253,7 @@ mod tests {
         let (again, batches) = derive("stage_history", schema.clone(), batches).unwrap();
         assert_eq!(again, schema);
         assert_eq!(
-            rows(&batches),
+            lines(&batches),
             vec![
                 ("deal".into(), 1, 10, Some(20)),
                 ("deal".into(), 1, 20, None)

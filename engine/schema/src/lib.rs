@@ -5,7 +5,7 @@ pub mod builder;
 pub mod derived;
 
 pub use builder::{ColumnBuilder, TableBuilder, Value};
-pub use derived::{derive, derived_columns, has_derived};
+pub use derived::{derive, derived_column, has_derived};
 
 use std::sync::Arc;
 
@@ -415,15 +415,13 @@ pub fn check_batch(
 }
 
 /// True when a delivered schema fits the canonical table as it is: it passes
-/// `check_schema`, lacks no canonical column (so `complete` has nothing to add) and carries
-/// the table's derived columns (so `derive` has nothing to compute). Other tables always
-/// fit.
+/// `check_schema` and lacks no canonical column, so `complete` has nothing to add. Other
+/// tables always fit.
 pub fn fits_whole(table_name: &str, delivered: &Schema) -> bool {
     match table(table_name) {
         None => true,
         Some(t) => {
             check_schema(table_name, delivered).is_ok()
-                && has_derived(table_name, delivered)
                 && t.columns
                     .iter()
                     .all(|c| delivered.field_with_name(c.name).is_ok())

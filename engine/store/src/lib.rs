@@ -58,16 +58,6 @@ fn io<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(std::io::Error) -> 
     }
 }
 
-/// True when nothing is at `path`; any other failure to look (no permission) is an error,
-/// so an unreadable table never passes for an absent, empty one.
-fn absent(path: &Path) -> Result<bool, StoreError> {
-    match std::fs::metadata(path) {
-        Ok(_) => Ok(false),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-        Err(e) => Err(io(path, "looking at")(e)),
-    }
-}
-
 /// What a snapshot holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -98,7 +88,8 @@ impl Snapshot {
     }
 
     /// A table as a Parquet scan (only the columns and row groups a plan needs are read),
-    /// when its file fits the canonical schema whole (`svodka_schema::fits_whole`);
+    /// when its file fits the canonical schema whole (`svodka_schema::fits_whole`) with its
+    /// derived column (`svodka_schema::has_derived`);
     /// `None` when the snapshot lacks the table or it must be checked and completed in
     /// memory (`read`).
     pub fn scan(
@@ -110,7 +101,8 @@ impl Snapshot {
             ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
         };
         let path = self.table_path(table);
-        if absent(&path)? {
+        // An unreadable table is an error, never an absent (empty) one.
+        if !path.try_exists().map_err(io(&path, "looking at"))? {
             return Ok(None);
         }
         let parquet = |message: String| StoreError::Parquet {
@@ -122,7 +114,10 @@ impl Snapshot {
             .map_err(|e| parquet(e.to_string()))?
             .schema()
             .clone();
-        if !svodka_schema::fits_whole(table, &schema) {
+        // Scanned only as the engine reads it: whole, and with its derived column (a
+        // snapshot written before there was one is read and derived in memory).
+        if !svodka_schema::fits_whole(table, &schema) || !svodka_schema::has_derived(table, &schema)
+        {
             return Ok(None);
         }
         let url =
@@ -140,7 +135,8 @@ impl Snapshot {
     /// a table the snapshot lacks is empty with the canonical schema.
     pub fn read(&self, table: &str) -> Result<(SchemaRef, Vec<RecordBatch>), StoreError> {
         let path = self.table_path(table);
-        if absent(&path)? {
+        // An unreadable table is an error, never an absent (empty) one.
+        if !path.try_exists().map_err(io(&path, "looking at"))? {
             return match svodka_schema::table(table) {
                 Some(t) => Ok((t.schema(), vec![])),
                 None => Err(StoreError::Schema {

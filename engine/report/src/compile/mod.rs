@@ -134,35 +134,22 @@ struct Noting {
 }
 
 impl<'a> Variants<'a> {
-    /// Notes that `block` reads the variant at `index`.
-    fn note(&self, index: usize, block: Option<usize>) {
+    /// Notes that the block being compiled, if any, reads the variant at `index`.
+    fn note(&self, index: usize) {
         let mut noting = self.noting.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(b) = block.or(noting.block)
+        if let Some(b) = noting.block
             && !noting.read.contains(&(index, b))
         {
             noting.read.push((index, b));
         }
     }
 
-    /// Compiles with `block` noted as the reader of every variant asked for meanwhile.
-    fn noting<T>(&self, block: usize, compile: impl FnOnce() -> T) -> T {
+    /// Runs `compile` with `block` noted as the reader of every variant asked for meanwhile.
+    pub fn noting<T>(&self, block: usize, compile: impl FnOnce() -> T) -> T {
         self.noting.lock().unwrap_or_else(|e| e.into_inner()).block = Some(block);
         let out = compile();
         self.noting.lock().unwrap_or_else(|e| e.into_inner()).block = None;
         out
-    }
-
-    /// Notes that `block` reads `compiler` (one of these variants).
-    pub fn note_reader(&self, compiler: &Arc<Compiler<'a>>, block: usize) {
-        let index = self
-            .made
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .position(|(_, c)| Arc::ptr_eq(c, compiler));
-        if let Some(index) = index {
-            self.note(index, Some(block));
-        }
     }
 
     /// Every variant made so far with the blocks noted as reading it.
@@ -318,7 +305,7 @@ impl<'a> Compiler<'a> {
                 }
             }
         };
-        variants.note(index, None);
+        variants.note(index);
         compiler
     }
 
