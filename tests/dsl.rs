@@ -264,3 +264,28 @@ fn an_expression_of_thousands_of_terms_is_refused_not_a_crash() {
     );
     ok(&["check", path.to_str().unwrap()]);
 }
+
+/// A model column without `expr` must name a column it has; one with `expr` must not
+/// take a name it has unless it says `replace: true`. Both point at the column's key.
+#[test]
+fn a_model_column_names_a_new_column_or_labels_an_existing_one() {
+    for (column, expected) in [
+        (
+            "titel: { label: X }",
+            "m.yaml:4:3: model `m`: `titel` has no `expr` and is not a column of `deals`",
+        ),
+        (
+            "amount: amount * 2",
+            "m.yaml:4:3: model `m`: `amount` is already a column of the source or a join; give the derived column another name, or say `replace: true`",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "m.yaml",
+            &format!("model: m\nfrom: deals\ncolumns:\n  {column}\nmeasures:\n  n: count(*)\n"),
+        );
+        let err = fails(&["check", dir.path().to_str().unwrap()]);
+        assert!(err.contains(expected), "{err}");
+    }
+}

@@ -415,33 +415,25 @@ impl<'a> Compiler<'a> {
             .collect();
         for (name, spec) in model.spec.columns.iter().filter(|(n, _)| wanted(n)) {
             let path = join("columns", name);
-            if spec.expr.is_none() && !existing.contains(name) {
-                return Err(Diagnostic {
+            // A problem with the column itself points at its key.
+            let at_key = |message: String| -> ReportError {
+                Diagnostic {
                     pos: src.key_pos(&path),
-                    ..Diagnostic::at(
-                        src,
-                        &path,
-                        format!("model `{}`", model.spec.model),
-                        format!(
-                            "`{name}` has no `expr` and is not a column of `{}`{}",
-                            model.spec.from,
-                            did_you_mean(name, existing.iter().map(String::as_str))
-                        ),
-                    )
+                    ..Diagnostic::at(src, &path, format!("model `{}`", model.spec.model), message)
                 }
-                .into());
+                .into()
+            };
+            if spec.expr.is_none() && !existing.contains(name) {
+                return Err(at_key(format!(
+                    "`{name}` has no `expr` and is not a column of `{}`{}",
+                    model.spec.from,
+                    did_you_mean(name, existing.iter().map(String::as_str))
+                )));
             }
             if spec.expr.is_some() && existing.contains(name) && !spec.replace {
-                return Err(Diagnostic {
-                    pos: src.key_pos(&path),
-                    ..Diagnostic::at(
-                        src,
-                        &path,
-                        format!("model `{}`", model.spec.model),
-                        format!("`{name}` is already a column of the source or a join; give the derived column another name, or say `replace: true`"),
-                    )
-                }
-                .into());
+                return Err(at_key(format!(
+                    "`{name}` is already a column of the source or a join; give the derived column another name, or say `replace: true`"
+                )));
             }
         }
         for (name, _) in &derived {
