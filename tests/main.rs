@@ -6,6 +6,7 @@ mod bitrix24;
 mod browser;
 mod cli;
 mod clients;
+mod cluster;
 mod dsl;
 mod forgotten;
 mod html;

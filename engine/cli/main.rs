@@ -58,6 +58,46 @@ enum Command {
     /// Connector plugins.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// A cluster that runs reports over big stores: its scheduler, executors and status.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Run the scheduler: executors register with it, runs with --cluster send plans to it.
+    Scheduler {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        bind: std::net::SocketAddr,
+    },
+    /// Run an executor: it registers with the scheduler and runs the tasks it is given.
+    Executor {
+        /// The scheduler's HOST:PORT.
+        #[arg(long, value_name = "HOST:PORT")]
+        scheduler: String,
+        /// The address to listen on, as the scheduler and other executors reach it.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Port other executors and runs fetch results from (Arrow Flight).
+        #[arg(long, default_value_t = 50051)]
+        port: u16,
+        /// Port the scheduler sends tasks to.
+        #[arg(long, default_value_t = 50052)]
+        grpc_port: u16,
+        /// Folder for intermediate results; default: a temporary one.
+        #[arg(long, value_name = "DIR")]
+        work_dir: Option<PathBuf>,
+        /// Tasks at once; default: the machine's cores.
+        #[arg(long, value_name = "N")]
+        concurrent_tasks: Option<usize>,
+    },
+    /// List the executors registered with a scheduler and their task slots.
+    Status {
+        /// The scheduler's HOST:PORT.
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:50050")]
+        scheduler: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -111,6 +151,10 @@ struct ServeArgs {
     /// Memory a report's sorts, joins and aggregates may hold, in MiB.
     #[arg(long, default_value_t = 4096)]
     memory_mib: usize,
+    /// Run every client's reports on the cluster whose scheduler is at HOST:PORT (their
+    /// data must be snapshot stores on paths every executor reads).
+    #[arg(long, value_name = "HOST:PORT")]
+    cluster: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -228,6 +272,10 @@ struct RunArgs {
     /// Print where the time went (loading, models, blocks) to standard error.
     #[arg(long)]
     timings: bool,
+    /// Run the blocks' plans on the cluster whose scheduler is at HOST:PORT (the data
+    /// must be a snapshot store on a path every executor reads).
+    #[arg(long, value_name = "HOST:PORT")]
+    cluster: Option<String>,
 }
 
 #[derive(Args)]
@@ -297,6 +345,7 @@ async fn main() {
     let result = match cli.command {
         Command::Demo(a) => demo(a),
         Command::Run(a) => run(a, clock).await,
+        Command::Cluster(c) => cluster(c).await,
         Command::List(a) => list(a),
         Command::Explain(a) => explain(a, clock).await,
         Command::Check(a) => check(a).await,
@@ -431,6 +480,7 @@ fn request(
         parameters: key_values("--param", &p.param)?,
         block,
         memory_limit: None,
+        engine: svodka_report::Engine::Local,
     })
 }
 
@@ -455,7 +505,10 @@ async fn run(a: RunArgs, clock: svodka_csv::Clock) -> Result<()> {
         }
     };
     let (tables, info) = data::open(&dir)?;
-    let req = request(&a.report, &a.params, a.block.clone(), info.as_ref(), clock)?;
+    let mut req = request(&a.report, &a.params, a.block.clone(), info.as_ref(), clock)?;
+    if let Some(addr) = &a.cluster {
+        req.engine = cluster_engine(addr)?;
+    }
     let result = svodka_report::run(&catalog, &tables, &req).await?;
     if a.timings {
         for (step, secs) in &result.timings {
@@ -508,6 +561,73 @@ async fn run(a: RunArgs, clock: svodka_csv::Clock) -> Result<()> {
     Ok(())
 }
 
+/// The engine of a run on the cluster whose scheduler is at `addr`.
+fn cluster_engine(addr: &str) -> Result<svodka_report::Engine> {
+    let cluster = svodka_cluster::Cluster::at(addr, "--cluster")?;
+    Ok(svodka_report::Engine::Remote(std::sync::Arc::new(cluster)))
+}
+
+async fn cluster(command: ClusterCommand) -> Result<()> {
+    svodka_cluster::logging::init()?;
+    match command {
+        ClusterCommand::Scheduler { bind } => {
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("listening on {bind}"))?;
+            eprintln!(
+                "scheduler of Svodka {} listening on {} (Ctrl-C stops it)",
+                svodka_cluster::handshake::VERSION,
+                listener.local_addr()?
+            );
+            let stop = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            svodka_cluster::scheduler::serve(listener, stop).await?;
+        }
+        ClusterCommand::Executor {
+            scheduler,
+            host,
+            port,
+            grpc_port,
+            work_dir,
+            concurrent_tasks,
+        } => {
+            eprintln!(
+                "executor of Svodka {} on {host}:{port} (tasks on {grpc_port}), scheduler {scheduler}",
+                svodka_cluster::handshake::VERSION
+            );
+            svodka_cluster::executor::run(svodka_cluster::executor::ExecutorOptions {
+                scheduler,
+                bind_host: host,
+                port,
+                grpc_port,
+                work_dir,
+                concurrent_tasks,
+            })
+            .await?;
+        }
+        ClusterCommand::Status { scheduler } => {
+            let executors =
+                tokio::task::spawn_blocking(move || svodka_cluster::status(&scheduler)).await??;
+            println!("executor\taddress\ttask port\tslots\tlast heartbeat\tversion");
+            for e in &executors {
+                let heartbeat = e
+                    .last_heartbeat_unix
+                    .and_then(|s| chrono::DateTime::from_timestamp(s as i64, 0))
+                    .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                    .unwrap_or_else(|| "-".into());
+                println!(
+                    "{}\t{}:{}\t{}\t{}\t{}\t{}",
+                    e.id, e.host, e.port, e.grpc_port, e.slots, heartbeat, e.version
+                );
+            }
+            let slots: u32 = executors.iter().map(|e| e.slots).sum();
+            eprintln!("{} executor(s), {slots} task slot(s)", executors.len());
+        }
+    }
+    Ok(())
+}
+
 async fn serve(a: ServeArgs, clock: svodka_csv::Clock) -> Result<()> {
     let limits = svodka_service::Limits {
         timeout: std::time::Duration::from_secs(a.timeout),
@@ -526,6 +646,9 @@ async fn serve(a: ServeArgs, clock: svodka_csv::Clock) -> Result<()> {
         svodka_service::Service::load(config, limits)?
     };
     service.clock = clock;
+    if let Some(addr) = &a.cluster {
+        service.engine = cluster_engine(addr)?;
+    }
     let listener = tokio::net::TcpListener::bind(a.addr)
         .await
         .with_context(|| format!("listening on {}", a.addr))?;

@@ -81,6 +81,17 @@ pub enum ReportError {
     /// A table could not be supplied by the data source.
     #[error("table `{table}`: {message}")]
     Table { table: String, message: String },
+    /// The engine a run was sent to (a cluster) could not take it.
+    #[error("{engine}: {message}")]
+    Remote { engine: String, message: String },
+    /// A table a run reads cannot be read where the run executes (a CSV folder's rows held
+    /// in this process, sent to a cluster).
+    #[error("table `{table}` cannot be read by {engine}: {reason}")]
+    NotShippable {
+        table: String,
+        engine: String,
+        reason: String,
+    },
     /// DataFusion failed while planning or running a block.
     #[error("report `{report}`, block `{block}`: {source}")]
     Execution {

@@ -26,6 +26,40 @@ pub fn udfs(tz: Tz) -> Vec<ScalarUDF> {
     ]
 }
 
+/// What a plan shipped to another process must carry for one of these functions to mean
+/// the same there: `"<name>"` for the ones without a time zone, `"<name>@<zone>"` for the
+/// others. None for a function that is not the report language's.
+pub fn definition(udf: &ScalarUDF) -> Option<String> {
+    let inner: &dyn std::any::Any = udf.inner().as_ref();
+    let tz = if let Some(f) = inner.downcast_ref::<LocalDate>() {
+        Some(f.tz)
+    } else if let Some(f) = inner.downcast_ref::<DaysBetween>() {
+        Some(f.tz)
+    } else if let Some(f) = inner.downcast_ref::<PeriodStart>() {
+        Some(f.tz)
+    } else if inner.is::<Bucket>() {
+        None
+    } else {
+        return None;
+    };
+    Some(match tz {
+        Some(tz) => format!("{}@{}", udf.name(), tz.name()),
+        None => udf.name().to_string(),
+    })
+}
+
+/// The function a [`definition`] describes; None for a text that is not one.
+pub fn from_definition(text: &str) -> Option<ScalarUDF> {
+    let (name, zone) = match text.split_once('@') {
+        Some((name, zone)) => (name, Some(zone.parse::<Tz>().ok()?)),
+        None => (text, None),
+    };
+    let tz = zone.unwrap_or(Tz::UTC);
+    let udf = udfs(tz).into_iter().find(|f| f.name() == name)?;
+    // A zone given to a function without one, or none to one that needs it, is no definition.
+    (definition(&udf)? == text).then_some(udf)
+}
+
 /// `bucket(x, bounds)`: the label of the range of ascending `bounds` that holds `x` —
 /// `≤30`, `31–90`, `91–180`, `>180` for bounds [30, 90, 180] — and `bucket_index(x,
 /// bounds)`, its position (0, 1, …), for sorting.
@@ -291,5 +325,42 @@ fn to_local_days(array: &ArrayRef, days: &mut LocalDays) -> Result<Date32Array> 
             .map(|v| v.map(|micros| days.days(micros)))
             .collect()),
         other => exec_err!("expected a date or a timestamp, got {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_definition_names_the_function_and_its_zone_and_gives_it_back() {
+        let tz: Tz = "Asia/Vladivostok".parse().unwrap();
+        let texts: Vec<String> = udfs(tz).iter().map(|f| definition(f).unwrap()).collect();
+        assert_eq!(
+            texts,
+            [
+                "local_date@Asia/Vladivostok",
+                "days_between@Asia/Vladivostok",
+                "period_start@Asia/Vladivostok",
+                "bucket",
+                "bucket_index"
+            ]
+        );
+        for (f, text) in udfs(tz).iter().zip(&texts) {
+            let back = from_definition(text).unwrap();
+            assert!(&back == f, "{text}");
+        }
+        for bad in [
+            "local_date",
+            "local_date@Mars/Base",
+            "bucket@UTC",
+            "upper",
+            "",
+            "@",
+        ] {
+            assert!(from_definition(bad).is_none(), "{bad}");
+        }
+        let upper = datafusion::functions::string::upper();
+        assert_eq!(definition(&upper), None);
     }
 }

@@ -33,6 +33,38 @@ pub struct RunRequest {
     /// Bytes the run's sorts, joins and aggregates may hold; beyond it the run fails with
     /// a resources error instead of exhausting the process. None: unbounded.
     pub memory_limit: Option<usize>,
+    /// Where the plans execute.
+    pub engine: Engine,
+}
+
+/// Where a run's plans execute.
+#[derive(Debug, Clone, Default)]
+pub enum Engine {
+    /// In this process: the models that blocks share are computed once and kept in memory
+    /// for the run.
+    #[default]
+    Local,
+    /// On another engine (a cluster). Nothing held in this process's memory can be shipped
+    /// there, so every block's plan goes whole, its models inlined, and every table must be
+    /// a Parquet scan (a snapshot store on a path that engine reads).
+    Remote(Arc<dyn RemoteEngine>),
+}
+
+/// An engine that executes plans elsewhere.
+pub trait RemoteEngine: std::fmt::Debug + Send + Sync {
+    /// Where it is, for messages: "the cluster at host:7170".
+    fn describe(&self) -> String;
+    /// The run's session, made to execute its plans there.
+    fn upgrade(
+        &self,
+        state: datafusion::execution::SessionState,
+    ) -> Result<datafusion::execution::SessionState, String>;
+}
+
+impl Engine {
+    fn is_local(&self) -> bool {
+        matches!(self, Engine::Local)
+    }
 }
 
 /// A DataFusion session with the report language's functions for time zone `tz`, its
@@ -265,6 +297,15 @@ fn prepare<'a>(
         ],
     };
     let state = session(req.params.timezone, req.memory_limit).state();
+    let state = match &req.engine {
+        Engine::Local => state,
+        Engine::Remote(remote) => remote
+            .upgrade(state)
+            .map_err(|message| ReportError::Remote {
+                engine: remote.describe(),
+                message,
+            })?,
+    };
     let mut compiler = Compiler::new(
         catalog,
         source,
@@ -323,13 +364,27 @@ pub async fn run(
     let p = prepare(catalog, source, req)?;
     let report = &p.report;
     let mut timings = Stopwatch::start();
-    source.prefetch(&tables_of(catalog, report))?;
+    let tables = tables_of(catalog, report);
+    source.prefetch(&tables)?;
+    if let Engine::Remote(remote) = &req.engine {
+        check_shippable(source, &tables, remote.as_ref())?;
+    }
     timings.lap("load tables".into());
     // Compiling the blocks for the run's own period notes which other periods they read
     // (a measure's `shift`, a block's own month); blocks compared with another period
     // (`compare`) read it too. Each such period's models are then computed once, for all
     // the blocks that read them.
-    materialize(&p.compiler, catalog, report, &p.blocks, "", &mut timings).await?;
+    let local = req.engine.is_local();
+    materialize(
+        &p.compiler,
+        catalog,
+        report,
+        &p.blocks,
+        local,
+        "",
+        &mut timings,
+    )
+    .await?;
     for &i in &p.blocks {
         if let Some(shift) = report.spec.blocks[i].compare {
             p.variants.noting(i, || p.compiler.shifted(shift));
@@ -341,7 +396,16 @@ pub async fn run(
         }
         let v = variant.params();
         let label = format!(" ({}…{}, as of {})", v.from, v.to, v.as_of);
-        materialize(&variant, catalog, report, &blocks, &label, &mut timings).await?;
+        materialize(
+            &variant,
+            catalog,
+            report,
+            &blocks,
+            local,
+            &label,
+            &mut timings,
+        )
+        .await?;
     }
     // Every block compiles before any runs: a bad definition fails fast and whole.
     let compiled: Vec<(usize, CompiledBlock)> = p
@@ -441,16 +505,45 @@ impl Stopwatch {
     }
 }
 
+/// On a remote engine every table must be a Parquet scan: rows held in this process
+/// cannot be shipped, and a plan that reads them would fail there with a codec error.
+fn check_shippable(
+    source: &dyn TableSource,
+    tables: &[String],
+    remote: &dyn RemoteEngine,
+) -> Result<(), ReportError> {
+    use datafusion::datasource::empty::EmptyTable;
+    use datafusion::datasource::listing::ListingTable;
+    for name in tables {
+        let provider = source.table(name)?;
+        let any: &dyn std::any::Any = provider.as_ref();
+        if !any.is::<ListingTable>() && !any.is::<EmptyTable>() {
+            return Err(ReportError::NotShippable {
+                table: name.clone(),
+                engine: remote.describe(),
+                reason: "its rows are held in this process (a CSV folder, a plugin, or a \
+                         store table written by an older version): import the data into a \
+                         snapshot store on a path every executor reads (`svodka store \
+                         import`, or sync it again) and run over that store"
+                    .into(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Computes the models `blocks` read, once, in memory, for `compiler`, with only the
 /// columns those blocks read: each model is narrowed to them (its joins that bring none
 /// of them left out), then the models that two or more models read and that the narrowed
 /// ones still reach (the per-entity activity facts, say) are computed, then the narrowed
-/// models over them. Each step's time goes to `timings`, labelled with `label`.
+/// models over them. Each step's time goes to `timings`, labelled with `label`. Not
+/// `local`: the models are only narrowed, and stay plans inlined in every block's plan.
 async fn materialize(
     compiler: &Compiler<'_>,
     catalog: &Catalog,
     report: &Report,
     blocks: &[usize],
+    local: bool,
     label: &str,
     timings: &mut Stopwatch,
 ) -> Result<(), ReportError> {
@@ -468,6 +561,9 @@ async fn materialize(
         compiler.narrow(m, columns);
     }
     compiler.forget_frames_except(&[]);
+    if !local {
+        return Ok(());
+    }
     // Which models the narrowed ones still read.
     let mut reached: Vec<String> = Vec::new();
     for m in &read {
@@ -759,6 +855,7 @@ pub async fn check(catalog: &Catalog) -> Result<(), ReportError> {
             parameters: vec![],
             block: None,
             memory_limit: None,
+            engine: Engine::Local,
         };
         collect(check_report(catalog, &empty, &req).await);
     }

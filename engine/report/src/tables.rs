@@ -8,6 +8,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
+use datafusion::datasource::empty::EmptyTable;
 
 use crate::error::ReportError;
 
@@ -135,6 +136,16 @@ impl TableSource for LazyTables {
                 table: name.to_string(),
                 message: e.to_string(),
             })?;
+        // An absent or empty table is a plan that reads nothing, which also goes to a
+        // cluster as it is (rows held in memory do not).
+        if batches.iter().all(|b| b.num_rows() == 0) {
+            let table: Arc<dyn TableProvider> = Arc::new(EmptyTable::new(schema));
+            self.cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name.to_string(), table.clone());
+            return Ok(table);
+        }
         let mut partitions = vec![Vec::new(); self.partitions];
         for (i, batch) in batches.into_iter().enumerate() {
             partitions[i % self.partitions].push(batch);

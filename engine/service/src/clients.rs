@@ -48,6 +48,10 @@ pub struct ClientConfig {
     /// The client's 1C, for `svodka sync --client` (docs/onec.md).
     #[serde(default)]
     pub onec: Option<svodka_onec::config::Config>,
+    /// The scheduler (`HOST:PORT`) of the cluster this client's reports run on; default:
+    /// the service's (`serve --cluster`), else in the service's process.
+    #[serde(default)]
+    pub cluster: Option<String>,
 }
 
 impl ClientConfig {
@@ -71,7 +75,19 @@ impl ClientConfig {
                 });
             }
         }
+        if let Some(addr) = &config.cluster {
+            svodka_cluster::Cluster::at(addr, "cluster:").map_err(|e| ServiceError::Config {
+                file: file.clone(),
+                message: e.to_string(),
+            })?;
+        }
         Ok(config)
+    }
+
+    /// Where this client's reports run, when `cluster:` names a scheduler.
+    pub fn engine(&self) -> Option<svodka_report::Engine> {
+        let cluster = svodka_cluster::Cluster::at(self.cluster.as_deref()?, "cluster:").ok()?;
+        Some(svodka_report::Engine::Remote(Arc::new(cluster)))
     }
 }
 

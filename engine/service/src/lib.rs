@@ -87,6 +87,8 @@ pub struct Service {
     /// "Now": the default period of a data set without a snapshot day, a page's time of
     /// generation.
     pub clock: svodka_csv::Clock,
+    /// Where reports run: in this process, or on a cluster (`serve --cluster`).
+    pub engine: svodka_report::Engine,
 }
 
 impl Service {
@@ -132,6 +134,7 @@ impl Service {
             open: true,
             bitrix24: None,
             onec: None,
+            cluster: None,
         };
         // No client folder: definitions are the shipped ones.
         let client = Client::new(
@@ -153,6 +156,7 @@ impl Service {
             sessions: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
             clock: svodka_csv::Clock::System,
+            engine: svodka_report::Engine::Local,
         }
     }
 

@@ -137,6 +137,7 @@ impl Query {
         block: Option<String>,
         memory_limit: Option<usize>,
         clock: svodka_csv::Clock,
+        engine: svodka_report::Engine,
     ) -> Result<RunRequest, svodka_report::ReportError> {
         let data = client.data();
         let tz_name = client
@@ -170,6 +171,7 @@ impl Query {
             parameters: self.parameters.clone(),
             block,
             memory_limit,
+            engine,
         })
     }
 

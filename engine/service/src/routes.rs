@@ -287,7 +287,14 @@ async fn answer(
         }
         None => {
             s.metrics.cache_misses.fetch_add(1, Relaxed);
-            let req = match q.request(client, id, block.clone(), Some(s.limits.memory), s.clock) {
+            let req = match q.request(
+                client,
+                id,
+                block.clone(),
+                Some(s.limits.memory),
+                s.clock,
+                client.config.engine().unwrap_or_else(|| s.engine.clone()),
+            ) {
                 Ok(r) => r,
                 Err(e) => return run_error(s, e),
             };
@@ -373,6 +380,7 @@ fn run_error(s: &Service, e: ReportError) -> Response {
                 format!("the report needs more memory than a request may take: {e}"),
             )
         }
+        ReportError::Remote { .. } => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         _ => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

@@ -165,26 +165,45 @@ impl<'a> Compiler<'a> {
             .map(|(c, t)| arrow::datatypes::Field::new(c, crate::settings::arrow_type(*t), true))
             .collect();
         let schema = Arc::new(arrow::datatypes::Schema::new(fields));
+        // The rows are literals in the plan (not a table in memory), so the plan can be
+        // shipped as it is; no rows is an empty table of the same columns.
         let build = || -> datafusion::error::Result<DataFrame> {
-            let mut arrays = Vec::new();
-            for (k, (_, t)) in rows.columns.iter().enumerate() {
-                let ty = crate::settings::arrow_type(*t);
-                let values: Vec<ScalarValue> = rows
-                    .rows
-                    .iter()
-                    .map(|r| r[k].scalar().expect("cells are scalars").cast_to(&ty))
-                    .collect::<datafusion::error::Result<_>>()?;
-                arrays.push(if values.is_empty() {
-                    arrow::array::new_empty_array(&ty)
-                } else {
-                    ScalarValue::iter_to_array(values)?
-                });
-            }
-            let batch = arrow::record_batch::RecordBatch::try_new(schema.clone(), arrays)?;
-            let table =
-                datafusion::datasource::MemTable::try_new(schema.clone(), vec![vec![batch]])?;
-            let plan = LogicalPlanBuilder::scan(name, provider_as_source(Arc::new(table)), None)?
-                .build()?;
+            let types: Vec<_> = rows
+                .columns
+                .iter()
+                .map(|(_, t)| crate::settings::arrow_type(*t))
+                .collect();
+            let values: Vec<Vec<Expr>> = rows
+                .rows
+                .iter()
+                .map(|r| {
+                    r.iter()
+                        .zip(&types)
+                        .map(|(cell, ty)| {
+                            Ok(datafusion::prelude::lit(
+                                cell.scalar().expect("cells are scalars").cast_to(ty)?,
+                            ))
+                        })
+                        .collect::<datafusion::error::Result<Vec<Expr>>>()
+                })
+                .collect::<datafusion::error::Result<_>>()?;
+            let plan = if values.is_empty() {
+                let table = datafusion::datasource::empty::EmptyTable::new(schema.clone());
+                LogicalPlanBuilder::scan(name, provider_as_source(Arc::new(table)), None)?
+                    .build()?
+            } else {
+                let df_schema = Arc::new(DFSchema::try_from(schema.clone())?);
+                let values = LogicalPlanBuilder::values_with_schema(values, &df_schema)?;
+                // VALUES names its columns column1, column2, …: give them the setting's.
+                let named: Vec<Expr> = values
+                    .schema()
+                    .columns()
+                    .into_iter()
+                    .zip(schema.fields())
+                    .map(|(c, f)| Expr::Column(c).alias(f.name()))
+                    .collect();
+                values.project(named)?.alias(name)?.build()?
+            };
             Ok(DataFrame::new(self.state.clone(), plan))
         };
         build().map_err(|e| df_error(src, path, context, e))

@@ -1,0 +1,161 @@
+//! `svodka cluster scheduler`: Ballista's scheduler with Svodka's codecs, behind the
+//! version gate, and a status page listing the executors (`GET /svodka/executors`).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
+use ballista_scheduler::cluster::BallistaCluster;
+use ballista_scheduler::config::SchedulerConfig;
+use ballista_scheduler::scheduler_process::create_scheduler;
+use ballista_scheduler::scheduler_server::SchedulerServer;
+use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
+use tokio::net::TcpListener;
+
+use crate::client::ExecutorStatus;
+use crate::{ClusterError, codec, handshake};
+
+type Server = SchedulerServer<LogicalPlanNode, PhysicalPlanNode>;
+
+/// The path of the status page.
+pub const STATUS_PATH: &str = "/svodka/executors";
+
+/// Serves a scheduler on `listener` until `shutdown` completes. Executors reach it at the
+/// listener's address; runs submit their plans there.
+pub async fn serve(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ClusterError> {
+    let addr = listener.local_addr().map_err(|source| ClusterError::Io {
+        what: "the scheduler's address".into(),
+        source,
+    })?;
+    let ballista = |message: String| ClusterError::Ballista {
+        role: "scheduler",
+        message,
+    };
+    let (logical, physical) = codec::codecs();
+    let config = SchedulerConfig {
+        bind_host: addr.ip().to_string(),
+        bind_port: addr.port(),
+        external_host: addr.ip().to_string(),
+        override_logical_codec: Some(logical),
+        override_physical_codec: Some(physical),
+        ..SchedulerConfig::default()
+    };
+    let config = Arc::new(config);
+    let cluster = BallistaCluster::new_from_config(&config)
+        .await
+        .map_err(|e| ballista(e.to_string()))?;
+    let scheduler: Server = create_scheduler(cluster, config.clone())
+        .await
+        .map_err(|e| ballista(e.to_string()))?;
+    let grpc = SchedulerGrpcServer::new(scheduler.clone())
+        .max_encoding_message_size(config.grpc_server_max_encoding_message_size as usize)
+        .max_decoding_message_size(config.grpc_server_max_decoding_message_size as usize);
+    let mut routes = tonic::service::RoutesBuilder::default();
+    routes.add_service(grpc);
+    let app = routes
+        .routes()
+        .into_axum_router()
+        .route(STATUS_PATH, get(executors).with_state(Arc::new(scheduler)))
+        .layer(axum::middleware::from_fn(handshake::gate));
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(|source| ClusterError::Io {
+        what: format!("serving the scheduler on {addr}"),
+        source,
+    })
+}
+
+/// The registered executors with their slots and last heartbeat.
+async fn executors(State(scheduler): State<Arc<Server>>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let state = match scheduler.state.executor_manager.get_executors_state().await {
+        Ok(s) => s,
+        Err(e) => {
+            return (http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+        }
+    };
+    let mut list: Vec<ExecutorStatus> = state
+        .into_iter()
+        .map(|(meta, heartbeat, _)| ExecutorStatus {
+            id: meta.id,
+            host: meta.host,
+            port: meta.port,
+            grpc_port: meta.grpc_port,
+            slots: meta.specification.vcores,
+            last_heartbeat_unix: heartbeat.map(|d| d.as_secs()),
+            version: handshake::VERSION.to_string(),
+        })
+        .collect();
+    list.sort_by(|a, b| (&a.host, a.port).cmp(&(&b.host, b.port)));
+    axum::Json(list).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use ballista_core::serde::protobuf::GetJobStatusParams;
+    use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+
+    /// A gRPC client of the scheduler at `addr` that introduces itself as `agent`.
+    async fn client(
+        addr: std::net::SocketAddr,
+        agent: &str,
+    ) -> SchedulerGrpcClient<tonic::transport::Channel> {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .user_agent(agent)
+            .unwrap();
+        SchedulerGrpcClient::new(endpoint.connect().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_peer_of_another_version_is_turned_away_by_a_real_scheduler() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(super::serve(listener, async {
+            let _ = stopped.await;
+        }));
+        let ask = || GetJobStatusParams {
+            job_id: "no-such-job".into(),
+        };
+        let refused = client(addr, "svodka/0.0.1")
+            .await
+            .get_job_status(ask())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+        assert!(
+            refused.message().contains("Svodka 0.0.1")
+                && refused
+                    .message()
+                    .contains(&format!("Svodka {}", crate::handshake::VERSION)),
+            "{}",
+            refused.message()
+        );
+        let foreign = client(addr, "ballista-cli/55")
+            .await
+            .get_job_status(ask())
+            .await;
+        assert_eq!(foreign.unwrap_err().code(), tonic::Code::FailedPrecondition);
+        // The same version passes the gate and reaches the scheduler.
+        let ours = client(addr, &crate::handshake::agent())
+            .await
+            .get_job_status(ask())
+            .await;
+        if let Err(e) = &ours {
+            assert_ne!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+        }
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+}
