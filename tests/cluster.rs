@@ -308,12 +308,12 @@ fn what_cannot_be_shipped_is_refused_with_the_way_out() {
 fn an_executor_killed_mid_run_never_gives_a_wrong_number() {
     let (_demo, store) = demo_store("3000");
     let mut cluster = LocalCluster::start(2);
-    let local = run_json("sales_dynamics", store.path(), None);
+    let local = run_json("sales_plan", store.path(), None);
     let out_file = store.path().join("remote.json");
     let mut run = svodka_command()
         .args([
             "run",
-            "sales_dynamics",
+            "sales_plan",
             "--data",
             store.path().to_str().unwrap(),
             "--from",
@@ -324,25 +324,30 @@ fn an_executor_killed_mid_run_never_gives_a_wrong_number() {
             &cluster.scheduler,
             "--out",
             out_file.to_str().unwrap(),
+            "--timeout",
+            "45",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
-    let victim = cluster.executors.remove(0);
-    drop(victim);
-    let (status, err) = wait_with_timeout(&mut run, Duration::from_secs(300));
+    // sales_plan runs for seconds on this store: the executor dies in the middle.
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(cluster.executors.remove(0));
+    let (status, err) = wait_with_timeout(&mut run, Duration::from_secs(120));
     if status.success() {
         assert!(
             std::fs::read_to_string(&out_file).unwrap() == local,
             "a run that lost an executor must give the same result or fail"
         );
     } else {
+        // Failed naming the report, or stalled (Ballista 55 does not always recover a job
+        // that lost an executor) and gave up at --timeout: never a number.
         assert!(
-            err.contains("sales_dynamics") && !err.contains("panicked"),
+            err.contains("sales_plan") && !err.contains("panicked"),
             "{err}"
         );
+        assert!(!out_file.exists(), "a failed run writes no result");
     }
 }
 

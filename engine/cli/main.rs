@@ -272,6 +272,10 @@ struct RunArgs {
     /// Print where the time went (loading, models, blocks) to standard error.
     #[arg(long)]
     timings: bool,
+    /// Give up after this many seconds (default: no limit; on a cluster, 3600, since a
+    /// job that lost an executor can stall there instead of failing).
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<u64>,
     /// Run the blocks' plans on the cluster whose scheduler is at HOST:PORT (the data
     /// must be a snapshot store on a path every executor reads).
     #[arg(long, value_name = "HOST:PORT")]
@@ -509,7 +513,29 @@ async fn run(a: RunArgs, clock: svodka_csv::Clock) -> Result<()> {
     if let Some(addr) = &a.cluster {
         req.engine = cluster_engine(addr)?;
     }
-    let result = svodka_report::run(&catalog, &tables, &req).await?;
+    let limit = a
+        .timeout
+        .or(a.cluster.as_ref().map(|_| 3600))
+        .map(std::time::Duration::from_secs);
+    let running = svodka_report::run(&catalog, &tables, &req);
+    let result = match limit {
+        None => running.await?,
+        Some(limit) => match tokio::time::timeout(limit, running).await {
+            Ok(result) => result?,
+            Err(_) => bail!(
+                "report `{}` did not finish within {} s{}",
+                a.report,
+                limit.as_secs(),
+                match &a.cluster {
+                    Some(c) => format!(
+                        " on the cluster at {c} (an executor may have been lost; \
+                         `svodka cluster status` lists the live ones)"
+                    ),
+                    None => String::new(),
+                }
+            ),
+        },
+    };
     if a.timings {
         for (step, secs) in &result.timings {
             eprintln!("{secs:>8.3}s  {step}");
