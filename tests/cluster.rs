@@ -123,16 +123,6 @@ fn wait_for(mut ready: impl FnMut() -> bool, what: &str) {
     }
 }
 
-fn demo_store(deals: &str) -> (tempfile::TempDir, tempfile::TempDir) {
-    let demo = tempfile::tempdir().unwrap();
-    let d = demo.path().to_str().unwrap();
-    ok(&["demo", "--out", d, "--deals", deals]);
-    let store = tempfile::tempdir().unwrap();
-    let s = store.path().to_str().unwrap();
-    ok(&["store", "import", "--data", d, "--store", s]);
-    (demo, store)
-}
-
 fn run_json(report: &str, store: &Path, cluster: Option<&str>) -> String {
     let mut args = vec![
         "run",
@@ -152,7 +142,7 @@ fn run_json(report: &str, store: &Path, cluster: Option<&str>) -> String {
 
 #[test]
 fn every_report_on_a_two_executor_cluster_equals_the_local_run_byte_for_byte() {
-    let (_demo, store) = demo_store("1500");
+    let (_demo, store) = crate::util::demo_and_store("1500");
     let cluster = LocalCluster::start(2);
     let status = cluster.status_lines();
     assert_eq!(status.len(), 2, "{status:?}");
@@ -252,15 +242,7 @@ fn what_cannot_be_shipped_is_refused_with_the_way_out() {
     let d = demo.path().to_str().unwrap();
     ok(&["demo", "--out", d, "--deals", "200"]);
     std::fs::remove_file(demo.path().join("onec_sales.csv")).unwrap();
-    let store = tempfile::tempdir().unwrap();
-    ok(&[
-        "store",
-        "import",
-        "--data",
-        d,
-        "--store",
-        store.path().to_str().unwrap(),
-    ]);
+    let store = crate::util::import_store(demo.path());
     let local = run_json("clients", store.path(), None);
     assert!(local == run_json("clients", store.path(), Some(&cluster.scheduler)));
     let err = fails(&[
@@ -306,7 +288,7 @@ fn what_cannot_be_shipped_is_refused_with_the_way_out() {
 
 #[test]
 fn an_executor_killed_mid_run_never_gives_a_wrong_number() {
-    let (_demo, store) = demo_store("3000");
+    let (_demo, store) = crate::util::demo_and_store("3000");
     let mut cluster = LocalCluster::start(2);
     let local = run_json("sales_plan", store.path(), None);
     let out_file = store.path().join("remote.json");

@@ -114,26 +114,9 @@ fn an_earlier_as_of_sees_the_history_as_it_stood_on_the_store_and_on_csv() {
     }
 }
 
-/// A demo data set of 1 500 deals (CSV) and a store it was imported into.
-fn demo_and_store() -> (tempfile::TempDir, tempfile::TempDir) {
-    let demo = tempfile::tempdir().unwrap();
-    let d = demo.path().to_str().unwrap();
-    ok(&["demo", "--out", d, "--deals", "1500"]);
-    let store = tempfile::tempdir().unwrap();
-    ok(&[
-        "store",
-        "import",
-        "--data",
-        d,
-        "--store",
-        store.path().to_str().unwrap(),
-    ]);
-    (demo, store)
-}
-
 #[test]
 fn demo_data_through_the_store() {
-    let (demo, store) = demo_and_store();
+    let (demo, store) = crate::util::demo_and_store("1500");
     let (d, s) = (
         demo.path().to_str().unwrap(),
         store.path().to_str().unwrap(),
@@ -196,7 +179,7 @@ fn a_big_csv_folder_says_once_that_a_store_is_faster() {
 /// key, on a store (derived columns read from Parquet) and on CSV (derived in memory).
 #[test]
 fn declared_model_keys_name_one_row_on_demo_data() {
-    let (demo, store) = demo_and_store();
+    let (demo, store) = crate::util::demo_and_store("1500");
     let (d, s) = (
         demo.path().to_str().unwrap(),
         store.path().to_str().unwrap(),

@@ -211,3 +211,32 @@ pub fn store_lines(store: &Path, table: &str) -> Vec<String> {
             .1,
     )
 }
+
+/// The demo data set of `deals` deals and a store imported from it (both kept while the
+/// returned folders live).
+pub fn demo_and_store(deals: &str) -> (tempfile::TempDir, tempfile::TempDir) {
+    let demo = tempfile::tempdir().unwrap();
+    ok(&[
+        "demo",
+        "--out",
+        demo.path().to_str().unwrap(),
+        "--deals",
+        deals,
+    ]);
+    let store = import_store(demo.path());
+    (demo, store)
+}
+
+/// A new store with the tables of the data folder `data` imported.
+pub fn import_store(data: &Path) -> tempfile::TempDir {
+    let store = tempfile::tempdir().unwrap();
+    ok(&[
+        "store",
+        "import",
+        "--data",
+        data.to_str().unwrap(),
+        "--store",
+        store.path().to_str().unwrap(),
+    ]);
+    store
+}

@@ -16,15 +16,36 @@ use datafusion::physical_plan::{ExecutionPlan, PhysicalExpr};
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 
-/// A function's definition as bytes in a plan, if it is one of the report language's.
-fn encode(node: &ScalarUDF, buf: &mut Vec<u8>) {
-    if let Some(text) = svodka_report::functions::definition(node) {
-        buf.extend_from_slice(text.as_bytes());
+/// Writes a function's definition into a plan when it is one of the report language's;
+/// any other goes to `inner` (Ballista's codec).
+fn encode_udf(
+    node: &ScalarUDF,
+    buf: &mut Vec<u8>,
+    inner: impl FnOnce(&mut Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    match svodka_report::functions::definition(node) {
+        Some(text) => {
+            buf.extend_from_slice(text.as_bytes());
+            Ok(())
+        }
+        None => inner(buf),
     }
 }
 
-/// The function a plan names, from its definition when it has one of ours.
-fn decode(name: &str, buf: &[u8]) -> Option<Arc<ScalarUDF>> {
+/// The function a plan names: from its definition when it is one of ours, else `inner`.
+fn decode_udf(
+    name: &str,
+    buf: &[u8],
+    inner: impl FnOnce() -> Result<Arc<ScalarUDF>>,
+) -> Result<Arc<ScalarUDF>> {
+    match ours(name, buf) {
+        Some(udf) => Ok(udf),
+        None => inner(),
+    }
+}
+
+/// One of the report language's functions, if `buf` defines it under `name`.
+fn ours(name: &str, buf: &[u8]) -> Option<Arc<ScalarUDF>> {
     let text = std::str::from_utf8(buf).ok()?;
     let udf = svodka_report::functions::from_definition(text)?;
     (udf.name() == name).then(|| Arc::new(udf))
@@ -81,17 +102,10 @@ impl LogicalExtensionCodec for LogicalCodec {
         self.inner.try_encode_file_format(buf, node)
     }
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        match decode(name, buf) {
-            Some(udf) => Ok(udf),
-            None => self.inner.try_decode_udf(name, buf),
-        }
+        decode_udf(name, buf, || self.inner.try_decode_udf(name, buf))
     }
     fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
-        encode(node, buf);
-        if buf.is_empty() {
-            self.inner.try_encode_udf(node, buf)?;
-        }
-        Ok(())
+        encode_udf(node, buf, |buf| self.inner.try_encode_udf(node, buf))
     }
     fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
         self.inner.try_decode_udaf(name, buf)
@@ -132,17 +146,10 @@ impl PhysicalExtensionCodec for PhysicalCodec {
         self.inner.try_encode(node, buf, proto_converter)
     }
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        match decode(name, buf) {
-            Some(udf) => Ok(udf),
-            None => self.inner.try_decode_udf(name, buf),
-        }
+        decode_udf(name, buf, || self.inner.try_decode_udf(name, buf))
     }
     fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
-        encode(node, buf);
-        if buf.is_empty() {
-            self.inner.try_encode_udf(node, buf)?;
-        }
-        Ok(())
+        encode_udf(node, buf, |buf| self.inner.try_encode_udf(node, buf))
     }
     fn try_decode_expr(
         &self,
@@ -211,6 +218,6 @@ mod tests {
             assert!(*back == f, "{}", f.name());
         }
         // A definition under another name is not taken for it.
-        assert!(decode("days_between", b"local_date@UTC").is_none());
+        assert!(ours("days_between", b"local_date@UTC").is_none());
     }
 }

@@ -75,19 +75,21 @@ impl ClientConfig {
                 });
             }
         }
-        if let Some(addr) = &config.cluster {
-            svodka_cluster::Cluster::at(addr, "cluster:").map_err(|e| ServiceError::Config {
-                file: file.clone(),
-                message: e.to_string(),
-            })?;
-        }
+        config.engine().map_err(|message| ServiceError::Config {
+            file: file.clone(),
+            message,
+        })?;
         Ok(config)
     }
 
-    /// Where this client's reports run, when `cluster:` names a scheduler.
-    pub fn engine(&self) -> Option<svodka_report::Engine> {
-        let cluster = svodka_cluster::Cluster::at(self.cluster.as_deref()?, "cluster:").ok()?;
-        Some(svodka_report::Engine::Remote(Arc::new(cluster)))
+    /// Where this client's reports run when `cluster:` names a scheduler; None: wherever
+    /// the service runs them.
+    pub fn engine(&self) -> Result<Option<svodka_report::Engine>, String> {
+        let Some(addr) = &self.cluster else {
+            return Ok(None);
+        };
+        let cluster = svodka_cluster::Cluster::at(addr, "cluster:").map_err(|e| e.to_string())?;
+        Ok(Some(svodka_report::Engine::Remote(Arc::new(cluster))))
     }
 }
 
@@ -122,6 +124,8 @@ pub struct Client {
     pub data: RwLock<Arc<Data>>,
     /// Rendered-result cache: (report, query, data version) → result.
     pub cache: Mutex<crate::cache::Cache>,
+    /// Where its reports run, from `cluster:` (resolved once); None: the service's engine.
+    pub engine: Option<svodka_report::Engine>,
 }
 
 impl Client {
@@ -139,7 +143,12 @@ impl Client {
     pub fn new(id: String, dir: &Path, config: ClientConfig) -> Result<Client, ServiceError> {
         let catalog = load_definitions(dir, &config)?;
         let data = load_data(dir, &config, 1)?;
+        let engine = config.engine().map_err(|message| ServiceError::Config {
+            file: dir.join("client.yaml"),
+            message,
+        })?;
         Ok(Client {
+            engine,
             id,
             dir: dir.to_path_buf(),
             config,

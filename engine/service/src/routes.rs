@@ -293,7 +293,7 @@ async fn answer(
                 block.clone(),
                 Some(s.limits.memory),
                 s.clock,
-                client.config.engine().unwrap_or_else(|| s.engine.clone()),
+                client.engine.clone().unwrap_or_else(|| s.engine.clone()),
             ) {
                 Ok(r) => r,
                 Err(e) => return run_error(s, e),
