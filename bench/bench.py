@@ -65,20 +65,39 @@ def svodka_binary(given):
     sys.exit("no svodka binary: build with `cargo build --release` or give --svodka")
 
 
+# Starts a command and writes its peak RSS (KiB) and wall time (s) to the file named by
+# the first argument.
+# The harness runs commands through this small process rather than forking them itself:
+# a child forked from the harness starts with the harness's own memory high-water mark
+# (DuckDB's tables live in it), and Linux reports that mark as the child's peak RSS.
+PEAK = """
+import os, sys, time
+started = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - started
+with open(sys.argv[1], "w") as f:
+    f.write(f"{usage.ru_maxrss} {seconds}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_measured(cmd, env=None):
     """Runs cmd; returns (seconds, peak RSS in MiB of that process, stdout, stderr)."""
-    started = time.perf_counter()
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - started
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r") as peak:
+        proc = subprocess.Popen([sys.executable, "-c", PEAK, peak.name, *map(str, cmd)],
+                                stdout=out, stderr=err, env=env)
+        code = proc.wait()
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
-    code = os.waitstatus_to_exitcode(status)
+        kib, seconds = (peak.read() or "0 0").split()
     if code != 0:
         sys.exit(f"{' '.join(map(str, cmd))} failed ({code}):\n{stderr.decode(errors='replace')}")
-    return seconds, usage.ru_maxrss / 1024, stdout, stderr
+    return float(seconds), int(kib) / 1024, stdout, stderr
 
 
 def prepare(svodka, args):
@@ -124,9 +143,16 @@ def local_midnight_utc(day, tz):
 def sql_blocks(report, params):
     """The setup statements and (block id, query) pairs of a report's SQL file."""
     text = (SQL / f"{report}.sql").read_text()
-    # A report's file may start from shared facts: `-- uses: common.sql`.
-    for used in re.findall(r"^-- uses: (\S+)\s*$", text, flags=re.M):
-        text = (SQL / used).read_text() + "\n" + text
+    # A report's file may start from shared facts: `-- uses: common.sql`, and from the
+    # same facts over the previous period, `-- uses: common.sql previous` (its views and
+    # tables named with `_prev`).
+    for used, variant in reversed(re.findall(r"^-- uses: (\S+)(?: (previous))?\s*$", text, flags=re.M)):
+        shared = (SQL / used).read_text()
+        if variant:
+            for name in ("period_start", "period_end", "as_of_end", "as_of"):
+                shared = shared.replace("{" + name + "}", "{prev_" + name + "}")
+        shared = shared.replace("{p}", "_prev" if variant else "")
+        text = shared + "\n" + text
     for k, v in params.items():
         text = text.replace("{" + k + "}", str(v))
     parts = re.split(r"^-- (setup|block: ([\w.]+))\s*$", text, flags=re.M)
@@ -196,6 +222,8 @@ def compare(report, svodka_json, duck):
     problems = []
     blocks = {b["id"]: b["rows"] for b in svodka_json["blocks"]}
     blocks.update({b["id"] + ".totals": [b["totals"]] for b in svodka_json["blocks"] if b.get("totals")})
+    blocks.update({b["id"] + ".previous": [b["previous"]["row"]]
+                   for b in svodka_json["blocks"] if b.get("previous")})
     for block, expected in duck.items():
         if block not in blocks:
             problems.append(f"{report}.{block}: Svodka has no such block")
@@ -242,6 +270,9 @@ def main():
         "prev_period_start": local_midnight_utc(prev_from, tz),
         "prev_period_end": local_midnight_utc(prev_to + dt.timedelta(days=1), tz),
         "prev_as_of_end": local_midnight_utc(prev_as_of + dt.timedelta(days=1), tz),
+        "prev_as_of": prev_as_of.isoformat(),
+        "prev_from_date": f"DATE '{prev_from}'",
+        "prev_to_date": f"DATE '{prev_to}'",
     })
     reports = args.reports.split(",") if args.reports else REPORTS
     runs = 1 if args.check else args.runs

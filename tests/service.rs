@@ -445,6 +445,54 @@ fn results_are_cached_until_a_refresh_and_a_broken_definition_keeps_the_last_goo
     assert!(metrics.contains("svodka_cache_hits_total 2"));
 }
 
+/// A page or workbook is rendered once per cached result and locale (rendering took
+/// longer than answering from the cache); a refresh drops them with the results.
+#[test]
+fn pages_and_workbooks_are_rendered_once_per_result_and_dropped_by_a_refresh() {
+    let dir = config();
+    let s = service(dir.path(), Limits::default());
+    let tok = Some("tok-b");
+    let held = || {
+        let metrics = call(&s, "GET", "/metrics", None).text();
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with("svodka_cache_entries "))
+            .expect("cache gauge")
+            .to_string();
+        line["svodka_cache_entries ".len()..]
+            .parse::<usize>()
+            .unwrap()
+    };
+    let page = format!("/api/reports/beta_only?{PERIOD}&format=html");
+    let first = call(&s, "GET", &page, tok);
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(
+        first.headers[header::CONTENT_TYPE],
+        "text/html; charset=utf-8"
+    );
+    assert_eq!(held(), 2, "the result and its page");
+    let again = call(&s, "GET", &page, tok);
+    assert_eq!(again.body, first.body);
+    assert_eq!(held(), 2);
+    // Another locale: the same result, another page.
+    let english = call(&s, "GET", &format!("{page}&locale=en"), tok);
+    assert_ne!(english.body, first.body);
+    assert_eq!(held(), 3);
+    let book = format!("/api/reports/beta_only?{PERIOD}&format=xlsx");
+    let xlsx = call(&s, "GET", &book, tok);
+    assert_eq!(
+        xlsx.headers[header::CONTENT_DISPOSITION],
+        "attachment; filename=\"beta_only.xlsx\""
+    );
+    assert_eq!(call(&s, "GET", &book, tok).body, xlsx.body);
+    assert_eq!(held(), 4);
+    let job = refresh(&s, tok);
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(held(), 0);
+    assert_eq!(call(&s, "GET", &page, tok).status, StatusCode::OK);
+    assert_eq!(held(), 2);
+}
+
 /// One client's report of ten thousand chained terms used to overflow the stack on
 /// refresh and abort the process for every client: now the refresh fails with its place
 /// and the previous definitions keep serving.

@@ -3,10 +3,11 @@
 -- flags. Run before each report's file. Placeholders: {period_start} {period_end}
 -- {as_of_end} (UTC instants of local midnights), {as_of} (a date), {lead_days},
 -- {deal_days}, {portal}. The session's TimeZone is the client's, so `ts::DATE` is the
--- local calendar day.
+-- local calendar day. {p} ends every name this file makes: empty, or `_prev` when a
+-- report's file uses it over the previous period (`-- uses: common.sql previous`).
 
 -- setup
-CREATE OR REPLACE TEMP VIEW act AS
+CREATE OR REPLACE TEMP VIEW act{p} AS
 SELECT owner_type AS entity, owner_id AS entity_id,
        max(created_at) AS last_activity_at,
        arg_max(kind, (created_at, id)) AS last_activity_kind,
@@ -15,7 +16,7 @@ FROM activities
 WHERE owner_type IN ('lead', 'deal') AND created_at < {as_of_end}
 GROUP BY ALL;
 
-CREATE OR REPLACE TEMP VIEW moves AS
+CREATE OR REPLACE TEMP VIEW moves{p} AS
 SELECT entity, entity_id,
        max(changed_at) AS last_stage_change_at,
        arg_max(stage_id, changed_at) AS stage_at,
@@ -24,7 +25,7 @@ FROM stage_history
 WHERE changed_at < {as_of_end}
 GROUP BY ALL;
 
-CREATE OR REPLACE TEMP VIEW d AS
+CREATE OR REPLACE TEMP VIEW d{p} AS
 SELECT d.id, d.title, d.amount, d.created_at, d.closed_at, d.semantic, d.company_id,
        d.contact_id, d.lead_id, d.pipeline_id, p.name AS pipeline, d.source_id, src.name AS source, d.assigned_id AS employee_id, u.name AS employee,
        u.department_id, dep.name AS department, st.name AS stage,
@@ -40,13 +41,13 @@ LEFT JOIN users u ON u.id = d.assigned_id
 LEFT JOIN departments dep ON dep.id = u.department_id
 LEFT JOIN pipelines p ON p.id = d.pipeline_id
 LEFT JOIN sources src ON src.id = d.source_id
-LEFT JOIN moves m ON m.entity = 'deal' AND m.entity_id = d.id
+LEFT JOIN moves{p} m ON m.entity = 'deal' AND m.entity_id = d.id
 LEFT JOIN stages st ON st.entity = 'deal'
      AND st.pipeline_id = coalesce(m.pipeline_at, d.pipeline_id)
      AND st.stage_id = coalesce(m.stage_at, d.stage_id)
-LEFT JOIN act a ON a.entity = 'deal' AND a.entity_id = d.id;
+LEFT JOIN act{p} a ON a.entity = 'deal' AND a.entity_id = d.id;
 
-CREATE OR REPLACE TEMP VIEW l AS
+CREATE OR REPLACE TEMP VIEW l{p} AS
 SELECT l.id, l.title, l.amount, l.created_at, l.closed_at, l.semantic, l.source_id,
        src.name AS source, st.sort AS stage_sort,
        l.closed_at >= {period_start} AND l.closed_at < {period_end}
@@ -60,18 +61,18 @@ SELECT l.id, l.title, l.amount, l.created_at, l.closed_at, l.semantic, l.source_
 FROM leads l
 LEFT JOIN users u ON u.id = l.assigned_id
 LEFT JOIN departments dep ON dep.id = u.department_id
-LEFT JOIN moves m ON m.entity = 'lead' AND m.entity_id = l.id
+LEFT JOIN moves{p} m ON m.entity = 'lead' AND m.entity_id = l.id
 LEFT JOIN stages st ON st.entity = 'lead' AND st.stage_id = coalesce(m.stage_at, l.status_id)
 LEFT JOIN sources src ON src.id = l.source_id
-LEFT JOIN act a ON a.entity = 'lead' AND a.entity_id = l.id;
+LEFT JOIN act{p} a ON a.entity = 'lead' AND a.entity_id = l.id;
 
-CREATE OR REPLACE TEMP TABLE df AS
+CREATE OR REPLACE TEMP TABLE df{p} AS
 SELECT *, DATE '{as_of}' - last_touch_at::DATE AS days_since_touch,
        is_open AND DATE '{as_of}' - last_touch_at::DATE >= {deal_days} AS is_forgotten
-FROM d;
+FROM d{p};
 
-CREATE OR REPLACE TEMP TABLE lf AS
+CREATE OR REPLACE TEMP TABLE lf{p} AS
 SELECT *, DATE '{as_of}' - last_touch_at::DATE AS days_since_touch,
        is_open AND DATE '{as_of}' - last_touch_at::DATE >= {lead_days} AS is_forgotten
-FROM l;
+FROM l{p};
 

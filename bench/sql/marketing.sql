@@ -1,7 +1,8 @@
--- Marketing analysis (`marketing`): the `leads_summary`, `by_source` (with totals) and
--- `source_share` blocks, written from the definitions of each number over the facts of common.sql. A
+-- Marketing analysis (`marketing`): the `leads_summary` (with the previous period it is
+-- compared with), `by_source` (with totals) and `source_share` blocks, written from the definitions of each number over the facts of common.sql. A
 -- new lead is open at `as_of` in the first lead status; a sale is a won deal from a lead.
 -- uses: common.sql
+-- uses: common.sql previous
 
 -- setup
 CREATE OR REPLACE TEMP TABLE ml AS
@@ -12,6 +13,15 @@ FROM lf;
 CREATE OR REPLACE TEMP TABLE md AS
 SELECT *, semantic = 'success' AND closed_in_period AND lead_id IS NOT NULL AS is_lead_sale
 FROM df;
+
+CREATE OR REPLACE TEMP TABLE ml_prev AS
+SELECT *, is_open AND stage_sort = (SELECT min(sort) FROM stages WHERE entity = 'lead') AS is_new,
+       closed_at::DATE - created_at::DATE AS processing_days
+FROM lf_prev;
+
+CREATE OR REPLACE TEMP TABLE md_prev AS
+SELECT *, semantic = 'success' AND closed_in_period AND lead_id IS NOT NULL AS is_lead_sale
+FROM df_prev;
 
 CREATE OR REPLACE TEMP TABLE lead_by_source AS
 SELECT source_id, source,
@@ -42,6 +52,20 @@ SELECT count(*) FILTER (WHERE created_in_period) AS received,
        (SELECT count(*) FILTER (WHERE is_lead_sale) FROM md) AS sales_count,
        (SELECT coalesce(sum(amount) FILTER (WHERE is_lead_sale), 0) FROM md) AS sales_sum
 FROM ml;
+
+-- block: leads_summary.previous
+SELECT count(*) FILTER (WHERE created_in_period) AS received,
+       count(*) FILTER (WHERE closed_in_period) AS closed,
+       count(*) FILTER (WHERE semantic = 'success' AND closed_in_period) AS quality,
+       count(*) FILTER (WHERE semantic = 'failure' AND closed_in_period) AS non_quality,
+       100.0 * count(*) FILTER (WHERE semantic = 'success' AND closed_in_period)
+             / nullif(count(*) FILTER (WHERE closed_in_period), 0) AS conversion_pct,
+       count(*) FILTER (WHERE created_in_period AND is_new) AS new,
+       count(*) FILTER (WHERE created_in_period AND is_open AND NOT is_new) AS in_work,
+       avg(processing_days) FILTER (WHERE closed_in_period) AS avg_processing_days,
+       (SELECT count(*) FILTER (WHERE is_lead_sale) FROM md_prev) AS sales_count,
+       (SELECT coalesce(sum(amount) FILTER (WHERE is_lead_sale), 0) FROM md_prev) AS sales_sum
+FROM ml_prev;
 
 -- block: by_source
 SELECT k.source_id, k.source, coalesce(l.received, 0) AS received,

@@ -1,8 +1,9 @@
--- Sales plan (`sales_plan`): the `plan_fact`, `sales` and `by_department` (with totals)
--- blocks, written from the definitions of each number over the facts of common.sql. A
+-- Sales plan (`sales_plan`): the `plan_fact` and `sales` (each with the previous period it
+-- is compared with) and `by_department` (with totals) blocks, written from the definitions of each number over the facts of common.sql. A
 -- month's plan counts for the period in proportion to its days inside it; an employee's
 -- plan counts for the employee's department, a department's own plan for itself.
 -- uses: common.sql
+-- uses: common.sql previous
 
 -- setup
 CREATE OR REPLACE TEMP TABLE plan_rows AS
@@ -22,6 +23,23 @@ SELECT *, semantic = 'success' AND closed_in_period AS is_won,
            ORDER BY closed_at, id) > 1 AS is_repeat
 FROM df;
 
+CREATE OR REPLACE TEMP TABLE plan_rows_prev AS
+SELECT coalesce(u.department_id, p.department_id) AS department_id, dep.name AS department,
+       p.plan_amount * CASE WHEN overlap <= 0 THEN 0.0 ELSE overlap * 1.0 / month_days END AS plan
+FROM (SELECT *, least(month + INTERVAL 1 MONTH - INTERVAL 1 DAY, {prev_to_date})::DATE
+                - greatest(month, {prev_from_date})::DATE + 1 AS overlap,
+             (month + INTERVAL 1 MONTH - INTERVAL 1 DAY)::DATE - month + 1 AS month_days
+      FROM plans) p
+LEFT JOIN users u ON u.id = p.employee_id
+LEFT JOIN departments dep ON dep.id = coalesce(u.department_id, p.department_id);
+
+CREATE OR REPLACE TEMP TABLE sp_prev AS
+SELECT *, semantic = 'success' AND closed_in_period AS is_won,
+       is_won AND company_id IS NOT NULL AND row_number() OVER (
+           PARTITION BY company_id, semantic = 'success' AND closed_at < {prev_as_of_end}
+           ORDER BY closed_at, id) > 1 AS is_repeat
+FROM df_prev;
+
 CREATE OR REPLACE TEMP TABLE plan_by_dep AS
 SELECT department_id, department, coalesce(sum(plan), 0) AS plan FROM plan_rows GROUP BY ALL;
 
@@ -40,6 +58,12 @@ SELECT plan, fact, 100.0 * fact / nullif(plan, 0) AS completion_pct,
 FROM (SELECT (SELECT coalesce(sum(plan), 0) FROM plan_rows) AS plan,
              (SELECT coalesce(sum(amount) FILTER (WHERE is_won), 0) FROM sp) AS fact);
 
+-- block: plan_fact.previous
+SELECT plan, fact, 100.0 * fact / nullif(plan, 0) AS completion_pct,
+       greatest(plan - fact, 0) AS remaining
+FROM (SELECT (SELECT coalesce(sum(plan), 0) FROM plan_rows_prev) AS plan,
+             (SELECT coalesce(sum(amount) FILTER (WHERE is_won), 0) FROM sp_prev) AS fact);
+
 -- block: sales
 SELECT count(*) FILTER (WHERE is_won) AS won_count,
        coalesce(sum(amount) FILTER (WHERE is_won), 0) AS won_sum,
@@ -51,6 +75,18 @@ SELECT count(*) FILTER (WHERE is_won) AS won_count,
        coalesce(sum(amount) FILTER (WHERE is_repeat), 0) AS repeat_sum,
        100.0 * count(*) FILTER (WHERE is_repeat) / nullif(count(*) FILTER (WHERE is_won), 0) AS repeat_share
 FROM sp;
+
+-- block: sales.previous
+SELECT count(*) FILTER (WHERE is_won) AS won_count,
+       coalesce(sum(amount) FILTER (WHERE is_won), 0) AS won_sum,
+       sum(amount) FILTER (WHERE is_won) / nullif(count(*) FILTER (WHERE is_won), 0) AS avg_check,
+       count(*) FILTER (WHERE is_won) - count(*) FILTER (WHERE is_repeat) AS new_count,
+       coalesce(sum(amount) FILTER (WHERE is_won), 0)
+         - coalesce(sum(amount) FILTER (WHERE is_repeat), 0) AS new_sum,
+       count(*) FILTER (WHERE is_repeat) AS repeat_count,
+       coalesce(sum(amount) FILTER (WHERE is_repeat), 0) AS repeat_sum,
+       100.0 * count(*) FILTER (WHERE is_repeat) / nullif(count(*) FILTER (WHERE is_won), 0) AS repeat_share
+FROM sp_prev;
 
 -- block: by_department
 SELECT k.department_id, k.department, coalesce(p.plan, 0) AS plan, coalesce(d.fact, 0) AS fact,

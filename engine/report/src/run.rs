@@ -557,8 +557,8 @@ async fn materialize(
         .cloned()
         .collect();
     let narrowed = columns_read(compiler, report, blocks, &read)?;
-    for (m, columns) in &narrowed {
-        compiler.narrow(m, columns);
+    for n in &narrowed {
+        compiler.narrow(&n.model, &n.columns);
     }
     compiler.forget_frames_except(&[]);
     if !local {
@@ -598,21 +598,50 @@ async fn materialize(
         timings.lap(format!("model {m}{label}"));
     }
     compiler.forget_frames_except(&kept);
-    for (m, columns) in narrowed {
-        let keep: Vec<Expr> = columns
+    for n in narrowed {
+        let m = &n.model;
+        let keep: Vec<Expr> = n
+            .columns
             .iter()
             .map(|c| Expr::Column(Column::new(Some(m.as_str()), c)))
             .collect();
-        let cached = compiler
-            .model_frame(&m, true, &mut Vec::new())?
+        let frame = compiler
+            .model_frame(m, true, &mut Vec::new())?
             .select(keep)
-            .map_err(|e| model_error(&m, e))?
-            .cache()
-            .await
-            .and_then(|d| d.alias(&m))
-            .map_err(|e| model_error(&m, e))?;
-        compiler.set_frame(&m, true, cached);
-        timings.lap(format!("model {m}{label} ({} columns)", columns.len()));
+            .and_then(|d| d.alias(m))
+            .map_err(|e| model_error(m, e))?;
+        compiler.set_frame(m, true, frame);
+        let columns = n.columns.len();
+        // A model one block reads is kept as that block reads it (its `where` applied,
+        // for the block's groupings to share), and not at all when the block reads it
+        // once: the rows then stream into the block's aggregate.
+        let what = match n.only_reader() {
+            Some(_) if n.scans.len() == 1 => {
+                timings.lap(format!("model {m}{label} ({columns} columns, streamed)"));
+                continue;
+            }
+            Some(b) => {
+                let rows = compiler
+                    .block_input(report, b, m, None)?
+                    .cache()
+                    .await
+                    .and_then(|d| d.alias(m))
+                    .map_err(|e| model_error(m, e))?;
+                compiler.set_block_input(m, b, rows);
+                format!(" for block {}", report.spec.blocks[b].id)
+            }
+            None => {
+                let rows = compiler
+                    .model_frame(m, true, &mut Vec::new())?
+                    .cache()
+                    .await
+                    .and_then(|d| d.alias(m))
+                    .map_err(|e| model_error(m, e))?;
+                compiler.set_frame(m, true, rows);
+                String::new()
+            }
+        };
+        timings.lap(format!("model {m}{label} ({columns} columns){what}"));
     }
     Ok(())
 }
@@ -627,7 +656,7 @@ fn columns_read(
     report: &Report,
     blocks: &[usize],
     models: &[String],
-) -> Result<Vec<(String, Vec<String>)>, ReportError> {
+) -> Result<Vec<Narrowed>, ReportError> {
     use datafusion::common::tree_node::TreeNodeRecursion;
     use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
     let mut real = Vec::new();
@@ -654,15 +683,16 @@ fn columns_read(
     let mut plans = Vec::new();
     for &i in blocks {
         let c = compiler.block_noting_variants(report, i)?;
-        plans.push(c.rows);
-        plans.extend(c.totals);
-        plans.extend(c.children.into_iter().map(|ch| ch.rows));
+        plans.push((i, c.rows));
+        plans.extend(c.totals.map(|t| (i, t)));
+        plans.extend(c.children.into_iter().map(|ch| (i, ch.rows)));
     }
     let mut out: std::collections::HashMap<String, std::collections::BTreeSet<String>> = models
         .iter()
         .map(|m| (m.clone(), Default::default()))
         .collect();
-    for df in plans {
+    let mut scans: std::collections::HashMap<String, Vec<usize>> = Default::default();
+    for (i, df) in plans {
         let plan = df
             .into_optimized_plan()
             .map_err(|e| execution_error(report.id(), "columns read", e))?;
@@ -676,6 +706,10 @@ fn columns_read(
                         .iter()
                         .map(|f| f.name().clone()),
                 );
+                scans
+                    .entry(scan.table_name.table().to_string())
+                    .or_default()
+                    .push(i);
             }
             Ok(TreeNodeRecursion::Continue)
         })
@@ -700,9 +734,31 @@ fn columns_read(
             cols.push(f.name().clone());
         }
         compiler.set_frame(&m, true, df);
-        narrowed.push((m, cols));
+        let scans = scans.remove(&m).unwrap_or_default();
+        narrowed.push(Narrowed {
+            model: m,
+            columns: cols,
+            scans,
+        });
     }
     Ok(narrowed)
+}
+
+/// A model the run's blocks read, as they read it.
+struct Narrowed {
+    model: String,
+    /// The columns any block reads.
+    columns: Vec<String>,
+    /// Per scan of the model in the blocks' plans, the block it is in.
+    scans: Vec<usize>,
+}
+
+impl Narrowed {
+    /// The one block that reads the model, if only one does.
+    fn only_reader(&self) -> Option<usize> {
+        let first = *self.scans.first()?;
+        self.scans.iter().all(|&b| b == first).then_some(first)
+    }
 }
 
 /// The filters the report's models accept, in first-seen order.

@@ -1,17 +1,18 @@
-//! Report results kept per client, keyed by report, canonical query and data version;
-//! bounded by entries and by the bytes of their Arrow batches, the least recently used
-//! leaving first. A refresh bumps the data version and clears the cache.
+//! What the service keeps per client between requests: report results keyed by report,
+//! canonical query and data version, and the pages and workbooks rendered from them.
+//! Bounded by entries and by bytes, the least recently used leaving first. A refresh
+//! bumps the data version and clears both.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use svodka_report::ReportResult;
 
-pub struct Cache {
+pub struct Cache<T> {
     max_entries: usize,
     max_bytes: usize,
     bytes: usize,
-    entries: VecDeque<(String, Arc<ReportResult>, usize)>,
+    entries: VecDeque<(String, T, usize)>,
 }
 
 /// The memory a result holds: its batches' buffers.
@@ -26,8 +27,8 @@ pub fn result_bytes(r: &ReportResult) -> usize {
     batches.map(|b| b.get_array_memory_size()).sum()
 }
 
-impl Cache {
-    pub fn new(max_entries: usize, max_bytes: usize) -> Cache {
+impl<T: Clone> Cache<T> {
+    pub fn new(max_entries: usize, max_bytes: usize) -> Cache<T> {
         Cache {
             max_entries,
             max_bytes,
@@ -36,7 +37,7 @@ impl Cache {
         }
     }
 
-    pub fn get(&mut self, key: &str) -> Option<Arc<ReportResult>> {
+    pub fn get(&mut self, key: &str) -> Option<T> {
         let i = self.entries.iter().position(|(k, _, _)| k == key)?;
         // Recently used entries move to the back, so the least used leave first.
         let entry = self.entries.remove(i)?;
@@ -45,9 +46,8 @@ impl Cache {
         Some(value)
     }
 
-    /// Keeps a result, unless it alone is larger than the whole cache.
-    pub fn put(&mut self, key: String, value: Arc<ReportResult>) {
-        let size = result_bytes(&value);
+    /// Keeps a value of `size` bytes, unless it alone is larger than the whole cache.
+    pub fn put(&mut self, key: String, value: T, size: usize) {
         if let Some(i) = self.entries.iter().position(|(k, _, _)| *k == key)
             && let Some((_, _, old)) = self.entries.remove(i)
         {
@@ -100,15 +100,15 @@ mod tests {
         let one = result_bytes(&result(1000));
         assert!(one >= 8000, "{one}");
         let mut c = Cache::new(3, one * 2 + one / 2);
-        c.put("a".into(), result(1000));
-        c.put("b".into(), result(1000));
+        c.put("a".into(), result(1000), one);
+        c.put("b".into(), result(1000), one);
         assert!(c.get("a").is_some()); // a is now the most recent
-        c.put("c".into(), result(1000)); // over the bytes: b leaves
+        c.put("c".into(), result(1000), one); // over the bytes: b leaves
         assert!(c.get("b").is_none());
         assert!(c.get("a").is_some() && c.get("c").is_some());
         assert_eq!(c.usage(), (2, 2 * one));
         // A result larger than the whole cache is not kept, and evicts nothing.
-        c.put("huge".into(), result(10_000));
+        c.put("huge".into(), result(10_000), result_bytes(&result(10_000)));
         assert!(c.get("huge").is_none());
         assert_eq!(c.usage().0, 2);
         c.clear();

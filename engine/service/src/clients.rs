@@ -14,6 +14,9 @@ use crate::ServiceError;
 /// The most a client's result cache holds (Arrow buffers of cached results).
 pub const CACHE_BYTES: usize = 512 << 20;
 
+/// The most a client's cache of rendered pages and workbooks holds.
+pub const PAGE_CACHE_BYTES: usize = 128 << 20;
+
 /// `client.yaml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -122,8 +125,11 @@ pub struct Client {
     /// The last catalog that loaded without errors.
     pub catalog: RwLock<Arc<Catalog>>,
     pub data: RwLock<Arc<Data>>,
-    /// Rendered-result cache: (report, query, data version) → result.
-    pub cache: Mutex<crate::cache::Cache>,
+    /// Result cache: (report, block, query, data version) → result.
+    pub cache: Mutex<crate::cache::Cache<Arc<svodka_report::ReportResult>>>,
+    /// Pages and workbooks rendered from cached results: (result key, format, locale,
+    /// live or not) → bytes. A page shows when it was first rendered.
+    pub pages: Mutex<crate::cache::Cache<axum::body::Bytes>>,
     /// Where its reports run, from `cluster:` (resolved once); None: the service's engine.
     pub engine: Option<svodka_report::Engine>,
 }
@@ -155,6 +161,7 @@ impl Client {
             catalog: RwLock::new(Arc::new(catalog)),
             data: RwLock::new(Arc::new(data)),
             cache: Mutex::new(crate::cache::Cache::new(64, CACHE_BYTES)),
+            pages: Mutex::new(crate::cache::Cache::new(64, PAGE_CACHE_BYTES)),
         })
     }
 

@@ -215,6 +215,7 @@ impl Service {
                     *client.catalog.write().expect("catalog lock") = Arc::new(catalog);
                     *client.data.write().expect("data lock") = Arc::new(data);
                     client.cache.lock().expect("cache").clear();
+                    client.pages.lock().expect("pages").clear();
                     update(&|j| {
                         j.state = "done";
                         j.progress = 100;

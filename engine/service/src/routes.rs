@@ -140,11 +140,12 @@ async fn metrics(State(s): State<Shared>) -> Response {
     let mut cached = (0usize, 0usize);
     for c in s.clients.values() {
         let (n, b) = c.cache.lock().expect("cache").usage();
-        cached = (cached.0 + n, cached.1 + b);
+        let (pn, pb) = c.pages.lock().expect("pages").usage();
+        cached = (cached.0 + n + pn, cached.1 + b + pb);
     }
     let _ = writeln!(
         out,
-        "# HELP svodka_cache_entries Report results held in the caches.\n# TYPE svodka_cache_entries gauge\nsvodka_cache_entries {}\n# HELP svodka_cache_bytes Bytes of Arrow buffers held in the caches.\n# TYPE svodka_cache_bytes gauge\nsvodka_cache_bytes {}",
+        "# HELP svodka_cache_entries Report results and rendered pages held in the caches.\n# TYPE svodka_cache_entries gauge\nsvodka_cache_entries {}\n# HELP svodka_cache_bytes Bytes held in the caches (results' Arrow buffers, pages).\n# TYPE svodka_cache_bytes gauge\nsvodka_cache_bytes {}",
         cached.0, cached.1
     );
     for (name, help, v) in [
@@ -314,7 +315,12 @@ async fn answer(
                     );
                 }
             };
-            client.cache.lock().expect("cache").put(key, result.clone());
+            let size = crate::cache::result_bytes(&result);
+            client
+                .cache
+                .lock()
+                .expect("cache")
+                .put(key.clone(), result.clone(), size);
             result
         }
     };
@@ -330,36 +336,62 @@ async fn answer(
         generated_at: s.clock.now(),
         ..Default::default()
     };
-    let rendered = match q.format.unwrap_or(default) {
-        Format::Json => {
-            svodka_render::json::ReportJson::new(&result).map(|j| Json(j).into_response())
-        }
-        Format::Html => {
-            svodka_render::html::report_html(&result, &options).map(|h| Html(h).into_response())
-        }
-        Format::Xlsx => svodka_render::xlsx::report_xlsx(&result, &options).map(|bytes| {
-            let name = match &block {
-                Some(b) => format!("{id}-{b}.xlsx"),
-                None => format!("{id}.xlsx"),
+    let format = q.format.unwrap_or(default);
+    if format == Format::Json {
+        // Written as it is serialized, from the cached batches: fast without a copy.
+        return svodka_render::json::ReportJson::new(&result)
+            .map(|j| Json(j).into_response())
+            .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
+    }
+    // A page or workbook takes longer to render than to send: rendered once per result.
+    let page_key = format!("{key}|{format:?}|{locale:?}|{live}");
+    let page = client.pages.lock().expect("pages").get(&page_key);
+    let bytes = match page {
+        Some(b) => b,
+        None => {
+            let rendered = match format {
+                Format::Html => svodka_render::html::report_html(&result, &options)
+                    .map(|h| axum::body::Bytes::from(h.into_bytes())),
+                _ => svodka_render::xlsx::report_xlsx(&result, &options).map(Into::into),
             };
-            (
-                [
-                    (
-                        header::CONTENT_TYPE,
-                        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-                            .to_string(),
-                    ),
-                    (
-                        header::CONTENT_DISPOSITION,
-                        format!("attachment; filename=\"{name}\""),
-                    ),
-                ],
-                bytes,
-            )
-                .into_response()
-        }),
+            let bytes = match rendered {
+                Ok(b) => b,
+                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            };
+            let size = bytes.len();
+            client
+                .pages
+                .lock()
+                .expect("pages")
+                .put(page_key, bytes.clone(), size);
+            bytes
+        }
     };
-    rendered.unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    if format == Format::Html {
+        return (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8".to_string())],
+            bytes,
+        )
+            .into_response();
+    }
+    let name = match &block {
+        Some(b) => format!("{id}-{b}.xlsx"),
+        None => format!("{id}.xlsx"),
+    };
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".to_string(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response()
 }
 
 fn run_error(s: &Service, e: ReportError) -> Response {

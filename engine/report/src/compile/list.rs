@@ -12,10 +12,7 @@ impl<'a> Compiler<'a> {
         let from = block.from.as_deref().unwrap_or_default();
         self.known_model(report, i, from)?;
         let model = self.catalog.models[from].clone();
-        let mut df = self.model_frame(from, true, &mut Vec::new())?;
-        if let Some(w) = &block.filter {
-            df = self.filter(df, &self.block_site(report, i, "where", None), w)?;
-        }
+        let df = self.block_input(report, i, from, None)?;
         let mut select = Vec::new();
         let mut metas = Vec::new();
         for (name, spec) in block.columns.iter() {

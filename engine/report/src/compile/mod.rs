@@ -112,6 +112,9 @@ pub struct Compiler<'a> {
     /// (`narrow`): a join that brings none of them, directly or through the model's
     /// derived columns, and cannot change the row count, is left out of the model.
     needed: Mutex<HashMap<String, HashSet<String>>>,
+    /// A block's rows of a model after the block's `where`, when the run computed them
+    /// once for all the block's groupings (`run::materialize`), by (model, block index).
+    scopes: Mutex<HashMap<(String, usize), DataFrame>>,
     /// The run's compilers for other parameters, shared (empty when the run keeps none).
     variants: std::sync::Weak<Variants<'a>>,
 }
@@ -232,6 +235,7 @@ impl<'a> Compiler<'a> {
             frames: Mutex::new(HashMap::new()),
             measures: Mutex::new(HashMap::new()),
             needed: Mutex::new(HashMap::new()),
+            scopes: Mutex::new(HashMap::new()),
             variants: std::sync::Weak::new(),
         }
     }
@@ -332,6 +336,38 @@ impl<'a> Compiler<'a> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert((model.to_string(), filtered), df);
+    }
+
+    /// From now on block `i` reads `model` as these rows (the block's `where` applied).
+    pub fn set_block_input(&self, model: &str, i: usize, df: DataFrame) {
+        self.scopes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((model.to_string(), i), df);
+    }
+
+    /// The rows of `model` block `i` reads: the model's, filtered by the block's `where`
+    /// (`what` says which model in an error), or the ones the run kept for the block.
+    pub fn block_input(
+        &self,
+        report: &Report,
+        i: usize,
+        model: &str,
+        what: Option<&str>,
+    ) -> Result<DataFrame, ReportError> {
+        if let Some(df) = self
+            .scopes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(model.to_string(), i))
+        {
+            return Ok(df.clone());
+        }
+        let df = self.model_frame(model, true, &mut Vec::new())?;
+        match &report.spec.blocks[i].filter {
+            Some(w) => self.filter(df, &self.block_site(report, i, "where", what), w),
+            None => Ok(df),
+        }
     }
 
     fn resolve(&self, site: &ExprSite, text: &str, scope: &Scope) -> Result<Resolved, Diagnostic> {

@@ -322,14 +322,7 @@ impl<'a> Compiler<'a> {
                 Some(s) => &shifted[s],
                 None => self,
             };
-            let mut df = c.model_frame(model, true, &mut Vec::new())?;
-            if let Some(w) = &block.filter {
-                df = c.filter(
-                    df,
-                    &self.block_site(report, i, "where", Some(&format!("in model `{model}`"))),
-                    w,
-                )?;
-            }
+            let mut df = c.block_input(report, i, model, Some(&format!("in model `{model}`")))?;
             // A time dimension keeps the rows whose time falls in the run's period.
             let mut time_expr = None;
             if let Some((d, time, grain)) = &time_dim {
