@@ -4,7 +4,6 @@
 //! bumps the data version and clears both.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use svodka_report::ReportResult;
 
@@ -83,6 +82,7 @@ mod tests {
     use super::*;
     use arrow::array::Int64Array;
     use arrow::record_batch::RecordBatch;
+    use std::sync::Arc;
     use svodka_report::{BlockKind, BlockResult, RunParams};
 
     fn result(rows: usize) -> Arc<ReportResult> {
