@@ -445,6 +445,39 @@ fn results_are_cached_until_a_refresh_and_a_broken_definition_keeps_the_last_goo
     assert!(metrics.contains("svodka_cache_hits_total 2"));
 }
 
+/// `open: true` (no token) is served on loopback only: on any other address the
+/// service refuses to start and names the client.
+#[test]
+fn a_client_without_tokens_is_never_served_beyond_loopback() {
+    let dir = config();
+    let yaml = dir.path().join("clients/beta/client.yaml");
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    std::fs::write(&yaml, format!("{text}open: true\n")).unwrap();
+    let s = Service::load(dir.path(), Limits::default()).unwrap();
+    for ok in ["127.0.0.1:8080", "[::1]:8080"] {
+        assert!(s.check_listen(ok.parse().unwrap()).is_ok(), "{ok}");
+    }
+    for exposed in ["0.0.0.0:8080", "192.168.1.5:80", "[::]:8080"] {
+        let e = s
+            .check_listen(exposed.parse().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("client beta needs no token"), "{e}");
+        assert!(e.contains("loopback"), "{e}");
+    }
+    // Without `open`, any address will do: every request needs a token.
+    let closed = Service::load(config().path(), Limits::default()).unwrap();
+    assert!(closed.check_listen("0.0.0.0:8080".parse().unwrap()).is_ok());
+    // Through the command line, the demo (an open client) the same.
+    let out = crate::util::svodka_command()
+        .args(["serve", "--demo", "--addr", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("client demo needs no token"), "{err}");
+}
+
 /// A page or workbook is rendered once per cached result and locale (rendering took
 /// longer than answering from the cache); a refresh drops them with the results.
 #[test]

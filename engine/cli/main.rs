@@ -660,9 +660,6 @@ async fn serve(a: ServeArgs, clock: svodka_csv::Clock) -> Result<()> {
         memory: a.memory_mib << 20,
     };
     let mut service = if a.demo {
-        if !a.addr.ip().is_loopback() {
-            bail!("--demo serves without tokens: listen on a loopback address only");
-        }
         svodka_service::Service::demo(&data::demo_dir()?, limits)?
     } else {
         let config = a
@@ -671,6 +668,7 @@ async fn serve(a: ServeArgs, clock: svodka_csv::Clock) -> Result<()> {
             .expect("clap requires --config without --demo");
         svodka_service::Service::load(config, limits)?
     };
+    service.check_listen(a.addr)?;
     service.clock = clock;
     if let Some(addr) = &a.cluster {
         service.engine = cluster_engine(addr)?;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use arrow::array::ArrayRef;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use svodka_schema::{Column, Table};
+use svodka_schema::{Column, ColumnType, Table};
 
 pub use crate::clock::Clock;
 pub use crate::parse::{
@@ -61,6 +61,18 @@ pub enum CsvError {
         column: String,
         value: String,
         problem: String,
+    },
+    /// A row repeats the key of an earlier row: it would be counted twice.
+    #[error(
+        "{file}:{line}: `{key}` {value} appears again (first at line {first}): each row of table `{table}` must appear once"
+    )]
+    DuplicateKey {
+        file: PathBuf,
+        line: u64,
+        first: u64,
+        table: String,
+        key: String,
+        value: String,
     },
     /// The table name is not canonical.
     #[error("unknown table `{0}`")]
@@ -159,6 +171,7 @@ pub fn read_from<R: Read>(
     let mut rows = 0usize;
     let mut in_batch = 0usize;
     let mut record = csv::ByteRecord::new();
+    let mut keys = Keys::new(canonical, &header);
     loop {
         match reader.read_byte_record(&mut record) {
             Ok(false) => break,
@@ -179,6 +192,15 @@ pub fn read_from<R: Read>(
                 problem,
             })?;
         }
+        keys.check(&record, line)
+            .map_err(|(first, value)| CsvError::DuplicateKey {
+                file: path.to_path_buf(),
+                line,
+                first,
+                table: canonical.name.to_string(),
+                key: canonical.key.join(", "),
+                value,
+            })?;
         rows += 1;
         in_batch += 1;
         if in_batch == BATCH_ROWS {
@@ -195,6 +217,72 @@ pub fn read_from<R: Read>(
         rows,
         present: true,
     })
+}
+
+/// The keys seen so far in a table with a key, with the line each was on.
+enum Keys {
+    /// The table has no key, or the file lacks a key column.
+    None,
+    /// One integer column (ids): compared as numbers, so `7` and `07` are one id.
+    Int(usize, std::collections::HashMap<i64, u64>),
+    /// Any other key: compared as the text of its columns.
+    Text(Vec<usize>, std::collections::HashMap<Vec<u8>, u64>),
+}
+
+impl Keys {
+    fn new(canonical: &Table, header: &[String]) -> Keys {
+        let Some(at) = canonical
+            .key
+            .iter()
+            .map(|k| header.iter().position(|h| h == k))
+            .collect::<Option<Vec<usize>>>()
+        else {
+            return Keys::None;
+        };
+        let int = |k: &str| {
+            canonical
+                .column(k)
+                .is_some_and(|c| matches!(c.ty, ColumnType::Id | ColumnType::Int))
+        };
+        match (at.as_slice(), canonical.key) {
+            ([], _) => Keys::None,
+            ([i], [k]) if int(k) => Keys::Int(*i, Default::default()),
+            _ => Keys::Text(at, Default::default()),
+        }
+    }
+
+    /// Notes the row's key; an earlier row's line and the key's text if it was seen.
+    fn check(&mut self, record: &csv::ByteRecord, line: u64) -> Result<(), (u64, String)> {
+        let text = |raw: &[u8]| String::from_utf8_lossy(raw).into_owned();
+        match self {
+            Keys::None => Ok(()),
+            Keys::Int(i, seen) => {
+                let raw = record.get(*i).unwrap_or_default();
+                // The value parsed already: only an empty one (a nullable key) is skipped.
+                let Ok(id) = text(raw).parse::<i64>() else {
+                    return Ok(());
+                };
+                match seen.insert(id, line) {
+                    Some(first) => Err((first, id.to_string())),
+                    None => Ok(()),
+                }
+            }
+            Keys::Text(at, seen) => {
+                let mut key = Vec::new();
+                let mut shown = Vec::new();
+                for &i in at.iter() {
+                    let value = text(record.get(i).unwrap_or_default());
+                    key.extend_from_slice(value.as_bytes());
+                    key.push(0);
+                    shown.push(value);
+                }
+                match seen.insert(key, line) {
+                    Some(first) => Err((first, shown.join(", "))),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
 }
 
 /// Where each output column comes from in the file.

@@ -213,3 +213,45 @@ fn an_unreadable_place_is_an_error_not_an_absent_table() {
     let err = DatasetInfo::read(&not_a_folder).unwrap_err().to_string();
     assert!(err.contains("dataset.yaml: "), "{err}");
 }
+
+/// A deal listed twice would count twice (won deals, repeat share): refused with both
+/// lines; ids compare as numbers, composite keys as their columns' text.
+#[test]
+fn a_row_that_repeats_a_key_is_refused_with_both_lines() {
+    let row = |id: &str| {
+        format!("{id},T,1,NEW,process,10,3,2024-03-05T12:34:56+03:00,,2024-03-05T09:34:56Z\n")
+    };
+    let text = format!("{DEAL_HEADER}\n{}{}{}", row("7"), row("8"), row("07"));
+    let e = read("deals", &text).unwrap_err();
+    assert!(
+        matches!(&e, CsvError::DuplicateKey { line: 4, first: 2, value, .. } if value == "7"),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "deals.csv:4: `id` 7 appears again (first at line 2): each row of table `deals` must appear once"
+    );
+    assert_eq!(
+        read("deals", &format!("{DEAL_HEADER}\n{}{}", row("7"), row("8")))
+            .unwrap()
+            .rows,
+        2
+    );
+    let stages = "entity,pipeline_id,stage_id,name,sort,semantic\n\
+                  deal,1,NEW,Новая,10,process\n\
+                  deal,2,NEW,Новая,10,process\n\
+                  lead,,NEW,Новый,10,process\n\
+                  lead,,NEW,Новый,10,process\n";
+    let e = read("stages", stages).unwrap_err().to_string();
+    assert!(
+        e.contains(
+            ":5: `entity, pipeline_id, stage_id` lead, , NEW appears again (first at line 4)"
+        ),
+        "{e}"
+    );
+    // Tables without a key take repeated rows as they come.
+    let history = "entity,entity_id,stage_id,semantic,changed_at,kind\n\
+                   deal,7,NEW,process,2024-03-05T12:00:00Z,moved\n\
+                   deal,7,NEW,process,2024-03-05T12:00:00Z,moved\n";
+    assert_eq!(read("stage_history", history).unwrap().rows, 2);
+}

@@ -32,6 +32,14 @@ pub enum ServiceError {
     /// The clients folder is unreadable or empty.
     #[error("{path}: {message}")]
     Clients { path: PathBuf, message: String },
+    /// A client that needs no token (`open: true`) would be served beyond this machine.
+    #[error(
+        "client {client} needs no token (`open: true`): anyone who reaches {addr} would read its reports. Listen on a loopback address (127.0.0.1, [::1]), or remove `open` and give the client tokens"
+    )]
+    Exposed {
+        client: String,
+        addr: std::net::SocketAddr,
+    },
 }
 
 /// Bounds on what one request may take.
@@ -174,6 +182,28 @@ impl Service {
         found
     }
 
+    /// Refuses an address beyond this machine while a client needs no token (`open: true`,
+    /// the demo).
+    pub fn check_listen(&self, addr: std::net::SocketAddr) -> Result<(), ServiceError> {
+        if addr.ip().is_loopback() {
+            return Ok(());
+        }
+        let mut open: Vec<&String> = self
+            .clients
+            .values()
+            .filter(|c| c.config.open)
+            .map(|c| &c.id)
+            .collect();
+        open.sort();
+        match open.first() {
+            Some(client) => Err(ServiceError::Exposed {
+                client: client.to_string(),
+                addr,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// The only client, when it is open (the demo): no token needed.
     pub fn open_client(&self) -> Option<Arc<Client>> {
         match self.clients.values().collect::<Vec<_>>().as_slice() {
@@ -242,6 +272,9 @@ pub async fn serve(
     service: Arc<Service>,
     listener: tokio::net::TcpListener,
 ) -> std::io::Result<()> {
+    service
+        .check_listen(listener.local_addr()?)
+        .map_err(std::io::Error::other)?;
     axum::serve(listener, router(service))
         .with_graceful_shutdown(async {
             let ctrl_c = tokio::signal::ctrl_c();
