@@ -445,6 +445,153 @@ fn results_are_cached_until_a_refresh_and_a_broken_definition_keeps_the_last_goo
     assert!(metrics.contains("svodka_cache_hits_total 2"));
 }
 
+/// Every answer tells the browser what it may do: no framing, no sniffing, no referrer,
+/// no caching of a client's figures, and pages that run only their own inline code.
+#[test]
+fn every_answer_carries_the_security_headers() {
+    let dir = config();
+    let s = service(dir.path(), Limits::default());
+    for (uri, token) in [
+        (format!("/api/reports/beta_only?{PERIOD}"), Some("tok-b")),
+        (
+            format!("/api/reports/beta_only?{PERIOD}&format=html"),
+            Some("tok-b"),
+        ),
+        ("/login".to_string(), None),
+        ("/api/reports".to_string(), None),
+        ("/nowhere".to_string(), None),
+    ] {
+        let r = call(&s, "GET", &uri, token);
+        let h = |name: header::HeaderName| {
+            r.headers
+                .get(&name)
+                .unwrap_or_else(|| panic!("{uri}: no {name}"))
+                .to_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(h(header::X_FRAME_OPTIONS), "DENY", "{uri}");
+        assert_eq!(h(header::X_CONTENT_TYPE_OPTIONS), "nosniff", "{uri}");
+        assert_eq!(h(header::REFERRER_POLICY), "no-referrer", "{uri}");
+        assert_eq!(h(header::CACHE_CONTROL), "no-store", "{uri}");
+        let csp = h(header::CONTENT_SECURITY_POLICY);
+        assert!(csp.starts_with("default-src 'none';"), "{uri}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{uri}: {csp}");
+        assert!(csp.contains("connect-src 'self'"), "{uri}: {csp}");
+    }
+}
+
+/// A page's session cookie must not act for another site: a POST whose `Origin` is not
+/// this service is refused; the service's own pages and API clients (no `Origin`) pass.
+#[test]
+fn a_refresh_from_another_site_is_refused() {
+    let dir = config();
+    let s = service(dir.path(), Limits::default());
+    let post = |origin: Option<&str>| {
+        let mut req = Request::builder()
+            .method("POST")
+            .uri("/api/refresh")
+            .header(header::HOST, "svodka.example:8080")
+            .header(header::AUTHORIZATION, "Bearer tok-b");
+        if let Some(o) = origin {
+            req = req.header(header::ORIGIN, o);
+        }
+        let router = svodka_service::router(s.clone());
+        rt().block_on(async move {
+            router
+                .oneshot(req.body(Body::empty()).unwrap())
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    for foreign in ["https://evil.example", "http://svodka.example:9090", "null"] {
+        assert_eq!(post(Some(foreign)), StatusCode::FORBIDDEN, "{foreign}");
+    }
+    assert_eq!(
+        post(Some("http://svodka.example:8080")),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(post(None), StatusCode::ACCEPTED);
+}
+
+/// One refresh per client at a time (a second request gets the running job, so
+/// concurrent refreshes neither pile up threads nor race for a data version); finished jobs
+/// and idle sessions are forgotten.
+#[test]
+fn refreshes_coalesce_and_old_jobs_and_idle_sessions_expire() {
+    use std::time::Instant;
+    use svodka_service::{JOB_KEPT, Job, SESSION_IDLE, Session};
+    let dir = config();
+    let s = service(dir.path(), Limits::default());
+    let beta = s.clients["beta"].clone();
+    let acme = s.clients["acme"].clone();
+    let long_ago = |d: Duration| {
+        Instant::now()
+            .checked_sub(d + Duration::from_secs(1))
+            .unwrap()
+    };
+    s.jobs.lock().unwrap().insert(
+        "old".into(),
+        Job {
+            id: "old".into(),
+            client: "beta".into(),
+            state: "done",
+            progress: 100,
+            message: "refreshed".into(),
+            data_version: Some(2),
+            finished: Some(long_ago(JOB_KEPT)),
+        },
+    );
+    let (first, second, other) = rt().block_on(async {
+        (
+            s.start_refresh(beta.clone()),
+            s.start_refresh(beta.clone()),
+            s.start_refresh(acme.clone()),
+        )
+    });
+    assert_eq!(first, second, "the running refresh is shared");
+    assert_ne!(first, other, "another client's refresh is its own");
+    assert!(!s.jobs.lock().unwrap().contains_key("old"));
+    // Both finish, and the data version moved by one.
+    for _ in 0..600 {
+        if s.jobs
+            .lock()
+            .unwrap()
+            .values()
+            .all(|j| j.state != "running")
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let job = s.jobs.lock().unwrap()[&first].clone();
+    assert_eq!((job.state, job.data_version), ("done", Some(2)));
+    assert_eq!(beta.data().version, 2);
+    // A session idle for longer than SESSION_IDLE no longer opens pages.
+    let live = s.start_session("beta");
+    assert_eq!(s.session_client(&live).unwrap().id, "beta");
+    s.sessions.lock().unwrap().insert(
+        "idle".into(),
+        Session {
+            client: "beta".into(),
+            last_used: long_ago(SESSION_IDLE),
+        },
+    );
+    assert!(s.session_client("idle").is_none());
+    assert!(!s.sessions.lock().unwrap().contains_key("idle"));
+    let r = call_with(
+        &s,
+        "GET",
+        "/reports/beta_only",
+        None,
+        Some("svodka_session=idle"),
+        Body::empty(),
+        None,
+    );
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "to the login form");
+}
+
 /// `open: true` (no token) is served on loopback only: on any other address the
 /// service refuses to start and names the client.
 #[test]

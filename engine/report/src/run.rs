@@ -594,10 +594,13 @@ async fn materialize(
             .and_then(|d| d.alias(&m))
             .map_err(|e| model_error(&m, e))?;
         compiler.set_frame(&m, false, cached);
+        release_freed_memory();
         kept.push((m.clone(), false));
         timings.lap(format!("model {m}{label}"));
     }
     compiler.forget_frames_except(&kept);
+    let read_by_blocks: Vec<(String, bool)> =
+        narrowed.iter().map(|n| (n.model.clone(), true)).collect();
     for n in narrowed {
         let m = &n.model;
         let keep: Vec<Expr> = n
@@ -641,9 +644,25 @@ async fn materialize(
                 String::new()
             }
         };
+        release_freed_memory();
         timings.lap(format!("model {m}{label} ({columns} columns){what}"));
     }
+    // The shared models' rows are needed no more where the models over them are kept:
+    // only the frames blocks read stay (a streamed one still holds what it reads).
+    compiler.forget_frames_except(&read_by_blocks);
     Ok(())
+}
+
+/// Hands the memory a computation freed back to the system. glibc's allocator keeps freed
+/// memory in its per-thread arenas, so without this a run's resident size only grows from
+/// model to model: each next model's joins and sorts come on top of every earlier one's
+/// garbage (`sales_dynamics` at 1 M deals: ~0.5 GB).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of the allocator's own heaps.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// The columns of each model in `models` that the run's blocks read: every block is

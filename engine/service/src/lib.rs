@@ -71,6 +71,22 @@ pub struct Job {
     pub progress: u8,
     pub message: String,
     pub data_version: Option<u64>,
+    /// When it finished: a finished job is forgotten `JOB_KEPT` later.
+    #[serde(skip)]
+    pub finished: Option<std::time::Instant>,
+}
+
+/// How long a finished refresh job can still be asked about.
+pub const JOB_KEPT: Duration = Duration::from_secs(3600);
+
+/// How long a page session lasts without a request.
+pub const SESSION_IDLE: Duration = Duration::from_secs(12 * 3600);
+
+/// A page session: whose it is and when it was last used.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub client: String,
+    pub last_used: std::time::Instant,
 }
 
 /// Request counters for `/metrics`.
@@ -89,8 +105,8 @@ pub struct Service {
     pub clients: HashMap<String, Arc<Client>>,
     pub limits: Limits,
     pub jobs: Mutex<HashMap<String, Job>>,
-    /// Session id → client id (pages).
-    pub sessions: Mutex<HashMap<String, String>>,
+    /// Session id → its client (pages); idle ones expire after `SESSION_IDLE`.
+    pub sessions: Mutex<HashMap<String, Session>>,
     pub metrics: Metrics,
     /// "Now": the default period of a data set without a snapshot day, a page's time of
     /// generation.
@@ -212,19 +228,61 @@ impl Service {
         }
     }
 
+    /// Starts a page session for `client`; returns its id. Expired sessions leave.
+    pub fn start_session(&self, client: &str) -> String {
+        let id = auth::random_id();
+        let now = std::time::Instant::now();
+        let mut sessions = self.sessions.lock().expect("sessions");
+        sessions.retain(|_, s| now.duration_since(s.last_used) < SESSION_IDLE);
+        sessions.insert(
+            id.clone(),
+            Session {
+                client: client.to_string(),
+                last_used: now,
+            },
+        );
+        id
+    }
+
+    /// The client of a live session, which counts as used now.
+    pub fn session_client(&self, id: &str) -> Option<Arc<Client>> {
+        let now = std::time::Instant::now();
+        let mut sessions = self.sessions.lock().expect("sessions");
+        let session = sessions.get_mut(id)?;
+        if now.duration_since(session.last_used) >= SESSION_IDLE {
+            sessions.remove(id);
+            return None;
+        }
+        session.last_used = now;
+        self.clients.get(&session.client).cloned()
+    }
+
     /// Reloads a client's definitions and data in the background; returns the job id.
-    /// Invalid definitions or data leave the last good ones serving.
+    /// Invalid definitions or data leave the last good ones serving. While a refresh of
+    /// the client runs, asking again returns that job: one refresh per client at a time.
     pub fn start_refresh(self: &Arc<Self>, client: Arc<Client>) -> String {
         let id = auth::random_id()[..16].to_string();
-        let job = Job {
-            id: id.clone(),
-            client: client.id.clone(),
-            state: "running",
-            progress: 0,
-            message: "reloading definitions".into(),
-            data_version: None,
-        };
-        self.jobs.lock().expect("jobs").insert(id.clone(), job);
+        {
+            let mut jobs = self.jobs.lock().expect("jobs");
+            let now = std::time::Instant::now();
+            jobs.retain(|_, j| j.finished.is_none_or(|t| now.duration_since(t) < JOB_KEPT));
+            if let Some(running) = jobs
+                .values()
+                .find(|j| j.client == client.id && j.state == "running")
+            {
+                return running.id.clone();
+            }
+            let job = Job {
+                id: id.clone(),
+                client: client.id.clone(),
+                state: "running",
+                progress: 0,
+                message: "reloading definitions".into(),
+                data_version: None,
+                finished: None,
+            };
+            jobs.insert(id.clone(), job);
+        }
         let service = self.clone();
         let job_id = id.clone();
         tokio::task::spawn_blocking(move || {
@@ -248,6 +306,7 @@ impl Service {
                     client.pages.lock().expect("pages").clear();
                     update(&|j| {
                         j.state = "done";
+                        j.finished = Some(std::time::Instant::now());
                         j.progress = 100;
                         j.message = "refreshed".into();
                         j.data_version = Some(next);
@@ -257,6 +316,7 @@ impl Service {
                     let message = format!("{e}; the previous version keeps serving");
                     update(&|j| {
                         j.state = "failed";
+                        j.finished = Some(std::time::Instant::now());
                         j.progress = 100;
                         j.message = message.clone();
                     });

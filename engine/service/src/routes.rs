@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use axum::extract::{Form, MatchedPath, Path, Query as RawPairs, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::{Next, from_fn_with_state};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -36,8 +36,40 @@ pub fn router(service: Shared) -> Router {
         .route("/", get(index))
         .route("/login", get(login_page).post(login))
         .route("/reports/{id}", get(report_page))
+        .layer(from_fn(security_headers))
         .layer(from_fn_with_state(service.clone(), record))
         .with_state(service)
+}
+
+/// What a browser may do with any answer: pages run only their own inline script and
+/// style and talk only to this service; nothing is framed, sniffed, sent as a referrer or
+/// kept in a cache (answers hold a client's figures).
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
+     style-src 'unsafe-inline'; img-src data:; connect-src 'self'; form-action 'self'; \
+     frame-ancestors 'none'; base-uri 'none'";
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    ] {
+        headers.insert(name, value);
+    }
+    response
 }
 
 async fn record(State(s): State<Shared>, req: Request, next: Next) -> Response {
@@ -81,8 +113,7 @@ fn caller(s: &Service, headers: &HeaderMap) -> Option<Arc<Client>> {
         .get(header::COOKIE)
         .and_then(|v| v.to_str().ok())
         .and_then(|c| crate::auth::cookie(c, SESSION_COOKIE))?;
-    let id = s.sessions.lock().expect("sessions").get(session).cloned()?;
-    s.clients.get(&id).cloned()
+    s.session_client(session)
 }
 
 /// Why a caller was turned away, and how to say it.
@@ -417,7 +448,35 @@ fn run_error(s: &Service, e: ReportError) -> Response {
     }
 }
 
+/// A browser's POST from another site carries that site's `Origin`: refused, since the
+/// session cookie would otherwise act for it. No `Origin` (an API client): allowed.
+fn from_another_site(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return false;
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    match (origin_host, host) {
+        (Some(o), Some(h)) => !o.eq_ignore_ascii_case(h),
+        _ => true,
+    }
+}
+
+fn refused_from_another_site() -> Response {
+    error(
+        StatusCode::FORBIDDEN,
+        "a request from another site is refused (its Origin is not this service)",
+    )
+}
+
 async fn refresh(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    if from_another_site(&headers) {
+        return refused_from_another_site();
+    }
     let client = match api_caller(&s, &headers) {
         Ok(c) => c,
         Err(d) => return d.into_response(),
@@ -477,7 +536,14 @@ struct LoginForm {
     token: String,
 }
 
-async fn login(State(s): State<Shared>, Form(form): Form<LoginForm>) -> Response {
+async fn login(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    if from_another_site(&headers) {
+        return refused_from_another_site();
+    }
     let Some(client) = s.client_of_token(&form.token) else {
         return (
             StatusCode::UNAUTHORIZED,
@@ -487,11 +553,7 @@ async fn login(State(s): State<Shared>, Form(form): Form<LoginForm>) -> Response
         )
             .into_response();
     };
-    let session = crate::auth::random_id();
-    s.sessions
-        .lock()
-        .expect("sessions")
-        .insert(session.clone(), client.id.clone());
+    let session = s.start_session(&client.id);
     let mut r = Redirect::to("/").into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
