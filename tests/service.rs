@@ -592,6 +592,86 @@ fn refreshes_coalesce_and_old_jobs_and_idle_sessions_expire() {
     assert_eq!(r.status, StatusCode::SEE_OTHER, "to the login form");
 }
 
+/// One client's bad data or definitions never stop another from starting or serving:
+/// the bad one answers 503 with the place, `/healthz` names it, and a refresh after the
+/// fix brings it in. A client.yaml that cannot be read leaves only that client out.
+#[test]
+fn one_clients_bad_files_do_not_stop_the_others() {
+    let dir = config();
+    // beta gets its own copy of the data, with a bad timestamp in deals.csv.
+    let data = dir.path().join("beta-data");
+    std::fs::create_dir_all(&data).unwrap();
+    for entry in std::fs::read_dir(fixture("forgotten")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), data.join(entry.file_name())).unwrap();
+    }
+    let deals = data.join("deals.csv");
+    let good = std::fs::read_to_string(&deals).unwrap();
+    let mut lines: Vec<String> = good.lines().map(str::to_string).collect();
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let at = header.iter().position(|c| *c == "created_at").unwrap();
+    let mut cells: Vec<String> = lines[1].split(',').map(str::to_string).collect();
+    cells[at] = "31.02.2024".into();
+    lines[1] = cells.join(",");
+    std::fs::write(&deals, lines.join("\n") + "\n").unwrap();
+    let yaml = dir.path().join("clients/beta/client.yaml");
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    let folder = fixture("forgotten").display().to_string();
+    std::fs::write(&yaml, text.replace(&folder, &data.display().to_string())).unwrap();
+    // A third client whose client.yaml is broken.
+    write(
+        &dir.path().join("clients/gamma"),
+        "client.yaml",
+        "name: [unclosed\n",
+    );
+
+    let s = service(dir.path(), Limits::default());
+    let acme = call(
+        &s,
+        "GET",
+        &format!("/api/reports/forgotten?{PERIOD}"),
+        Some("tok-a"),
+    );
+    assert_eq!(acme.status, StatusCode::OK);
+    let beta = call(
+        &s,
+        "GET",
+        &format!("/api/reports/forgotten?{PERIOD}"),
+        Some("tok-b"),
+    );
+    assert_eq!(beta.status, StatusCode::SERVICE_UNAVAILABLE);
+    let msg = beta.json()["error"].as_str().unwrap().to_string();
+    assert!(msg.contains("client beta is unavailable"), "{msg}");
+    assert!(
+        msg.contains("deals.csv:2") && msg.contains("created_at"),
+        "{msg}"
+    );
+    let health = call(&s, "GET", "/healthz", None);
+    assert_eq!(health.status, StatusCode::OK);
+    let text = health.text();
+    assert!(text.starts_with("ok\n"), "{text}");
+    assert!(
+        text.contains("client beta unavailable") && text.contains("deals.csv:2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("client left out") && text.contains("gamma"),
+        "{text}"
+    );
+    // Fixed and refreshed, beta serves.
+    std::fs::write(&deals, good).unwrap();
+    let job = refresh(&s, Some("tok-b"));
+    assert_eq!(job["state"], "done", "{job}");
+    let beta = call(
+        &s,
+        "GET",
+        &format!("/api/reports/forgotten?{PERIOD}"),
+        Some("tok-b"),
+    );
+    assert_eq!(beta.status, StatusCode::OK);
+    assert!(!call(&s, "GET", "/healthz", None).text().contains("beta"));
+}
+
 /// `open: true` (no token) is served on loopback only: on any other address the
 /// service refuses to start and names the client.
 #[test]

@@ -669,6 +669,9 @@ async fn serve(a: ServeArgs, clock: svodka_csv::Clock) -> Result<()> {
         svodka_service::Service::load(config, limits)?
     };
     service.check_listen(a.addr)?;
+    for problem in service.problems() {
+        eprintln!("warning: {problem}");
+    }
     service.clock = clock;
     if let Some(addr) = &a.cluster {
         service.engine = cluster_engine(addr)?;

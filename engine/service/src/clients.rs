@@ -132,6 +132,9 @@ pub struct Client {
     pub pages: Mutex<crate::cache::Cache<axum::body::Bytes>>,
     /// Where its reports run, from `cluster:` (resolved once); None: the service's engine.
     pub engine: Option<svodka_report::Engine>,
+    /// Why the client cannot serve (its definitions or data failed to load at start and
+    /// no refresh has loaded them since); its requests answer 503 with it.
+    pub problem: RwLock<Option<String>>,
 }
 
 impl Client {
@@ -145,15 +148,56 @@ impl Client {
         Client::new(id, dir, ClientConfig::read(dir)?)
     }
 
+    /// As `load`, but a client whose definitions or data do not load is still made: with
+    /// nothing to serve and the error as its `problem`, for a refresh to repair. Only an
+    /// unreadable `client.yaml` (no tokens, no data folder known) is an error.
+    pub fn load_or_hold(dir: &Path) -> Result<Client, ServiceError> {
+        let id = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let config = ClientConfig::read(dir)?;
+        let engine = client_engine(dir, &config)?;
+        let loaded = load_definitions(dir, &config)
+            .and_then(|catalog| Ok((catalog, load_data(dir, &config, 1)?)));
+        let (catalog, data, problem) = match loaded {
+            Ok((catalog, data)) => (catalog, data, None),
+            Err(e) => {
+                let none = Data {
+                    tables: LazyTables::empty(),
+                    info: None,
+                    version: 0,
+                };
+                (Catalog::default(), none, Some(e.to_string()))
+            }
+        };
+        Ok(Client::assemble(
+            id, dir, config, engine, catalog, data, problem,
+        ))
+    }
+
     /// A client from its config (its folder holds `reports/` and relative data paths).
     pub fn new(id: String, dir: &Path, config: ClientConfig) -> Result<Client, ServiceError> {
         let catalog = load_definitions(dir, &config)?;
         let data = load_data(dir, &config, 1)?;
-        let engine = config.engine().map_err(|message| ServiceError::Config {
-            file: dir.join("client.yaml"),
-            message,
-        })?;
-        Ok(Client {
+        let engine = client_engine(dir, &config)?;
+        Ok(Client::assemble(
+            id, dir, config, engine, catalog, data, None,
+        ))
+    }
+
+    fn assemble(
+        id: String,
+        dir: &Path,
+        config: ClientConfig,
+        engine: Option<svodka_report::Engine>,
+        catalog: Catalog,
+        data: Data,
+        problem: Option<String>,
+    ) -> Client {
+        Client {
+            problem: RwLock::new(problem),
             engine,
             id,
             dir: dir.to_path_buf(),
@@ -162,7 +206,12 @@ impl Client {
             data: RwLock::new(Arc::new(data)),
             cache: Mutex::new(crate::cache::Cache::new(64, CACHE_BYTES)),
             pages: Mutex::new(crate::cache::Cache::new(64, PAGE_CACHE_BYTES)),
-        })
+        }
+    }
+
+    /// Why the client cannot serve now, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        self.problem.read().expect("problem lock").clone()
     }
 
     /// Every report's settings with the client's overrides applied.
@@ -273,6 +322,17 @@ pub fn load_definitions(dir: &Path, config: &ClientConfig) -> Result<Catalog, Se
     let catalog = load_catalog(dir)?;
     effective_settings(&catalog, config, dir)?;
     Ok(catalog)
+}
+
+/// The engine named by `cluster:`, checked (the file named in the error).
+fn client_engine(
+    dir: &Path,
+    config: &ClientConfig,
+) -> Result<Option<svodka_report::Engine>, ServiceError> {
+    config.engine().map_err(|message| ServiceError::Config {
+        file: dir.join("client.yaml"),
+        message,
+    })
 }
 
 /// The shipped definitions with the client's `reports/` folder over them.

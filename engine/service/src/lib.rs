@@ -113,6 +113,8 @@ pub struct Service {
     pub clock: svodka_csv::Clock,
     /// Where reports run: in this process, or on a cluster (`serve --cluster`).
     pub engine: svodka_report::Engine,
+    /// Client folders left out because their `client.yaml` could not be read: the error.
+    pub unloaded: Vec<String>,
 }
 
 impl Service {
@@ -135,11 +137,51 @@ impl Service {
                 message: "no client folder with a client.yaml".into(),
             });
         }
-        let clients = dirs
+        // One client's bad files never stop the others: a client whose definitions or
+        // data fail is held with its problem (503 until a refresh repairs it); one whose
+        // client.yaml fails is left out. Only when no client loads does the service fail.
+        let mut clients = HashMap::new();
+        let mut unloaded = Vec::new();
+        let mut first_error = None;
+        for d in &dirs {
+            match Client::load_or_hold(d) {
+                Ok(c) => {
+                    clients.insert(c.id.clone(), Arc::new(c));
+                }
+                Err(e) => {
+                    unloaded.push(e.to_string());
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if clients.is_empty()
+            && let Some(e) = first_error
+        {
+            return Err(e);
+        }
+        let mut service = Service::new(clients, limits);
+        service.unloaded = unloaded;
+        Ok(service)
+    }
+
+    /// What keeps clients from serving: one line per client left out or held.
+    pub fn problems(&self) -> Vec<String> {
+        let mut held: Vec<String> = self
+            .clients
+            .values()
+            .filter_map(|c| {
+                c.problem()
+                    .map(|p| format!("client {} unavailable: {p}", c.id))
+            })
+            .collect();
+        held.sort();
+        let mut out: Vec<String> = self
+            .unloaded
             .iter()
-            .map(|d| Client::load(d).map(|c| (c.id.clone(), Arc::new(c))))
-            .collect::<Result<_, _>>()?;
-        Ok(Service::new(clients, limits))
+            .map(|e| format!("client left out: {e}"))
+            .collect();
+        out.extend(held);
+        out
     }
 
     /// One open client (no token) over a data folder: the demo.
@@ -181,6 +223,7 @@ impl Service {
             metrics: Metrics::default(),
             clock: svodka_csv::Clock::System,
             engine: svodka_report::Engine::Local,
+            unloaded: Vec::new(),
         }
     }
 
@@ -304,6 +347,7 @@ impl Service {
                     *client.data.write().expect("data lock") = Arc::new(data);
                     client.cache.lock().expect("cache").clear();
                     client.pages.lock().expect("pages").clear();
+                    *client.problem.write().expect("problem lock") = None;
                     update(&|j| {
                         j.state = "done";
                         j.finished = Some(std::time::Instant::now());
@@ -313,7 +357,15 @@ impl Service {
                     });
                 }
                 (Err(e), _) | (_, Err(e)) => {
-                    let message = format!("{e}; the previous version keeps serving");
+                    let mut problem = client.problem.write().expect("problem lock");
+                    let message = if problem.is_some() {
+                        // Nothing loaded yet: the client stays unavailable, for this reason.
+                        *problem = Some(e.to_string());
+                        format!("{e}; the client stays unavailable until a refresh succeeds")
+                    } else {
+                        format!("{e}; the previous version keeps serving")
+                    };
+                    drop(problem);
                     update(&|j| {
                         j.state = "failed";
                         j.finished = Some(std::time::Instant::now());

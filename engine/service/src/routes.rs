@@ -25,7 +25,7 @@ const SESSION_COOKIE: &str = "svodka_session";
 /// All routes over the shared service state.
 pub fn router(service: Shared) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi))
         .route("/api/reports", get(list_reports))
@@ -39,6 +39,17 @@ pub fn router(service: Shared) -> Router {
         .layer(from_fn(security_headers))
         .layer(from_fn_with_state(service.clone(), record))
         .with_state(service)
+}
+
+/// The service is up (200) while it runs; the body says "ok" and then, a line each, the
+/// clients that cannot serve and why.
+async fn healthz(State(s): State<Shared>) -> String {
+    let mut out = String::from("ok\n");
+    for p in s.problems() {
+        out.push_str(&p.replace('\n', " "));
+        out.push('\n');
+    }
+    out
 }
 
 /// What a browser may do with any answer: pages run only their own inline script and
@@ -122,6 +133,8 @@ enum Denied {
     Api,
     /// A page: to the login form.
     Page,
+    /// The caller's client cannot serve (its files failed to load): 503 with why.
+    Unavailable { client: String, problem: String },
 }
 
 impl IntoResponse for Denied {
@@ -134,16 +147,35 @@ impl IntoResponse for Denied {
                 r
             }
             Denied::Page => Redirect::to("/login").into_response(),
+            Denied::Unavailable { client, problem } => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("client {client} is unavailable: {problem}; fix it and POST /api/refresh"),
+            ),
         }
     }
 }
 
-fn api_caller(s: &Service, headers: &HeaderMap) -> Result<Arc<Client>, Denied> {
+/// The caller's client, whether or not it can serve (refreshes and their jobs).
+fn api_caller_any(s: &Service, headers: &HeaderMap) -> Result<Arc<Client>, Denied> {
     caller(s, headers).ok_or(Denied::Api)
 }
 
+fn serving(client: Arc<Client>) -> Result<Arc<Client>, Denied> {
+    match client.problem() {
+        Some(problem) => Err(Denied::Unavailable {
+            client: client.id.clone(),
+            problem,
+        }),
+        None => Ok(client),
+    }
+}
+
+fn api_caller(s: &Service, headers: &HeaderMap) -> Result<Arc<Client>, Denied> {
+    api_caller_any(s, headers).and_then(serving)
+}
+
 fn page_caller(s: &Service, headers: &HeaderMap) -> Result<Arc<Client>, Denied> {
-    caller(s, headers).ok_or(Denied::Page)
+    caller(s, headers).ok_or(Denied::Page).and_then(serving)
 }
 
 async fn metrics(State(s): State<Shared>) -> Response {
@@ -477,7 +509,7 @@ async fn refresh(State(s): State<Shared>, headers: HeaderMap) -> Response {
     if from_another_site(&headers) {
         return refused_from_another_site();
     }
-    let client = match api_caller(&s, &headers) {
+    let client = match api_caller_any(&s, &headers) {
         Ok(c) => c,
         Err(d) => return d.into_response(),
     };
@@ -486,7 +518,7 @@ async fn refresh(State(s): State<Shared>, headers: HeaderMap) -> Response {
 }
 
 async fn job(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let client = match api_caller(&s, &headers) {
+    let client = match api_caller_any(&s, &headers) {
         Ok(c) => c,
         Err(d) => return d.into_response(),
     };
