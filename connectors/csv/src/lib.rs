@@ -43,6 +43,13 @@ pub enum CsvError {
         line: u64,
         message: String,
     },
+    /// `dataset.yaml` is not valid YAML or has unknown or mistyped keys.
+    #[error("{file}:{line}: {message}")]
+    BadDataset {
+        file: PathBuf,
+        line: u64,
+        message: String,
+    },
     /// A required column is absent from the header row.
     #[error("{file}:1: required column `{column}` of table `{table}` is missing from the header")]
     MissingColumn {
@@ -188,7 +195,7 @@ pub fn read_from<R: Read>(
                 file: path.to_path_buf(),
                 line,
                 column: slot.name.clone(),
-                value: String::from_utf8_lossy(raw).into_owned(),
+                value: shown_value(raw),
                 problem,
             })?;
         }
@@ -217,6 +224,19 @@ pub fn read_from<R: Read>(
         rows,
         present: true,
     })
+}
+
+/// A bad value as an error shows it: whole when short, else its first 100 characters and
+/// its length (a multi-megabyte cell must not become a multi-megabyte message).
+fn shown_value(raw: &[u8]) -> String {
+    const SHOWN: usize = 100;
+    let text = String::from_utf8_lossy(raw);
+    let chars = text.chars().count();
+    if chars <= SHOWN {
+        return text.into_owned();
+    }
+    let head: String = text.chars().take(SHOWN).collect();
+    format!("{head}… ({chars} characters)")
 }
 
 /// The keys seen so far in a table with a key, with the line each was on.
@@ -400,7 +420,7 @@ impl DatasetInfo {
         })?;
         serde_yaml::from_str(&text)
             .map(Some)
-            .map_err(|e| CsvError::Malformed {
+            .map_err(|e| CsvError::BadDataset {
                 file: path,
                 line: e.location().map(|l| l.line() as u64).unwrap_or(1),
                 message: e.to_string(),

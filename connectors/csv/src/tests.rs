@@ -255,3 +255,30 @@ fn a_row_that_repeats_a_key_is_refused_with_both_lines() {
                    deal,7,NEW,process,2024-03-05T12:00:00Z,moved\n";
     assert_eq!(read("stage_history", history).unwrap().rows, 2);
 }
+
+/// A bad cell of megabytes is named by its start and length, not echoed whole.
+#[test]
+fn a_huge_bad_value_is_shown_cut() {
+    let huge = "9".repeat(3_000_000) + "x";
+    let text = format!(
+        "{DEAL_HEADER}\n7,T,1,NEW,process,{huge},3,2024-03-05T12:34:56+03:00,,2024-03-05T09:34:56Z\n"
+    );
+    let e = read("deals", &text).unwrap_err().to_string();
+    assert!(e.len() < 400, "{} bytes", e.len());
+    assert!(e.contains("deals.csv:2: column `amount`"), "{e}");
+    assert!(e.contains("(3000001 characters)"), "{e}");
+}
+
+/// A broken dataset.yaml is a YAML error at its line, not "malformed CSV".
+#[test]
+fn a_broken_dataset_file_is_named_as_yaml() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(DATASET_FILE), "name: demo\ntimezone: [\n").unwrap();
+    let e = DatasetInfo::read(dir.path()).unwrap_err();
+    assert!(matches!(e, CsvError::BadDataset { .. }), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.contains("dataset.yaml:") && !text.contains("CSV"),
+        "{text}"
+    );
+}

@@ -172,13 +172,9 @@ impl SheetNames {
                 format!(" ({n})")
             };
             let keep = 31 - suffix.chars().count();
-            let name: String = base
-                .chars()
-                .take(keep)
-                .collect::<String>()
-                .trim_end()
-                .to_string()
-                + &suffix;
+            // Cut, the name may end in an apostrophe, which Excel refuses as well.
+            let cut: String = base.chars().take(keep).collect();
+            let name = cut.trim_end().trim_end_matches('\'').trim_end().to_string() + &suffix;
             if self.taken.insert(name.to_lowercase()) {
                 return name;
             }
@@ -510,6 +506,9 @@ mod tests {
         assert_eq!(n.claim("по сотрудникам", "b"), "по сотрудникам (2)");
         assert_eq!(n.claim("План/факт: [итоги]?", "c"), "План факт   итоги");
         assert_eq!(n.claim("'", "fallback"), "fallback");
+        // Cut at 31 characters, the name would end in an apostrophe.
+        let quoted = format!("{}'s deals", "x".repeat(30));
+        assert_eq!(n.claim(&quoted, "q"), "x".repeat(30));
         let long = n.claim("Очень длинное название блока отчёта о продажах", "d");
         assert_eq!(long.chars().count(), 31);
         let again = n.claim("Очень длинное название блока отчёта о продажах", "d");

@@ -63,6 +63,27 @@ pub struct RunParams {
 }
 
 impl RunParams {
+    /// Links are built from the portal URL and land in every output (a page's links, the
+    /// JSON's `url`, workbooks), so it must be a web address: `javascript:` and the like
+    /// are refused, whichever file or flag gave them.
+    pub fn check_portal_url(&self) -> Result<(), ReportError> {
+        let Some(url) = self.portal_url.as_deref().filter(|u| !u.is_empty()) else {
+            return Ok(());
+        };
+        let lower = url.trim().to_ascii_lowercase();
+        let web = ["http://", "https://"]
+            .iter()
+            .any(|s| lower.starts_with(s) && lower.len() > s.len());
+        if web && !url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Ok(());
+        }
+        let shown: String = url.chars().take(80).collect();
+        Err(ReportError::bad_input(
+            "portal_url",
+            format!("{shown:?} is not a web address: give https://… (the CRM portal's address)"),
+        ))
+    }
+
     /// Applies the defaults of reports.md: the period defaults to the month of `today`;
     /// `as_of` defaults to the period's last day, or `today` if that is earlier.
     pub fn resolve(
@@ -208,6 +229,37 @@ impl RunParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_portal_url_is_a_web_address() {
+        let day = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        let mut p = RunParams::resolve(Some(day), None, None, day, chrono_tz::UTC).unwrap();
+        for ok in [
+            None,
+            Some(""),
+            Some("https://acme.bitrix24.ru"),
+            Some("HTTP://crm.local:8080"),
+        ] {
+            p.portal_url = ok.map(str::to_string);
+            assert!(p.check_portal_url().is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "JavaScript://x%0aalert(1)",
+            "data:text/html,x",
+            "https://",
+            "https://a b",
+            "//evil.example",
+            "https://x\n",
+        ] {
+            p.portal_url = Some(bad.to_string());
+            let e = p.check_portal_url().unwrap_err().to_string();
+            assert!(
+                e.starts_with("portal_url: ") && e.contains("not a web address"),
+                "{bad}: {e}"
+            );
+        }
+    }
 
     fn d(s: &str) -> NaiveDate {
         s.parse().unwrap()

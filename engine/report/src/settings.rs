@@ -250,9 +250,10 @@ impl Setting {
                 n.as_i64()
                     .ok_or_else(|| format!("expected a whole number, got {n}"))?,
             ),
-            (SettingType::Number, Y::Number(n)) => {
-                SettingValue::Number(n.as_f64().ok_or_else(|| format!("bad number {n}"))?)
-            }
+            (SettingType::Number, Y::Number(n)) => match n.as_f64() {
+                Some(v) if v.is_finite() => SettingValue::Number(v),
+                _ => return Err(format!("expected a finite number, got {n}")),
+            },
             (SettingType::Bool, Y::Bool(b)) => SettingValue::Bool(*b),
             (SettingType::Text | SettingType::Enum | SettingType::Date, Y::String(s)) => {
                 return self.parse(s);
@@ -408,6 +409,26 @@ mod tests {
 
     fn spec(yaml: &str) -> SettingSpec {
         serde_yaml::from_str(yaml).unwrap()
+    }
+
+    /// NaN and infinities pass every `min`/`max` comparison: refused as text and as YAML,
+    /// alone or inside a map.
+    #[test]
+    fn a_number_setting_is_finite() {
+        let n =
+            Setting::from_spec("k", &spec("{type: number, default: 1, min: 0, max: 10}")).unwrap();
+        for text in ["NaN", "inf", "-inf"] {
+            assert!(n.parse(text).unwrap_err().contains("finite"), "{text}");
+        }
+        for yaml in [".nan", ".inf", "-.inf"] {
+            let v: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
+            assert!(n.parse_yaml(&v).unwrap_err().contains("finite"), "{yaml}");
+        }
+        let w =
+            Setting::from_spec("w", &spec("{type: map, value: number, default: {a: 1}}")).unwrap();
+        let e = w.parse("{call: .nan}").unwrap_err();
+        assert!(e.contains("finite"), "{e}");
+        assert_eq!(n.parse("2.5"), Ok(SettingValue::Number(2.5)));
     }
 
     #[test]
