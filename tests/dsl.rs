@@ -265,6 +265,20 @@ fn an_expression_of_thousands_of_terms_is_refused_not_a_crash() {
     ok(&["check", path.to_str().unwrap()]);
 }
 
+/// A `shift:` over rows in a block without `from:` has no rows to shift: a clear error at
+/// the measure (it used to panic).
+#[test]
+fn a_shifted_aggregate_without_a_model_is_refused_not_a_crash() {
+    let err = check_error(
+        "report: bad\ntitle: Bad\nblocks:\n  - id: b\n    title: B\n    measures:\n      n: deals.created\n      c: { expr: \"1\", shift: previous_period }\n",
+    );
+    assert!(
+        err.contains("report `bad`, block `b`, measure `c`: `shift` on an aggregate over rows needs the block's `from:`"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 /// A model column without `expr` must name a column it has; one with `expr` must not
 /// take a name it has unless it says `replace: true`. Both point at the column's key.
 #[test]

@@ -179,11 +179,18 @@ impl<'a> Compiler<'a> {
                             resolved,
                         }
                     }
-                    None if !has_measures => Out::Shifted {
-                        model: from.clone().unwrap_or_default(),
-                        shift,
-                        measure: None,
-                        resolved,
+                    None if !has_measures => match &from {
+                        Some(model) => Out::Shifted {
+                            model: model.clone(),
+                            shift,
+                            measure: None,
+                            resolved,
+                        },
+                        None => {
+                            return Err(site
+                                .error("`shift` on an aggregate over rows needs the block's `from:` (the model whose rows it aggregates), or name a model measure (`deals.won_sum`)")
+                                .into());
+                        }
                     },
                     None => {
                         return Err(site
