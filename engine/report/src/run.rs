@@ -588,12 +588,8 @@ async fn materialize(
             continue;
         }
         compiler.forget_frames_except(&kept);
-        let cached = compiler
-            .model_frame(&m, false, &mut Vec::new())?
-            .cache()
-            .await
-            .and_then(|d| d.alias(&m))
-            .map_err(|e| model_error(&m, e))?;
+        let frame = compiler.model_frame(&m, false, &mut Vec::new())?;
+        let cached = in_memory(frame, &m).await.map_err(|e| model_error(&m, e))?;
         compiler.set_frame(&m, false, cached);
         release_freed_memory();
         kept.push((m.clone(), false));
@@ -625,22 +621,14 @@ async fn materialize(
                 continue;
             }
             Some(b) => {
-                let rows = compiler
-                    .block_input(report, b, m, None)?
-                    .cache()
-                    .await
-                    .and_then(|d| d.alias(m))
-                    .map_err(|e| model_error(m, e))?;
+                let rows = compiler.block_input(report, b, m, None)?;
+                let rows = in_memory(rows, m).await.map_err(|e| model_error(m, e))?;
                 compiler.set_block_input(m, b, rows);
                 format!(" for block {}", report.spec.blocks[b].id)
             }
             None => {
-                let rows = compiler
-                    .model_frame(m, true, &mut Vec::new())?
-                    .cache()
-                    .await
-                    .and_then(|d| d.alias(m))
-                    .map_err(|e| model_error(m, e))?;
+                let rows = compiler.model_frame(m, true, &mut Vec::new())?;
+                let rows = in_memory(rows, m).await.map_err(|e| model_error(m, e))?;
                 compiler.set_frame(m, true, rows);
                 String::new()
             }
@@ -652,6 +640,14 @@ async fn materialize(
     // only the frames blocks read stay (a streamed one still holds what it reads).
     compiler.forget_frames_except(&read_by_blocks);
     Ok(())
+}
+
+/// A frame's rows computed and kept in memory, named `model` for the plans over them.
+async fn in_memory(
+    frame: datafusion::prelude::DataFrame,
+    model: &str,
+) -> datafusion::error::Result<datafusion::prelude::DataFrame> {
+    frame.cache().await?.alias(model)
 }
 
 /// Hands the memory a computation freed back to the system. glibc's allocator keeps freed

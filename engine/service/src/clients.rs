@@ -140,23 +140,14 @@ pub struct Client {
 impl Client {
     /// Reads `dir/client.yaml`, the client's definitions and its data.
     pub fn load(dir: &Path) -> Result<Client, ServiceError> {
-        let id = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_string();
-        Client::new(id, dir, ClientConfig::read(dir)?)
+        Client::new(client_id(dir), dir, ClientConfig::read(dir)?)
     }
 
     /// As `load`, but a client whose definitions or data do not load is still made: with
     /// nothing to serve and the error as its `problem`, for a refresh to repair. Only an
     /// unreadable `client.yaml` (no tokens, no data folder known) is an error.
     pub fn load_or_hold(dir: &Path) -> Result<Client, ServiceError> {
-        let id = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_string();
+        let id = client_id(dir);
         let config = ClientConfig::read(dir)?;
         let engine = client_engine(dir, &config)?;
         let loaded = load_definitions(dir, &config)
@@ -322,6 +313,14 @@ pub fn load_definitions(dir: &Path, config: &ClientConfig) -> Result<Catalog, Se
     let catalog = load_catalog(dir)?;
     effective_settings(&catalog, config, dir)?;
     Ok(catalog)
+}
+
+/// A client's id: the name of its folder.
+fn client_id(dir: &Path) -> String {
+    dir.file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The engine named by `cluster:`, checked (the file named in the error).

@@ -89,6 +89,13 @@ pub struct Session {
     pub last_used: std::time::Instant,
 }
 
+impl Session {
+    /// Unused for `SESSION_IDLE` or longer by `now`.
+    fn expired(&self, now: std::time::Instant) -> bool {
+        now.duration_since(self.last_used) >= SESSION_IDLE
+    }
+}
+
 /// Request counters for `/metrics`.
 #[derive(Default)]
 pub struct Metrics {
@@ -276,7 +283,7 @@ impl Service {
         let id = auth::random_id();
         let now = std::time::Instant::now();
         let mut sessions = self.sessions.lock().expect("sessions");
-        sessions.retain(|_, s| now.duration_since(s.last_used) < SESSION_IDLE);
+        sessions.retain(|_, s| !s.expired(now));
         sessions.insert(
             id.clone(),
             Session {
@@ -292,7 +299,7 @@ impl Service {
         let now = std::time::Instant::now();
         let mut sessions = self.sessions.lock().expect("sessions");
         let session = sessions.get_mut(id)?;
-        if now.duration_since(session.last_used) >= SESSION_IDLE {
+        if session.expired(now) {
             sessions.remove(id);
             return None;
         }

@@ -36,6 +36,7 @@ pub fn router(service: Shared) -> Router {
         .route("/", get(index))
         .route("/login", get(login_page).post(login))
         .route("/reports/{id}", get(report_page))
+        .layer(from_fn(refuse_posts_from_other_sites))
         .layer(from_fn(security_headers))
         .layer(from_fn_with_state(service.clone(), record))
         .with_state(service)
@@ -498,17 +499,19 @@ fn from_another_site(headers: &HeaderMap) -> bool {
     }
 }
 
-fn refused_from_another_site() -> Response {
-    error(
-        StatusCode::FORBIDDEN,
-        "a request from another site is refused (its Origin is not this service)",
-    )
+/// Every POST (a refresh, a login) must come from this service's own pages or from an API
+/// client: one from another site gets 403 before any handler runs.
+async fn refuse_posts_from_other_sites(req: Request, next: Next) -> Response {
+    if req.method() == axum::http::Method::POST && from_another_site(req.headers()) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "a request from another site is refused (its Origin is not this service)",
+        );
+    }
+    next.run(req).await
 }
 
 async fn refresh(State(s): State<Shared>, headers: HeaderMap) -> Response {
-    if from_another_site(&headers) {
-        return refused_from_another_site();
-    }
     let client = match api_caller_any(&s, &headers) {
         Ok(c) => c,
         Err(d) => return d.into_response(),
@@ -568,14 +571,7 @@ struct LoginForm {
     token: String,
 }
 
-async fn login(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    Form(form): Form<LoginForm>,
-) -> Response {
-    if from_another_site(&headers) {
-        return refused_from_another_site();
-    }
+async fn login(State(s): State<Shared>, Form(form): Form<LoginForm>) -> Response {
     let Some(client) = s.client_of_token(&form.token) else {
         return (
             StatusCode::UNAUTHORIZED,
