@@ -140,32 +140,46 @@ def local_midnight_utc(day, tz):
     return "TIMESTAMPTZ '" + t.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S+00") + "'"
 
 
+def for_period(text, previous):
+    """`text` for the run's period, or for the previous one: its placeholders moved to the
+    previous period's and `{p}`, which ends the names of what it makes, set to `_prev`."""
+    if previous:
+        for name in ("period_start", "period_end", "as_of_end", "as_of", "from_date", "to_date"):
+            text = text.replace("{" + name + "}", "{prev_" + name + "}")
+    return text.replace("{p}", "_prev" if previous else "")
+
+
 def sql_blocks(report, params):
-    """The setup statements and (block id, query) pairs of a report's SQL file."""
+    """The setup statements and (block id, query) pairs of a report's SQL file.
+
+    A file may start from shared facts, `-- uses: common.sql`, and from the same facts over
+    the previous period, `-- uses: common.sql previous`. A section headed `-- setup (each
+    period)` or `-- block: ID (each period)` is taken twice, for the run's period and for
+    the previous one (see `for_period`); the second block is `ID.previous`, compared with
+    the block's previous-period row."""
     text = (SQL / f"{report}.sql").read_text()
-    # A report's file may start from shared facts: `-- uses: common.sql`, and from the
-    # same facts over the previous period, `-- uses: common.sql previous` (its views and
-    # tables named with `_prev`).
     for used, variant in reversed(re.findall(r"^-- uses: (\S+)(?: (previous))?\s*$", text, flags=re.M)):
-        shared = (SQL / used).read_text()
-        if variant:
-            for name in ("period_start", "period_end", "as_of_end", "as_of"):
-                shared = shared.replace("{" + name + "}", "{prev_" + name + "}")
-        shared = shared.replace("{p}", "_prev" if variant else "")
-        text = shared + "\n" + text
-    for k, v in params.items():
-        text = text.replace("{" + k + "}", str(v))
-    parts = re.split(r"^-- (setup|block: ([\w.]+))\s*$", text, flags=re.M)
+        text = for_period((SQL / used).read_text(), bool(variant)) + "\n" + text
+    parts = re.split(r"^-- (setup|block: ([\w.]+))( \(each period\))?\s*$", text, flags=re.M)
+    sections = []
+    # re.split yields: prefix, (marker, block id, each period, body)…
+    for i in range(1, len(parts), 4):
+        marker, block, each, body = parts[i:i + 4]
+        periods = (False, True) if each else (False,)
+        for previous in periods:
+            name = block and (block + ".previous" if previous else block)
+            sections.append((marker, name, for_period(body, previous)))
     setup, blocks = [], []
-    # re.split yields: prefix, (marker, block id, body)…
-    for i in range(1, len(parts), 3):
-        body = "\n".join(l for l in parts[i + 2].splitlines() if not l.lstrip().startswith("--"))
+    for marker, block, body in sections:
+        for k, v in params.items():
+            body = body.replace("{" + k + "}", str(v))
+        body = "\n".join(l for l in body.splitlines() if not l.lstrip().startswith("--"))
         statements = [s.strip() for s in body.split(";") if s.strip()]
-        if parts[i] == "setup":
+        if marker == "setup":
             setup.extend(statements)
         else:
-            assert len(statements) == 1, f"{report}: block {parts[i + 1]} is not one query"
-            blocks.append((parts[i + 1], statements[0]))
+            assert len(statements) == 1, f"{report}: block {block} is not one query"
+            blocks.append((block, statements[0]))
     return setup, blocks
 
 

@@ -4,25 +4,17 @@
 -- uses: common.sql
 -- uses: common.sql previous
 
+-- setup (each period)
+CREATE OR REPLACE TEMP TABLE ml{p} AS
+SELECT *, is_open AND stage_sort = (SELECT min(sort) FROM stages WHERE entity = 'lead') AS is_new,
+       closed_at::DATE - created_at::DATE AS processing_days
+FROM lf{p};
+
+CREATE OR REPLACE TEMP TABLE md{p} AS
+SELECT *, semantic = 'success' AND closed_in_period AND lead_id IS NOT NULL AS is_lead_sale
+FROM df{p};
+
 -- setup
-CREATE OR REPLACE TEMP TABLE ml AS
-SELECT *, is_open AND stage_sort = (SELECT min(sort) FROM stages WHERE entity = 'lead') AS is_new,
-       closed_at::DATE - created_at::DATE AS processing_days
-FROM lf;
-
-CREATE OR REPLACE TEMP TABLE md AS
-SELECT *, semantic = 'success' AND closed_in_period AND lead_id IS NOT NULL AS is_lead_sale
-FROM df;
-
-CREATE OR REPLACE TEMP TABLE ml_prev AS
-SELECT *, is_open AND stage_sort = (SELECT min(sort) FROM stages WHERE entity = 'lead') AS is_new,
-       closed_at::DATE - created_at::DATE AS processing_days
-FROM lf_prev;
-
-CREATE OR REPLACE TEMP TABLE md_prev AS
-SELECT *, semantic = 'success' AND closed_in_period AND lead_id IS NOT NULL AS is_lead_sale
-FROM df_prev;
-
 CREATE OR REPLACE TEMP TABLE lead_by_source AS
 SELECT source_id, source,
        count(*) FILTER (WHERE created_in_period) AS received,
@@ -39,7 +31,7 @@ SELECT source_id, source,
        coalesce(sum(amount) FILTER (WHERE is_lead_sale), 0) AS sales_sum
 FROM md GROUP BY ALL;
 
--- block: leads_summary
+-- block: leads_summary (each period)
 SELECT count(*) FILTER (WHERE created_in_period) AS received,
        count(*) FILTER (WHERE closed_in_period) AS closed,
        count(*) FILTER (WHERE semantic = 'success' AND closed_in_period) AS quality,
@@ -49,23 +41,9 @@ SELECT count(*) FILTER (WHERE created_in_period) AS received,
        count(*) FILTER (WHERE created_in_period AND is_new) AS new,
        count(*) FILTER (WHERE created_in_period AND is_open AND NOT is_new) AS in_work,
        avg(processing_days) FILTER (WHERE closed_in_period) AS avg_processing_days,
-       (SELECT count(*) FILTER (WHERE is_lead_sale) FROM md) AS sales_count,
-       (SELECT coalesce(sum(amount) FILTER (WHERE is_lead_sale), 0) FROM md) AS sales_sum
-FROM ml;
-
--- block: leads_summary.previous
-SELECT count(*) FILTER (WHERE created_in_period) AS received,
-       count(*) FILTER (WHERE closed_in_period) AS closed,
-       count(*) FILTER (WHERE semantic = 'success' AND closed_in_period) AS quality,
-       count(*) FILTER (WHERE semantic = 'failure' AND closed_in_period) AS non_quality,
-       100.0 * count(*) FILTER (WHERE semantic = 'success' AND closed_in_period)
-             / nullif(count(*) FILTER (WHERE closed_in_period), 0) AS conversion_pct,
-       count(*) FILTER (WHERE created_in_period AND is_new) AS new,
-       count(*) FILTER (WHERE created_in_period AND is_open AND NOT is_new) AS in_work,
-       avg(processing_days) FILTER (WHERE closed_in_period) AS avg_processing_days,
-       (SELECT count(*) FILTER (WHERE is_lead_sale) FROM md_prev) AS sales_count,
-       (SELECT coalesce(sum(amount) FILTER (WHERE is_lead_sale), 0) FROM md_prev) AS sales_sum
-FROM ml_prev;
+       (SELECT count(*) FILTER (WHERE is_lead_sale) FROM md{p}) AS sales_count,
+       (SELECT coalesce(sum(amount) FILTER (WHERE is_lead_sale), 0) FROM md{p}) AS sales_sum
+FROM ml{p};
 
 -- block: by_source
 SELECT k.source_id, k.source, coalesce(l.received, 0) AS received,

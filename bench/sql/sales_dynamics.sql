@@ -8,29 +8,19 @@
 -- uses: common.sql
 -- uses: common.sql previous
 
--- setup
-CREATE OR REPLACE TEMP TABLE sd AS
+-- setup (each period)
+CREATE OR REPLACE TEMP TABLE sd{p} AS
 SELECT *, semantic = 'success' AND closed_in_period AS is_won,
        closed_at::DATE - created_at::DATE AS cycle
-FROM df;
+FROM df{p};
 
-CREATE OR REPLACE TEMP TABLE ranked AS
+CREATE OR REPLACE TEMP TABLE ranked{p} AS
 SELECT *, is_won AND company_id IS NOT NULL AND row_number() OVER (
            PARTITION BY company_id, semantic = 'success' AND closed_at < {as_of_end}
            ORDER BY closed_at, id) > 1 AS is_repeat
-FROM sd;
+FROM sd{p};
 
-CREATE OR REPLACE TEMP TABLE sd_prev AS
-SELECT *, semantic = 'success' AND closed_in_period AS is_won,
-       closed_at::DATE - created_at::DATE AS cycle
-FROM df_prev;
-
-CREATE OR REPLACE TEMP TABLE ranked_prev AS
-SELECT *, is_won AND company_id IS NOT NULL AND row_number() OVER (
-           PARTITION BY company_id, semantic = 'success' AND closed_at < {prev_as_of_end}
-           ORDER BY closed_at, id) > 1 AS is_repeat
-FROM sd_prev;
-
+-- setup
 CREATE OR REPLACE TEMP TABLE visits AS
 SELECT h.entity, h.pipeline_id, h.stage_id, st.name AS stage,
        coalesce(ld.assigned_id, dl.assigned_id) AS employee_id, u.name AS employee,
@@ -56,45 +46,25 @@ SELECT employee_id, employee,
        count(*) FILTER (WHERE is_repeat) AS repeat_count
 FROM ranked GROUP BY ALL;
 
--- block: leads
+-- block: leads (each period)
 SELECT count(*) FILTER (WHERE created_in_period) AS received,
        count(*) FILTER (WHERE is_forgotten) AS forgotten
-FROM lf;
+FROM lf{p};
 
--- block: leads.previous
-SELECT count(*) FILTER (WHERE created_in_period) AS received,
-       count(*) FILTER (WHERE is_forgotten) AS forgotten
-FROM lf_prev;
-
--- block: deals
+-- block: deals (each period)
 SELECT count(*) FILTER (WHERE created_in_period) AS created,
        count(*) FILTER (WHERE is_won) AS won_count,
        coalesce(sum(amount) FILTER (WHERE is_won), 0) AS won_sum,
        sum(amount) FILTER (WHERE is_won) / nullif(count(*) FILTER (WHERE is_won), 0) AS avg_check,
        avg(cycle) FILTER (WHERE is_won) AS cycle_days,
        count(*) FILTER (WHERE is_forgotten) AS forgotten
-FROM sd;
+FROM sd{p};
 
--- block: deals.previous
-SELECT count(*) FILTER (WHERE created_in_period) AS created,
-       count(*) FILTER (WHERE is_won) AS won_count,
-       coalesce(sum(amount) FILTER (WHERE is_won), 0) AS won_sum,
-       sum(amount) FILTER (WHERE is_won) / nullif(count(*) FILTER (WHERE is_won), 0) AS avg_check,
-       avg(cycle) FILTER (WHERE is_won) AS cycle_days,
-       count(*) FILTER (WHERE is_forgotten) AS forgotten
-FROM sd_prev;
-
--- block: sales
+-- block: sales (each period)
 SELECT count(*) FILTER (WHERE is_won) - count(*) FILTER (WHERE is_repeat) AS new_count,
        count(*) FILTER (WHERE is_repeat) AS repeat_count,
        100.0 * count(*) FILTER (WHERE is_repeat) / nullif(count(*) FILTER (WHERE is_won), 0) AS repeat_share
-FROM ranked;
-
--- block: sales.previous
-SELECT count(*) FILTER (WHERE is_won) - count(*) FILTER (WHERE is_repeat) AS new_count,
-       count(*) FILTER (WHERE is_repeat) AS repeat_count,
-       100.0 * count(*) FILTER (WHERE is_repeat) / nullif(count(*) FILTER (WHERE is_won), 0) AS repeat_share
-FROM ranked_prev;
+FROM ranked{p};
 
 -- block: by_employee
 SELECT k.employee_id, k.employee, coalesce(created, 0) AS created,

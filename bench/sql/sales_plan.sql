@@ -5,8 +5,8 @@
 -- uses: common.sql
 -- uses: common.sql previous
 
--- setup
-CREATE OR REPLACE TEMP TABLE plan_rows AS
+-- setup (each period)
+CREATE OR REPLACE TEMP TABLE plan_rows{p} AS
 SELECT coalesce(u.department_id, p.department_id) AS department_id, dep.name AS department,
        p.plan_amount * CASE WHEN overlap <= 0 THEN 0.0 ELSE overlap * 1.0 / month_days END AS plan
 FROM (SELECT *, least(month + INTERVAL 1 MONTH - INTERVAL 1 DAY, {to_date})::DATE
@@ -16,30 +16,14 @@ FROM (SELECT *, least(month + INTERVAL 1 MONTH - INTERVAL 1 DAY, {to_date})::DAT
 LEFT JOIN users u ON u.id = p.employee_id
 LEFT JOIN departments dep ON dep.id = coalesce(u.department_id, p.department_id);
 
-CREATE OR REPLACE TEMP TABLE sp AS
+CREATE OR REPLACE TEMP TABLE sp{p} AS
 SELECT *, semantic = 'success' AND closed_in_period AS is_won,
        is_won AND company_id IS NOT NULL AND row_number() OVER (
            PARTITION BY company_id, semantic = 'success' AND closed_at < {as_of_end}
            ORDER BY closed_at, id) > 1 AS is_repeat
-FROM df;
+FROM df{p};
 
-CREATE OR REPLACE TEMP TABLE plan_rows_prev AS
-SELECT coalesce(u.department_id, p.department_id) AS department_id, dep.name AS department,
-       p.plan_amount * CASE WHEN overlap <= 0 THEN 0.0 ELSE overlap * 1.0 / month_days END AS plan
-FROM (SELECT *, least(month + INTERVAL 1 MONTH - INTERVAL 1 DAY, {prev_to_date})::DATE
-                - greatest(month, {prev_from_date})::DATE + 1 AS overlap,
-             (month + INTERVAL 1 MONTH - INTERVAL 1 DAY)::DATE - month + 1 AS month_days
-      FROM plans) p
-LEFT JOIN users u ON u.id = p.employee_id
-LEFT JOIN departments dep ON dep.id = coalesce(u.department_id, p.department_id);
-
-CREATE OR REPLACE TEMP TABLE sp_prev AS
-SELECT *, semantic = 'success' AND closed_in_period AS is_won,
-       is_won AND company_id IS NOT NULL AND row_number() OVER (
-           PARTITION BY company_id, semantic = 'success' AND closed_at < {prev_as_of_end}
-           ORDER BY closed_at, id) > 1 AS is_repeat
-FROM df_prev;
-
+-- setup
 CREATE OR REPLACE TEMP TABLE plan_by_dep AS
 SELECT department_id, department, coalesce(sum(plan), 0) AS plan FROM plan_rows GROUP BY ALL;
 
@@ -52,19 +36,13 @@ SELECT department_id, department,
        count(*) FILTER (WHERE is_repeat) AS repeat_count
 FROM sp GROUP BY ALL;
 
--- block: plan_fact
+-- block: plan_fact (each period)
 SELECT plan, fact, 100.0 * fact / nullif(plan, 0) AS completion_pct,
        greatest(plan - fact, 0) AS remaining
-FROM (SELECT (SELECT coalesce(sum(plan), 0) FROM plan_rows) AS plan,
-             (SELECT coalesce(sum(amount) FILTER (WHERE is_won), 0) FROM sp) AS fact);
+FROM (SELECT (SELECT coalesce(sum(plan), 0) FROM plan_rows{p}) AS plan,
+             (SELECT coalesce(sum(amount) FILTER (WHERE is_won), 0) FROM sp{p}) AS fact);
 
--- block: plan_fact.previous
-SELECT plan, fact, 100.0 * fact / nullif(plan, 0) AS completion_pct,
-       greatest(plan - fact, 0) AS remaining
-FROM (SELECT (SELECT coalesce(sum(plan), 0) FROM plan_rows_prev) AS plan,
-             (SELECT coalesce(sum(amount) FILTER (WHERE is_won), 0) FROM sp_prev) AS fact);
-
--- block: sales
+-- block: sales (each period)
 SELECT count(*) FILTER (WHERE is_won) AS won_count,
        coalesce(sum(amount) FILTER (WHERE is_won), 0) AS won_sum,
        sum(amount) FILTER (WHERE is_won) / nullif(count(*) FILTER (WHERE is_won), 0) AS avg_check,
@@ -74,19 +52,7 @@ SELECT count(*) FILTER (WHERE is_won) AS won_count,
        count(*) FILTER (WHERE is_repeat) AS repeat_count,
        coalesce(sum(amount) FILTER (WHERE is_repeat), 0) AS repeat_sum,
        100.0 * count(*) FILTER (WHERE is_repeat) / nullif(count(*) FILTER (WHERE is_won), 0) AS repeat_share
-FROM sp;
-
--- block: sales.previous
-SELECT count(*) FILTER (WHERE is_won) AS won_count,
-       coalesce(sum(amount) FILTER (WHERE is_won), 0) AS won_sum,
-       sum(amount) FILTER (WHERE is_won) / nullif(count(*) FILTER (WHERE is_won), 0) AS avg_check,
-       count(*) FILTER (WHERE is_won) - count(*) FILTER (WHERE is_repeat) AS new_count,
-       coalesce(sum(amount) FILTER (WHERE is_won), 0)
-         - coalesce(sum(amount) FILTER (WHERE is_repeat), 0) AS new_sum,
-       count(*) FILTER (WHERE is_repeat) AS repeat_count,
-       coalesce(sum(amount) FILTER (WHERE is_repeat), 0) AS repeat_sum,
-       100.0 * count(*) FILTER (WHERE is_repeat) / nullif(count(*) FILTER (WHERE is_won), 0) AS repeat_share
-FROM sp_prev;
+FROM sp{p};
 
 -- block: by_department
 SELECT k.department_id, k.department, coalesce(p.plan, 0) AS plan, coalesce(d.fact, 0) AS fact,
