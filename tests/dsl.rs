@@ -303,3 +303,26 @@ fn a_model_column_names_a_new_column_or_labels_an_existing_one() {
         assert!(err.contains(expected), "{err}");
     }
 }
+
+#[test]
+fn a_second_yaml_document_is_refused_at_its_marker() {
+    let err = check_error(&format!(
+        "{HEAD}    measures:\n      n: count(*)\n---\nreport: other\n"
+    ));
+    assert_eq!(
+        err.trim(),
+        "error: r.yaml:9:1: deserializing from YAML containing more than one document is not supported"
+    );
+}
+
+#[test]
+fn a_measure_over_a_dimension_is_refused_in_the_totals_row() {
+    // `rank() over (order by employee)` needs the dimension, which the totals row lacks.
+    let err = check_error(
+        "report: bad\ntitle: Bad\nblocks:\n  - id: by_employee\n    title: T\n    from: deals\n    by:\n      employee: { expr: assigned_id }\n    totals: true\n    measures:\n      n: count(*)\n      first: min(n) over (partition by employee)\n",
+    );
+    assert_eq!(
+        err.trim(),
+        "error: r.yaml:12:40: report `bad`, block `by_employee`, measure `first`: dimension `employee` has no value in the totals row, which groups by no dimension"
+    );
+}

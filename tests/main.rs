@@ -9,6 +9,7 @@ mod clients;
 mod cluster;
 mod dsl;
 mod forgotten;
+mod fuzz;
 mod html;
 mod language;
 mod manager_efficiency;

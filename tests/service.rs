@@ -808,7 +808,7 @@ fn a_report_over_the_limits_answers_503_and_the_service_goes_on() {
         dir.path(),
         Limits {
             timeout: Duration::from_millis(0),
-            memory: 4 << 30,
+            ..Limits::default()
         },
     );
     let r = call(
@@ -823,8 +823,8 @@ fn a_report_over_the_limits_answers_503_and_the_service_goes_on() {
     let small = service(
         dir.path(),
         Limits {
-            timeout: Duration::from_secs(120),
             memory: 1024,
+            ..Limits::default()
         },
     );
     let r = call(
@@ -844,7 +844,7 @@ fn serve_on_socket(s: Arc<Service>) -> std::net::SocketAddr {
         rt().block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
-            axum::serve(listener, svodka_service::router(s))
+            svodka_service::serve_until(s, listener, std::future::pending())
                 .await
                 .unwrap();
         })
@@ -1086,4 +1086,293 @@ fn a_refresh_checks_the_client_settings_against_the_new_definitions() {
         call(&s, "GET", &uri, Some("tok-b")).json()["blocks"][0]["rows"][0]["n"],
         5
     );
+}
+
+/// The two-client service with one run slot and room for `queued` waiting runs.
+fn one_run_slot(dir: &Path, queued: usize) -> Arc<Service> {
+    let limits = Limits {
+        runs: 1,
+        queued,
+        ..Limits::default()
+    };
+    service(dir, limits)
+}
+
+/// `uri` asked by `acme` in a thread, returned once its run has started (the service's
+/// first).
+fn started_in_background(s: &Arc<Service>, uri: &str) -> std::thread::JoinHandle<Reply> {
+    use std::sync::atomic::Ordering::SeqCst;
+    let handle = {
+        let (s, uri) = (s.clone(), uri.to_string());
+        std::thread::spawn(move || call(&s, "GET", &uri, Some("tok-a")))
+    };
+    for _ in 0..30_000 {
+        if s.metrics.runs.load(SeqCst) >= 1 {
+            return handle;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("the run never started");
+}
+
+#[test]
+fn identical_requests_share_one_run() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = config();
+    let s = one_run_slot(dir.path(), 32);
+    let uri = format!("/api/reports/sales_plan?{PERIOD}");
+    let first = started_in_background(&s, &uri);
+    // Asked while the first run is in progress: answered by it.
+    let second = call(&s, "GET", &uri, Some("tok-a"));
+    let first = first.join().unwrap();
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    assert_eq!(second.status, StatusCode::OK);
+    assert_eq!(second.body, first.body);
+    assert_eq!(s.metrics.runs.load(SeqCst), 1);
+    assert_eq!(s.metrics.coalesced.load(SeqCst), 1);
+    let metrics = call(&s, "GET", "/metrics", None).text();
+    assert!(metrics.contains("svodka_coalesced_total 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("svodka_report_runs_total 1\n"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn beyond_the_run_slots_and_the_queue_a_request_answers_429_with_retry_after() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = config();
+    let s = one_run_slot(dir.path(), 0);
+    let first = started_in_background(&s, &format!("/api/reports/sales_plan?{PERIOD}"));
+    let uri = format!("/api/reports/forgotten?{PERIOD}");
+    let busy = call(&s, "GET", &uri, Some("tok-b"));
+    assert_eq!(
+        busy.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        busy.text()
+    );
+    let retry: u64 = busy.headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    assert!(
+        busy.json()["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("busy: 1 report runs are running and 0 waiting; ask again in"),
+        "{}",
+        busy.text()
+    );
+    assert_eq!(first.join().unwrap().status, StatusCode::OK);
+    assert_eq!(s.metrics.rejected_busy.load(SeqCst), 1);
+    // The slot is free again: the same request now runs.
+    assert_eq!(call(&s, "GET", &uri, Some("tok-b")).status, StatusCode::OK);
+    // With room in the queue, a request waits for the slot instead.
+    let s = one_run_slot(dir.path(), 4);
+    let first = started_in_background(&s, &format!("/api/reports/sales_plan?{PERIOD}"));
+    assert_eq!(call(&s, "GET", &uri, Some("tok-b")).status, StatusCode::OK);
+    assert_eq!(first.join().unwrap().status, StatusCode::OK);
+    assert_eq!(s.metrics.rejected_busy.load(SeqCst), 0);
+}
+
+#[test]
+fn an_answer_too_big_to_render_within_the_memory_limit_answers_503() {
+    let dir = config();
+    let roomy = service(dir.path(), Limits::default());
+    // One result for every format (pages are rendered from it on demand).
+    let uri = format!("/api/reports/forgotten?{PERIOD}");
+    assert_eq!(
+        call(&roomy, "GET", &uri, Some("tok-a")).status,
+        StatusCode::OK
+    );
+    // The same clients, results in their caches, under a limit the run fits in but the
+    // rendered answers (the forgotten report as JSON is ~10 KB) do not.
+    let mut tight = Service::new(
+        roomy.clients.clone(),
+        Limits {
+            memory: 4 << 10,
+            ..Limits::default()
+        },
+    );
+    tight.clock = crate::util::clock();
+    let tight = Arc::new(tight);
+    for format in ["json", "html", "xlsx"] {
+        let uri = format!("/api/reports/forgotten?{PERIOD}&format={format}");
+        let r = call(&tight, "GET", &uri, Some("tok-a"));
+        assert_eq!(
+            r.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{format}: {}",
+            r.text()
+        );
+        let error = r.json()["error"].as_str().unwrap().to_string();
+        assert_eq!(
+            error,
+            "the answer needs more memory than a request may take (4 KiB); narrow the period or the filters, or ask for one block",
+            "{format}"
+        );
+    }
+    assert_eq!(
+        tight
+            .metrics
+            .cache_hits
+            .load(std::sync::atomic::Ordering::SeqCst),
+        3
+    );
+    assert_eq!(call(&tight, "GET", "/healthz", None).status, StatusCode::OK);
+}
+
+#[test]
+fn connections_that_never_finish_their_headers_are_closed_and_do_not_starve_the_rest() {
+    use std::io::{Read, Write};
+    let dir = config();
+    let addr = serve_on_socket(service(
+        dir.path(),
+        Limits {
+            connections: 8,
+            header_timeout: Duration::from_secs(1),
+            ..Limits::default()
+        },
+    ));
+    // Twice as many half-sent requests as the service holds connections.
+    let mut slow: Vec<std::net::TcpStream> = (0..16)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(addr).unwrap();
+            c.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+                .unwrap();
+            c
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let mut probe = std::net::TcpStream::connect(addr).unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    probe
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    probe.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The slow ones held it only until their header time ran out (twice over at most).
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // A slow connection was closed by the service: its read ends, with no answer to a
+    // request it never finished.
+    let first = &mut slow[0];
+    first
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = first.read_to_end(&mut rest);
+    assert!(
+        rest.is_empty() || String::from_utf8_lossy(&rest).starts_with("HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&rest)
+    );
+}
+
+#[test]
+fn logging_out_ends_the_session_and_behind_tls_the_cookie_is_secure() {
+    let dir = config();
+    let s = service(dir.path(), Limits::default());
+    let cookie = login(&s, "tok-a");
+    let index = call_with(&s, "GET", "/", None, Some(&cookie), Body::empty(), None);
+    assert!(
+        index.text().contains("action=\"/logout\""),
+        "{}",
+        index.text()
+    );
+    let out = call_with(
+        &s,
+        "POST",
+        "/logout",
+        None,
+        Some(&cookie),
+        Body::empty(),
+        None,
+    );
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert_eq!(out.headers[header::LOCATION], "/login");
+    let cleared = out.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        cleared.starts_with("svodka_session=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    // The old cookie opens nothing any more.
+    let after = call_with(&s, "GET", "/", None, Some(&cookie), Body::empty(), None);
+    assert_eq!(after.status, StatusCode::SEE_OTHER, "{}", after.text());
+    assert_eq!(after.headers[header::LOCATION], "/login");
+
+    // Through a proxy that terminated TLS, the cookie travels over HTTPS only.
+    for (name, value, secure) in [
+        ("x-forwarded-proto", "https", true),
+        ("forwarded", "for=10.0.0.1;proto=https", true),
+        ("x-forwarded-proto", "http", false),
+    ] {
+        let req = Request::builder()
+            .method("POST")
+            .uri("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(name, value)
+            .body(Body::from("token=tok-a"))
+            .unwrap();
+        let router = svodka_service::router(s.clone());
+        let r = rt().block_on(router.oneshot(req)).unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let set = r.headers()[header::SET_COOKIE].to_str().unwrap();
+        assert_eq!(set.ends_with("; Secure"), secure, "{name}: {value}: {set}");
+    }
+}
+
+#[test]
+fn a_refresh_after_a_table_file_is_deleted_fails_and_the_last_version_serves() {
+    // The client's own copy of the data, so that a file can be deleted.
+    let dir = config();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for f in std::fs::read_dir(fixture("forgotten")).unwrap().flatten() {
+        std::fs::copy(f.path(), data.join(f.file_name())).unwrap();
+    }
+    let yaml = dir.path().join("clients/beta/client.yaml");
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    let fixture_dir = fixture("forgotten").display().to_string();
+    std::fs::write(
+        &yaml,
+        text.replace(&fixture_dir, &data.display().to_string()),
+    )
+    .unwrap();
+    let s = service(dir.path(), Limits::default());
+    let tok = Some("tok-b");
+    let uri = format!("/api/reports/beta_only?{PERIOD}");
+    assert_eq!(
+        call(&s, "GET", &uri, tok).json()["blocks"][0]["rows"][0]["n"],
+        9
+    );
+
+    std::fs::remove_file(data.join("deals.csv")).unwrap();
+    let job = refresh(&s, tok);
+    assert_eq!(job["state"], "failed", "{job}");
+    let message = job["message"].as_str().unwrap();
+    assert!(
+        message.contains("deals.csv is gone from the data folder since the version being served; put it back (a table with no rows is a file with only its header line); the previous version keeps serving"),
+        "{message}"
+    );
+    let again = call(&s, "GET", &uri, tok);
+    assert_eq!(again.json()["blocks"][0]["rows"][0]["n"], 9);
+
+    // A header-only file is a table with no rows, on purpose: that refresh goes through.
+    let header = std::fs::read_to_string(fixture("forgotten").join("deals.csv")).unwrap();
+    let header = header.lines().next().unwrap();
+    std::fs::write(data.join("deals.csv"), format!("{header}\n")).unwrap();
+    let job = refresh(&s, tok);
+    assert_eq!(job["state"], "done", "{job}");
+    let empty = call(&s, "GET", &uri, tok).json();
+    assert_eq!(empty["blocks"][0]["rows"][0]["n"], 0, "{empty}");
 }

@@ -148,9 +148,22 @@ struct ServeArgs {
     /// Seconds a report may run before the request answers 503.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
-    /// Memory a report's sorts, joins and aggregates may hold, in MiB.
+    /// Memory a report's sorts, joins and aggregates may hold, in MiB; a rendered answer
+    /// is held to it too.
     #[arg(long, default_value_t = 4096)]
     memory_mib: usize,
+    /// Report runs at once over all clients (default: the machine's cores); more wait.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    runs: Option<u32>,
+    /// Report runs that may wait for a slot; beyond them requests answer 429.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    queue: usize,
+    /// Seconds a connection has to send a request's headers.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout: u64,
+    /// Connections held at once; more wait to be accepted.
+    #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
     /// Run every client's reports on the cluster whose scheduler is at HOST:PORT (their
     /// data must be snapshot stores on paths every executor reads).
     #[arg(long, value_name = "HOST:PORT")]
@@ -655,9 +668,14 @@ async fn cluster(command: ClusterCommand) -> Result<()> {
 }
 
 async fn serve(a: ServeArgs, clock: svodka_csv::Clock) -> Result<()> {
+    let defaults = svodka_service::Limits::default();
     let limits = svodka_service::Limits {
         timeout: std::time::Duration::from_secs(a.timeout),
         memory: a.memory_mib << 20,
+        runs: a.runs.map_or(defaults.runs, |n| n as usize),
+        queued: a.queue,
+        header_timeout: std::time::Duration::from_secs(a.header_timeout),
+        connections: a.max_connections as usize,
     };
     let mut service = if a.demo {
         svodka_service::Service::demo(&data::demo_dir()?, limits)?

@@ -56,7 +56,7 @@ impl Report {
 }
 
 /// All models and reports available to a run.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Catalog {
     pub models: IndexMap<String, Arc<Model>>,
     pub reports: IndexMap<String, Arc<Report>>,
@@ -188,12 +188,32 @@ fn yaml_diagnostic(src: &SourceFile, e: &serde_yaml::Error) -> Diagnostic {
             line: l.line(),
             column: l.column(),
         })
-        .unwrap_or_default();
+        .unwrap_or_else(|| unlocated_yaml_error(&src.text));
     let mut message = strip_locations(&e.to_string());
     if let Some(hint) = unknown_key_hint(&message) {
         message.push_str(&hint);
     }
     Diagnostic::at_pos(src, pos, "", message)
+}
+
+/// Where an error serde_yaml gives no place for belongs: a second document's `---` (the
+/// one such error a file can have), else the file's first line.
+fn unlocated_yaml_error(text: &str) -> crate::source::Pos {
+    let mut content_seen = false;
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if content_seen && (line.starts_with("---") || line.starts_with("...")) {
+            return crate::source::Pos {
+                line: i + 1,
+                column: 1,
+            };
+        }
+        content_seen = true;
+    }
+    crate::source::Pos { line: 1, column: 1 }
 }
 
 /// Removes serde_yaml's " at line N column M" (the position is reported separately).

@@ -23,7 +23,7 @@ pub use catalog::Catalog;
 pub use error::{Diagnostic, ReportError};
 pub use params::{FilterValue, RunParams};
 pub use result::{BlockKind, BlockResult, ChildResult, ColumnMeta, Previous, ReportResult};
-pub use run::{Engine, RemoteEngine, RunRequest, check, explain, run, settings_of};
+pub use run::{Engine, RemoteEngine, RunRequest, check, check_only, explain, run, settings_of};
 pub use settings::{Setting, SettingValue};
 pub use source::SourceFile;
 pub use spec::{ChartKind, ChartSpec, Shift, ValueType};

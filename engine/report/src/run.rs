@@ -708,9 +708,9 @@ fn columns_read(
         .map(|m| (m.clone(), Default::default()))
         .collect();
     let mut scans: std::collections::HashMap<String, Vec<usize>> = Default::default();
+    let pruning = projection_pruning();
     for (i, df) in plans {
-        let plan = df
-            .into_optimized_plan()
+        let plan = pruned(compiler.state(), &pruning, df)
             .map_err(|e| execution_error(report.id(), "columns read", e))?;
         plan.apply_with_subqueries(|node| {
             if let LogicalPlan::TableScan(scan) = node
@@ -758,6 +758,33 @@ fn columns_read(
         });
     }
     Ok(narrowed)
+}
+
+/// The optimizer rules that tell which columns a plan reads: expressions simplified
+/// (a setting's `case` folds to one branch) and projections pushed down to the scans.
+/// The other rules would not read fewer columns; skipping them saves about a fifth of
+/// this step (at 20 000 deals, `sales_plan`: 97 → 77 ms).
+fn projection_pruning() -> datafusion::optimizer::Optimizer {
+    use datafusion::optimizer::optimize_projections::OptimizeProjections;
+    use datafusion::optimizer::simplify_expressions::SimplifyExpressions;
+    datafusion::optimizer::Optimizer::with_rules(vec![
+        Arc::new(SimplifyExpressions::new()),
+        Arc::new(OptimizeProjections::new()),
+    ])
+}
+
+/// `df`'s plan, analyzed (types coerced) and pruned by `pruning`.
+fn pruned(
+    state: &datafusion::execution::SessionState,
+    pruning: &datafusion::optimizer::Optimizer,
+    df: datafusion::prelude::DataFrame,
+) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
+    let plan = state.analyzer().execute_and_check(
+        df.into_unoptimized_plan(),
+        state.config_options(),
+        |_, _| {},
+    )?;
+    pruning.optimize(plan, state, |_, _| {})
 }
 
 /// A model the run's blocks read, as they read it.
@@ -903,6 +930,17 @@ pub async fn explain(
 /// Compiles every block of every report and every model against empty canonical tables,
 /// so that each definition is checked before anything runs. Collects all problems.
 pub async fn check(catalog: &Catalog) -> Result<(), ReportError> {
+    let reports: Vec<String> = catalog.reports.keys().cloned().collect();
+    let models: Vec<String> = catalog.models.keys().cloned().collect();
+    check_only(catalog, &reports, &models).await
+}
+
+/// `check` of the named reports and models only (those an edit touched).
+pub async fn check_only(
+    catalog: &Catalog,
+    reports: &[String],
+    models: &[String],
+) -> Result<(), ReportError> {
     let empty = LazyTables::empty();
     // Plans over empty tables do not depend on the day: any fixed one keeps checks
     // reproducible.
@@ -919,7 +957,7 @@ pub async fn check(catalog: &Catalog) -> Result<(), ReportError> {
             message: other.to_string(),
         }),
     };
-    for id in catalog.reports.keys() {
+    for id in reports {
         let req = RunRequest {
             report: id.clone(),
             params: params.clone(),
@@ -931,7 +969,7 @@ pub async fn check(catalog: &Catalog) -> Result<(), ReportError> {
         };
         collect(check_report(catalog, &empty, &req).await);
     }
-    for name in catalog.models.keys() {
+    for name in models {
         let check_one = || -> Result<(), ReportError> {
             let models = reachable_models(catalog, vec![name.clone()]);
             let mut bindings = Bindings::default();

@@ -114,6 +114,30 @@ pub struct Data {
     pub info: Option<svodka_csv::DatasetInfo>,
     /// Bumped by each refresh: part of every cache key.
     pub version: u64,
+    /// Tables of a CSV folder that had no file (read as empty).
+    pub absent: Vec<String>,
+}
+
+impl Data {
+    /// Refuses `next` when a table file this version read is gone from it: a deleted or
+    /// moved `deals.csv` must not turn every report into zeros.
+    pub fn check_successor(&self, next: &Data) -> Result<(), String> {
+        let gone: Vec<String> = next
+            .absent
+            .iter()
+            .filter(|t| !self.absent.contains(t))
+            .map(|t| format!("{t}.csv"))
+            .collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "{} {} gone from the data folder since the version being served; put {} back (a table with no rows is a file with only its header line)",
+            gone.join(", "),
+            if gone.len() == 1 { "is" } else { "are" },
+            if gone.len() == 1 { "it" } else { "them" },
+        ))
+    }
 }
 
 /// A client as the service holds it.
@@ -159,6 +183,7 @@ impl Client {
                     tables: LazyTables::empty(),
                     info: None,
                     version: 0,
+                    absent: Vec::new(),
                 };
                 (Catalog::default(), none, Some(e.to_string()))
             }
@@ -387,5 +412,6 @@ pub fn load_data(dir: &Path, config: &ClientConfig, version: u64) -> Result<Data
         tables,
         info,
         version,
+        absent: svodka_sources::absent_tables(&folder),
     })
 }

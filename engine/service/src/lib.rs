@@ -7,6 +7,7 @@ pub mod cache;
 pub mod clients;
 pub mod query;
 mod routes;
+mod runs;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -42,13 +43,25 @@ pub enum ServiceError {
     },
 }
 
-/// Bounds on what one request may take.
+/// Bounds on what one request, and the whole service, may take.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// A report run longer than this answers 503.
+    /// A request whose report takes longer than this — waiting for a run slot, running
+    /// and rendering — answers 503.
     pub timeout: Duration,
-    /// Bytes a run's sorts, joins and aggregates may hold.
+    /// Bytes a run's sorts, joins and aggregates may hold; the rendered answer (JSON,
+    /// page, workbook) is held to the same bound.
     pub memory: usize,
+    /// Report runs at once, over every client; more wait for a slot.
+    pub runs: usize,
+    /// Report runs that may wait for a slot; beyond them a request answers 429 with
+    /// `Retry-After`.
+    pub queued: usize,
+    /// Time a connection has to send a request's headers (and an idle kept-alive
+    /// connection its next request's) before it is closed.
+    pub header_timeout: Duration,
+    /// Connections held at once; further ones wait in the listen queue until one closes.
+    pub connections: usize,
 }
 
 impl Default for Limits {
@@ -56,6 +69,10 @@ impl Default for Limits {
         Limits {
             timeout: Duration::from_secs(120),
             memory: 4 << 30,
+            runs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            queued: 32,
+            header_timeout: Duration::from_secs(10),
+            connections: 512,
         }
     }
 }
@@ -104,7 +121,13 @@ pub struct Metrics {
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
     pub runs: AtomicU64,
+    /// Microseconds spent in report runs, for the average a `Retry-After` is taken from.
+    pub run_micros: AtomicU64,
+    /// Requests that waited for an identical request's run instead of running again.
+    pub coalesced: AtomicU64,
     pub rejected_heavy: AtomicU64,
+    /// Requests refused with 429 because the run queue was full.
+    pub rejected_busy: AtomicU64,
 }
 
 /// The whole service state, shared by every request.
@@ -122,6 +145,11 @@ pub struct Service {
     pub engine: svodka_report::Engine,
     /// Client folders left out because their `client.yaml` could not be read: the error.
     pub unloaded: Vec<String>,
+    /// Run slots (`Limits::runs`) and the runs waiting for one.
+    pub(crate) run_slots: Arc<tokio::sync::Semaphore>,
+    pub(crate) waiting: std::sync::atomic::AtomicUsize,
+    /// Runs in progress by cache key: an identical request waits for the same outcome.
+    pub(crate) in_flight: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<runs::Outcome>>>>,
 }
 
 impl Service {
@@ -231,6 +259,9 @@ impl Service {
             clock: svodka_csv::Clock::System,
             engine: svodka_report::Engine::Local,
             unloaded: Vec::new(),
+            run_slots: Arc::new(tokio::sync::Semaphore::new(limits.runs.max(1))),
+            waiting: Default::default(),
+            in_flight: Default::default(),
         }
     }
 
@@ -294,6 +325,11 @@ impl Service {
         id
     }
 
+    /// Ends a page session: its cookie no longer opens pages.
+    pub fn end_session(&self, id: &str) {
+        self.sessions.lock().expect("sessions").remove(id);
+    }
+
     /// The client of a live session, which counts as used now.
     pub fn session_client(&self, id: &str) -> Option<Arc<Client>> {
         let now = std::time::Instant::now();
@@ -346,8 +382,20 @@ impl Service {
                 j.progress = 30;
                 j.message = "loading data".into();
             });
-            let next = client.data().version + 1;
-            let data = clients::load_data(&client.dir, &client.config, next);
+            let serving = client.data();
+            let next = serving.version + 1;
+            let data = clients::load_data(&client.dir, &client.config, next).and_then(|d| {
+                // Held clients have nothing to lose yet: whatever loads is an improvement.
+                if client.problem().is_none() {
+                    serving
+                        .check_successor(&d)
+                        .map_err(|message| ServiceError::Data {
+                            client: client.id.clone(),
+                            message,
+                        })?;
+                }
+                Ok(d)
+            });
             match (catalog, data) {
                 (Ok(catalog), Ok(data)) => {
                     *client.catalog.write().expect("catalog lock") = Arc::new(catalog);
@@ -387,6 +435,11 @@ impl Service {
 }
 
 /// Serves until Ctrl-C (or SIGTERM), then finishes the requests in flight.
+///
+/// Connections are served here rather than by `axum::serve` for two limits it lacks: at
+/// most `Limits::connections` at once, and `Limits::header_timeout` to send headers, so
+/// that callers who open connections and send nothing (or a byte at a time) cannot hold
+/// the service.
 pub async fn serve(
     service: Arc<Service>,
     listener: tokio::net::TcpListener,
@@ -394,23 +447,79 @@ pub async fn serve(
     service
         .check_listen(listener.local_addr()?)
         .map_err(std::io::Error::other)?;
-    axum::serve(listener, router(service))
-        .with_graceful_shutdown(async {
-            let ctrl_c = tokio::signal::ctrl_c();
-            #[cfg(unix)]
-            {
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                        .expect("a SIGTERM handler");
-                tokio::select! {
-                    _ = ctrl_c => {},
-                    _ = term.recv() => {},
+    serve_until(service, listener, shutdown_signal()).await
+}
+
+/// Serves until `stop` completes, then finishes the requests in flight.
+pub async fn serve_until(
+    service: Arc<Service>,
+    listener: tokio::net::TcpListener,
+    stop: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let limits = service.limits;
+    let app = router(service);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.connections.max(1)));
+    let (closing, closed) = tokio::sync::watch::channel(());
+    let mut connections = tokio::task::JoinSet::new();
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            _ = &mut stop => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => {
+                    // Out of file descriptors, or the peer left before the accept: the
+                    // listener itself is fine, try again shortly.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut closed = closed.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout);
+            let conn = http.serve_connection(TokioIo::new(stream), app);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = closed.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
                 }
             }
-            #[cfg(not(unix))]
-            let _ = ctrl_c.await;
-        })
-        .await
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let _ = closing.send(());
+    while connections.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }
 
 /// Counts a finished request.

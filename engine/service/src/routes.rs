@@ -12,9 +12,9 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
-use svodka_report::ReportError;
 
 use crate::query::{Format, Query};
+use crate::runs::{self, Refusal};
 use crate::{Client, Service};
 
 type Shared = Arc<Service>;
@@ -35,6 +35,7 @@ pub fn router(service: Shared) -> Router {
         .route("/api/jobs/{id}", get(job))
         .route("/", get(index))
         .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
         .route("/reports/{id}", get(report_page))
         .layer(from_fn(refuse_posts_from_other_sites))
         .layer(from_fn(security_headers))
@@ -121,11 +122,15 @@ fn caller(s: &Service, headers: &HeaderMap) -> Option<Arc<Client>> {
     {
         return s.client_of_token(token);
     }
-    let session = headers
+    s.session_client(session_id(headers)?)
+}
+
+/// The session id in the request's cookie.
+fn session_id(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::COOKIE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|c| crate::auth::cookie(c, SESSION_COOKIE))?;
-    s.session_client(session)
+        .and_then(|c| crate::auth::cookie(c, SESSION_COOKIE))
 }
 
 /// Why a caller was turned away, and how to say it.
@@ -235,8 +240,23 @@ async fn metrics(State(s): State<Shared>) -> Response {
         ),
         (
             "svodka_rejected_heavy_total",
-            "Runs stopped by the time or memory limit.",
+            "Requests stopped by the time or memory limit (waiting, running or rendering).",
             m.rejected_heavy.load(Relaxed) as f64,
+        ),
+        (
+            "svodka_rejected_busy_total",
+            "Requests refused with 429: the run queue was full.",
+            m.rejected_busy.load(Relaxed) as f64,
+        ),
+        (
+            "svodka_coalesced_total",
+            "Requests answered by an identical request's run.",
+            m.coalesced.load(Relaxed) as f64,
+        ),
+        (
+            "svodka_run_seconds_sum",
+            "Time spent in report runs.",
+            m.run_micros.load(Relaxed) as f64 / 1e6,
         ),
     ] {
         let _ = writeln!(
@@ -337,6 +357,7 @@ async fn answer(
             );
         }
     };
+    let deadline = Instant::now() + s.limits.timeout;
     let data = client.data();
     let canonical = q.canonical();
     let key = format!(
@@ -351,41 +372,15 @@ async fn answer(
             r
         }
         None => {
-            s.metrics.cache_misses.fetch_add(1, Relaxed);
-            let req = match q.request(
-                client,
-                id,
-                block.clone(),
-                Some(s.limits.memory),
-                s.clock,
-                client.engine.clone().unwrap_or_else(|| s.engine.clone()),
-            ) {
+            let engine = client.engine.clone().unwrap_or_else(|| s.engine.clone());
+            let request = || {
+                let memory = Some(s.limits.memory);
+                q.request(client, id, block.clone(), memory, s.clock, engine)
+            };
+            match runs::shared_run(s, client, &key, deadline, request).await {
                 Ok(r) => r,
-                Err(e) => return run_error(s, e),
-            };
-            s.metrics.runs.fetch_add(1, Relaxed);
-            let run = svodka_report::run(&catalog, &data.tables, &req);
-            let result = match tokio::time::timeout(s.limits.timeout, run).await {
-                Ok(Ok(r)) => Arc::new(r),
-                Ok(Err(e)) => return run_error(s, e),
-                Err(_) => {
-                    s.metrics.rejected_heavy.fetch_add(1, Relaxed);
-                    return error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!(
-                            "the report took longer than {} s; narrow the period or the filters",
-                            s.limits.timeout.as_secs()
-                        ),
-                    );
-                }
-            };
-            let size = crate::cache::result_bytes(&result);
-            client
-                .cache
-                .lock()
-                .expect("cache")
-                .put(key.clone(), result.clone(), size);
-            result
+                Err(refusal) => return refusal.into_response(),
+            }
         }
     };
     let locale = q
@@ -403,9 +398,12 @@ async fn answer(
     let format = q.format.unwrap_or(default);
     if format == Format::Json {
         // Written as it is serialized, from the cached batches: fast without a copy.
-        return svodka_render::json::ReportJson::new(&result)
-            .map(|j| Json(j).into_response())
-            .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
+        let memory = s.limits.memory;
+        let json = runs::render(s, deadline, move || runs::json_within(&result, memory)).await;
+        return match json {
+            Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+            Err(refusal) => refusal.into_response(),
+        };
     }
     // A page or workbook takes longer to render than to send: rendered once per result.
     let page_key = format!("{key}|{format:?}|{locale:?}|{live}");
@@ -413,14 +411,20 @@ async fn answer(
     let bytes = match page {
         Some(b) => b,
         None => {
-            let rendered = match format {
-                Format::Html => svodka_render::html::report_html(&result, &options)
-                    .map(|h| axum::body::Bytes::from(h.into_bytes())),
-                _ => svodka_render::xlsx::report_xlsx(&result, &options).map(Into::into),
+            if let Err(refusal) = runs::fits_to_render(&result, s.limits.memory) {
+                return refusal.into_response();
+            }
+            let render = move || {
+                let rendered = match format {
+                    Format::Html => svodka_render::html::report_html(&result, &options)
+                        .map(|h| axum::body::Bytes::from(h.into_bytes())),
+                    _ => svodka_render::xlsx::report_xlsx(&result, &options).map(Into::into),
+                };
+                rendered.map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
             };
-            let bytes = match rendered {
+            let bytes = match runs::render(s, deadline, render).await {
                 Ok(b) => b,
-                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                Err(refusal) => return refusal.into_response(),
             };
             let size = bytes.len();
             client
@@ -456,29 +460,6 @@ async fn answer(
         bytes,
     )
         .into_response()
-}
-
-fn run_error(s: &Service, e: ReportError) -> Response {
-    use datafusion::error::DataFusionError;
-    match &e {
-        ReportError::BadInput { .. } => error(StatusCode::BAD_REQUEST, e.to_string()),
-        ReportError::UnknownBlock { .. } | ReportError::UnknownReport { .. } => {
-            error(StatusCode::NOT_FOUND, e.to_string())
-        }
-        ReportError::Execution { source, .. }
-            if matches!(source.find_root(), DataFusionError::ResourcesExhausted(_)) =>
-        {
-            s.metrics
-                .rejected_heavy
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the report needs more memory than a request may take: {e}"),
-            )
-        }
-        ReportError::Remote { .. } => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        _ => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
 }
 
 /// A browser's POST from another site carries that site's `Origin`: refused, since the
@@ -553,7 +534,7 @@ async fn index(State(s): State<Shared>, headers: HeaderMap) -> Response {
         ));
     }
     Html(format!(
-        "<!DOCTYPE html><html lang=\"ru\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>Svodka — {name}</title><style>{PAGE_STYLE}</style></head><body><h1>{name}</h1><ul>{items}</ul></body></html>",
+        "<!DOCTYPE html><html lang=\"ru\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>Svodka — {name}</title><style>{PAGE_STYLE}</style></head><body><h1>{name}</h1><ul>{items}</ul><form method=\"post\" action=\"/logout\"><button type=\"submit\">Выйти</button></form></body></html>",
         name = escape(&client.config.name)
     ))
     .into_response()
@@ -571,7 +552,11 @@ struct LoginForm {
     token: String,
 }
 
-async fn login(State(s): State<Shared>, Form(form): Form<LoginForm>) -> Response {
+async fn login(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
     let Some(client) = s.client_of_token(&form.token) else {
         return (
             StatusCode::UNAUTHORIZED,
@@ -583,12 +568,49 @@ async fn login(State(s): State<Shared>, Form(form): Form<LoginForm>) -> Response
     };
     let session = s.start_session(&client.id);
     let mut r = Redirect::to("/").into_response();
+    let secure = if behind_tls(&headers) { "; Secure" } else { "" };
     r.headers_mut().insert(
         header::SET_COOKIE,
         HeaderValue::from_str(&format!(
-            "{SESSION_COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/"
+            "{SESSION_COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/{secure}"
         ))
         .expect("an ASCII cookie"),
     );
     r
+}
+
+/// Ends the caller's page session (if any) and sends the browser to the login page.
+async fn logout(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    if let Some(id) = session_id(&headers) {
+        s.end_session(id);
+    }
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&format!(
+            "{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"
+        ))
+        .expect("an ASCII cookie"),
+    );
+    r
+}
+
+/// The request reached a proxy over HTTPS (`X-Forwarded-Proto: https` or `Forwarded:
+/// proto=https`): the session cookie is then sent over HTTPS only.
+fn behind_tls(headers: &HeaderMap) -> bool {
+    let is = |name: &str, test: &dyn Fn(&str) -> bool| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(test)
+    };
+    is("x-forwarded-proto", &|v| {
+        v.split(',')
+            .next()
+            .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
+    }) || is("forwarded", &|v| {
+        v.split([';', ','])
+            .any(|kv| kv.trim().eq_ignore_ascii_case("proto=https"))
+    })
 }

@@ -122,6 +122,23 @@ pub fn open_data(
     Ok((tables, info))
 }
 
+/// The canonical tables a CSV folder has no file for (read as empty); none for a store.
+pub fn absent_tables(dir: &Path) -> Vec<String> {
+    if svodka_store::Store::is_store(dir) {
+        return Vec::new();
+    }
+    let workbook = dir.join(PLANS_WORKBOOK).exists();
+    svodka_schema::TABLES
+        .iter()
+        .filter(|t| !(workbook && matches!(t.name, "plans" | "bonus_tiers")))
+        .filter(|t| {
+            // A place that cannot be looked at is not "absent": its read fails loudly.
+            matches!(svodka_csv::table_path(dir, t.name).try_exists(), Ok(false))
+        })
+        .map(|t| t.name.to_string())
+        .collect()
+}
+
 /// One table of a CSV folder: from its plans workbook for plans and bonus tiers when the
 /// folder has one, else from its CSV file (absent: empty, and `note` hears of it).
 pub fn read_folder_table(dir: &Path, name: &str, note: fn(&str)) -> Result<Loaded, SourcesError> {

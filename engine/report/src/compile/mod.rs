@@ -487,7 +487,8 @@ impl<'a> Compiler<'a> {
         if block.columns.is_empty() {
             let err = |e| df_error(&report.src, &index("blocks", i), &block.id, e);
             let all: Vec<String> = block.by.names().map(str::to_string).collect();
-            let (mut rows, columns) = self.table_block(report, i, &block.by.0)?;
+            let plan = self.table_plan(report, i)?;
+            let (mut rows, columns) = self.table_grouping(report, &plan, &block.by.0)?;
             if !block.subtotals.is_empty() {
                 for (k, d) in block.subtotals.iter().enumerate() {
                     if !all.contains(d) {
@@ -507,13 +508,14 @@ impl<'a> Compiler<'a> {
                     .filter(|(d, _)| block.subtotals.contains(d))
                     .cloned()
                     .collect();
-                let sub = self.table_block(report, i, &dims)?.0;
+                let sub = self.table_grouping(report, &plan, &dims)?.0;
                 let sub = align(sub, &rows).map_err(err)?;
                 rows = rows.union(sub).map_err(err)?;
             }
             let totals = if block.totals {
                 // Same columns as the rows: dimensions are typed nulls in the totals row.
-                let totals = align(self.table_block(report, i, &[])?.0, &rows).map_err(err)?;
+                let totals =
+                    align(self.table_grouping(report, &plan, &[])?.0, &rows).map_err(err)?;
                 Some(self.totals_overrides(block, totals, &rows).map_err(err)?)
             } else {
                 None
@@ -543,7 +545,7 @@ impl<'a> Compiler<'a> {
             for child in &block.children {
                 let mut dims = block.by.0.clone();
                 dims.extend(child.by.iter().cloned());
-                let (frame, child_columns) = self.table_block(report, i, &dims)?;
+                let (frame, child_columns) = self.table_grouping(report, &plan, &dims)?;
                 let order: Vec<SortExpr> = dims
                     .iter()
                     .map(|(d, _)| SortExpr::new(column(d), true, false))

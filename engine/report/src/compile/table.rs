@@ -1,7 +1,58 @@
-//! Table blocks: each model aggregated by the block's dimensions, the parts stacked and
-//! folded, then the measures over measures.
+//! Table blocks: analysed once into a `TablePlan`; each grouping (rows, subtotals,
+//! totals, child levels) then aggregates each model by its dimensions, stacks and folds
+//! the parts, and computes the measures over measures.
 
 use super::*;
+
+/// What a block measure is, decided once per block.
+enum Out {
+    /// A model measure under the block's name.
+    Alias(Measure),
+    /// An aggregate over the rows of the block's `from:` model.
+    Inline { expr: Expr, empty: Empty },
+    /// A combination of other measures (or a constant), computed after the aggregates.
+    Derived { resolved: Resolved, site: ExprSite },
+    /// A measure of `model` over a shifted period: a model measure, or an inline
+    /// aggregate (re-planned with the shifted values).
+    Shifted {
+        model: String,
+        shift: Shift,
+        measure: Option<String>,
+        resolved: Resolved,
+    },
+}
+
+/// A table block analysed once: what each measure is, the aggregates each model (and each
+/// shifted period) contributes, and the steps over them in order. Every grouping of the
+/// block — its rows, subtotals, totals row and child levels — is built from this.
+pub(super) struct TablePlan<'a> {
+    block: usize,
+    /// The models the block reads; the first gives the dimensions' metadata.
+    models: Vec<String>,
+    from: Option<String>,
+    /// The block's measures in their order: what each is, its site and its text.
+    outs: IndexMap<String, (Out, ExprSite, String)>,
+    /// Aggregates over rows, per model and shift: column, expression, value when empty.
+    base: IndexMap<Part, Vec<(String, Expr, Empty)>>,
+    /// The compiler of each shifted period the block reads.
+    shifted: HashMap<Shift, Arc<Compiler<'a>>>,
+    /// Measures over measures, by column.
+    derived: IndexMap<String, (Resolved, ExprSite)>,
+    /// Block measures that name a model measure: block column → model measure column.
+    copies: HashMap<String, String>,
+    /// Each lookup's key: a block measure's column or a dimension.
+    lookup_keys: Vec<LookupKey>,
+    /// Lookup steps and outputs: step → its key's column, output → its step.
+    lookup_deps: HashMap<String, String>,
+    /// Copies, lookups and derived measures, each after what it uses.
+    order: Vec<String>,
+}
+
+/// What a lookup is keyed by.
+enum LookupKey {
+    Measure(String),
+    Dimension(String),
+}
 
 impl<'a> Compiler<'a> {
     /// Plans a measure that aggregates the rows of `df`; refuses one that does not.
@@ -22,23 +73,14 @@ impl<'a> Compiler<'a> {
         Ok((expr, empty))
     }
 
-    /// A table block: with `dims` its rows, without them its totals row.
-    pub(super) fn table_block(
+    /// Analyses table block `i`: the names its expressions see, what each measure is,
+    /// the aggregates per model and the order of the steps over them.
+    pub(super) fn table_plan(
         &self,
         report: &Report,
         i: usize,
-        group: &[(String, ExprSpec)],
-    ) -> Result<(DataFrame, Vec<ColumnMeta>), ReportError> {
+    ) -> Result<TablePlan<'a>, ReportError> {
         let block = &report.spec.blocks[i];
-        let block_path = index("blocks", i);
-        let err = |e| {
-            df_error(
-                &report.src,
-                &block_path,
-                &format!("report `{}`, block `{}`", report.id(), block.id),
-                e,
-            )
-        };
         let models = self.block_models(report, i)?;
         if models.is_empty() {
             return Err(self
@@ -55,6 +97,17 @@ impl<'a> Compiler<'a> {
             Some(f) => frame_columns(&self.model_frame(f, true, &mut Vec::new())?),
             None => Vec::new(),
         };
+        // Every dimension some grouping of the block has: its own and its children's.
+        let mut dim_names: Vec<String> = Vec::new();
+        for d in block
+            .by
+            .names()
+            .chain(block.children.iter().flat_map(|c| c.by.names()))
+        {
+            if !dim_names.iter().any(|n| n == d) {
+                dim_names.push(d.to_string());
+            }
+        }
 
         // The names block expressions see.
         let mut scope = column_scope(&from_cols);
@@ -88,7 +141,7 @@ impl<'a> Compiler<'a> {
                 block_scope.add(None, name, block_target(name));
             }
         }
-        for (d, _) in group {
+        for d in &dim_names {
             block_scope.add(
                 None,
                 d,
@@ -102,25 +155,6 @@ impl<'a> Compiler<'a> {
             block_scope.add(None, name, block_target(name));
         }
 
-        enum Out {
-            Alias(Measure),
-            Inline {
-                expr: Expr,
-                empty: Empty,
-            },
-            Derived {
-                resolved: Resolved,
-                site: ExprSite,
-            },
-            /// A measure of `model` over a shifted period: a model measure, or an inline
-            /// aggregate (re-planned with the shifted values).
-            Shifted {
-                model: String,
-                shift: Shift,
-                measure: Option<String>,
-                resolved: Resolved,
-            },
-        }
         let mut outs: IndexMap<String, (Out, ExprSite, String)> = IndexMap::new();
         for (name, spec) in block.measures.iter() {
             let site = self.block_site(
@@ -319,14 +353,162 @@ impl<'a> Compiler<'a> {
                 .into());
         }
 
-        // Aggregate each model by the block's dimensions.
+        // Measures over measures, each after those it uses. A block measure that names a
+        // model measure is copied under its block name, for the block's own expressions.
+        let copies: HashMap<String, String> = outs
+            .iter()
+            .filter_map(|(name, (out, _, _))| match out {
+                Out::Alias(m) => Some((block_column(name), measure_column(&m.model, &m.name))),
+                _ => None,
+            })
+            .collect();
+        // Lookups are steps too: `__lookup{k}` after its key, its outputs after it.
+        let mut lookup_deps: HashMap<String, String> = HashMap::new();
+        let mut lookup_keys = Vec::new();
+        for (k, lk) in block.lookups.iter().enumerate() {
+            let key = if outs.contains_key(&lk.key) {
+                LookupKey::Measure(block_column(&lk.key))
+            } else if dim_names.contains(&lk.key) {
+                LookupKey::Dimension(lk.key.clone())
+            } else {
+                return Err(self.unknown_lookup_key(report, i, k, &outs, &dim_names));
+            };
+            let step = format!("__lookup{k}");
+            if let LookupKey::Measure(c) = &key {
+                lookup_deps.insert(step.clone(), c.clone());
+            }
+            for (name, _) in lk.take.iter() {
+                lookup_deps.insert(block_column(name), step.clone());
+            }
+            lookup_keys.push(key);
+        }
+        let steps: Vec<String> = derived
+            .keys()
+            .chain(copies.keys())
+            .chain(lookup_deps.keys())
+            .cloned()
+            .chain((0..block.lookups.len()).map(|k| format!("__lookup{k}")))
+            .fold(Vec::new(), |mut v, c| {
+                if !v.contains(&c) {
+                    v.push(c);
+                }
+                v
+            });
+        let order = topo_order(steps.clone(), |c| {
+            match copies.get(c).or(lookup_deps.get(c)) {
+                Some(source) => vec![source.clone()]
+                    .into_iter()
+                    .filter(|d| steps.contains(d))
+                    .collect(),
+                None if c.starts_with("__lookup") => Vec::new(),
+                None => derived[c]
+                    .0
+                    .refs
+                    .iter()
+                    .map(|t| t.column.clone())
+                    .filter(|d| steps.contains(d))
+                    .collect(),
+            }
+        })
+        .map_err(|cycle| {
+            let site = cycle
+                .iter()
+                .find_map(|c| derived.get(c).map(|(_, site)| site))
+                .expect("a cycle runs through an expression");
+            ReportError::from(site.error(format!(
+                "measures refer to each other in a cycle: {}",
+                cycle
+                    .iter()
+                    .map(|c| c.replace("__block__", "").replace("__", "."))
+                    .collect::<Vec<_>>()
+                    .join(" → ")
+            )))
+        })?;
+        Ok(TablePlan {
+            block: i,
+            models,
+            from,
+            outs,
+            base,
+            shifted,
+            derived,
+            copies,
+            lookup_keys,
+            lookup_deps,
+            order,
+        })
+    }
+
+    /// A lookup keyed by a name that is neither a block measure nor one of `dims`.
+    fn unknown_lookup_key(
+        &self,
+        report: &Report,
+        i: usize,
+        k: usize,
+        outs: &IndexMap<String, (Out, ExprSite, String)>,
+        dims: &[String],
+    ) -> ReportError {
+        let key = &report.spec.blocks[i].lookups[k].key;
+        let known = outs.keys().chain(dims).map(String::as_str);
+        self.block_site(report, i, &join(&index("lookups", k), "key"), None)
+            .error(format!(
+                "unknown measure or dimension `{key}`{}",
+                did_you_mean(key, known)
+            ))
+            .into()
+    }
+
+    /// One grouping of an analysed table block: with `group` its rows (or subtotals or a
+    /// child level), without it its totals row.
+    pub(super) fn table_grouping(
+        &self,
+        report: &Report,
+        plan: &TablePlan<'a>,
+        group: &[(String, ExprSpec)],
+    ) -> Result<(DataFrame, Vec<ColumnMeta>), ReportError> {
+        let i = plan.block;
+        let block = &report.spec.blocks[i];
+        let block_path = index("blocks", i);
+        let err = |e| {
+            df_error(
+                &report.src,
+                &block_path,
+                &format!("report `{}`, block `{}`", report.id(), block.id),
+                e,
+            )
+        };
         let dims = !group.is_empty();
         let dim_names: Vec<String> = group.iter().map(|(d, _)| d.clone()).collect();
+        // A grouping by fewer dimensions than the block (a subtotal, the totals row) has
+        // no value for the others: what depends on one of them cannot be computed there.
+        for (k, key) in plan.lookup_keys.iter().enumerate() {
+            if let LookupKey::Dimension(d) = key
+                && !dim_names.contains(d)
+            {
+                return Err(self.unknown_lookup_key(report, i, k, &plan.outs, &dim_names));
+            }
+        }
+        for (resolved, site) in plan.derived.values() {
+            for t in &resolved.refs {
+                if let TargetKind::Dimension(d) = &t.kind
+                    && !dim_names.contains(d)
+                {
+                    return Err(site
+                        .error_near(
+                            d,
+                            format!("dimension `{d}` has no value in {}", grouping_name(group)),
+                        )
+                        .into());
+                }
+            }
+        }
+
+        // Aggregate each model by the grouping's dimensions.
         let time_dim = self.time_dimension(report, i, group)?;
         let mut parts: Vec<DataFrame> = Vec::new();
-        for ((model, shift), aggs) in &base {
+        for ((model, shift), aggs) in &plan.base {
             let c: &Compiler = match shift {
-                Some(s) => &shifted[s],
+                Some(s) => &plan.shifted[s],
                 None => self,
             };
             let mut df = c.block_input(report, i, model, Some(&format!("in model `{model}`")))?;
@@ -355,29 +537,27 @@ impl<'a> Compiler<'a> {
                 time_expr = Some((d.clone(), t, *grain));
             }
             let mut groups = Vec::new();
-            if dims {
-                for (d, spec) in group {
-                    if let Some((td, t, grain)) = &time_expr
-                        && td == d
-                    {
-                        let mut start = self.period_start_expr(*grain, t.clone())?;
-                        if *shift == Some(Shift::PreviousYear) {
-                            // Last year's period is shown beside this year's.
-                            start = start
-                                + Expr::Literal(ScalarValue::IntervalYearMonth(Some(12)), None);
-                        }
-                        groups.push(start.alias(d));
-                        continue;
+            for (d, spec) in group {
+                if let Some((td, t, grain)) = &time_expr
+                    && td == d
+                {
+                    let mut start = self.period_start_expr(*grain, t.clone())?;
+                    if *shift == Some(Shift::PreviousYear) {
+                        // Last year's period is shown beside this year's.
+                        start =
+                            start + Expr::Literal(ScalarValue::IntervalYearMonth(Some(12)), None);
                     }
-                    let site = self.block_site(
-                        report,
-                        i,
-                        &join("by", d),
-                        Some(&format!("dimension `{d}` in model `{model}`")),
-                    );
-                    let text = spec.expr.as_deref().unwrap_or(d);
-                    groups.push(c.row_expr(&site, text, &df)?.alias(d));
+                    groups.push(start.alias(d));
+                    continue;
                 }
+                let site = self.block_site(
+                    report,
+                    i,
+                    &join("by", d),
+                    Some(&format!("dimension `{d}` in model `{model}`")),
+                );
+                let text = spec.expr.as_deref().unwrap_or(d);
+                groups.push(c.row_expr(&site, text, &df)?.alias(d));
             }
             let aggs = aggs
                 .iter()
@@ -400,7 +580,8 @@ impl<'a> Compiler<'a> {
         };
 
         // Empty groups: counts and sums are 0, not null.
-        let fills: Vec<&String> = base
+        let fills: Vec<&String> = plan
+            .base
             .values()
             .flatten()
             .filter(|(_, _, e)| *e == Empty::Zero)
@@ -431,103 +612,36 @@ impl<'a> Compiler<'a> {
             df = df.select(exprs).map_err(err)?;
         }
 
-        // Measures over measures, each after those it uses. A block measure that names a
-        // model measure is copied under its block name, for the block's own expressions.
-        let copies: HashMap<String, String> = outs
-            .iter()
-            .filter_map(|(name, (out, _, _))| match out {
-                Out::Alias(m) => Some((block_column(name), measure_column(&m.model, &m.name))),
-                _ => None,
-            })
-            .collect();
-        // Lookups are steps too: `__lookup{k}` after its key, its outputs after it.
-        let mut lookup_deps: HashMap<String, Vec<String>> = HashMap::new();
-        for (k, lk) in block.lookups.iter().enumerate() {
-            let site = self.block_site(report, i, &join(&index("lookups", k), "key"), None);
-            let key = if outs.contains_key(&lk.key) {
-                block_column(&lk.key)
-            } else if dim_names.contains(&lk.key) {
-                lk.key.clone()
-            } else {
-                let known = outs
-                    .keys()
-                    .map(String::as_str)
-                    .chain(dim_names.iter().map(String::as_str));
-                return Err(site
-                    .error(format!(
-                        "unknown measure or dimension `{}`{}",
-                        lk.key,
-                        did_you_mean(&lk.key, known)
-                    ))
-                    .into());
-            };
-            let step = format!("__lookup{k}");
-            lookup_deps.insert(step.clone(), vec![key]);
-            for (name, _) in lk.take.iter() {
-                lookup_deps.insert(block_column(name), vec![step.clone()]);
-            }
-        }
-        let nodes: Vec<String> = derived
-            .keys()
-            .chain(copies.keys())
-            .chain(lookup_deps.keys())
-            .cloned()
-            .collect();
-        let order = topo_order(nodes.clone(), |c| {
-            match copies.get(c).or(lookup_deps.get(c).and_then(|d| d.first())) {
-                Some(source) => vec![source.clone()]
-                    .into_iter()
-                    .filter(|d| nodes.contains(d))
-                    .collect(),
-                None => derived[c]
-                    .0
-                    .refs
-                    .iter()
-                    .map(|t| t.column.clone())
-                    .filter(|d| nodes.contains(d))
-                    .collect(),
-            }
-        })
-        .map_err(|cycle| {
-            let site = cycle
-                .iter()
-                .find_map(|c| derived.get(c).map(|(_, site)| site))
-                .expect("a cycle runs through an expression");
-            ReportError::from(site.error(format!(
-                "measures refer to each other in a cycle: {}",
-                cycle
-                    .iter()
-                    .map(|c| c.replace("__block__", "").replace("__", "."))
-                    .collect::<Vec<_>>()
-                    .join(" → ")
-            )))
-        })?;
-        for c in order {
-            if let Some(source) = copies.get(&c) {
-                df = df.with_column(&c, column(source)).map_err(err)?;
+        // Measures over measures, copies and lookups, in the analysed order.
+        for c in &plan.order {
+            if let Some(source) = plan.copies.get(c) {
+                df = df.with_column(c, column(source)).map_err(err)?;
                 continue;
             }
             if let Some(k) = c.strip_prefix("__lookup") {
                 let k: usize = k.parse().expect("lookup steps are numbered");
-                df = self.lookup(df, report, i, k, &lookup_deps[&c][0])?;
+                let key = match &plan.lookup_keys[k] {
+                    LookupKey::Measure(c) | LookupKey::Dimension(c) => c,
+                };
+                df = self.lookup(df, report, i, k, key)?;
                 continue;
             }
-            if lookup_deps.contains_key(&c) {
+            if plan.lookup_deps.contains_key(c) {
                 continue; // brought in by its lookup
             }
-            let (resolved, site) = &derived[&c];
+            let (resolved, site) = &plan.derived[c];
             let e = self.plan(site, resolved, df.schema())?;
             if !find_aggregate_exprs([&e]).is_empty() {
                 return Err(site.error("an aggregate of a measure is not allowed; aggregate rows in a measure of its own").into());
             }
-            df = df.with_column(&c, e).map_err(err)?;
+            df = df.with_column(c, e).map_err(err)?;
         }
 
         // Output: dimensions, then measures under their public names.
         let mut select: Vec<Expr> = dim_names.iter().map(|d| column(d)).collect();
         let mut metas = Vec::new();
         if dims {
-            let first = from.clone().unwrap_or_else(|| models[0].clone());
+            let first = plan.from.clone().unwrap_or_else(|| plan.models[0].clone());
             let model = self.catalog.models[&first].clone();
             for (d, spec) in group {
                 let site =
@@ -541,7 +655,7 @@ impl<'a> Compiler<'a> {
                 metas.push((d.clone(), spec.clone(), inherited, text, site));
             }
         }
-        for (name, (out, site, text)) in &outs {
+        for (name, (out, site, text)) in &plan.outs {
             let spec = block.measures.get(name).cloned().unwrap_or_default();
             if spec.hidden {
                 continue;
@@ -565,6 +679,15 @@ impl<'a> Compiler<'a> {
         let columns = self.column_metas(&df, metas, |text, _| text.to_string())?;
         Ok((df, columns))
     }
+}
+
+/// How an error names a grouping of a table block that lacks some of its dimensions.
+fn grouping_name(group: &[(String, ExprSpec)]) -> String {
+    if group.is_empty() {
+        return "the totals row, which groups by no dimension".to_string();
+    }
+    let dims: Vec<String> = group.iter().map(|(d, _)| format!("`{d}`")).collect();
+    format!("a subtotal, which groups by {} only", dims.join(", "))
 }
 
 /// `frame` with the columns of `like`, in its order: those it lacks as typed nulls.
