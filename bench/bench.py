@@ -48,7 +48,8 @@ def parse_args():
     p.add_argument("--work", type=Path, default=ROOT / "target" / "bench",
                    help="where the data set and the store are kept between runs")
     p.add_argument("--svodka", type=Path, default=None,
-                   help="the binary (default: target/release/svodka, else target/debug/svodka)")
+                   help="the binary (default: target/release/svodka, else target/bench-fast/svodka, "
+                        "else target/debug/svodka)")
     p.add_argument("--reports", default=None, help="comma-separated (default: every report with SQL)")
     p.add_argument("--check", action="store_true", help="one run each, values only, no timings")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="DuckDB's threads")
@@ -58,11 +59,12 @@ def parse_args():
 def svodka_binary(given):
     if given:
         return given
-    for profile in ("release", "debug"):
+    for profile in ("release", "bench-fast", "debug"):
         b = ROOT / "target" / profile / "svodka"
         if b.exists():
             return b
-    sys.exit("no svodka binary: build with `cargo build --release` or give --svodka")
+    sys.exit("no svodka binary: build with `cargo build --release` (or `--profile bench-fast`) "
+             "or give --svodka")
 
 
 # Starts a command and writes its peak RSS (KiB) and wall time (s) to the file named by

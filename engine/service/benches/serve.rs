@@ -28,7 +28,7 @@ fn get(addr: SocketAddr, path: &str) -> (u16, usize) {
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
+    sorted.get(i).copied().unwrap_or(f64::NAN)
 }
 
 fn peak_rss_mib() -> f64 {
@@ -40,6 +40,50 @@ fn peak_rss_mib() -> f64 {
         .and_then(|kb| kb.parse::<f64>().ok())
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
+}
+
+/// 64 callers at once, none cached: 32 distinct requests (each its own run) and 32
+/// identical ones (one shared run), against `Limits::default()`'s run slots and queue.
+fn burst(addr: SocketAddr) {
+    let started = Instant::now();
+    let threads: Vec<_> = (0..64)
+        .map(|i| {
+            let path = if i % 2 == 0 {
+                format!(
+                    "/api/reports/forgotten?from=2026-10-01&to=2026-10-31&set.deal_forgotten_days={}",
+                    i / 2 + 1
+                )
+            } else {
+                "/api/reports/sales_plan?from=2026-10-01&to=2026-10-31".to_string()
+            };
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                let (status, _) = get(addr, &path);
+                (status, t.elapsed().as_secs_f64() * 1000.0)
+            })
+        })
+        .collect();
+    let answers: Vec<(u16, f64)> = threads
+        .into_iter()
+        .map(|t| t.join().expect("a caller"))
+        .collect();
+    let mut ok: Vec<f64> = answers.iter().filter(|a| a.0 == 200).map(|a| a.1).collect();
+    ok.sort_by(f64::total_cmp);
+    let count = |s: u16| answers.iter().filter(|a| a.0 == s).count();
+    let other = answers
+        .iter()
+        .filter(|a| ![200, 429, 503].contains(&a.0))
+        .count();
+    println!(
+        "uncached burst of 64 (32 distinct, 32 identical): {} ok (p50 {:.0} ms, p99 {:.0} ms), {} busy (429), {} over the limits (503), {} errors, {:.1} s in all",
+        ok.len(),
+        percentile(&ok, 0.5),
+        percentile(&ok, 0.99),
+        count(429),
+        count(503),
+        other,
+        started.elapsed().as_secs_f64()
+    );
 }
 
 fn main() {
@@ -58,7 +102,11 @@ fn main() {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    rt.spawn(async move { axum::serve(listener, svodka_service::router(service)).await });
+    rt.spawn(svodka_service::serve_until(
+        service,
+        listener,
+        std::future::pending(),
+    ));
 
     // Uncached: each request a different period end, so nothing is reused.
     let mut uncached = Vec::new();
@@ -72,6 +120,7 @@ fn main() {
         uncached.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     uncached.sort_by(f64::total_cmp);
+    burst(addr);
     let path = "/api/reports/sales_plan";
     let (_, size) = get(addr, path);
     let mut cached = Vec::new();
