@@ -232,10 +232,12 @@ impl Plugin {
                 table: t,
                 message: e.to_string(),
             })?;
-        svodka_schema::check_table(table, &schema, &batches).map_err(|e| PluginError::Schema {
-            plugin,
-            message: e.to_string(),
-        })?;
+        svodka_schema::check_table(table, &schema, &batches)
+            .and_then(|()| svodka_schema::check_keys(table, &batches))
+            .map_err(|e| PluginError::Schema {
+                plugin,
+                message: e.to_string(),
+            })?;
         Ok((schema, batches))
     }
 }

@@ -343,6 +343,15 @@ pub enum SchemaError {
         column: String,
         nulls: usize,
     },
+    /// Two rows carry the same key (rows counted from 1, in delivery order).
+    #[error("table `{table}`: rows {first} and {second} have the same key ({key}) = {value}")]
+    DuplicateKey {
+        table: String,
+        key: String,
+        value: String,
+        first: usize,
+        second: usize,
+    },
 }
 
 /// Checks a delivered table — schema, then every batch — when `table_name` is canonical;
@@ -357,6 +366,63 @@ pub fn check_table(
     }
     check_schema(table_name, schema)?;
     batches.iter().try_for_each(|b| check_batch(table_name, b))
+}
+
+/// Checks that no two rows of canonical table `table_name` share its key (a deal listed
+/// twice would be counted twice). Other tables, and tables without a key, pass.
+pub fn check_keys(
+    table_name: &str,
+    batches: &[arrow::record_batch::RecordBatch],
+) -> Result<(), SchemaError> {
+    use arrow::row::{RowConverter, SortField};
+    let Some(table) = table(table_name).filter(|t| !t.key.is_empty()) else {
+        return Ok(());
+    };
+    let Some(schema) = batches.first().map(|b| b.schema()) else {
+        return Ok(());
+    };
+    let Ok(at) = table
+        .key
+        .iter()
+        .map(|k| schema.index_of(k))
+        .collect::<Result<Vec<usize>, _>>()
+    else {
+        return Ok(()); // a missing key column is check_schema's to report
+    };
+    let fields = at
+        .iter()
+        .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+        .collect();
+    let converter = RowConverter::new(fields).expect("canonical key types are comparable");
+    let mut seen: std::collections::HashMap<Box<[u8]>, usize> = Default::default();
+    let mut row = 0;
+    for batch in batches {
+        let columns: Vec<_> = at.iter().map(|&i| batch.column(i).clone()).collect();
+        let rows = converter
+            .convert_columns(&columns)
+            .expect("the key columns have the types given to the converter");
+        for (r, key) in rows.iter().enumerate() {
+            row += 1;
+            if let Some(first) = seen.insert(key.as_ref().into(), row) {
+                let value = columns
+                    .iter()
+                    .map(|c| {
+                        arrow::util::display::array_value_to_string(c, r)
+                            .unwrap_or_else(|_| "?".into())
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(SchemaError::DuplicateKey {
+                    table: table.name.into(),
+                    key: table.key.join(", "),
+                    value,
+                    first,
+                    second: row,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks a delivered schema against the canonical one: every required column present,
@@ -499,6 +565,53 @@ mod tests {
             names.dedup();
             assert_eq!(names.len(), t.columns.len(), "{}", t.name);
         }
+    }
+
+    #[test]
+    fn a_key_repeated_across_batches_is_refused_with_both_rows() {
+        use arrow::array::{ArrayRef, Int64Array, StringArray};
+        let batch = |ids: Vec<i64>, names: Vec<&str>| {
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(StringArray::from(names)),
+            ];
+            let schema = Schema::new(vec![
+                Field::new("id", DataType::Int64, false),
+                Field::new("name", DataType::Utf8, false),
+            ]);
+            arrow::record_batch::RecordBatch::try_new(Arc::new(schema), columns).unwrap()
+        };
+        let first = batch(vec![1, 2, 3], vec!["a", "b", "c"]);
+        check_keys("departments", std::slice::from_ref(&first)).unwrap();
+        let second = batch(vec![4, 2], vec!["d", "b again"]);
+        let err = check_keys("departments", &[first, second]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "table `departments`: rows 2 and 5 have the same key (id) = 2"
+        );
+        // A composite key: the same stage of two entities is two rows.
+        let stages = |entity: Vec<&str>| {
+            let n = entity.len();
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from(entity)),
+                Arc::new(Int64Array::from(vec![1; n])),
+                Arc::new(StringArray::from(vec!["NEW"; n])),
+            ];
+            let schema = Schema::new(vec![
+                Field::new("entity", DataType::Utf8, false),
+                Field::new("pipeline_id", DataType::Int64, false),
+                Field::new("stage_id", DataType::Utf8, false),
+            ]);
+            arrow::record_batch::RecordBatch::try_new(Arc::new(schema), columns).unwrap()
+        };
+        check_keys("stages", &[stages(vec!["deal", "lead"])]).unwrap();
+        let err = check_keys("stages", &[stages(vec!["deal", "lead", "deal"])]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "table `stages`: rows 1 and 3 have the same key (entity, pipeline_id, stage_id) = deal, 1, NEW"
+        );
+        // Tables without a key, and tables that are not canonical, pass.
+        check_keys("custom", &[batch(vec![1, 1], vec!["a", "a"])]).unwrap();
     }
 
     #[test]

@@ -321,10 +321,12 @@ impl SnapshotWriter {
         schema: SchemaRef,
         batches: &[RecordBatch],
     ) -> Result<u64, StoreError> {
-        svodka_schema::check_table(name, &schema, batches).map_err(|e| StoreError::Schema {
-            table: name.to_string(),
-            message: e.to_string(),
-        })?;
+        svodka_schema::check_table(name, &schema, batches)
+            .and_then(|()| svodka_schema::check_keys(name, batches))
+            .map_err(|e| StoreError::Schema {
+                table: name.to_string(),
+                message: e.to_string(),
+            })?;
         // Stored with the columns derived from its rows (and sorted by entity and time),
         // so that runs scan them instead of computing them.
         let (schema, batches) =

@@ -138,3 +138,29 @@ fn bookkeeping_errors_name_the_file() {
         "{err}"
     );
 }
+
+#[test]
+fn a_table_whose_rows_repeat_a_key_is_refused_and_the_snapshot_is_not_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    import(&store);
+    let mut w = store.begin("plugin sync").unwrap();
+    let users = svodka_csv::read_table(&fixture(), "users").unwrap();
+    // Every user delivered twice, as a sync that read a page twice would.
+    let twice: Vec<_> = users
+        .batches
+        .iter()
+        .chain(&users.batches)
+        .cloned()
+        .collect();
+    let err = w
+        .table("users", users.schema, &twice)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("table `users`: rows 1 and ") && err.contains("have the same key (id) = 1"),
+        "{err}"
+    );
+    drop(w);
+    assert_eq!(store.current().unwrap().name, "000001");
+}
