@@ -1,6 +1,15 @@
 //! `svodka`: the command line over the engine — generate demo data, run, explain and check
 //! reports. A thin shell: every command is a few library calls.
 
+/// `println!` that survives a closed standard output (`svodka plugins list | head`): the
+/// rest of the output is dropped and the command goes on (a sync still writes its
+/// snapshot), where `println!` would panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::write_out(format_args!($($arg)*))
+    };
+}
+
 mod data;
 mod sync;
 
@@ -370,7 +379,7 @@ async fn main() {
         Command::Serve(a) => serve(a, clock).await,
         Command::Token(TokenCommand::New) => {
             let token = svodka_service::auth::random_id();
-            println!(
+            outln!(
                 "token: {token}\nhash:  {}",
                 svodka_service::auth::hash_token(&token)
             );
@@ -388,13 +397,24 @@ async fn main() {
             plugins_list(dir.as_deref(), &plugin)
         }
         Command::Token(TokenCommand::Hash { token }) => {
-            println!("{}", svodka_service::auth::hash_token(&token));
+            outln!("{}", svodka_service::auth::hash_token(&token));
             Ok(())
         }
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// One line to standard output; a reader that has gone away is not an error.
+fn write_out(line: std::fmt::Arguments) {
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(line).and_then(|()| out.write_all(b"\n")) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("warning: writing to standard output: {e}");
+        }
+        _ => {}
     }
 }
 
@@ -410,13 +430,13 @@ fn plugins_list(dir: Option<&std::path::Path>, files: &[PathBuf]) -> Result<()> 
             .map(|p| (p.clone(), svodka_plugins::Plugin::load(p))),
     );
     if found.is_empty() {
-        println!("no plugins (give --dir DIR or --plugin PATH)");
+        outln!("no plugins (give --dir DIR or --plugin PATH)");
     }
     let mut failed = false;
     for (path, p) in found {
         match p {
             Ok(p) => {
-                println!(
+                outln!(
                     "{} {} (ABI {}) {}",
                     p.name,
                     p.version,
@@ -424,12 +444,12 @@ fn plugins_list(dir: Option<&std::path::Path>, files: &[PathBuf]) -> Result<()> 
                     path.display()
                 );
                 for t in &p.tables {
-                    println!("  {}: {}", t.name, t.columns.join(", "));
+                    outln!("  {}: {}", t.name, t.columns.join(", "));
                 }
             }
             Err(e) => {
                 failed = true;
-                println!("error: {e}");
+                outln!("error: {e}");
             }
         }
     }
@@ -648,16 +668,22 @@ async fn cluster(command: ClusterCommand) -> Result<()> {
         ClusterCommand::Status { scheduler } => {
             let executors =
                 tokio::task::spawn_blocking(move || svodka_cluster::status(&scheduler)).await??;
-            println!("executor\taddress\ttask port\tslots\tlast heartbeat\tversion");
+            outln!("executor\taddress\ttask port\tslots\tlast heartbeat\tversion");
             for e in &executors {
                 let heartbeat = e
                     .last_heartbeat_unix
                     .and_then(|s| chrono::DateTime::from_timestamp(s as i64, 0))
                     .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
                     .unwrap_or_else(|| "-".into());
-                println!(
+                outln!(
                     "{}\t{}:{}\t{}\t{}\t{}\t{}",
-                    e.id, e.host, e.port, e.grpc_port, e.slots, heartbeat, e.version
+                    e.id,
+                    e.host,
+                    e.port,
+                    e.grpc_port,
+                    e.slots,
+                    heartbeat,
+                    e.version
                 );
             }
             let slots: u32 = executors.iter().map(|e| e.slots).sum();
@@ -710,7 +736,7 @@ fn list(a: CatalogArgs) -> Result<()> {
     let catalog = svodka_sources::catalog(&a.reports)?;
     for (id, report) in &catalog.reports {
         let blocks: Vec<&str> = report.spec.blocks.iter().map(|b| b.id.as_str()).collect();
-        println!("{id}\t{}\t[{}]", report.spec.title, blocks.join(", "));
+        outln!("{id}\t{}\t[{}]", report.spec.title, blocks.join(", "));
     }
     Ok(())
 }
@@ -783,9 +809,9 @@ fn store_import(data: &std::path::Path, store: &std::path::Path, keep: usize) ->
 
 fn store_show(store: &std::path::Path) -> Result<()> {
     let snap = svodka_store::Store::new(store).current()?;
-    println!("snapshot {} ({})", snap.name, snap.manifest.origin);
+    outln!("snapshot {} ({})", snap.name, snap.manifest.origin);
     for (table, rows) in &snap.manifest.tables {
-        println!("  {table}: {rows}");
+        outln!("  {table}: {rows}");
     }
     Ok(())
 }
@@ -793,10 +819,10 @@ fn store_show(store: &std::path::Path) -> Result<()> {
 fn client_effective(config: &std::path::Path, name: &str) -> Result<()> {
     let client = load_client(config, name)?;
     for r in client.effective_settings()? {
-        println!("{}", r.report);
+        outln!("{}", r.report);
         for s in r.settings {
             let mark = if s.from_client { "  (client)" } else { "" };
-            println!("  {} = {}{mark}", s.name, s.value);
+            outln!("  {} = {}{mark}", s.name, s.value);
         }
     }
     Ok(())
@@ -809,7 +835,7 @@ async fn check(a: CheckArgs) -> Result<()> {
         // Loading checks definitions on a runtime of its own: off this one's threads.
         let client = tokio::task::spawn_blocking(move || load_client(&config, &name)).await??;
         let data = client.data();
-        println!(
+        outln!(
             "ok: client {}: {} reports, {} models, data {}",
             client.id,
             client.catalog().reports.len(),
@@ -831,7 +857,7 @@ async fn check(a: CheckArgs) -> Result<()> {
     if !problems.is_empty() {
         return Err(svodka_report::ReportError::Invalid(problems).into());
     }
-    println!(
+    outln!(
         "ok: {} reports, {} models",
         catalog.reports.len(),
         catalog.models.len()

@@ -260,7 +260,7 @@ fn sync_plugin(a: &SyncArgs, which: &str, target: &Target) -> Result<()> {
         &format!("plugin {} {}", plugin.name, plugin.version),
     );
     let snapshot = writer.commit(Some(&info), a.keep)?;
-    println!(
+    outln!(
         "snapshot {} (plugin {} {}) in {:.1}s",
         snapshot.name,
         plugin.name,
@@ -268,7 +268,7 @@ fn sync_plugin(a: &SyncArgs, which: &str, target: &Target) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     for (t, rows) in tables {
-        println!("  {t}: {rows}");
+        outln!("  {t}: {rows}");
     }
     Ok(())
 }
@@ -334,7 +334,7 @@ fn sync_onec(
     for bar in bars.values() {
         bar.finish();
     }
-    println!(
+    outln!(
         "snapshot {} ({} 1C sync): {} counterparties, {} sales ({} read: {} new, {} changed, {} removed) in {:.1}s, {} requests",
         o.snapshot,
         if o.full { "full" } else { "incremental" },
@@ -348,7 +348,7 @@ fn sync_onec(
         o.requests
     );
     for s in &o.skipped {
-        println!("  left out: {s}");
+        outln!("  left out: {s}");
     }
     Ok(())
 }
@@ -444,7 +444,7 @@ fn sync_bitrix24(a: &SyncArgs, settings: Settings, target: &Target) -> Result<()
             }
         })
         .with_context(|| format!("syncing {portal} into {}", store.display()))?;
-    println!(
+    outln!(
         "snapshot {} ({} sync{}): {} rows read in {:.1}s ({:.0} rows/s), {} requests{}",
         outcome.snapshot,
         if outcome.full { "full" } else { "incremental" },
@@ -481,10 +481,10 @@ fn sync_bitrix24(a: &SyncArgs, settings: Settings, target: &Target) -> Result<()
             }
             line += ")";
         }
-        println!("{line}");
+        outln!("{line}");
     }
     for u in &outcome.unknowns {
-        println!("  unmapped: {u}");
+        outln!("  unmapped: {u}");
     }
     Ok(())
 }
