@@ -273,6 +273,7 @@ impl Store {
     /// Starts a new snapshot beside the current one. Leftovers of a sync that died are
     /// removed first.
     pub fn begin(&self, origin: &str) -> Result<SnapshotWriter, StoreError> {
+        let made_store = !self.dir.exists();
         let root = self.dir.join(SNAPSHOTS);
         std::fs::create_dir_all(&root).map_err(io(&root, "creating"))?;
         for entry in std::fs::read_dir(&root)
@@ -300,17 +301,36 @@ impl Store {
                 tables: vec![],
                 origin: origin.to_string(),
             },
+            made_store,
         })
     }
 }
 
 /// A snapshot being written: tables go into a `.partial` folder; `commit` makes it the
-/// current snapshot. Dropped without a commit, it leaves the current snapshot untouched.
+/// current snapshot. Dropped without a commit, it leaves the current snapshot untouched
+/// and its partial folder is removed (with the store folder, when the writer made it and
+/// nothing else is there: a failed first sync leaves no empty store behind).
 pub struct SnapshotWriter {
     store: Store,
     name: String,
     dir: PathBuf,
     manifest: Manifest,
+    /// The store folder did not exist before this writer.
+    made_store: bool,
+}
+
+impl Drop for SnapshotWriter {
+    fn drop(&mut self) {
+        // A committed snapshot was renamed away: only an uncommitted one is still here.
+        if self.dir.exists() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+            if self.made_store {
+                // `remove_dir` refuses a folder that is not empty: only what we made goes.
+                let _ = std::fs::remove_dir(self.store.dir.join(SNAPSHOTS));
+                let _ = std::fs::remove_dir(&self.store.dir);
+            }
+        }
+    }
 }
 
 impl SnapshotWriter {

@@ -164,3 +164,30 @@ fn a_table_whose_rows_repeat_a_key_is_refused_and_the_snapshot_is_not_made() {
     drop(w);
     assert_eq!(store.current().unwrap().name, "000001");
 }
+
+#[test]
+fn a_first_sync_that_fails_leaves_no_store_folder_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let store = Store::new(&path);
+    {
+        let mut w = store.begin("bitrix24 sync").unwrap();
+        let users = svodka_csv::read_table(&fixture(), "users").unwrap();
+        w.table("users", users.schema, &users.batches).unwrap();
+        // The sync fails here: the writer is dropped without a commit.
+    }
+    assert!(!path.exists(), "an empty store was left behind");
+    assert!(!Store::is_store(&path));
+    // A store that existed keeps its folder and its snapshot; only the partial one goes.
+    import(&store);
+    {
+        let _w = store.begin("bitrix24 sync").unwrap();
+    }
+    assert_eq!(store.snapshots().unwrap(), ["000001"]);
+    let names: Vec<_> = std::fs::read_dir(path.join("snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(names, ["000001"]);
+}
