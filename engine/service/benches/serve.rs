@@ -1,6 +1,7 @@
-//! `cargo bench -p svodka-service --bench serve`: the service on the default demo data over
-//! loopback — latency of an uncached and a cached `sales_plan`, requests per second at
-//! concurrency 32, and the process's peak RSS. Figures, not assertions.
+//! `cargo bench -p svodka-service --bench serve`: the service with two clients (`acme`,
+//! `beta`) on the default demo data over loopback — an uncached burst over both, latency
+//! of an uncached and a cached `sales_plan`, requests per second at concurrency 32, and
+//! the process's peak RSS. Figures, not assertions.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -10,11 +11,47 @@ use std::time::{Duration, Instant};
 
 use svodka_service::{Limits, Service};
 
+/// The clients' tokens.
+const TOKENS: [&str; 2] = ["bench-acme", "bench-beta"];
+
+/// Two clients over the demo data, each with its own token.
+fn two_clients(data: &std::path::Path) -> Service {
+    use svodka_service::clients::{ClientConfig, DataConfig};
+    let client = |id: &str, token: &str| {
+        let config = ClientConfig {
+            name: id.to_string(),
+            timezone: None,
+            locale: None,
+            portal_url: None,
+            data: DataConfig {
+                folder: data.to_path_buf(),
+            },
+            settings: Default::default(),
+            retention_months: 24,
+            tokens: vec![svodka_service::auth::hash_token(token)],
+            open: false,
+            bitrix24: None,
+            onec: None,
+            cluster: None,
+        };
+        // No client folder: the shipped definitions.
+        let dir = std::path::Path::new("/nonexistent-svodka-client");
+        let client = svodka_service::Client::new(id.to_string(), dir, config).expect("client");
+        (id.to_string(), Arc::new(client))
+    };
+    let clients = [client("acme", TOKENS[0]), client("beta", TOKENS[1])];
+    Service::new(clients.into_iter().collect(), Limits::default())
+}
+
 fn get(addr: SocketAddr, path: &str) -> (u16, usize) {
+    get_as(addr, TOKENS[0], path)
+}
+
+fn get_as(addr: SocketAddr, token: &str, path: &str) -> (u16, usize) {
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
     )
     .expect("send");
     let mut buf = Vec::new();
@@ -42,8 +79,9 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// 64 callers at once, none cached: 32 distinct requests (each its own run) and 32
-/// identical ones (one shared run), against `Limits::default()`'s run slots and queue.
+/// 64 callers at once over both clients, none cached: 32 distinct requests (each its own
+/// run) and 32 identical ones per client pair (one shared run per client), against
+/// `Limits::default()`'s run slots and queue.
 fn burst(addr: SocketAddr) {
     let started = Instant::now();
     let threads: Vec<_> = (0..64)
@@ -56,9 +94,10 @@ fn burst(addr: SocketAddr) {
             } else {
                 "/api/reports/sales_plan?from=2026-10-01&to=2026-10-31".to_string()
             };
+            let token = TOKENS[i / 2 % 2];
             std::thread::spawn(move || {
                 let t = Instant::now();
-                let (status, _) = get(addr, &path);
+                let (status, _) = get_as(addr, token, &path);
                 (status, t.elapsed().as_secs_f64() * 1000.0)
             })
         })
@@ -75,7 +114,7 @@ fn burst(addr: SocketAddr) {
         .filter(|a| ![200, 429, 503].contains(&a.0))
         .count();
     println!(
-        "uncached burst of 64 (32 distinct, 32 identical): {} ok (p50 {:.0} ms, p99 {:.0} ms), {} busy (429), {} over the limits (503), {} errors, {:.1} s in all",
+        "uncached burst of 64 over two clients (32 distinct, 32 identical): {} ok (p50 {:.0} ms, p99 {:.0} ms), {} busy (429), {} over the limits (503), {} errors, {:.1} s in all",
         ok.len(),
         percentile(&ok, 0.5),
         percentile(&ok, 0.99),
@@ -89,9 +128,9 @@ fn burst(addr: SocketAddr) {
 fn main() {
     let data = svodka_sources::demo_dir(&mut |_, _| {}).expect("demo data");
     let started = Instant::now();
-    let service = Arc::new(Service::demo(&data, Limits::default()).expect("service"));
+    let service = Arc::new(two_clients(&data));
     println!(
-        "load: {:.2} s (20 000 deals, every table read and checked)",
+        "load: {:.2} s (two clients of 20 000 deals each, every table read and checked)",
         started.elapsed().as_secs_f64()
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
