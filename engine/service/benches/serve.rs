@@ -16,23 +16,11 @@ const TOKENS: [&str; 2] = ["bench-acme", "bench-beta"];
 
 /// Two clients over the demo data, each with its own token.
 fn two_clients(data: &std::path::Path) -> Service {
-    use svodka_service::clients::{ClientConfig, DataConfig};
+    use svodka_service::clients::ClientConfig;
     let client = |id: &str, token: &str| {
         let config = ClientConfig {
-            name: id.to_string(),
-            timezone: None,
-            locale: None,
-            portal_url: None,
-            data: DataConfig {
-                folder: data.to_path_buf(),
-            },
-            settings: Default::default(),
-            retention_months: 24,
             tokens: vec![svodka_service::auth::hash_token(token)],
-            open: false,
-            bitrix24: None,
-            onec: None,
-            cluster: None,
+            ..ClientConfig::over(id, data)
         };
         // No client folder: the shipped definitions.
         let dir = std::path::Path::new("/nonexistent-svodka-client");

@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 
+use arrow::record_batch::RecordBatch;
 use svodka_report::ReportResult;
 
 pub struct Cache<T> {
@@ -16,14 +17,24 @@ pub struct Cache<T> {
 
 /// The memory a result holds: its batches' buffers.
 pub fn result_bytes(r: &ReportResult) -> usize {
-    let batches = r.blocks.iter().flat_map(|b| {
+    let previous = r
+        .blocks
+        .iter()
+        .flat_map(|b| b.previous.iter().map(|p| &p.row));
+    shown_batches(r)
+        .chain(previous)
+        .map(|b| b.get_array_memory_size())
+        .sum()
+}
+
+/// The batches a result's tables show: every block's rows, totals and child rows.
+pub fn shown_batches(r: &ReportResult) -> impl Iterator<Item = &RecordBatch> {
+    r.blocks.iter().flat_map(|b| {
         b.batches
             .iter()
             .chain(b.totals.iter())
-            .chain(b.previous.iter().map(|p| &p.row))
             .chain(b.children.iter().flat_map(|c| c.batches.iter()))
-    });
-    batches.map(|b| b.get_array_memory_size()).sum()
+    })
 }
 
 impl<T: Clone> Cache<T> {

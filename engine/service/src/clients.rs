@@ -58,6 +58,27 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
+    /// A client named `name` over data folder `folder`, everything else as a `client.yaml`
+    /// that says nothing more: no tokens, not open, the shipped settings.
+    pub fn over(name: &str, folder: &Path) -> ClientConfig {
+        ClientConfig {
+            name: name.to_string(),
+            timezone: None,
+            locale: None,
+            portal_url: None,
+            data: DataConfig {
+                folder: folder.to_path_buf(),
+            },
+            settings: Default::default(),
+            retention_months: default_retention(),
+            tokens: vec![],
+            open: false,
+            bitrix24: None,
+            onec: None,
+            cluster: None,
+        }
+    }
+
     /// Reads and checks `dir/client.yaml`.
     pub fn read(dir: &Path) -> Result<ClientConfig, ServiceError> {
         let file = dir.join("client.yaml");

@@ -222,20 +222,8 @@ impl Service {
     /// One open client (no token) over a data folder: the demo.
     pub fn demo(data: &Path, limits: Limits) -> Result<Service, ServiceError> {
         let config = ClientConfig {
-            name: "Демо".into(),
-            timezone: None,
-            locale: None,
-            portal_url: None,
-            data: clients::DataConfig {
-                folder: data.to_path_buf(),
-            },
-            settings: Default::default(),
-            retention_months: 24,
-            tokens: vec![],
             open: true,
-            bitrix24: None,
-            onec: None,
-            cluster: None,
+            ..ClientConfig::over("Демо", data)
         };
         // No client folder: definitions are the shipped ones.
         let client = Client::new(

@@ -102,7 +102,7 @@ async fn record(State(s): State<Shared>, req: Request, next: Next) -> Response {
     response
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": message.into()}))).into_response()
 }
 
@@ -377,7 +377,12 @@ async fn answer(
                 let memory = Some(s.limits.memory);
                 q.request(client, id, block.clone(), memory, s.clock, engine)
             };
-            match runs::shared_run(s, client, &key, deadline, request).await {
+            let from = runs::Sources {
+                client,
+                catalog: &catalog,
+                data: &data,
+            };
+            match runs::shared_run(s, from, &key, deadline, request).await {
                 Ok(r) => r,
                 Err(refusal) => return refusal.into_response(),
             }

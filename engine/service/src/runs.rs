@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use svodka_report::{ReportError, ReportResult, RunRequest};
+use svodka_report::{Catalog, ReportError, ReportResult, RunRequest};
 
+use crate::clients::Data;
 use crate::{Client, Service};
 
 /// What a run gave a request: the result, or the answer that replaces it.
@@ -47,11 +48,7 @@ impl Refusal {
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        let mut r = (
-            self.status,
-            axum::Json(serde_json::json!({"error": self.message})),
-        )
-            .into_response();
+        let mut r = crate::routes::error(self.status, self.message);
         if let Some(s) = self.retry_after {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
@@ -60,11 +57,19 @@ impl IntoResponse for Refusal {
     }
 }
 
+/// What a request's run reads: the client's definitions and data as the request found
+/// them (the cache key names this data version, so the run must not take a newer one).
+pub(crate) struct Sources<'a> {
+    pub client: &'a Client,
+    pub catalog: &'a Catalog,
+    pub data: &'a Data,
+}
+
 /// The result for cache key `key`: from an identical request's run in progress, else
-/// from a run of `request` (then kept in the client's cache).
+/// from a run of `request` over `from` (then kept in the client's cache).
 pub(crate) async fn shared_run(
     s: &Service,
-    client: &Client,
+    from: Sources<'_>,
     key: &str,
     deadline: Instant,
     request: impl FnOnce() -> Result<RunRequest, ReportError>,
@@ -82,10 +87,10 @@ pub(crate) async fn shared_run(
             ran = true;
             async {
                 s.metrics.cache_misses.fetch_add(1, Relaxed);
-                let outcome = run(s, client, deadline, request).await;
+                let outcome = run(s, &from, deadline, request).await;
                 if let Ok(result) = &outcome {
                     let size = crate::cache::result_bytes(result);
-                    let mut cache = client.cache.lock().expect("cache");
+                    let mut cache = from.client.cache.lock().expect("cache");
                     cache.put(key.to_string(), result.clone(), size);
                 }
                 outcome
@@ -107,7 +112,7 @@ pub(crate) async fn shared_run(
 /// One run: a slot (or a place in the queue), then the query, all before `deadline`.
 async fn run(
     s: &Service,
-    client: &Client,
+    from: &Sources<'_>,
     deadline: Instant,
     request: impl FnOnce() -> Result<RunRequest, ReportError>,
 ) -> Outcome {
@@ -115,9 +120,7 @@ async fn run(
     let _slot = slot(s, deadline).await?;
     s.metrics.runs.fetch_add(1, Relaxed);
     let started = Instant::now();
-    let catalog = client.catalog();
-    let data = client.data();
-    let run = svodka_report::run(&catalog, &data.tables, &req);
+    let run = svodka_report::run(from.catalog, &from.data.tables, &req);
     let outcome = match tokio::time::timeout_at(deadline.into(), run).await {
         Ok(Ok(r)) => Ok(Arc::new(r)),
         Ok(Err(e)) => Err(refusal_of(s, e)),
@@ -247,15 +250,7 @@ const RENDER_BYTES_PER_CELL: usize = 256;
 
 /// Refuses a result whose page or workbook would take more than `limit` bytes to build.
 pub(crate) fn fits_to_render(result: &ReportResult, limit: usize) -> Result<(), Refusal> {
-    let cells: usize = result
-        .blocks
-        .iter()
-        .flat_map(|b| {
-            b.batches
-                .iter()
-                .chain(b.totals.iter())
-                .chain(b.children.iter().flat_map(|c| c.batches.iter()))
-        })
+    let cells: usize = crate::cache::shown_batches(result)
         .map(|batch| batch.num_rows() * batch.num_columns())
         .sum();
     if cells.saturating_mul(RENDER_BYTES_PER_CELL) > limit {
