@@ -40,18 +40,11 @@ pub(super) struct TablePlan<'a> {
     derived: IndexMap<String, (Resolved, ExprSite)>,
     /// Block measures that name a model measure: block column → model measure column.
     copies: HashMap<String, String>,
-    /// Each lookup's key: a block measure's column or a dimension.
-    lookup_keys: Vec<LookupKey>,
-    /// Lookup steps and outputs: step → its key's column, output → its step.
+    /// Lookup steps and outputs: step → its key's column (a block measure's or a
+    /// dimension), output → its step.
     lookup_deps: HashMap<String, String>,
     /// Copies, lookups and derived measures, each after what it uses.
     order: Vec<String>,
-}
-
-/// What a lookup is keyed by.
-enum LookupKey {
-    Measure(String),
-    Dimension(String),
 }
 
 impl<'a> Compiler<'a> {
@@ -364,43 +357,32 @@ impl<'a> Compiler<'a> {
             .collect();
         // Lookups are steps too: `__lookup{k}` after its key, its outputs after it.
         let mut lookup_deps: HashMap<String, String> = HashMap::new();
-        let mut lookup_keys = Vec::new();
         for (k, lk) in block.lookups.iter().enumerate() {
             let key = if outs.contains_key(&lk.key) {
-                LookupKey::Measure(block_column(&lk.key))
+                block_column(&lk.key)
             } else if dim_names.contains(&lk.key) {
-                LookupKey::Dimension(lk.key.clone())
+                lk.key.clone()
             } else {
                 return Err(self.unknown_lookup_key(report, i, k, &outs, &dim_names));
             };
             let step = format!("__lookup{k}");
-            if let LookupKey::Measure(c) = &key {
-                lookup_deps.insert(step.clone(), c.clone());
-            }
+            lookup_deps.insert(step.clone(), key);
             for (name, _) in lk.take.iter() {
                 lookup_deps.insert(block_column(name), step.clone());
             }
-            lookup_keys.push(key);
         }
         let steps: Vec<String> = derived
             .keys()
             .chain(copies.keys())
             .chain(lookup_deps.keys())
             .cloned()
-            .chain((0..block.lookups.len()).map(|k| format!("__lookup{k}")))
-            .fold(Vec::new(), |mut v, c| {
-                if !v.contains(&c) {
-                    v.push(c);
-                }
-                v
-            });
+            .collect();
         let order = topo_order(steps.clone(), |c| {
             match copies.get(c).or(lookup_deps.get(c)) {
                 Some(source) => vec![source.clone()]
                     .into_iter()
                     .filter(|d| steps.contains(d))
                     .collect(),
-                None if c.starts_with("__lookup") => Vec::new(),
                 None => derived[c]
                     .0
                     .refs
@@ -433,7 +415,6 @@ impl<'a> Compiler<'a> {
             shifted,
             derived,
             copies,
-            lookup_keys,
             lookup_deps,
             order,
         })
@@ -481,10 +462,8 @@ impl<'a> Compiler<'a> {
         let dim_names: Vec<String> = group.iter().map(|(d, _)| d.clone()).collect();
         // A grouping by fewer dimensions than the block (a subtotal, the totals row) has
         // no value for the others: what depends on one of them cannot be computed there.
-        for (k, key) in plan.lookup_keys.iter().enumerate() {
-            if let LookupKey::Dimension(d) = key
-                && !dim_names.contains(d)
-            {
+        for (k, lk) in block.lookups.iter().enumerate() {
+            if !plan.outs.contains_key(&lk.key) && !dim_names.contains(&lk.key) {
                 return Err(self.unknown_lookup_key(report, i, k, &plan.outs, &dim_names));
             }
         }
@@ -620,10 +599,7 @@ impl<'a> Compiler<'a> {
             }
             if let Some(k) = c.strip_prefix("__lookup") {
                 let k: usize = k.parse().expect("lookup steps are numbered");
-                let key = match &plan.lookup_keys[k] {
-                    LookupKey::Measure(c) | LookupKey::Dimension(c) => c,
-                };
-                df = self.lookup(df, report, i, k, key)?;
+                df = self.lookup(df, report, i, k, &plan.lookup_deps[c])?;
                 continue;
             }
             if plan.lookup_deps.contains_key(c) {
