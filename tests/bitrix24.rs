@@ -182,12 +182,23 @@ fn an_incremental_sync_reads_what_changed_and_sweeps_deletions() {
         out.contains("  companies: ") && out.contains("  stage_history: "),
         "{out}"
     );
-    // The edited company, the renamed contact; the new call and the comments of the two
-    // deals read again; the moved deal's new stage.
+    // The edited company, the renamed contact; the new call and, as the sweep reads every
+    // item's comments again, all the portal's comments; the moved deal's new stage.
+    let expected = tempfile::tempdir().unwrap();
+    portal.write_csv(expected.path()).unwrap();
+    let comments = csv_lines(expected.path(), "activities")
+        .iter()
+        .filter(|l| l.contains("|comment|"))
+        .count();
+    let activities = format!(
+        "  activities: {} ({} new or changed, ",
+        csv_lines(expected.path(), "activities").len(),
+        comments + 1
+    );
     for line in [
         "  companies: 90 (1 new or changed)",
         "  contacts: 135 (1 new or changed)",
-        "(3 new or changed, ",
+        activities.as_str(),
         "(1 new or changed)\n",
     ] {
         assert!(out.contains(line), "{line}: {out}");
@@ -195,6 +206,119 @@ fn an_incremental_sync_reads_what_changed_and_sweeps_deletions() {
     assert_synced(store.path(), &portal);
     assert!(portal.requests().0 > before);
     assert!(first.contains("(full sync)"), "{first}");
+}
+
+#[test]
+fn comments_on_companies_and_contacts_credit_their_author() {
+    let data = demo("120");
+    // An employee whose only work is a comment on a company and one on a contact.
+    let users = data.path().join("users.csv");
+    let text = std::fs::read_to_string(&users).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let first: Vec<&str> = text.lines().nth(1).unwrap().split(',').collect();
+    let row: Vec<&str> = header
+        .iter()
+        .zip(&first)
+        .map(|(column, value)| match *column {
+            "id" => "900",
+            "name" => "Ирина Комментаторова",
+            "department_id" => value,
+            "active" => "true",
+            _ => "",
+        })
+        .collect();
+    std::fs::write(&users, format!("{text}{}\n", row.join(","))).unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let s = store.path().to_str().unwrap();
+    let portal = Emulator::start(data.path()).unwrap();
+    let webhook = portal.webhook();
+    let sync = |extra: &[&str]| {
+        let mut args = vec!["sync", "--data", s, "--bitrix24", &webhook, "--comments"];
+        args.extend_from_slice(&["--rate-limit", FAST]);
+        args.extend_from_slice(extra);
+        ok(&args)
+    };
+    sync(&[]);
+    // 2026-11-20 10:00 Moscow: inside the report's period below.
+    portal.with(|p| {
+        p.clock = Some(1_795_158_000);
+        p.add_comment("company", 2, 900);
+        p.add_comment("contact", 4, 900);
+        p.clock = None;
+    });
+    let comment_requests = |since: usize| {
+        portal.log()[since..]
+            .iter()
+            .filter(|m| *m == "batch:crm.timeline.comment.list")
+            .count()
+    };
+    // A comment leaves its item unmodified: an incremental sync reads no comments…
+    let before = portal.log().len();
+    sync(&[]);
+    assert_eq!(comment_requests(before), 0);
+    // Activities' sixth column is `responsible_id`.
+    let authored = |store: &Path| {
+        store_lines(store, "activities")
+            .iter()
+            .filter(|l| l.split('|').nth(5) == Some("900"))
+            .count()
+    };
+    assert_eq!(authored(store.path()), 0);
+    // …the daily sweep reads every item's, 50 items a request.
+    let before = portal.log().len();
+    let out = sync(&["--sweep"]);
+    assert!(out.contains("(incremental sync, ids swept)"), "{out}");
+    let items: usize = portal.with(|p| {
+        ["companies", "contacts", "leads", "deals"]
+            .iter()
+            .map(|t| p.count(t))
+            .sum()
+    });
+    assert_eq!(comment_requests(before), items.div_ceil(50));
+    assert_synced(store.path(), &portal);
+    assert_eq!(authored(store.path()), 2);
+    // The same reports as from the portal's records written as CSV.
+    let csv = tempfile::tempdir().unwrap();
+    portal.write_csv(csv.path()).unwrap();
+    std::fs::copy(
+        data.path().join("dataset.yaml"),
+        csv.path().join("dataset.yaml"),
+    )
+    .unwrap();
+    let run = |data: &Path| {
+        crate::util::json(&[
+            "run",
+            "manager_efficiency",
+            "--data",
+            data.to_str().unwrap(),
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-11-30",
+            "--as-of",
+            "2026-11-25",
+            "--format",
+            "json",
+        ])
+    };
+    let report = run(store.path());
+    assert_eq!(report, run(csv.path()));
+    let rows = crate::util::block(&report, "activity_index")["rows"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let irina = rows
+        .iter()
+        .find(|r| r["employee"] == "Ирина Комментаторова")
+        .expect("the commenting employee has a row");
+    assert_eq!(irina["comments"], 2, "{irina}");
+    assert_eq!(irina["calls"], 0, "{irina}");
+    let points: f64 = rows.iter().map(|r| r["points"].as_f64().unwrap()).sum();
+    let index = irina["activity_index"].as_f64().unwrap();
+    assert!(
+        (index - 100.0 * 2.0 / points).abs() < 0.01,
+        "{index} of {points}"
+    );
 }
 
 #[test]

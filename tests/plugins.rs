@@ -41,6 +41,22 @@ fn library(crate_name: &str) -> PathBuf {
     dir.join(file)
 }
 
+/// `run REPORT` on `store` for October 2026, as of its last day.
+fn october<'a>(report: &'a str, store: &'a str) -> [&'a str; 10] {
+    [
+        "run",
+        report,
+        "--data",
+        store,
+        "--from",
+        "2026-10-01",
+        "--to",
+        "2026-10-31",
+        "--as-of",
+        "2026-10-31",
+    ]
+}
+
 /// An amoCRM export: three deals, one won in October, one lost, one open.
 fn export(dir: &std::path::Path) -> PathBuf {
     write(
@@ -61,11 +77,12 @@ fn the_amocrm_plugin_is_listed_synced_and_reported_on() {
     std::fs::create_dir_all(&plugins).unwrap();
     std::fs::copy(&amocrm, plugins.join(amocrm.file_name().unwrap())).unwrap();
     let listed = ok(&["plugins", "list", "--dir", plugins.to_str().unwrap()]);
-    assert!(listed.starts_with("amocrm 0.1.0 (ABI 1) "), "{listed}");
+    assert!(listed.starts_with("amocrm 0.1.0 (ABI 2) "), "{listed}");
     assert!(
         listed.contains("  deals: id: Int64, title: Utf8, pipeline_id: Int64"),
         "{listed}"
     );
+    assert!(!listed.contains("error"), "{listed}");
     let csv = export(dir.path());
     let config = write(
         dir.path(),
@@ -95,20 +112,38 @@ fn the_amocrm_plugin_is_listed_synced_and_reported_on() {
         "{out}"
     );
     // The reports run on what the plugin gave: October's won sales.
-    let report = crate::util::json(&[
-        "run",
-        "sales_dynamics",
-        "--data",
-        s,
-        "--from",
-        "2026-10-01",
-        "--to",
-        "2026-10-31",
-        "--as-of",
-        "2026-10-31",
-    ]);
+    let report = crate::util::json(&october("sales_dynamics", s));
     let text = report.to_string();
     assert!(text.contains("1500000"), "the won deal's amount: {text}");
+    // The plugin gave no activities: a report that reads them says so, once a table.
+    let out = crate::util::svodka(&october("forgotten", s));
+    assert!(out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    let absent = format!(
+        "note: {s}: snapshot 000001 (plugin amocrm 0.1.0) has no table `activities`; it reads as empty\n"
+    );
+    assert_eq!(err.matches(&absent).count(), 1, "{err}");
+    assert!(!err.contains("`deals`"), "deals were delivered: {err}");
+    // The plans template reads the store's employees (not an empty CSV folder).
+    let book = dir.path().join("plans.xlsx");
+    let out = crate::util::svodka(&[
+        "plan",
+        "template",
+        "--data",
+        s,
+        "--out",
+        book.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "wrote {}: 0 departments, 2 employees × 12 months of 2026",
+            book.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("has no table `departments`"), "{err}");
 }
 
 #[test]
@@ -119,57 +154,135 @@ fn faulty_plugins_are_refused_with_their_words_and_the_host_goes_on() {
     let old = library("svodka-plugin-fixture-old-abi");
     let err = fails(&["sync", "--data", s, "--plugin", old.to_str().unwrap()]);
     assert!(
-        err.contains("plugin ABI version 0, this Svodka speaks 1: rebuild the plugin"),
+        err.contains("plugin ABI version 0, this Svodka speaks 2: rebuild the plugin"),
         "{err}"
     );
     let not = write(dir.path(), "libnot.so", "not a library");
     let err = fails(&["sync", "--data", s, "--plugin", not.to_str().unwrap()]);
     assert!(err.contains("libnot.so: not a loadable library"), "{err}");
     // The faulty plugin: each of its tables fails its own way, in the same process.
-    let faulty = svodka_plugins::Plugin::load(&library("svodka-plugin-fixture-faulty")).unwrap();
+    let faulty_lib = library("svodka-plugin-fixture-faulty");
+    let faulty = svodka_plugins::Plugin::load(&faulty_lib).unwrap();
+    // Declared wrong: known at load, before any settings.
+    assert_eq!(
+        faulty.problems(),
+        [
+            "table `users`, column `active`: expected type Boolean, found Utf8",
+            "table `deals`: required column `title` is missing"
+        ]
+    );
     let none = serde_json::Value::Null;
-    let e = faulty.read("users", &none).unwrap_err().to_string();
+    let session = faulty.configure(&none, None).unwrap();
+    let e = session.read("users").unwrap_err().to_string();
     assert_eq!(
         e,
         "plugin faulty: table `users`, column `active`: expected type Boolean, found Utf8"
     );
-    let e = faulty.read("deals", &none).unwrap_err().to_string();
-    assert_eq!(
-        e,
-        "plugin faulty: table `deals`: required column `title` is missing"
-    );
-    let e = faulty.read("boom", &none).unwrap_err().to_string();
-    assert_eq!(
-        e,
-        "plugin faulty, table `boom`: plugin faulty panicked opening `boom`: cannot open boom"
-    );
-    let e = faulty.read("late", &none).unwrap_err().to_string();
+    // Panics come back once, with where they happened.
+    let e = session.read("boom").unwrap_err().to_string();
     assert!(
-        e.contains("plugin faulty panicked while reading: the source went away"),
+        e.starts_with("plugin faulty, table `boom`: panicked: cannot open boom (at plugins/fixtures/faulty/src/lib.rs:"),
         "{e}"
     );
+    let e = session.read("late").unwrap_err().to_string();
+    assert!(
+        e.starts_with("plugin faulty, table `late`: batch 2: panicked: the source went away (at "),
+        "{e}"
+    );
+    // A batch that differs from the declared schema is named by table, batch and column.
+    let e = session.read("pipelines").unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "plugin faulty, table `pipelines`: batch 2, column `sort`: Utf8 `sort`, the table declared Int64 `sort`"
+    );
     // Extra tables are fine, and the plugin still answers after its panics.
-    let (_, batches) = faulty.read("extra", &none).unwrap();
+    let (_, batches) = session.read("extra").unwrap();
     assert_eq!(batches[0].num_rows(), 2);
-    // Batches and streams outlive the plugin handle: the library stays loaded.
-    let stream = faulty.open("extra", &none).unwrap();
+    // Batches and streams outlive the session and the plugin handle: the library stays
+    // loaded.
+    let stream = session.open("extra").unwrap();
+    drop(session);
+    let e = faulty
+        .configure(&serde_json::json!({"panic": true}), None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.starts_with(
+            "plugin faulty: panicked: settings went wrong (at plugins/fixtures/faulty/src/lib.rs:"
+        ),
+        "{e}"
+    );
     drop(faulty);
     assert_eq!(stream.map(|b| b.unwrap().num_rows()).sum::<usize>(), 2);
-    // Through the CLI: the wrong schema names table and column; the store is untouched.
+    // Through the CLI: the wrong declarations are refused before the plugin is asked for
+    // anything; the store is untouched.
     let err = fails(&[
         "sync",
         "--data",
         s,
         "--plugin",
-        library("svodka-plugin-fixture-faulty").to_str().unwrap(),
+        faulty_lib.to_str().unwrap(),
     ]);
     assert!(
-        err.contains(
-            "plugin faulty: table `users`, column `active`: expected type Boolean, found Utf8"
-        ),
+        err.contains("plugin faulty declares tables that cannot be canonical")
+            && err.contains("\n  table `users`, column `active`: expected type Boolean, found Utf8\n  table `deals`: required column `title` is missing"),
         "{err}"
     );
-    assert!(!store.join("CURRENT").exists());
+    assert!(!store.exists());
+    // A panic while syncing is told once, in Svodka's words: no raw panic output.
+    let config = write(dir.path(), "panic.yaml", "panic: true\n");
+    let out = crate::util::svodka_command()
+        .env("SVODKA_FAULTY_FINE_ONLY", "1")
+        .env("RUST_BACKTRACE", "1")
+        .args([
+            "sync",
+            "--data",
+            s,
+            "--plugin",
+            faulty_lib.to_str().unwrap(),
+        ])
+        .args(["--plugin-config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!out.status.success());
+    assert!(
+        err.contains("error: plugin faulty: panicked: settings went wrong (at "),
+        "{err}"
+    );
+    assert!(
+        !err.contains("thread '") && !err.contains("backtrace"),
+        "{err}"
+    );
+    assert_eq!(err.matches("settings went wrong").count(), 1, "{err}");
+    // A mid-stream type mismatch, through the CLI: named; nothing written.
+    let out = crate::util::svodka_command()
+        .env("SVODKA_FAULTY_FINE_ONLY", "1")
+        .args([
+            "sync",
+            "--data",
+            s,
+            "--plugin",
+            faulty_lib.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("error: plugin faulty, table `pipelines`: batch 2, column `sort`: Utf8 `sort`, the table declared Int64 `sort`"),
+        "{err}"
+    );
+    assert!(!store.exists());
+    // `plugins list` shows the declared problems and fails.
+    let listed =
+        crate::util::svodka(&["plugins", "list", "--plugin", faulty_lib.to_str().unwrap()]);
+    assert!(!listed.status.success());
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        text.contains("  users: id: Int64, name: Utf8, active: Utf8\n    error: table `users`, column `active`: expected type Boolean, found Utf8\n"),
+        "{text}"
+    );
     let listed = crate::util::svodka(&[
         "plugins",
         "list",
@@ -180,7 +293,161 @@ fn faulty_plugins_are_refused_with_their_words_and_the_host_goes_on() {
     ]);
     let text = String::from_utf8_lossy(&listed.stdout);
     assert!(
-        text.contains("error: ") && text.contains("amocrm 0.1.0 (ABI 1)"),
+        text.contains("error: ") && text.contains("amocrm 0.1.0 (ABI 2)"),
         "{text}"
     );
+}
+
+/// A plugin crate outside the repository, as docs/plugins.md walks through it: its own
+/// manifest depending on the SDK by path, Svodka's Cargo.lock and profile, built into
+/// Svodka's target folder — where it reuses the compiled arrow instead of building it
+/// again — then listed, synced and reported on.
+#[test]
+fn a_plugin_crate_outside_the_repository_builds_reuses_arrow_and_loads() {
+    // The repository's plugins are built first: arrow with the SDK's features is there.
+    library("svodka-plugin-amocrm");
+    let root = crate::util::root();
+    let fixture = root.join("tests/fixtures/plugin-jsonl");
+    let dir = tempfile::tempdir().unwrap();
+    let krate = dir.path().join("svodka-plugin-jsonl");
+    std::fs::create_dir_all(krate.join("src")).unwrap();
+    let manifest = std::fs::read_to_string(fixture.join("Cargo.toml.in"))
+        .unwrap()
+        .replace("@SDK@", root.join("plugins/sdk").to_str().unwrap());
+    std::fs::write(krate.join("Cargo.toml"), manifest).unwrap();
+    std::fs::copy(fixture.join("src/lib.rs"), krate.join("src/lib.rs")).unwrap();
+    std::fs::copy(root.join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
+    let target = PathBuf::from(env!("CARGO_BIN_EXE_svodka"))
+        .parent()
+        .and_then(|p| p.parent())
+        .unwrap()
+        .to_path_buf();
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--offline", "--message-format=json"])
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(&krate)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut arrow_units = 0;
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let m: serde_json::Value = serde_json::from_str(line).unwrap();
+        let name = m["target"]["name"].as_str().unwrap_or_default();
+        if m["reason"] == "compiler-artifact" && name.starts_with("arrow") {
+            arrow_units += 1;
+            assert_eq!(m["fresh"], true, "{name} was compiled again");
+        }
+    }
+    assert!(arrow_units >= 10, "{arrow_units} arrow crates");
+    let lib = target.join("debug").join(format!(
+        "{}svodka_plugin_jsonl{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
+    let listed = ok(&["plugins", "list", "--plugin", lib.to_str().unwrap()]);
+    assert!(listed.starts_with("jsonl 0.1.0 (ABI 2) "), "{listed}");
+    let export = write(
+        dir.path(),
+        "export.jsonl",
+        "{\"user\": {\"id\": 1, \"name\": \"Анна Петрова\"}}\n\
+         {\"deal\": {\"id\": 10, \"title\": \"Поставка\", \"amount\": \"1 234,50\", \"manager\": 1, \"created\": \"01.10.2026 10:00\", \"closed\": \"15.10.2026 12:30\", \"won\": true}}\n\
+         {\"deal\": {\"id\": 11, \"title\": \"Монтаж\", \"amount\": \"250 000\", \"manager\": 1, \"created\": \"02.10.2026 11:00\"}}\n",
+    );
+    let config = write(
+        dir.path(),
+        "jsonl.yaml",
+        &format!("path: {}\n", export.display()),
+    );
+    let store = dir.path().join("store");
+    let s = store.to_str().unwrap();
+    let out = ok(&[
+        "sync",
+        "--data",
+        s,
+        "--plugin",
+        lib.to_str().unwrap(),
+        "--plugin-config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("  deals: 2\n") && out.contains("  users: 1\n"),
+        "{out}"
+    );
+    let report = crate::util::json(&october("sales_dynamics", s));
+    assert!(report.to_string().contains("1234.5"), "{report}");
+}
+
+/// The features Cargo resolves for each crate of a build (`cargo tree` of its normal and
+/// build dependencies), by `name vX.Y.Z`.
+fn resolved_features(args: &[&str]) -> std::collections::BTreeMap<String, Vec<String>> {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal,build",
+            "--prefix",
+            "none",
+        ])
+        .args(["-f", "{p}|{f}"])
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut found: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let Some((package, features)) = line.split_once('|') else {
+            continue;
+        };
+        let id: Vec<&str> = package.split_whitespace().take(2).collect();
+        found.entry(id.join(" ")).or_default().extend(
+            features
+                .trim_end_matches(" (*)")
+                .split(',')
+                .filter(|f| !f.is_empty())
+                .map(str::to_string),
+        );
+    }
+    found
+        .into_iter()
+        .map(|(k, v)| (k, v.into_iter().collect()))
+        .collect()
+}
+
+/// With `svodka-target`, every crate the SDK shares with the `svodka` binary is built with
+/// the same features as in Svodka's own build — what lets a plugin reuse Svodka's compiled
+/// arrow. A dependency update that changes Svodka's features shows here, naming the crate.
+#[test]
+fn the_sdk_resolves_the_features_of_svodkas_own_build() {
+    let svodka = resolved_features(&["-p", "svodka"]);
+    let sdk = resolved_features(&[
+        "-p",
+        "svodka-plugin-sdk",
+        "--features",
+        "svodka-plugin-sdk/svodka-target",
+    ]);
+    let differing: Vec<String> = sdk
+        .iter()
+        .filter(|(id, _)| !id.starts_with("svodka-plugin-sdk "))
+        .filter_map(|(id, features)| {
+            let theirs = svodka.get(id)?;
+            (theirs != features).then(|| format!("{id}: svodka {theirs:?}, sdk {features:?}"))
+        })
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "pin these in plugins/sdk/Cargo.toml:\n{}",
+        differing.join("\n")
+    );
+    assert!(sdk.keys().any(|k| k.starts_with("arrow-array ")), "{sdk:?}");
 }

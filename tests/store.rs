@@ -175,6 +175,39 @@ fn a_big_csv_folder_says_once_that_a_store_is_faster() {
     assert!(err.contains(".csv:"), "{err}");
 }
 
+/// A table a report reads that has no rows is named once, on CSV and on the store alike:
+/// a figure that is zero for want of data is never silent.
+#[test]
+fn an_empty_table_a_report_reads_is_named_once() {
+    let dir = crate::util::fixture_copy("forgotten");
+    let activities = dir.path().join("activities.csv");
+    let header = std::fs::read_to_string(&activities).unwrap();
+    std::fs::write(&activities, format!("{}\n", header.lines().next().unwrap())).unwrap();
+    let d = dir.path().to_str().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let s = store.path().to_str().unwrap();
+    ok(&["store", "import", "--data", d, "--store", s]);
+    for (data, note) in [
+        (
+            d,
+            format!(
+                "note: {} has no rows; table `activities` is empty\n",
+                activities.display()
+            ),
+        ),
+        (
+            s,
+            format!("note: {s}: table `activities` of snapshot 000001 (csv import) is empty\n"),
+        ),
+    ] {
+        let out = crate::util::svodka(&["run", "forgotten", "--data", data]);
+        assert!(out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.matches(note.as_str()).count(), 1, "{err}");
+        assert_eq!(err.matches("note: ").count(), 1, "only activities: {err}");
+    }
+}
+
 /// The models that declare a `key` without aggregating keep it on real data: one row per
 /// key, on a store (derived columns read from Parquet) and on CSV (derived in memory).
 #[test]

@@ -9,16 +9,16 @@ use anyhow::{Context, Result};
 use svodka_csv::DatasetInfo;
 use svodka_report::LazyTables;
 
-/// Departments, active employees and pipelines of a data folder, for the plans template.
+/// Departments, active employees and pipelines of a data folder (a store or CSV), for the
+/// plans template.
 pub fn directory(dir: &Path) -> Result<(svodka_plans_xlsx::Directory, Option<DatasetInfo>)> {
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::Int64Type;
-    let info = DatasetInfo::read(dir).with_context(|| format!("reading {}", dir.display()))?;
     let read = |table: &str| {
-        svodka_csv::read_table(dir, table)
+        svodka_sources::read_data_table(dir, table, |note| eprintln!("note: {note}"))
             .with_context(|| format!("reading {table} from {}", dir.display()))
     };
-    let ids_names = |t: &svodka_csv::LoadedTable| -> Vec<(i64, String)> {
+    let ids_names = |t: &svodka_report::Loaded| -> Vec<(i64, String)> {
         t.batches
             .iter()
             .flat_map(|b| {
@@ -36,7 +36,7 @@ pub fn directory(dir: &Path) -> Result<(svodka_plans_xlsx::Directory, Option<Dat
             })
             .collect()
     };
-    let users = read("users")?;
+    let (users, info) = read("users")?;
     let mut employees = Vec::new();
     for b in &users.batches {
         let id = b
@@ -61,9 +61,9 @@ pub fn directory(dir: &Path) -> Result<(svodka_plans_xlsx::Directory, Option<Dat
     }
     Ok((
         svodka_plans_xlsx::Directory {
-            departments: ids_names(&read("departments")?),
+            departments: ids_names(&read("departments")?.0),
             employees,
-            pipelines: ids_names(&read("pipelines")?),
+            pipelines: ids_names(&read("pipelines")?.0),
         },
         info,
     ))
@@ -86,7 +86,7 @@ pub fn demo_dir() -> Result<std::path::PathBuf> {
     Ok(dir)
 }
 
-/// A CSV folder as engine tables, with notes of absent tables on standard error.
+/// A data folder as engine tables, with notes of absent or empty tables on standard error.
 pub fn open(dir: &Path) -> Result<(LazyTables, Option<DatasetInfo>)> {
     Ok(svodka_sources::open_data(dir, |note| {
         eprintln!("note: {note}")

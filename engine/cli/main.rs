@@ -444,7 +444,11 @@ fn plugins_list(dir: Option<&std::path::Path>, files: &[PathBuf]) -> Result<()> 
                     path.display()
                 );
                 for t in &p.tables {
-                    outln!("  {}: {}", t.name, t.columns.join(", "));
+                    outln!("  {}: {}", t.name, t.columns().join(", "));
+                    if let Some(problem) = &t.problem {
+                        failed = true;
+                        outln!("    error: {problem}");
+                    }
                 }
             }
             Err(e) => {
@@ -454,7 +458,7 @@ fn plugins_list(dir: Option<&std::path::Path>, files: &[PathBuf]) -> Result<()> 
         }
     }
     if failed {
-        bail!("some plugins did not load");
+        bail!("some plugins did not load, or declare tables that cannot be canonical");
     }
     Ok(())
 }

@@ -166,18 +166,27 @@ pub fn sync(a: SyncArgs, clock: svodka_csv::Clock) -> Result<()> {
         );
     }
     target.store = store.context("--data DIR: the snapshot store to write")?;
+    let made = !target.store.exists();
     std::fs::create_dir_all(&target.store)
         .with_context(|| format!("creating {}", target.store.display()))?;
-    if let Some(settings) = bitrix24 {
-        sync_bitrix24(&a, settings, &target)?;
+    let synced = (|| {
+        if let Some(settings) = bitrix24 {
+            sync_bitrix24(&a, settings, &target)?;
+        }
+        if let Some((config, dir)) = onec {
+            sync_onec(&a, &config, &dir, &target)?;
+        }
+        if let Some(plugin) = &a.plugin {
+            sync_plugin(&a, plugin, &target)?;
+        }
+        Ok(())
+    })();
+    if synced.is_err() && made {
+        // A failed first sync leaves no folder behind — unless it holds a spool to resume
+        // from (`remove_dir` removes only an empty folder).
+        let _ = std::fs::remove_dir(&target.store);
     }
-    if let Some((config, dir)) = onec {
-        sync_onec(&a, &config, &dir, &target)?;
-    }
-    if let Some(plugin) = &a.plugin {
-        sync_plugin(&a, plugin, &target)?;
-    }
-    Ok(())
+    synced
 }
 
 /// Finds a plugin: a file path, or a name among the plugins of `dir`.
@@ -221,9 +230,19 @@ fn sync_plugin(a: &SyncArgs, which: &str, target: &Target) -> Result<()> {
         plugin.version,
         target.store.display()
     );
+    let problems = plugin.problems();
+    if !problems.is_empty() {
+        bail!(
+            "plugin {} declares tables that cannot be canonical ({}):\n  {}",
+            plugin.name,
+            plugin.path.display(),
+            problems.join("\n  ")
+        );
+    }
+    let session = plugin.configure(&settings, None)?;
     let mut read = Vec::new();
     for t in &plugin.tables {
-        let (schema, batches) = plugin.read(&t.name, &settings)?;
+        let (schema, batches) = session.read(&t.name)?;
         eprintln!(
             "{}: {} rows",
             t.name,

@@ -44,7 +44,8 @@ pub struct Options {
     pub portal: String,
     /// Read everything again, whatever the last sync left.
     pub full: bool,
-    /// Read timeline comments of leads and deals (one subquery per item: see the docs).
+    /// Read timeline comments of companies, contacts, leads and deals (one subquery per
+    /// item: see the docs).
     pub comments: bool,
     /// Records modified this long before the last sync's start are read again.
     pub overlap: Duration,
@@ -254,6 +255,14 @@ const SWEPT: &[(&str, &str)] = &[
     ("leads", "crm.lead.list"),
     ("deals", "crm.deal.list"),
     ("activities", "crm.activity.list"),
+];
+
+/// The lists whose items have timeline comments, and each item's `ENTITY_TYPE`.
+const COMMENTED: [(&str, &str); 4] = [
+    ("companies", "company"),
+    ("contacts", "contact"),
+    ("leads", "lead"),
+    ("deals", "deal"),
 ];
 
 /// The lists read by offset, all at once.
@@ -522,7 +531,7 @@ pub fn sync(
         )?;
     }
     if options.comments {
-        export_comments(client, &mut spool, progress)?;
+        export_comments(client, &mut spool, &plan, progress)?;
     }
     spool.state.requests += client.requests - requests_before;
     spool.save()?;
@@ -771,21 +780,31 @@ fn export_fast(
     Ok(())
 }
 
-/// Timeline comments of the leads and deals read by this sync: one subquery per item
-/// (the method lists one item's comments only), 50 items a request.
+/// The CRM items whose timeline comments a sync reads: every company, contact, lead and
+/// deal it read, and on a sweep every item that still exists (a comment does not change
+/// its item's `DATE_MODIFY`, so an incremental sync alone would miss it until the item
+/// next changes). In a fixed order, so that a resumed sync continues where it stopped.
+fn comment_owners(spool: &Spool, plan: &Plan) -> Result<Vec<(&'static str, i64)>, Error> {
+    let mut items = Vec::new();
+    for (list, entity) in COMMENTED {
+        let mut ids: std::collections::BTreeSet<i64> = ids_read(spool, list)?.into_iter().collect();
+        if plan.sweep {
+            ids.extend(ids_read(spool, &format!("{list}.ids"))?);
+        }
+        items.extend(ids.into_iter().map(|id| (entity, id)));
+    }
+    Ok(items)
+}
+
+/// Timeline comments of the items `comment_owners` names: one subquery per item (the
+/// method lists one item's comments only), 50 items a request.
 fn export_comments(
     client: &mut Client,
     spool: &mut Spool,
+    plan: &Plan,
     progress: &mut dyn FnMut(Event),
 ) -> Result<(), Error> {
-    let mut items: Vec<(&str, i64)> = Vec::new();
-    for (list, entity) in [("leads", "lead"), ("deals", "deal")] {
-        for r in spool.rows(list)? {
-            if let Some(id) = wire::id(&r["ID"]) {
-                items.push((entity, id));
-            }
-        }
-    }
+    let items = comment_owners(spool, plan)?;
     let mut state = spool.list("comments");
     let total = items.len() as u64;
     while !state.done {
@@ -1144,8 +1163,7 @@ fn build(
     // Owners whose comments were read again: their stored comments are replaced.
     let mut reread: HashSet<(&str, i64)> = HashSet::new();
     if options.comments {
-        reread.extend(ids_read(spool, "leads")?.into_iter().map(|id| ("lead", id)));
-        reread.extend(deal_ids_read.iter().map(|id| ("deal", *id)));
+        reread.extend(comment_owners(spool, plan)?);
     }
     let activity_owner_gone = |b: &RecordBatch, i: usize| {
         gone.owner(text_at(b, "owner_type", i), int_at(b, "owner_id", i))

@@ -18,10 +18,9 @@ use arrow::record_batch::RecordBatch;
 use svodka_schema::{Column, ColumnType, Table};
 
 pub use crate::clock::Clock;
-pub use crate::parse::{
-    parse_bool, parse_date, parse_float, parse_int, parse_money, parse_timestamp,
-};
+pub use crate::parse::{parse_bool, parse_date, parse_float, parse_int, parse_timestamp};
 use svodka_schema::ColumnBuilder;
+pub use svodka_schema::values::parse_money;
 
 /// Rows per record batch: large enough to amortise per-batch work, small enough to let
 /// DataFusion spread a big table across partitions.

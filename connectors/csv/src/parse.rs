@@ -1,7 +1,8 @@
 //! Strict parsers for the CSV layout's value formats, feeding the canonical column builders.
 
 use chrono::{DateTime, NaiveDate};
-use svodka_schema::{ColumnBuilder, ColumnType, MONEY_PRECISION, MONEY_SCALE, Value};
+use svodka_schema::values::parse_money;
+use svodka_schema::{ColumnBuilder, ColumnType, Value};
 
 /// Parses a raw field of a column of type `ty` into the builder, or says what is wrong.
 pub(crate) fn push(b: &mut ColumnBuilder, raw: &[u8]) -> Result<(), String> {
@@ -68,40 +69,6 @@ pub fn parse_timestamp(text: &str) -> Result<i64, String> {
             "expected an ISO 8601 timestamp with an offset, e.g. 2024-03-05T12:34:56+03:00"
                 .to_string()
         })
-}
-
-/// Exact money in kopecks: `1234.5` → 123450. At most two significant decimals (trailing
-/// zeros beyond are allowed); no exponent, no thousands separators.
-pub fn parse_money(text: &str) -> Result<i128, String> {
-    let bad = || "expected an amount like 1234.56".to_string();
-    let (negative, digits) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text.strip_prefix('+').unwrap_or(text)),
-    };
-    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
-    if whole.is_empty() && fraction.is_empty()
-        || !whole.bytes().all(|b| b.is_ascii_digit())
-        || !fraction.bytes().all(|b| b.is_ascii_digit())
-    {
-        return Err(bad());
-    }
-    let max_whole = (MONEY_PRECISION - MONEY_SCALE as u8) as usize;
-    if whole.trim_start_matches('0').len() > max_whole {
-        return Err(format!("amount exceeds {max_whole} whole digits"));
-    }
-    let (kept, rest) = fraction.split_at(fraction.len().min(2));
-    if rest.bytes().any(|b| b != b'0') {
-        return Err("more than two decimal places".into());
-    }
-    let mut value: i128 = 0;
-    for b in whole.bytes() {
-        value = value * 10 + i128::from(b - b'0');
-    }
-    for i in 0..2 {
-        let digit = kept.as_bytes().get(i).map_or(0, |b| i128::from(b - b'0'));
-        value = value * 10 + digit;
-    }
-    Ok(if negative { -value } else { value })
 }
 
 /// `YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|±HH:MM)` with valid fields → µs UTC; None otherwise.

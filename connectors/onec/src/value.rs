@@ -2,7 +2,6 @@
 //! for none), GUIDs (all zeros for none), Int64 as strings, Double as JSON numbers,
 //! booleans; and as people type them in exported files (`1 234,56`, `15.12.2024`).
 
-use chrono::{NaiveDate, NaiveDateTime, TimeZone};
 use serde_json::Value;
 
 /// The empty reference.
@@ -31,33 +30,14 @@ pub fn micros(v: &Value, tz: chrono_tz::Tz) -> Option<i64> {
     parse_time(&s, tz)
 }
 
-/// `2024-12-15T19:54:30`, `2024-12-15 19:54:30`, `15.12.2024 19:54:30`, `15.12.2024`,
-/// `2024-12-15` (local in `tz`), or RFC 3339 with an offset.
+/// A date-time as 1C writes it (see `svodka_schema::values::local_time`: local in `tz`,
+/// or RFC 3339 with its own offset); 1C's empty date `0001-01-01` is `None`.
 pub fn parse_time(s: &str, tz: chrono_tz::Tz) -> Option<i64> {
     let s = s.trim();
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Some(t.timestamp_micros());
-    }
-    let naive = [
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%d %H:%M:%S",
-        "%d.%m.%Y %H:%M:%S",
-        "%d.%m.%Y %H:%M",
-    ]
-    .iter()
-    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-    .or_else(|| {
-        ["%Y-%m-%d", "%d.%m.%Y"]
-            .iter()
-            .find_map(|f| NaiveDate::parse_from_str(s, f).ok())
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-    })?;
-    if naive.date() == NaiveDate::from_ymd_opt(1, 1, 1)? {
+    if s.starts_with("0001-01-01") || s.starts_with("01.01.0001") {
         return None;
     }
-    tz.from_local_datetime(&naive)
-        .earliest()
-        .map(|t| t.timestamp_micros())
+    svodka_schema::values::local_time(s, tz).ok()
 }
 
 /// A number: JSON number, or text with spaces and a decimal comma (`1 234,56`).
@@ -81,9 +61,14 @@ pub fn parse_number(s: &str) -> Option<f64> {
     cleaned.parse().ok()
 }
 
-/// Money in kopecks. 1C sends `Edm.Double`: exact to the kopeck well beyond any sale.
+/// Money in kopecks. 1C sends `Edm.Double`: exact to the kopeck well beyond any sale;
+/// typed amounts (`1 234,56`) are read exactly, rounded only beyond two decimals.
 pub fn cents(v: &Value) -> Option<i128> {
-    number(v).map(|f| (f * 100.0).round() as i128)
+    let exact = match v {
+        Value::String(s) => svodka_schema::values::money_text(s).ok(),
+        _ => None,
+    };
+    exact.or_else(|| number(v).map(|f| (f * 100.0).round() as i128))
 }
 
 /// `true`/`false`, `Да`/`Нет`, `1`/`0`.

@@ -63,13 +63,19 @@ fn main() {
     for round in 0..3 {
         let t = Instant::now();
         let n: usize = svodka_plugin_amocrm::AmoCrm
-            .open("deals", &request)
+            .configure(&request)
+            .unwrap()
+            .open("deals")
             .unwrap()
             .map(|b| b.unwrap().num_rows())
             .sum();
         let built_in = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let (_, batches) = plugin.read("deals", &settings).unwrap();
+        let (_, batches) = plugin
+            .configure(&settings, None)
+            .unwrap()
+            .read("deals")
+            .unwrap();
         let m: usize = batches.iter().map(|b| b.num_rows()).sum();
         let loaded = t.elapsed().as_secs_f64();
         assert_eq!(n, m);

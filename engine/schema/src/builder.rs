@@ -192,6 +192,22 @@ impl TableBuilder {
         Ok(())
     }
 
+    /// Appends a row given by column name, in any order: a column not named is null
+    /// (refused when it is required), a name the table lacks is refused.
+    pub fn push_named(&mut self, values: &[(&str, Value)]) -> Result<(), String> {
+        let mut row = vec![Value::Null; self.columns.len()];
+        for (name, value) in values {
+            let i = self
+                .table
+                .columns
+                .iter()
+                .position(|c| c.name == *name)
+                .ok_or_else(|| format!("table `{}` has no column `{name}`", self.table.name))?;
+            row[i] = *value;
+        }
+        self.push(&row)
+    }
+
     /// Rows appended so far.
     pub fn len(&self) -> usize {
         match self.columns.first() {
@@ -230,10 +246,28 @@ mod tests {
         );
         let err = b.push(&[Value::Text("x")]).unwrap_err();
         assert!(err.contains("1 values for 3 columns"), "{err}");
+        // By name, in any order; what is not named is null.
+        b.push_named(&[
+            ("sort", Value::Int(20)),
+            ("name", Value::Text("Сервис")),
+            ("id", Value::Int(1)),
+        ])
+        .unwrap();
+        let err = b
+            .push_named(&[("id", Value::Int(2)), ("title", Value::Text("x"))])
+            .unwrap_err();
+        assert_eq!(err, "table `pipelines` has no column `title`");
+        let err = b
+            .push_named(&[("id", Value::Int(2)), ("sort", Value::Int(1))])
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "table `pipelines`, column `name`: empty value in a required column"
+        );
         // The refused rows left nothing behind.
-        assert_eq!(b.len(), 1);
+        assert_eq!(b.len(), 2);
         let batch = b.finish();
-        assert_eq!(batch.num_rows(), 1);
+        assert_eq!(batch.num_rows(), 2);
         crate::check_table("pipelines", &batch.schema(), &[batch]).unwrap();
         let mut money = ColumnBuilder::new(ColumnType::Money, true);
         assert!(

@@ -3,6 +3,7 @@
 
 pub mod builder;
 pub mod derived;
+pub mod values;
 
 pub use builder::{ColumnBuilder, TableBuilder, Value};
 pub use derived::{derive, derived_column, has_derived};

@@ -35,6 +35,9 @@ pub enum SourcesError {
         path: PathBuf,
         source: svodka_demo::DemoError,
     },
+    /// A table read whole could not be completed to its canonical schema.
+    #[error("table `{table}`: {message}")]
+    Table { table: String, message: String },
     /// A data folder does not exist.
     #[error("{0}: not a folder (make one with `svodka demo --out {0}`)")]
     NotAFolder(PathBuf),
@@ -73,7 +76,8 @@ pub const BIG_CSV_BYTES: u64 = 100 << 20;
 
 /// A data folder as engine tables (each read on first use), with its description: a
 /// snapshot store (its current snapshot) or a CSV folder (with its plans workbook). `note`
-/// hears of CSV tables whose files are absent (read as empty).
+/// hears, once a table, of each canonical table a run reads that is absent or empty (it
+/// reads as empty, so a report's figures would otherwise drop without a word).
 pub fn open_data(
     dir: &Path,
     note: fn(&str),
@@ -87,10 +91,14 @@ pub fn open_data(
     if svodka_store::Store::is_store(dir) {
         let snapshot = svodka_store::Store::new(dir).current()?;
         let info = snapshot.info.clone();
+        let store_dir = dir.to_path_buf();
         // Parquet is scanned: a plan reads only its columns and the row groups its
         // filters allow. A table that needs completing (a plugin's, missing nullable
         // columns) or is absent is read into memory instead.
         let tables = LazyTables::new(partitions, move |name| {
+            if let Some(problem) = missing_from(&snapshot, &store_dir, name) {
+                note(&problem);
+            }
             if let Some(scan) = snapshot.scan(name).map_err(|e| e.to_string())? {
                 return Ok(Opened::Scan(scan));
             }
@@ -120,6 +128,64 @@ pub fn open_data(
             .map_err(|e| e.to_string())
     });
     Ok((tables, info))
+}
+
+/// Why a canonical table of a snapshot reads as empty, if it does: the snapshot has no
+/// such table (its connector delivered none), or the table has no rows.
+fn missing_from(snapshot: &svodka_store::Snapshot, store: &Path, name: &str) -> Option<String> {
+    svodka_schema::table(name)?;
+    let origin = &snapshot.manifest.origin;
+    match snapshot.manifest.tables.iter().find(|(t, _)| t == name) {
+        None => Some(format!(
+            "{}: snapshot {} ({origin}) has no table `{name}`; it reads as empty",
+            store.display(),
+            snapshot.name
+        )),
+        Some((_, 0)) => Some(format!(
+            "{}: table `{name}` of snapshot {} ({origin}) is empty",
+            store.display(),
+            snapshot.name
+        )),
+        Some(_) => None,
+    }
+}
+
+/// One table of a data folder, whole, as delivered, with the folder's description: from a
+/// store's current snapshot, or a CSV folder (plans and bonus tiers from its workbook when
+/// it has one). For commands that read a table outside a report (the plans template).
+pub fn read_data_table(
+    dir: &Path,
+    name: &str,
+    note: fn(&str),
+) -> Result<(Loaded, Option<DatasetInfo>), SourcesError> {
+    if !dir.is_dir() {
+        return Err(SourcesError::NotAFolder(dir.to_path_buf()));
+    }
+    if svodka_store::Store::is_store(dir) {
+        let snapshot = svodka_store::Store::new(dir).current()?;
+        if let Some(problem) = missing_from(&snapshot, dir, name) {
+            note(&problem);
+        }
+        let (schema, batches) = snapshot.read(name)?;
+        return Ok((completed(name, schema, batches)?, snapshot.info));
+    }
+    let info = DatasetInfo::read(dir)?;
+    let t = read_folder_table(dir, name, note)?;
+    Ok((completed(name, t.schema, t.batches)?, info))
+}
+
+/// A canonical table with the nullable columns its connector left out added as nulls.
+fn completed(
+    name: &str,
+    schema: arrow::datatypes::SchemaRef,
+    batches: Vec<arrow::record_batch::RecordBatch>,
+) -> Result<Loaded, SourcesError> {
+    let (schema, batches) =
+        svodka_schema::complete(name, schema, batches).map_err(|e| SourcesError::Table {
+            table: name.to_string(),
+            message: e.to_string(),
+        })?;
+    Ok(Loaded { schema, batches })
 }
 
 /// The canonical tables a CSV folder has no file for (read as empty); none for a store.
@@ -152,10 +218,16 @@ pub fn read_folder_table(dir: &Path, name: &str, note: fn(&str)) -> Result<Loade
         });
     }
     let t = svodka_csv::read_table(dir, name)?;
+    let path = svodka_csv::table_path(dir, name);
     if !t.present {
         note(&format!(
             "{} is absent; table `{name}` is empty",
-            svodka_csv::table_path(dir, name).display()
+            path.display()
+        ));
+    } else if t.batches.iter().all(|b| b.num_rows() == 0) {
+        note(&format!(
+            "{} has no rows; table `{name}` is empty",
+            path.display()
         ));
     }
     Ok(Loaded {

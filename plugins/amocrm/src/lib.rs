@@ -7,16 +7,13 @@
 //! Europe/Moscow), and `columns` to rename any of the headers below.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, BooleanBuilder, Decimal128Builder, Int64Builder, RecordBatchIterator,
-    RecordBatchReader, StringBuilder, TimestampMicrosecondBuilder,
+use svodka_plugin_sdk::arrow::array::{RecordBatchIterator, RecordBatchReader};
+use svodka_plugin_sdk::arrow::datatypes::SchemaRef;
+use svodka_plugin_sdk::arrow::record_batch::RecordBatch;
+use svodka_plugin_sdk::{
+    Connector, Request, Session, Tz, Value, builder, canonical, local_time, money_text, zone,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use arrow::record_batch::RecordBatch;
-use chrono::TimeZone;
-use svodka_plugin_sdk::{Connector, Request};
 
 /// The export's headers, by what they hold.
 const HEADERS: &[(&str, &str)] = &[
@@ -36,54 +33,6 @@ const HEADERS: &[(&str, &str)] = &[
 const WON: &str = "Успешно реализовано";
 const LOST: &str = "Закрыто и не реализовано";
 
-fn ts() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-}
-
-fn schema(table: &str) -> SchemaRef {
-    let f = |n: &str, t: DataType, null: bool| Field::new(n, t, null);
-    let fields = match table {
-        "users" => vec![
-            f("id", DataType::Int64, false),
-            f("name", DataType::Utf8, false),
-            f("active", DataType::Boolean, false),
-        ],
-        "pipelines" => vec![
-            f("id", DataType::Int64, false),
-            f("name", DataType::Utf8, false),
-            f("sort", DataType::Int64, false),
-        ],
-        "stages" => vec![
-            f("entity", DataType::Utf8, false),
-            f("pipeline_id", DataType::Int64, true),
-            f("stage_id", DataType::Utf8, false),
-            f("name", DataType::Utf8, false),
-            f("sort", DataType::Int64, false),
-            f("semantic", DataType::Utf8, false),
-        ],
-        "companies" => vec![
-            f("id", DataType::Int64, false),
-            f("title", DataType::Utf8, false),
-            f("created_at", ts(), false),
-        ],
-        _ => vec![
-            f("id", DataType::Int64, false),
-            f("title", DataType::Utf8, false),
-            f("pipeline_id", DataType::Int64, false),
-            f("stage_id", DataType::Utf8, false),
-            f("semantic", DataType::Utf8, false),
-            f("amount", DataType::Decimal128(18, 2), true),
-            f("currency", DataType::Utf8, true),
-            f("assigned_id", DataType::Int64, false),
-            f("created_at", ts(), false),
-            f("closed_at", ts(), true),
-            f("modified_at", ts(), false),
-            f("company_id", DataType::Int64, true),
-        ],
-    };
-    Arc::new(Schema::new(fields))
-}
-
 const TABLES: [&str; 5] = ["deals", "users", "pipelines", "stages", "companies"];
 
 /// One deal of the export.
@@ -100,45 +49,14 @@ struct Deal {
     company: Option<String>,
 }
 
-/// Kopecks of `1 500 000`, `1500000,50` or `1500000.50`.
-fn money(s: &str) -> Option<i128> {
-    let t: String = s
-        .chars()
-        .filter(|c| c.is_ascii_digit() || *c == ',' || *c == '.' || *c == '-')
-        .collect();
-    let t = t.replace(',', ".");
-    if t.is_empty() {
-        return None;
-    }
-    let f: f64 = t.parse().ok()?;
-    Some((f * 100.0).round() as i128)
-}
-
-fn time(s: &str, tz: chrono_tz::Tz) -> Option<i64> {
-    let s = s.trim();
-    ["%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%Y-%m-%d %H:%M:%S"]
-        .iter()
-        .find_map(|f| chrono::NaiveDateTime::parse_from_str(s, f).ok())
-        .or_else(|| {
-            chrono::NaiveDate::parse_from_str(s, "%d.%m.%Y")
-                .ok()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-        })
-        .and_then(|n| tz.from_local_datetime(&n).earliest())
-        .map(|t| t.timestamp_micros())
-}
-
 /// The export read and checked: every line, with its number in errors.
 fn read(request: &Request) -> Result<Vec<Deal>, String> {
     let settings = &request.settings;
     let path = settings["path"]
         .as_str()
         .ok_or("settings: `path` of the amoCRM export is required")?;
-    let tz: chrono_tz::Tz = settings["timezone"]
-        .as_str()
-        .unwrap_or("Europe/Moscow")
-        .parse()
-        .map_err(|_| "settings: unknown `timezone`")?;
+    let tz: Tz = zone(settings["timezone"].as_str().unwrap_or("Europe/Moscow"))
+        .map_err(|e| format!("settings: `timezone`: {e}"))?;
     let header_of = |key: &str| -> String {
         settings["columns"][key]
             .as_str()
@@ -190,7 +108,7 @@ fn read(request: &Request) -> Result<Vec<Deal>, String> {
         let when = |key: &str| -> Result<Option<i64>, String> {
             match get(key) {
                 None => Ok(None),
-                Some(s) => time(s, tz).map(Some).ok_or_else(|| {
+                Some(s) => local_time(s, tz).map(Some).map_err(|_| {
                     format!(
                         "{path}: line {line}: «{}»: not a date: {s:?}",
                         header_of(key)
@@ -210,12 +128,11 @@ fn read(request: &Request) -> Result<Vec<Deal>, String> {
             title: get("title").unwrap_or_default().to_string(),
             amount: match get("amount") {
                 None => None,
-                Some(s) => Some(money(s).ok_or_else(|| {
-                    format!(
-                        "{path}: line {line}: «{}»: not an amount: {s:?}",
-                        header_of("amount")
-                    )
-                })?),
+                Some(s) => {
+                    Some(money_text(s).map_err(|e| {
+                        format!("{path}: line {line}: «{}»: {e}", header_of("amount"))
+                    })?)
+                }
             },
             responsible: need("responsible")?.to_string(),
             modified: when("modified")?.or(closed).unwrap_or(created),
@@ -285,123 +202,83 @@ fn tables(deals: &[Deal]) -> Result<HashMap<&'static str, RecordBatch>, String> 
             *e = (*e).min(d.created);
         }
     }
-    let batch = |table: &str, cols: Vec<ArrayRef>| {
-        RecordBatch::try_new(schema(table), cols).map_err(|e| e.to_string())
-    };
     let mut out = HashMap::new();
-    let strings = |v: &mut dyn Iterator<Item = Option<String>>| {
-        let mut b = StringBuilder::new();
-        for s in v {
-            b.append_option(s);
-        }
-        Arc::new(b.finish()) as ArrayRef
-    };
-    let ints = |v: &mut dyn Iterator<Item = Option<i64>>| {
-        let mut b = Int64Builder::new();
-        for s in v {
-            b.append_option(s);
-        }
-        Arc::new(b.finish()) as ArrayRef
-    };
-    let times = |v: &mut dyn Iterator<Item = Option<i64>>| {
-        let mut b = TimestampMicrosecondBuilder::new().with_timezone("UTC");
-        for s in v {
-            b.append_option(s);
-        }
-        Arc::new(b.finish()) as ArrayRef
-    };
-    let mut active = BooleanBuilder::new();
-    users.iter().for_each(|_| active.append_value(true));
-    out.insert(
-        "users",
-        batch(
-            "users",
-            vec![
-                ints(&mut (1..=users.len() as i64).map(Some)),
-                strings(&mut users.iter().cloned().map(Some)),
-                Arc::new(active.finish()),
-            ],
-        )?,
-    );
-    out.insert(
-        "pipelines",
-        batch(
-            "pipelines",
-            vec![
-                ints(&mut (1..=pipelines.len() as i64).map(Some)),
-                strings(&mut pipelines.iter().cloned().map(Some)),
-                ints(&mut (1..=pipelines.len() as i64).map(|i| Some(i * 10))),
-            ],
-        )?,
-    );
-    out.insert(
-        "stages",
-        batch(
-            "stages",
-            vec![
-                strings(&mut stages.iter().map(|_| Some("deal".to_string()))),
-                ints(&mut stages.iter().map(|(p, _)| Some(*p))),
-                strings(&mut stages.iter().map(|(p, s)| Some(stage_id(*p, s)))),
-                strings(&mut stages.iter().map(|(_, s)| Some(s.clone()))),
-                ints(
-                    &mut stages
-                        .iter()
-                        .enumerate()
-                        .map(|(i, _)| Some(i as i64 * 10 + 10)),
-                ),
-                strings(&mut stages.iter().map(|(_, s)| Some(semantic(s).to_string()))),
-            ],
-        )?,
-    );
-    out.insert(
-        "companies",
-        batch(
-            "companies",
-            vec![
-                ints(&mut (1..=companies.len() as i64).map(Some)),
-                strings(&mut companies.iter().cloned().map(Some)),
-                times(
-                    &mut companies
-                        .iter()
-                        .map(|c| first_deal.get(c.as_str()).copied()),
-                ),
-            ],
-        )?,
-    );
-    let mut amount = Decimal128Builder::new()
-        .with_precision_and_scale(18, 2)
-        .map_err(|e| e.to_string())?;
-    for d in deals {
-        amount.append_option(d.amount);
+    let mut users_out = builder("users")?;
+    for (i, name) in users.iter().enumerate() {
+        users_out.push_named(&[
+            ("id", Value::Int(i as i64 + 1)),
+            ("name", Value::Text(name)),
+            ("active", Value::Bool(true)),
+        ])?;
     }
-    out.insert(
-        "deals",
-        batch(
-            "deals",
-            vec![
-                ints(&mut deals.iter().map(|d| Some(d.id))),
-                strings(&mut deals.iter().map(|d| Some(d.title.clone()))),
-                ints(&mut deals.iter().map(|d| Some(pipeline_of(d)))),
-                strings(
-                    &mut deals
-                        .iter()
-                        .map(|d| Some(stage_id(pipeline_of(d), &d.stage))),
+    out.insert("users", users_out.finish());
+    let mut pipelines_out = builder("pipelines")?;
+    for (i, name) in pipelines.iter().enumerate() {
+        let id = i as i64 + 1;
+        pipelines_out.push_named(&[
+            ("id", Value::Int(id)),
+            ("name", Value::Text(name)),
+            ("sort", Value::Int(id * 10)),
+        ])?;
+    }
+    out.insert("pipelines", pipelines_out.finish());
+    let mut stages_out = builder("stages")?;
+    for (i, (p, s)) in stages.iter().enumerate() {
+        stages_out.push_named(&[
+            ("entity", Value::Text("deal")),
+            ("pipeline_id", Value::Int(*p)),
+            ("stage_id", Value::Text(&stage_id(*p, s))),
+            ("name", Value::Text(s)),
+            ("sort", Value::Int(i as i64 * 10 + 10)),
+            ("semantic", Value::Text(semantic(s))),
+        ])?;
+    }
+    out.insert("stages", stages_out.finish());
+    let mut companies_out = builder("companies")?;
+    for (i, title) in companies.iter().enumerate() {
+        let first = first_deal.get(title.as_str()).copied();
+        companies_out.push_named(&[
+            ("id", Value::Int(i as i64 + 1)),
+            ("title", Value::Text(title)),
+            ("created_at", first.map_or(Value::Null, Value::Timestamp)),
+        ])?;
+    }
+    out.insert("companies", companies_out.finish());
+    let mut deals_out = builder("deals")?;
+    for d in deals {
+        let pipeline = pipeline_of(d);
+        deals_out
+            .push_named(&[
+                ("id", Value::Int(d.id)),
+                ("title", Value::Text(&d.title)),
+                ("pipeline_id", Value::Int(pipeline)),
+                ("stage_id", Value::Text(&stage_id(pipeline, &d.stage))),
+                ("semantic", Value::Text(semantic(&d.stage))),
+                ("amount", d.amount.map_or(Value::Null, Value::Money)),
+                (
+                    "currency",
+                    d.amount.map_or(Value::Null, |_| Value::Text("RUB")),
                 ),
-                strings(&mut deals.iter().map(|d| Some(semantic(&d.stage).to_string()))),
-                Arc::new(amount.finish()),
-                strings(&mut deals.iter().map(|d| d.amount.map(|_| "RUB".to_string()))),
-                ints(&mut deals.iter().map(|d| user_ids.get(&d.responsible).copied())),
-                times(&mut deals.iter().map(|d| Some(d.created))),
-                times(&mut deals.iter().map(|d| d.closed)),
-                times(&mut deals.iter().map(|d| Some(d.modified))),
-                ints(
-                    &mut deals
-                        .iter()
-                        .map(|d| d.company.as_ref().and_then(|c| company_ids.get(c).copied())),
+                (
+                    "assigned_id",
+                    user_ids
+                        .get(&d.responsible)
+                        .map_or(Value::Null, |u| Value::Int(*u)),
                 ),
-            ],
-        )?,
-    );
+                ("created_at", Value::Timestamp(d.created)),
+                ("closed_at", d.closed.map_or(Value::Null, Value::Timestamp)),
+                ("modified_at", Value::Timestamp(d.modified)),
+                (
+                    "company_id",
+                    d.company
+                        .as_ref()
+                        .and_then(|c| company_ids.get(c))
+                        .map_or(Value::Null, |c| Value::Int(*c)),
+                ),
+            ])
+            .map_err(|e| format!("deal {}: {e}", d.id))?;
+    }
+    out.insert("deals", deals_out.finish());
     Ok(out)
 }
 
@@ -418,23 +295,32 @@ impl Connector for AmoCrm {
     }
 
     fn tables(&self) -> Vec<(String, SchemaRef)> {
-        TABLES.iter().map(|t| (t.to_string(), schema(t))).collect()
+        TABLES
+            .iter()
+            .map(|t| (t.to_string(), canonical(t).expect("canonical tables")))
+            .collect()
     }
 
-    fn open(
-        &self,
-        table: &str,
-        request: &Request,
-    ) -> Result<Box<dyn RecordBatchReader + Send>, String> {
-        if !TABLES.contains(&table) {
-            return Err(format!(
-                "no table `{table}`; this plugin has {}",
-                TABLES.join(", ")
-            ));
-        }
+    /// The export is read once a sync; every table is made from it.
+    fn configure(&self, request: &Request) -> Result<Box<dyn Session>, String> {
         let deals = read(request)?;
-        let mut all = tables(&deals)?;
-        let batch = all.remove(table).expect("every table is built");
+        Ok(Box::new(Export {
+            tables: tables(&deals)?,
+        }))
+    }
+}
+
+/// One sync: the export's tables.
+pub struct Export {
+    tables: HashMap<&'static str, RecordBatch>,
+}
+
+impl Session for Export {
+    fn open(&self, table: &str) -> Result<Box<dyn RecordBatchReader + Send>, String> {
+        let batch = self
+            .tables
+            .get(table)
+            .ok_or_else(|| format!("no table `{table}`; this plugin has {}", TABLES.join(", ")))?;
         // In slices, as a stream would come from a bigger source.
         let slices: Vec<RecordBatch> = (0..batch.num_rows())
             .step_by(8192)
@@ -442,7 +328,7 @@ impl Connector for AmoCrm {
             .collect();
         Ok(Box::new(RecordBatchIterator::new(
             slices.into_iter().map(Ok),
-            schema(table),
+            batch.schema(),
         )))
     }
 }
@@ -452,8 +338,9 @@ svodka_plugin_sdk::export!(AmoCrm);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Array, AsArray};
-    use arrow::datatypes::{Decimal128Type, Int64Type};
+    use svodka_plugin_sdk::arrow::array::{Array, AsArray};
+    use svodka_plugin_sdk::arrow::datatypes::{Decimal128Type, Int64Type};
+    use svodka_plugin_sdk::{arrow, serde_json};
 
     #[test]
     fn an_export_into_canonical_tables() {

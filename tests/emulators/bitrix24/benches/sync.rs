@@ -117,8 +117,9 @@ fn main() {
         portal.requests().0 - before,
     );
 
-    // Timeline comments: one subquery per lead and deal. Measured on a small data set
-    // without the limit (the emulator scans activities per subquery), in requests.
+    // Timeline comments: one subquery per company, contact, lead and deal. Measured on a
+    // small data set without the limit (the emulator scans activities per subquery), in
+    // requests.
     let small = tempfile::tempdir().unwrap();
     svodka_demo::generate(
         &svodka_demo::DemoConfig {
@@ -130,7 +131,12 @@ fn main() {
     )
     .unwrap();
     let portal = Emulator::start(small.path()).unwrap();
-    let items = portal.with(|p| p.count("leads") + p.count("deals"));
+    let items = portal.with(|p| {
+        ["companies", "contacts", "leads", "deals"]
+            .iter()
+            .map(|t| p.count(t))
+            .sum::<usize>()
+    });
     let fast = || {
         Client::new(
             Auth::Webhook {
@@ -162,7 +168,7 @@ fn main() {
         .requests
     };
     println!(
-        "comments: {items} leads and deals cost {} more requests ({without} → {with}): {:.3} per item, {:.0} s more at 2 requests/s",
+        "comments: {items} companies, contacts, leads and deals cost {} more requests ({without} → {with}): {:.3} per item, {:.0} s more at 2 requests/s",
         with - without,
         (with - without) as f64 / items as f64,
         (with - without) as f64 / 2.0

@@ -788,11 +788,7 @@ impl Portal {
     /// Adds a completed call to a deal or lead; returns its id.
     pub fn add_call(&mut self, owner_type: &str, owner: i64, responsible: i64) -> i64 {
         let now = self.now();
-        let a = self.table_mut("activities");
-        let id = a.rows.iter().map(|r| r.wire_id).max().unwrap_or(0) + 1;
-        let mut cells = vec![None; a.columns.len()];
-        for (c, v) in [
-            ("id", id.to_string()),
+        self.add_activity(&[
             ("kind", "call".into()),
             ("direction", "out".into()),
             ("owner_type", owner_type.into()),
@@ -800,10 +796,34 @@ impl Portal {
             ("responsible_id", responsible.to_string()),
             ("created_at", now.clone()),
             ("completed", "true".into()),
-            ("completed_at", now.clone()),
+            ("completed_at", now),
             ("duration_s", "95".into()),
-        ] {
-            cells[a.col(c)] = Some(v);
+        ])
+    }
+
+    /// Adds a timeline comment by `author` to any CRM item (`company`, `contact`, `lead`,
+    /// `deal`) without touching the item, as the portal does; returns its id.
+    pub fn add_comment(&mut self, owner_type: &str, owner: i64, author: i64) -> i64 {
+        let now = self.now();
+        self.add_activity(&[
+            ("kind", "comment".into()),
+            ("owner_type", owner_type.into()),
+            ("owner_id", owner.to_string()),
+            ("responsible_id", author.to_string()),
+            ("created_at", now.clone()),
+            ("completed", "true".into()),
+            ("completed_at", now),
+        ])
+    }
+
+    /// Appends an activity (a comment is one, by `kind`) with the next id.
+    fn add_activity(&mut self, values: &[(&str, String)]) -> i64 {
+        let a = self.table_mut("activities");
+        let id = a.rows.iter().map(|r| r.wire_id).max().unwrap_or(0) + 1;
+        let mut cells = vec![None; a.columns.len()];
+        cells[a.col("id")] = Some(id.to_string());
+        for (c, v) in values {
+            cells[a.col(c)] = Some(v.clone());
         }
         a.rows.push(Row {
             cells,
