@@ -391,3 +391,104 @@ fn a_closed_standard_output_ends_the_listing_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(err.is_empty(), "{err}");
 }
+
+/// A YAML snippet of the docs: its page, first line, fence info and text.
+struct Snippet {
+    page: String,
+    line: usize,
+    info: String,
+    text: String,
+}
+
+/// The ```yaml blocks of a Markdown page (indented ones, in list items, unindented).
+fn yaml_snippets(page: &str, text: &str) -> Vec<Snippet> {
+    let mut out = Vec::new();
+    let mut open: Option<(usize, usize, String, Vec<String>)> = None;
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        match (&mut open, trimmed.strip_prefix("```")) {
+            (None, Some(info)) => open = Some((i + 1, indent, info.trim().to_string(), vec![])),
+            (Some(_), Some("")) => {
+                let (line, _, info, lines) = open.take().unwrap();
+                if info == "yaml" || info.starts_with("yaml ") {
+                    out.push(Snippet {
+                        page: page.to_string(),
+                        line,
+                        info,
+                        text: lines.join("\n") + "\n",
+                    });
+                }
+            }
+            (Some((_, indent, _, lines)), _) => {
+                lines.push(line.get(*indent..).unwrap_or(line.trim_start()).to_string())
+            }
+            (None, None) => {}
+        }
+    }
+    out
+}
+
+/// A mapping key that holds `(`, `)` or `$`: the rest of an expression an inline map cut at
+/// an unquoted comma (no definition has such a key).
+fn cut_expression(v: &serde_yaml::Value) -> Option<String> {
+    match v {
+        serde_yaml::Value::Mapping(m) => m.iter().find_map(|(k, v)| {
+            k.as_str()
+                .filter(|k| k.contains(['(', ')', '$']))
+                .map(str::to_string)
+                .or_else(|| cut_expression(v))
+        }),
+        serde_yaml::Value::Sequence(s) => s.iter().find_map(cut_expression),
+        _ => None,
+    }
+}
+
+/// Every YAML snippet of the README and `docs/` is valid as written: it parses, holds no
+/// expression cut at a comma, and the complete definitions of each page (a fence of
+/// `yaml` starting with `report:` or `model:`; `yaml excerpt` shows one in part) pass
+/// `svodka check` together.
+#[test]
+fn every_yaml_snippet_in_the_docs_is_valid() {
+    let root = crate::util::root();
+    let mut pages: Vec<std::path::PathBuf> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    pages.push(root.join("README.md"));
+    pages.sort();
+    let mut checked = 0;
+    for page in pages {
+        let name = page.strip_prefix(&root).unwrap().display().to_string();
+        let snippets = yaml_snippets(&name, &std::fs::read_to_string(&page).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let mut complete = 0;
+        for s in &snippets {
+            let at = format!("{}:{}", s.page, s.line);
+            let value: serde_yaml::Value = serde_yaml::from_str(&s.text)
+                .unwrap_or_else(|e| panic!("{at}: not YAML: {e}\n{}", s.text));
+            if let Some(key) = cut_expression(&value) {
+                panic!(
+                    "{at}: `{key}` is an expression cut at a comma: quote it\n{}",
+                    s.text
+                );
+            }
+            let whole = value.get("report").or_else(|| value.get("model")).is_some();
+            if whole && s.info == "yaml" {
+                complete += 1;
+                write(dir.path(), &format!("{complete:02}.yaml"), &s.text);
+            }
+            checked += 1;
+        }
+        if complete > 0 {
+            let out = crate::util::svodka(&["check", dir.path().to_str().unwrap()]);
+            assert!(
+                out.status.success(),
+                "{name}: its definitions do not pass `svodka check`:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    assert!(checked >= 25, "{checked} snippets");
+}

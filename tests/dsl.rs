@@ -326,3 +326,64 @@ fn a_measure_over_a_dimension_is_refused_in_the_totals_row() {
         "error: r.yaml:12:40: report `bad`, block `by_employee`, measure `first`: dimension `employee` has no value in the totals row, which groups by no dimension"
     );
 }
+
+/// The YAML mistakes people make, each answered with what to write instead.
+#[test]
+fn yaml_mistakes_say_what_to_write() {
+    // An expression with a comma in an inline map: YAML cuts it at the comma.
+    let err = check_error(&format!(
+        "{HEAD}    measures:\n      total: {{expr: round(sum(amount), 2), label: Сумма}}\n"
+    ));
+    assert!(err.contains("r.yaml:8:"), "{err}");
+    assert!(
+        err.contains("`2)` looks like the rest of an expression cut at a comma")
+            && err.contains("put the whole value in double quotes"),
+        "{err}"
+    );
+    // A value starting with a character YAML reserves.
+    let err = check_error(&format!(
+        "{HEAD}    measures:\n      total: {{expr: count(*), label: `Итого`}}\n"
+    ));
+    assert!(err.contains("r.yaml:8:"), "{err}");
+    assert!(err.contains("must be quoted"), "{err}");
+    // Indentation.
+    let err = check_error(
+        "report: bad\ntitle: Bad\nblocks:\n  - id: totals\n    title: T\n   from: deals\n",
+    );
+    assert!(err.contains("r.yaml:6:"), "{err}");
+    assert!(
+        err.contains("the indentation does not line up here"),
+        "{err}"
+    );
+    // A value of the wrong shape.
+    let err = check_error(&format!("{HEAD}    measures: 5\n"));
+    assert!(
+        err.contains("expected a map") && err.contains("write a map: `key: value` lines"),
+        "{err}"
+    );
+}
+
+/// An aggregate in a `where` is refused at the aggregate, in words, before anything runs —
+/// in a block, a model and a list alike.
+#[test]
+fn an_aggregate_in_a_where_is_refused_where_it_stands() {
+    let err = check_error(&format!(
+        "{HEAD}    where: count(*) > 1\n    measures:\n      total: count(*)\n"
+    ));
+    assert_eq!(
+        err.trim(),
+        "error: r.yaml:7:12: report `bad`, block `totals`, in model `deals`: an aggregate (`count`) cannot filter rows: `where` keeps or drops each row on its own values. To keep only some groups, use the block's `having:`; to count only some rows, give the measure a filter: `count(*) filter (where …)`"
+    );
+    assert!(!err.contains("AggregateFunction"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let model = write(
+        dir.path(),
+        "m.yaml",
+        "model: big_deals\nfrom: deals\nwhere: amount > avg(amount)\nmeasures:\n  n: count(*)\n",
+    );
+    let err = fails(&["check", model.to_str().unwrap()]);
+    assert!(
+        err.contains("m.yaml:3:17: ") && err.contains("an aggregate (`avg`) cannot filter rows"),
+        "{err}"
+    );
+}

@@ -957,38 +957,54 @@ fn client_check_and_effective_settings_on_the_command_line() {
     let out = crate::util::ok(&["client", "effective", "acme", "--config", cfg]);
     assert!(out.contains("forgotten\n"), "{out}");
     assert!(
-        out.contains("  deal_forgotten_days = 21  (client)\n"),
+        out.contains("  deal_forgotten_days = 21  (client, this report)\n"),
         "{out}"
     );
     assert!(out.contains("  lead_forgotten_days = 3\n"), "{out}");
-    // A bad override is refused with the file and the setting.
+    // A setting for every report that has it; a report's own entry wins.
     write(
         &dir.path().join("clients/acme"),
         "client.yaml",
         &format!(
-            "name: acme\ndata: {{ folder: {} }}\nsettings:\n  forgotten: {{ deal_forgotten_days: 0 }}\n",
+            "name: acme\ndata: {{ folder: {} }}\nsettings:\n  deal_forgotten_days: 30\n  forgotten: {{ deal_forgotten_days: 21 }}\n",
             fixture("forgotten").display()
         ),
     );
-    let err = crate::util::fails(&["check", "--config", cfg, "--client", "acme"]);
-    assert!(err.contains("clients/acme/client.yaml"), "{err}");
+    let out = crate::util::ok(&["client", "effective", "acme", "--config", cfg]);
+    let report_of = |report: &str| -> String {
+        let lines = out.lines().skip_while(|l| *l != report).skip(1);
+        lines
+            .take_while(|l| l.starts_with("  "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     assert!(
-        err.contains("settings of report `forgotten`: setting `deal_forgotten_days`: 0 is below the minimum 1"),
-        "{err}"
+        report_of("forgotten").contains("  deal_forgotten_days = 21  (client, this report)"),
+        "{out}"
     );
+    let dynamics = report_of("sales_dynamics");
+    assert!(
+        dynamics.contains("  deal_forgotten_days = 30  (client, every report)"),
+        "{out}"
+    );
+    // Every bad override at once, each at its place, with what to write.
     write(
         &dir.path().join("clients/acme"),
         "client.yaml",
         &format!(
-            "name: acme\ndata: {{ folder: {} }}\nsettings:\n  forgoten: {{ deal_forgotten_days: 5 }}\n",
+            "name: acme\ndata: {{ folder: {} }}\nsettings:\n  deal_forgoten_days: 5\n  forgotten: {{ deal_forgotten_days: 0 }}\n  forgoten: {{ lead_forgotten_days: 5 }}\n  marketing: 7\n",
             fixture("forgotten").display()
         ),
     );
     let err = crate::util::fails(&["check", "--config", cfg, "--client", "acme"]);
-    assert!(
-        err.contains("unknown report `forgoten`, did you mean `forgotten`?"),
-        "{err}"
-    );
+    for line in [
+        "clients/acme/client.yaml:4:3: settings.deal_forgoten_days: `deal_forgoten_days` is neither a report nor a setting of any report, did you mean `deal_forgotten_days`?",
+        "clients/acme/client.yaml:5:16: settings.forgotten.deal_forgotten_days: report `forgotten`: setting `deal_forgotten_days`: 0 is below the minimum 1; written like its default: `deal_forgotten_days: 14`",
+        "clients/acme/client.yaml:6:3: settings.forgoten: `forgoten` is neither a report nor a setting of any report, did you mean `forgotten`?",
+        "clients/acme/client.yaml:7:3: settings.marketing: the settings of report `marketing` are a map: `marketing: {name: value}`",
+    ] {
+        assert!(err.contains(line), "{line}\n{err}");
+    }
     let err = crate::util::fails(&["check", "--config", cfg, "--client", "../x"]);
     assert!(err.contains("a client is named by its folder"), "{err}");
 }
@@ -1079,7 +1095,7 @@ fn a_refresh_checks_the_client_settings_against_the_new_definitions() {
         job["message"]
             .as_str()
             .unwrap()
-            .contains("settings of report `beta_only`"),
+            .contains("client.yaml:4:16: settings.beta_only.n_min: report `beta_only`: setting `n_min`: 5 is above the maximum 3"),
         "{job}"
     );
     assert_eq!(
@@ -1375,4 +1391,82 @@ fn a_refresh_after_a_table_file_is_deleted_fails_and_the_last_version_serves() {
     assert_eq!(job["state"], "done", "{job}");
     let empty = call(&s, "GET", &uri, tok).json();
     assert_eq!(empty["blocks"][0]["rows"][0]["n"], 0, "{empty}");
+}
+
+/// `svodka run --client` runs a report as the service runs it for that client — its
+/// settings, overlays and data through the service's own code — so the JSON is the
+/// service's, value for value.
+#[test]
+fn run_with_a_client_on_the_command_line_is_the_services_run() {
+    let dir = config();
+    let cfg = dir.path().to_str().unwrap();
+    let s = service(dir.path(), Limits::default());
+    for (client, token, report, query) in [
+        (
+            "acme",
+            "tok-a",
+            "forgotten",
+            "from=2024-04-01&to=2024-04-30&as_of=2024-04-25",
+        ),
+        (
+            "acme",
+            "tok-a",
+            "forgotten",
+            "from=2024-04-01&to=2024-04-30&set.deal_forgotten_days=7&employee=2",
+        ),
+        (
+            "beta",
+            "tok-b",
+            "beta_only",
+            "from=2024-04-01&to=2024-04-30",
+        ),
+    ] {
+        let served = call(
+            &s,
+            "GET",
+            &format!("/api/reports/{report}?{query}"),
+            Some(token),
+        );
+        assert_eq!(served.status, StatusCode::OK, "{}", served.text());
+        // The same query as command-line options.
+        let mut args: Vec<String> = ["run", report, "--client", client, "--config", cfg]
+            .map(String::from)
+            .to_vec();
+        for pair in query.split('&') {
+            let (k, v) = pair.split_once('=').unwrap();
+            args.extend(match k.strip_prefix("set.") {
+                Some(setting) => ["--set".to_string(), format!("{setting}={v}")],
+                None => [format!("--{}", k.replace('_', "-")), v.to_string()],
+            });
+        }
+        let ran = crate::util::json(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(ran, served.json(), "{client} {report} {query}");
+    }
+    // The shipped settings would give another answer: the client's 21 days apply.
+    let ran = crate::util::json(&[
+        "run",
+        "forgotten",
+        "--client",
+        "acme",
+        "--config",
+        cfg,
+        "--from",
+        "2024-04-01",
+        "--to",
+        "2024-04-30",
+    ]);
+    assert_eq!(ran["settings"]["deal_forgotten_days"], 21);
+    let err = crate::util::fails(&[
+        "run",
+        "forgotten",
+        "--client",
+        "acme",
+        "--config",
+        cfg,
+        "--data",
+        "x",
+    ]);
+    assert!(err.contains("--client") && err.contains("--data"), "{err}");
+    let err = crate::util::fails(&["run", "forgotten", "--client", "nobody", "--config", cfg]);
+    assert!(err.contains("clients/nobody"), "{err}");
 }

@@ -288,9 +288,17 @@ struct RunArgs {
     /// Write here instead of standard output.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
-    /// Language and number format of HTML and xlsx: ru (default) or en.
-    #[arg(long, default_value = "ru")]
-    locale: svodka_render::Locale,
+    /// Language and number format of HTML and xlsx: ru or en; default: the client's
+    /// (with --client), else ru.
+    #[arg(long)]
+    locale: Option<svodka_render::Locale>,
+    /// Run as the service runs it for this client of `--config`: its data, its reports
+    /// over the shipped ones, its settings, time zone, portal and locale.
+    #[arg(long, conflicts_with_all = ["data", "demo", "tz", "portal", "reports"])]
+    client: Option<String>,
+    /// The service folder holding `clients/` (with --client).
+    #[arg(long, value_name = "DIR", default_value = ".", requires = "client")]
+    config: PathBuf,
     /// Print where the time went (loading, models, blocks) to standard error.
     #[arg(long)]
     timings: bool,
@@ -536,17 +544,105 @@ fn key_values(flag: &str, items: &[String]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
+/// What a run reads: its definitions, its tables (a data folder's, or a client's data),
+/// the data set's description, and the locale a client asks for.
+struct RunInputs {
+    catalog: std::sync::Arc<svodka_report::Catalog>,
+    tables: RunTables,
+    info: Option<svodka_csv::DatasetInfo>,
+    locale: Option<svodka_render::Locale>,
+}
+
+/// The tables of a data folder, or of a client's data (shared with its description).
+enum RunTables {
+    Folder(svodka_report::LazyTables),
+    Client(std::sync::Arc<svodka_service::clients::Data>),
+}
+
+impl RunTables {
+    fn get(&self) -> &svodka_report::LazyTables {
+        match self {
+            RunTables::Folder(t) => t,
+            RunTables::Client(data) => &data.tables,
+        }
+    }
+}
+
+/// A run of a client of the service, built by the service's own code: the options become
+/// the query string a request would carry, checked and turned into a run as the service
+/// does it.
+async fn client_run(
+    a: &RunArgs,
+    name: &str,
+    clock: svodka_csv::Clock,
+) -> Result<(RunInputs, RunRequest)> {
+    let (config, owned) = (a.config.clone(), name.to_string());
+    // Loading checks definitions on a runtime of its own: off this one's threads.
+    let client = tokio::task::spawn_blocking(move || load_client(&config, &owned)).await??;
+    let p = &a.params;
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for (key, date) in [("from", p.from), ("to", p.to), ("as_of", p.as_of)] {
+        pairs.extend(date.map(|d| (key.to_string(), d.to_string())));
+    }
+    for (key, values) in [
+        ("employee", &p.employee),
+        ("department", &p.department),
+        ("pipeline", &p.pipeline),
+        ("source", &p.source),
+    ] {
+        pairs.extend(values.iter().map(|v| (key.to_string(), v.clone())));
+    }
+    for (prefix, flag, items) in [("set.", "--set", &p.set), ("param.", "--param", &p.param)] {
+        for (k, v) in key_values(flag, items)? {
+            pairs.push((format!("{prefix}{k}"), v));
+        }
+    }
+    let query = svodka_service::query::Query::parse(&pairs)
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.name, e.message))?;
+    let engine = client
+        .engine
+        .clone()
+        .unwrap_or(svodka_report::Engine::Local);
+    let req = query.request(&client, &a.report, a.block.clone(), None, clock, engine)?;
+    let data = client.data();
+    let inputs = RunInputs {
+        catalog: client.catalog(),
+        info: data.info.clone(),
+        tables: RunTables::Client(data),
+        locale: client.config.locale.as_deref().and_then(|l| l.parse().ok()),
+    };
+    Ok((inputs, req))
+}
+
 async fn run(a: RunArgs, clock: svodka_csv::Clock) -> Result<()> {
-    let catalog = svodka_sources::catalog(&a.params.catalog.reports)?;
-    let dir = match (&a.params.data, a.params.demo) {
-        (Some(dir), _) => dir.clone(),
-        (None, true) => data::demo_dir()?,
-        (None, false) => {
-            bail!("--data DIR or --demo is required (make data with `svodka demo --out DIR`)")
+    let (inputs, mut req) = match &a.client {
+        Some(name) => client_run(&a, name, clock).await?,
+        None => {
+            let catalog = svodka_sources::catalog(&a.params.catalog.reports)?;
+            let dir = match (&a.params.data, a.params.demo) {
+                (Some(dir), _) => dir.clone(),
+                (None, true) => data::demo_dir()?,
+                (None, false) => bail!(
+                    "--data DIR, --demo or --client NAME is required (make data with `svodka demo --out DIR`)"
+                ),
+            };
+            let (tables, info) = data::open(&dir)?;
+            let req = request(&a.report, &a.params, a.block.clone(), info.as_ref(), clock)?;
+            let inputs = RunInputs {
+                catalog: std::sync::Arc::new(catalog),
+                tables: RunTables::Folder(tables),
+                info,
+                locale: None,
+            };
+            (inputs, req)
         }
     };
-    let (tables, info) = data::open(&dir)?;
-    let mut req = request(&a.report, &a.params, a.block.clone(), info.as_ref(), clock)?;
+    let RunInputs {
+        catalog,
+        tables,
+        info,
+        locale,
+    } = inputs;
     if let Some(addr) = &a.cluster {
         req.engine = cluster_engine(addr)?;
     }
@@ -554,7 +650,7 @@ async fn run(a: RunArgs, clock: svodka_csv::Clock) -> Result<()> {
         .timeout
         .or(a.cluster.as_ref().map(|_| 3600))
         .map(std::time::Duration::from_secs);
-    let running = svodka_report::run(&catalog, &tables, &req);
+    let running = svodka_report::run(&catalog, tables.get(), &req);
     let result = match limit {
         None => running.await?,
         Some(limit) => match tokio::time::timeout(limit, running).await {
@@ -586,7 +682,7 @@ async fn run(a: RunArgs, clock: svodka_csv::Clock) -> Result<()> {
         bail!("an xlsx workbook is binary: write it to a file with --out FILE.xlsx");
     }
     let options = svodka_render::Options {
-        locale: a.locale,
+        locale: a.locale.or(locale).unwrap_or_default(),
         data_version: info.as_ref().map(svodka_sources::data_version),
         generated_at: clock.now(),
         ..Default::default()
@@ -825,7 +921,11 @@ fn client_effective(config: &std::path::Path, name: &str) -> Result<()> {
     for r in client.effective_settings()? {
         outln!("{}", r.report);
         for s in r.settings {
-            let mark = if s.from_client { "  (client)" } else { "" };
+            let mark = match s.source {
+                svodka_service::clients::SettingSource::Default => "",
+                svodka_service::clients::SettingSource::Client => "  (client, every report)",
+                svodka_service::clients::SettingSource::ClientReport => "  (client, this report)",
+            };
             outln!("  {} = {}{mark}", s.name, s.value);
         }
     }

@@ -190,10 +190,76 @@ fn yaml_diagnostic(src: &SourceFile, e: &serde_yaml::Error) -> Diagnostic {
         })
         .unwrap_or_else(|| unlocated_yaml_error(&src.text));
     let mut message = strip_locations(&e.to_string());
-    if let Some(hint) = unknown_key_hint(&message) {
+    if let Some(hint) = yaml_hint(&message).or_else(|| unknown_key_hint(&message)) {
         message.push_str(&hint);
     }
     Diagnostic::at_pos(src, pos, "", message)
+}
+
+/// What YAML's own words mean for someone writing a definition, and what to write instead:
+/// the mistakes people make (an expression cut at a comma in an inline map, a value that
+/// must be quoted, indentation, a value of the wrong shape).
+fn yaml_hint(message: &str) -> Option<String> {
+    const QUOTE: &str =
+        "put the whole value in double quotes, e.g. `expr: \"days_between(created_at, $as_of)\"`";
+    if let Some(i) = message.find("unknown field `") {
+        let key = message[i + "unknown field `".len()..].split('`').next()?;
+        // A flow map `{expr: f(a, b), label: …}` ends the value at the comma: what
+        // follows becomes a key, which no definition has.
+        if key.contains(['(', ')', '$', ' ', '<', '>', '=', '+', '*', '/', '\''])
+            || key.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Some(format!(
+                "; `{key}` looks like the rest of an expression cut at a comma: in an inline \
+                 map `{{…}}` a comma ends the value — {QUOTE}"
+            ));
+        }
+        return None;
+    }
+    if message.contains("found character that cannot start any token") {
+        return Some(format!(
+            "; a value that starts with `` ` ``, `@`, `%`, `|`, `>`, `!`, `&` or `*` must be \
+             quoted — {QUOTE}"
+        ));
+    }
+    if message.contains("did not find expected ',' or '}'")
+        || message.contains("did not find expected ',' or ']'")
+    {
+        return Some(format!(
+            "; inside an inline `{{…}}` or `[…]`, a value holding `,`, `:`, `{{`, `}}`, `[` or \
+             `]` must be quoted — {QUOTE}"
+        ));
+    }
+    if message.contains("did not find expected key")
+        || message.contains("did not find expected '-'")
+    {
+        return Some(
+            "; the indentation does not line up here: the keys of one map start in the same \
+             column, a nested map or list is indented further than the key it belongs to, \
+             and every line of a list starts with `- ` in the same column"
+                .into(),
+        );
+    }
+    if message.contains("mapping values are not allowed in this context") {
+        return Some(format!(
+            "; a value holds `: ` (or a line is indented under a value): quote a value with \
+             `: ` in it — {QUOTE} — or move the line to its key's indentation"
+        ));
+    }
+    if let Some(i) = message.find("invalid type: ") {
+        let expected = message[i..].split(", expected ").nth(1)?;
+        let example = if expected.starts_with("a map") || expected.starts_with("struct") {
+            "a map: `key: value` lines indented under this key, or inline `{key: value}`"
+        } else if expected.starts_with("a sequence") {
+            "a list: `- item` lines indented under this key, or inline `[a, b]`"
+        } else if expected.starts_with("a string") {
+            "text: quote it if it could be read as a number or `true`/`false`, e.g. `\"21\"`"
+        } else {
+            return None;
+        };
+        return Some(format!("; write {example}"));
+    }
+    None
 }
 
 /// Where an error serde_yaml gives no place for belongs: a second document's `---` (the

@@ -166,6 +166,9 @@ pub struct Resolved {
     pub refs: Vec<Target>,
     /// Every `$name` used.
     pub placeholders: Vec<String>,
+    /// The first aggregate call that is not a window (`count(*)`, not `sum(x) over ()`):
+    /// its name and where it starts in the text (line, column; 1-based).
+    pub aggregate: Option<(String, u64, u64)>,
 }
 
 /// Parses `text` and resolves its names in `scope`. Errors point into the expression.
@@ -234,10 +237,23 @@ pub fn resolve_layered(
         }
         ControlFlow::<()>::Continue(())
     });
+    let mut aggregate = None;
+    let _ = visit_expressions(&ast, |e| {
+        if let ast::Expr::Function(f) = e
+            && f.over.is_none()
+            && let Some(id) = f.name.0.last().and_then(|p| p.as_ident())
+            && aggregates.contains(&id.value.to_lowercase())
+        {
+            aggregate = Some((id.value.clone(), id.span.start.line, id.span.start.column));
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    });
     Ok(Resolved {
         ast,
         refs,
         placeholders,
+        aggregate,
     })
 }
 

@@ -231,9 +231,15 @@ fn typed_values(
                 ),
             ));
         };
-        let value = setting
-            .parse(text)
-            .map_err(|m| ReportError::bad_input(format!("{kind} `{name}`"), m))?;
+        let value = setting.parse(text).map_err(|m| {
+            ReportError::bad_input(
+                format!("{kind} `{name}`"),
+                format!(
+                    "{m}; written like its default: `{name}: {}`",
+                    setting.default
+                ),
+            )
+        })?;
         values
             .iter_mut()
             .find(|(n, _)| n == name)

@@ -33,9 +33,11 @@ pub struct ClientConfig {
     #[serde(default)]
     pub portal_url: Option<String>,
     pub data: DataConfig,
-    /// Per report: setting overrides (`forgotten: {deal_forgotten_days: 21}`).
+    /// Setting overrides: a setting by name for every report that has it
+    /// (`deal_forgotten_days: 21`), or a report by id with its own
+    /// (`forgotten: {deal_forgotten_days: 30}`), which wins over the former.
     #[serde(default)]
-    pub settings: BTreeMap<String, BTreeMap<String, serde_yaml::Value>>,
+    pub settings: BTreeMap<String, serde_yaml::Value>,
     /// Months of history kept by refreshes.
     #[serde(default = "default_retention")]
     pub retention_months: u32,
@@ -266,8 +268,23 @@ impl Client {
 
     /// The client's setting overrides of a report, as `(name, value text)`.
     pub fn settings_of(&self, report: &str) -> Vec<(String, String)> {
-        settings_text(&self.config, report)
+        let catalog = self.catalog();
+        client_overrides(&catalog, &self.config, report)
+            .into_iter()
+            .map(|(name, text, _)| (name, text))
+            .collect()
     }
+}
+
+/// Where a setting's value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingSource {
+    /// The report's own default.
+    Default,
+    /// `settings: {name: value}` in `client.yaml`: every report that has the setting.
+    Client,
+    /// `settings: {report: {name: value}}` in `client.yaml`: this report only.
+    ClientReport,
 }
 
 /// One setting as a client's report sees it.
@@ -275,8 +292,7 @@ impl Client {
 pub struct EffectiveSetting {
     pub name: String,
     pub value: String,
-    /// Set by the client's `settings:` rather than the report's default.
-    pub from_client: bool,
+    pub source: SettingSource,
 }
 
 /// A report's effective settings.
@@ -286,71 +302,142 @@ pub struct ReportSettings {
     pub settings: Vec<EffectiveSetting>,
 }
 
-/// The settings of every report with the client's overrides applied; an override of an
-/// unknown report or setting, or a value out of type or bounds, is an error naming both.
+/// The settings of every report with the client's overrides applied. Every problem —
+/// an entry that names neither a report nor a setting, a report's entry that is not a
+/// map, a value out of type or bounds — is found, not just the first, each at its
+/// `file:line:column`.
 pub fn effective_settings(
     catalog: &Catalog,
     config: &ClientConfig,
     dir: &Path,
 ) -> Result<Vec<ReportSettings>, ServiceError> {
     let file = dir.join("client.yaml");
-    let bad = |message: String| ServiceError::Config {
-        file: file.clone(),
-        message,
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    let src = svodka_report::SourceFile::new(file.display().to_string(), text);
+    let mut problems: Vec<String> = Vec::new();
+    let mut problem = |path: &str, message: String| {
+        let pos = src.key_pos(path);
+        let line = format!(
+            "{}:{}:{}: {path}: {message}",
+            src.name, pos.line, pos.column
+        );
+        if !problems.contains(&line) {
+            problems.push(line);
+        }
     };
-    for report in config.settings.keys() {
-        if !catalog.reports.contains_key(report) {
-            return Err(bad(format!(
-                "settings: unknown report `{report}`{}",
-                svodka_report::error::did_you_mean(
-                    report,
-                    catalog.reports.keys().map(String::as_str)
-                )
-            )));
+    let declared: BTreeMap<&String, Vec<svodka_report::settings::Setting>> = catalog
+        .reports
+        .iter()
+        .map(|(id, report)| Ok((id, svodka_report::settings_of(catalog, report)?)))
+        .collect::<Result<_, svodka_report::ReportError>>()
+        .map_err(|e| ServiceError::Config {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
+    for (key, value) in &config.settings {
+        let path = format!("settings.{key}");
+        if catalog.reports.contains_key(key) {
+            if !value.is_mapping() {
+                problem(
+                    &path,
+                    format!("the settings of report `{key}` are a map: `{key}: {{name: value}}`"),
+                );
+            }
+        } else if !declared.values().flatten().any(|s| &s.name == key) {
+            let names: Vec<&str> = catalog
+                .reports
+                .keys()
+                .map(String::as_str)
+                .chain(declared.values().flatten().map(|s| s.name.as_str()))
+                .collect();
+            problem(
+                &path,
+                format!(
+                    "`{key}` is neither a report nor a setting of any report{}",
+                    svodka_report::error::did_you_mean(key, names)
+                ),
+            );
         }
     }
     let mut out = Vec::new();
-    for (id, report) in &catalog.reports {
-        let declared =
-            svodka_report::settings_of(catalog, report).map_err(|e| bad(e.to_string()))?;
-        let overrides = settings_text(config, id);
-        let values = svodka_report::run::setting_values(&declared, &overrides)
-            .map_err(|e| bad(format!("settings of report `{id}`: {e}")))?;
+    for (id, report_settings) in &declared {
+        let overrides = client_overrides(catalog, config, id);
+        // One override at a time, so that every bad one is named.
+        for (name, text, source) in &overrides {
+            let one = [(name.clone(), text.clone())];
+            if let Err(e) = svodka_report::run::setting_values(report_settings, &one) {
+                let path = match source {
+                    SettingSource::ClientReport => format!("settings.{id}.{name}"),
+                    _ => format!("settings.{name}"),
+                };
+                problem(&path, format!("report `{id}`: {e}"));
+            }
+        }
+        let pairs: Vec<(String, String)> = overrides
+            .iter()
+            .map(|(n, t, _)| (n.clone(), t.clone()))
+            .collect();
+        let Ok(values) = svodka_report::run::setting_values(report_settings, &pairs) else {
+            continue;
+        };
         out.push(ReportSettings {
-            report: id.clone(),
+            report: id.to_string(),
             settings: values
                 .into_iter()
                 .map(|(name, v)| EffectiveSetting {
-                    from_client: overrides.iter().any(|(k, _)| *k == name),
+                    source: overrides
+                        .iter()
+                        .rev()
+                        .find(|(n, _, _)| *n == name)
+                        .map_or(SettingSource::Default, |(_, _, s)| *s),
                     name,
                     value: v.to_string(),
                 })
                 .collect(),
         });
     }
+    if !problems.is_empty() {
+        return Err(ServiceError::Settings { problems });
+    }
     Ok(out)
 }
 
-/// The client's overrides of a report's settings as `(name, value text)`.
-fn settings_text(config: &ClientConfig, report: &str) -> Vec<(String, String)> {
-    config
-        .settings
+/// The client's overrides of a report's settings as `(name, value text, source)`: the
+/// client-wide ones the report has, then the report's own (which win, coming later).
+fn client_overrides(
+    catalog: &Catalog,
+    config: &ClientConfig,
+    report: &str,
+) -> Vec<(String, String, SettingSource)> {
+    let has: Vec<String> = catalog
+        .reports
         .get(report)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| {
-                    let text = match v {
-                        serde_yaml::Value::String(s) => s.clone(),
-                        other => serde_yaml::to_string(other)
-                            .unwrap_or_default()
-                            .trim()
-                            .to_string(),
-                    };
-                    (k.clone(), text)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+        .and_then(|r| svodka_report::settings_of(catalog, r).ok())
+        .map(|settings| settings.into_iter().map(|s| s.name).collect())
+        .unwrap_or_default();
+    let text = |v: &serde_yaml::Value| match v {
+        serde_yaml::Value::String(s) => s.clone(),
+        other => serde_yaml::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+    };
+    let mut out: Vec<(String, String, SettingSource)> = config
+        .settings
+        .iter()
+        .filter(|(k, _)| !catalog.reports.contains_key(*k) && has.contains(k))
+        .map(|(k, v)| (k.clone(), text(v), SettingSource::Client))
+        .collect();
+    if let Some(serde_yaml::Value::Mapping(own)) = config.settings.get(report) {
+        out.extend(own.iter().filter_map(|(k, v)| {
+            Some((
+                k.as_str()?.to_string(),
+                text(v),
+                SettingSource::ClientReport,
+            ))
+        }));
+    }
+    out
 }
 
 /// The client's definitions, checked as loading and every refresh need them: every block

@@ -24,6 +24,10 @@ pub enum ServiceError {
     /// A client's `client.yaml` is unreadable or invalid.
     #[error("{file}: {message}")]
     Config { file: PathBuf, message: String },
+    /// A client's setting overrides do not fit its reports: every problem, each at its
+    /// `file:line:column`.
+    #[error("{}", problems.join("\n"))]
+    Settings { problems: Vec<String> },
     /// A client's report or model files are invalid.
     #[error("client {client}: definitions: {message}")]
     Definitions { client: String, message: String },

@@ -384,9 +384,25 @@ impl<'a> Compiler<'a> {
     }
 
     /// Parses, resolves against the frame's columns and plans, in one step.
+    /// An expression over `df`'s columns that has a value per row: an aggregate in it is
+    /// refused where it stands, with what to write instead.
     fn row_expr(&self, site: &ExprSite, text: &str, df: &DataFrame) -> Result<Expr, Diagnostic> {
+        self.expr_over(site, text, df, false)
+    }
+
+    /// An expression over `df`'s columns; aggregates allowed (a grouped model's columns).
+    fn expr_over(
+        &self,
+        site: &ExprSite,
+        text: &str,
+        df: &DataFrame,
+        aggregates: bool,
+    ) -> Result<Expr, Diagnostic> {
         let scope = column_scope(&frame_columns(df));
         let resolved = self.resolve(site, text, &scope)?;
+        if let (Some((name, line, column)), false) = (&resolved.aggregate, aggregates) {
+            return Err(site.error_at(*line, *column, row_aggregate_message(&site.path, name)));
+        }
         self.plan(site, &resolved, df.schema())
     }
 
@@ -638,6 +654,25 @@ impl<'a> Compiler<'a> {
             }
         }
         Ok(block_model_names(&self.state, block))
+    }
+}
+
+/// Why an aggregate cannot stand where each row gets its own value, and what to write
+/// instead: the place decides the words (a filter, a dimension, a join key, a column).
+fn row_aggregate_message(path: &str, name: &str) -> String {
+    let what = path.rsplit('.').next().unwrap_or(path);
+    let what = what.split('[').next().unwrap_or(what);
+    if what == "where" {
+        format!(
+            "an aggregate (`{name}`) cannot filter rows: `where` keeps or drops each row on its own values. \
+             To keep only some groups, use the block's `having:`; to count only some rows, \
+             give the measure a filter: `count(*) filter (where …)`"
+        )
+    } else {
+        format!(
+            "an aggregate (`{name}`) cannot be a row's value: this expression is computed row by \
+             row. Make it a measure (under `measures:`), or use a window: `{name}(…) over (…)`"
+        )
     }
 }
 

@@ -285,7 +285,7 @@ impl<'a> Compiler<'a> {
                 let path = join("columns", c);
                 let s = site(&path, format!("{context}, column `{c}`"));
                 let text = spec.expr.as_deref().unwrap_or(c);
-                let e = self.row_expr(&s, text, &df)?;
+                let e = self.expr_over(&s, text, &df, true)?;
                 if find_aggregate_exprs([&e]).is_empty() {
                     return Err(s
                         .error("in a model with `group_by`, every column is an aggregate (count, sum, max …)")
