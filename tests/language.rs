@@ -75,6 +75,43 @@ fn every_period_is_present_and_empty_ones_are_zero() {
     assert_eq!(block(&r, "total")["totals"]["n"], 9);
 }
 
+/// A week that began before the run's first day is labelled by the first day it counts,
+/// and the weeks that begin after `as_of` — nothing to count yet — are not rows of zeros.
+#[test]
+fn periods_are_labelled_by_the_days_they_count_and_none_begin_after_as_of() {
+    let yaml = DYNAMICS.replace(
+        "values: [month, quarter, year], default: month",
+        "values: [week], default: week",
+    );
+    // 2024-04-03 is a Wednesday; weeks begin on Mondays: 04-01, 04-08, 04-15, 04-22, 04-29.
+    let r = run_yaml(
+        "dyn",
+        &yaml,
+        "2024-04-03",
+        "2024-04-30",
+        &["--as-of", "2024-04-20"],
+    );
+    assert_eq!(
+        block(&r, "total")["rows"],
+        json!([
+            {"period_start": "2024-04-03", "n": 0, "amount": 0.0, "avg_amount": null},
+            {"period_start": "2024-04-08", "n": 1, "amount": 0.0, "avg_amount": null},
+            {"period_start": "2024-04-15", "n": 1, "amount": 100.0, "avg_amount": 100.0},
+        ]),
+        "deal 6 (04-01) is before the period; deal 3 (04-10), deal 9 (04-20)"
+    );
+    // Every other dimension gets the same periods.
+    let rows = block(&r, "by_employee")["rows"].as_array().unwrap().clone();
+    let weeks: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .map(|r| r["period_start"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        weeks.into_iter().collect::<Vec<_>>(),
+        ["2024-04-03", "2024-04-08", "2024-04-15"]
+    );
+}
+
 #[test]
 fn grain_is_a_parameter() {
     let r = run("2024-01-01", "2024-06-30", &["--param", "grain=quarter"]);

@@ -1,6 +1,8 @@
 //! Time in blocks: a time dimension's periods, the spine of empty periods, and which
 //! rows a period keeps.
 
+use datafusion::logical_expr::when;
+
 use super::*;
 
 impl<'a> Compiler<'a> {
@@ -119,8 +121,20 @@ impl<'a> Compiler<'a> {
         ]))
     }
 
-    /// Every period of the run's range for every combination of the other dimensions that
-    /// occurs, so that empty periods appear as rows (0 or null), never go missing.
+    /// A period's label, honest about the first one: a period that begins before the
+    /// run's `from` (a week from Monday 28 September in a run from 1 October) counts only
+    /// from `from`, and is labelled so.
+    pub(super) fn within_period(&self, start: Expr) -> Expr {
+        let from = Expr::Literal(self.bindings.0["from"].clone(), None);
+        when(start.clone().lt(from.clone()), from)
+            .otherwise(start)
+            .expect("a CASE with one branch and an ELSE")
+    }
+
+    /// Every period of the run's range up to `as_of` (a period that has not begun by then
+    /// has nothing to count: it is left out rather than shown as zeros), for every
+    /// combination of the other dimensions that occurs, so that empty periods appear as
+    /// rows (0 or null), never go missing. Labels as `within_period` gives them.
     pub(super) fn period_spine(
         &self,
         parts: &[DataFrame],
@@ -132,9 +146,13 @@ impl<'a> Compiler<'a> {
             ScalarValue::Date32(Some(d)) => crate::time::date_from_days(*d),
             _ => unreachable!("`from` and `to` are bound as dates"),
         };
+        let (from, to) = (days("from"), days("to"));
+        let last = days("as_of").max(from).min(to);
         let periods: Vec<Vec<Expr>> = grain
-            .periods(days("from"), days("to"))
+            .periods(from, to)
             .into_iter()
+            .filter(|p| *p <= last)
+            .map(|p| p.max(from))
             .map(|p| {
                 vec![Expr::Literal(
                     ScalarValue::Date32(Some(crate::time::days_since_epoch(p))),

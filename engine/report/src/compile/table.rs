@@ -526,7 +526,7 @@ impl<'a> Compiler<'a> {
                         start =
                             start + Expr::Literal(ScalarValue::IntervalYearMonth(Some(12)), None);
                     }
-                    groups.push(start.alias(d));
+                    groups.push(self.within_period(start).alias(d));
                     continue;
                 }
                 let site = self.block_site(
