@@ -683,3 +683,63 @@ blocks:
         json!([{"employee": "Анна", "open_count": 3}])
     );
 }
+
+/// `hidden: true` on a dimension groups by it without showing it; on a measure, computes
+/// it for `sort` (and other measures) without showing it — on tables and lists alike.
+#[test]
+fn hidden_dimensions_and_measures_sort_but_do_not_show() {
+    let yaml = r#"report: hid
+title: Скрытое
+blocks:
+  - id: by_employee
+    title: По сотрудникам
+    from: deals
+    by:
+      - assigned_id: { hidden: true }
+      - employee
+    measures:
+      n: count(*)
+      amount: { expr: sum(amount), hidden: true }
+    totals: true
+    sort: [amount desc nulls last]
+  - id: deals
+    title: Сделки
+    from: deals
+    columns:
+      id: id
+      title: title
+      amount: { expr: amount, hidden: true }
+    sort: [amount desc nulls last, id]
+    limit: 3
+"#;
+    let r = run_yaml("hid", yaml, "2024-01-01", "2024-05-31", &[]);
+    let b = block(&r, "by_employee");
+    let names: Vec<&str> = b["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["employee", "n"]);
+    // Sums of amounts: Борис 5 000 + 100, Вера 3 000 + 900, Анна 1 000 + 2 000 + 400.5,
+    // Глеб 700.
+    assert_eq!(
+        b["rows"],
+        json!([
+            {"employee": "Борис", "n": 3},
+            {"employee": "Вера", "n": 2},
+            {"employee": "Анна", "n": 3},
+            {"employee": "Глеб", "n": 1},
+        ])
+    );
+    assert_eq!(b["totals"], json!({"employee": null, "n": 9}));
+    let l = block(&r, "deals");
+    assert_eq!(
+        l["rows"],
+        json!([
+            {"id": 4, "title": "Сделка четыре"},
+            {"id": 5, "title": "Сделка пять"},
+            {"id": 2, "title": "Сделка два"},
+        ])
+    );
+}

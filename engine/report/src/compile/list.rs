@@ -46,6 +46,14 @@ impl<'a> Compiler<'a> {
             None => format!("{text} (over {from})"),
         })?;
         let df = self.sort_and_limit(df, report, i)?;
+        let hidden: Vec<&str> = block
+            .columns
+            .iter()
+            .filter(|(_, spec)| spec.hidden)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        let (df, columns) = without(df, columns, &hidden)
+            .map_err(|e| df_error(&report.src, &index("blocks", i), &block.id, e))?;
         Ok((df, columns))
     }
 
@@ -100,4 +108,22 @@ impl<'a> Compiler<'a> {
         }
         Ok(out)
     }
+}
+
+/// `df` and its columns without the `hidden` ones: computed, usable by `sort` and by
+/// other measures, not shown.
+pub(super) fn without(
+    df: DataFrame,
+    columns: Vec<ColumnMeta>,
+    hidden: &[&str],
+) -> datafusion::error::Result<(DataFrame, Vec<ColumnMeta>)> {
+    if hidden.is_empty() {
+        return Ok((df, columns));
+    }
+    let shown: Vec<ColumnMeta> = columns
+        .into_iter()
+        .filter(|c| !hidden.contains(&c.name.as_str()))
+        .collect();
+    let df = df.select(shown.iter().map(|c| column(&c.name)).collect::<Vec<Expr>>())?;
+    Ok((df, shown))
 }

@@ -546,6 +546,41 @@ impl<'a> Compiler<'a> {
                 rows = self.filter(rows, &site, h)?;
             }
             let rows = self.sort_and_limit(rows, report, i)?;
+            // Hidden dimensions and measures: grouped by, computed and sorted on, not shown.
+            let hidden: Vec<&str> = block
+                .by
+                .iter()
+                .filter(|(_, spec)| spec.hidden)
+                .map(|(d, _)| d.as_str())
+                .chain(
+                    block
+                        .measures
+                        .iter()
+                        .filter(|(_, spec)| spec.hidden)
+                        .map(|(m, _)| m.as_str()),
+                )
+                .collect();
+            if let Some((d, _)) = block.by.iter().find(|(_, spec)| spec.hidden)
+                && !block.children.is_empty()
+            {
+                return Err(self
+                    .block_site(report, i, &join(&join("by", d), "hidden"), None)
+                    .error(format!(
+                        "a hidden dimension cannot key child rows (`{d}` would be missing from the rows they expand): show it, or group the children by visible dimensions"
+                    ))
+                    .into());
+            }
+            let (rows, columns) = list::without(rows, columns, &hidden).map_err(err)?;
+            let shown = || {
+                columns
+                    .iter()
+                    .map(|c| column(&c.name))
+                    .collect::<Vec<Expr>>()
+            };
+            let totals = match totals {
+                Some(t) => Some(t.select(shown()).map_err(err)?),
+                None => None,
+            };
             if let Some(u) = &block.unpivot {
                 let (rows, columns) = self.unpivot(report, i, u, rows, &columns)?;
                 return Ok(CompiledBlock {
@@ -562,6 +597,8 @@ impl<'a> Compiler<'a> {
                 let mut dims = block.by.0.clone();
                 dims.extend(child.by.iter().cloned());
                 let (frame, child_columns) = self.table_grouping(report, &plan, &dims)?;
+                let (frame, child_columns) =
+                    list::without(frame, child_columns, &hidden).map_err(err)?;
                 let order: Vec<SortExpr> = dims
                     .iter()
                     .map(|(d, _)| SortExpr::new(column(d), true, false))

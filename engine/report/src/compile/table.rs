@@ -632,10 +632,9 @@ impl<'a> Compiler<'a> {
             }
         }
         for (name, (out, site, text)) in &plan.outs {
+            // Hidden measures are output too (sort may name them); `block_rows` drops them
+            // once the rows are sorted.
             let spec = block.measures.get(name).cloned().unwrap_or_default();
-            if spec.hidden {
-                continue;
-            }
             let (col, inherited, shown) = match out {
                 Out::Alias(m) => {
                     let mut spec = m.spec.clone();
