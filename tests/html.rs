@@ -74,6 +74,12 @@ fn forgotten_page_charts_sorting_links_and_hover() {
     let mut b = Browser::start();
     clean_load(&mut b, &path);
 
+    // The description's code spans are code, not backticks.
+    assert_eq!(
+        texts(&mut b, "p.lead code"),
+        ["as_of", "lead_forgotten_days", "deal_forgotten_days"]
+    );
+    assert!(!texts(&mut b, "p.lead")[0].contains('`'));
     // KPI cards: the seven measures of `totals`, Russian number format.
     assert_eq!(count(&mut b, "#block-totals .kpi"), 7);
     assert_eq!(
@@ -162,15 +168,27 @@ fn every_report_loads_cleanly_with_its_charts() {
         for k in kinds.as_array().unwrap() {
             seen_kinds.insert(k.as_str().unwrap().to_string());
         }
+        if report == "sales_plan" {
+            // Unpivoted metrics read by their labels; the JSON keeps their names.
+            assert_eq!(
+                texts(
+                    &mut b,
+                    "#block-month_vs_previous tbody tr.row td:first-child"
+                ),
+                ["Сумма выигранных", "Выиграно сделок", "Средний чек"]
+            );
+            let rows = &crate::util::block(&json, "month_vs_previous")["rows"];
+            assert_eq!(rows[0]["metric"], "won_sum");
+        }
         b.screenshot(&screenshot_path(report));
     }
-    // Each chart kind of the shipped reports is drawn on the fixture.
+    // Each chart kind of the shipped reports is drawn on the fixture (lines over one month
+    // are bars: `marketing_pie_funnel_and_line_have_a_mark_per_value` draws one).
     assert_eq!(
         seen_kinds.into_iter().collect::<Vec<_>>(),
         [
             "chart chart-bar",
             "chart chart-funnel",
-            "chart chart-line",
             "chart chart-pie",
             "chart chart-stacked_bar"
         ]
@@ -195,14 +213,39 @@ fn marketing_pie_funnel_and_line_have_a_mark_per_value() {
     assert_eq!(count(&mut b, "#block-source_share path.mark"), slices);
     // Funnel: a step per row (received, converted, won).
     assert_eq!(count(&mut b, "#block-funnel rect.mark"), 3);
-    // Line: a point per row with a value.
-    let points = block(&json, "source_dynamics")["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| !r["value"].is_null())
-        .count() as u64;
-    assert_eq!(count(&mut b, "#block-source_dynamics circle.mark"), points);
+    // A line over one month would be a column of dots: it is drawn as bars, one per row
+    // with a value.
+    let values = |json: &Value| {
+        block(json, "source_dynamics")["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| !r["value"].is_null())
+            .count() as u64
+    };
+    assert_eq!(count(&mut b, "#block-source_dynamics circle.mark"), 0);
+    assert_eq!(
+        count(&mut b, "#block-source_dynamics rect.mark"),
+        values(&json)
+    );
+    // Over two months it is a line: a point per row with a value.
+    let out = dir.path().join("marketing-2.html");
+    let mut args = run_args(
+        "marketing",
+        &fixture("forgotten"),
+        "2024-03-01",
+        "2024-04-30",
+    );
+    args.extend(["--out".to_string(), out.to_str().unwrap().to_string()]);
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let json = run_on_fixture("marketing", None, "2024-03-01", "2024-04-30", &[]);
+    b.events.clear();
+    clean_load(&mut b, &out);
+    assert_eq!(count(&mut b, "#block-source_dynamics figure.chart-line"), 1);
+    assert_eq!(
+        count(&mut b, "#block-source_dynamics circle.mark"),
+        values(&json)
+    );
 }
 
 #[test]
@@ -280,6 +323,7 @@ fn hostile_text_is_shown_as_text() {
         "hostile.yaml",
         r#"report: hostile
 title: "Итоги </script><script>window.pwned=2</script>"
+description: "Код `<b>as_of</b>` и `x`, и непарная ` кавычка"
 blocks:
   - id: deals
     title: "Сделки <b>жирно</b>"
@@ -296,6 +340,9 @@ blocks:
     assert_eq!(b.eval("window.pwned === undefined"), Value::Bool(true));
     assert_eq!(count(&mut b, "img"), 0);
     assert_eq!(count(&mut b, "h2 b"), 0);
+    assert_eq!(count(&mut b, "p.lead b"), 0);
+    assert_eq!(texts(&mut b, "p.lead code"), ["<b>as_of</b>", "x"]);
+    assert!(texts(&mut b, "p.lead")[0].ends_with("и непарная ` кавычка"));
     assert_eq!(
         texts(&mut b, "h1"),
         ["Итоги </script><script>window.pwned=2</script>"]

@@ -89,8 +89,14 @@ pub fn chart_data(spec: &ChartSpec, t: &Table, locale: Locale) -> Option<ChartDa
             }
         }
     }
+    // A line needs two points: over one period (a month's run by months) it would be a
+    // column of unconnected dots, so it is drawn as bars.
+    let kind = match spec.kind {
+        ChartKind::Line if cats.len() < 2 => ChartKind::Bar,
+        kind => kind,
+    };
     Some(ChartData {
-        kind: spec.kind,
+        kind,
         x_label: t.columns[x].label.clone(),
         categories: {
             // Periods that all start a month read as months (`ноя 2026`).
@@ -101,6 +107,7 @@ pub fn chart_data(spec: &ChartSpec, t: &Table, locale: Locale) -> Option<ChartDa
             cats.iter()
                 .map(|c| match c {
                     Cell::Date(d) if months => locale.month(*d),
+                    Cell::Text(v) => t.columns[x].shown_value(v).to_string(),
                     c => locale.label(c, x_ty),
                 })
                 .collect()
@@ -518,6 +525,7 @@ mod tests {
             description: None,
             dimension,
             lower_is_better: false,
+            value_labels: vec![],
         };
         let d = |m| Cell::Date(chrono::NaiveDate::from_ymd_opt(2026, m, 1).unwrap());
         let row = |e: &str, m, v| Row {
@@ -559,6 +567,28 @@ mod tests {
         assert_eq!(d.series[1].values, [Some(5.0), Some(1.0), None]);
         let svg = svg(&d, Locale::Ru);
         assert_eq!(svg.matches("<circle class=\"mark\"").count(), 4);
+    }
+
+    #[test]
+    fn a_line_over_one_period_is_drawn_as_bars() {
+        let spec = ChartSpec {
+            kind: ChartKind::Line,
+            x: "period_start".into(),
+            y: vec!["calls".into()],
+            series: Some("employee".into()),
+        };
+        let mut one_month = dynamics();
+        one_month.rows.truncate(1);
+        let d = chart_data(&spec, &one_month, Locale::Ru).unwrap();
+        assert_eq!(d.kind, ChartKind::Bar);
+        let svg = svg(&d, Locale::Ru);
+        assert_eq!(svg.matches("<rect class=\"mark\"").count(), 1);
+        assert_eq!(svg.matches("<circle").count(), 0);
+        // Two periods or more stay a line.
+        assert_eq!(
+            chart_data(&spec, &dynamics(), Locale::Ru).unwrap().kind,
+            ChartKind::Line
+        );
     }
 
     #[test]

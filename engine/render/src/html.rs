@@ -222,6 +222,9 @@ pub fn report_html(result: &ReportResult, options: &Options) -> Result<String, R
         .live
         .then(|| controls(result, &options.query, &names, &filters));
     let mut env = Environment::new();
+    env.add_filter("prose", |text: String| {
+        minijinja::Value::from_safe_string(prose(&text))
+    });
     env.add_template("report.html", TEMPLATE)
         .map_err(|e| RenderError::Template(e.to_string()))?;
     let page = env
@@ -471,14 +474,32 @@ fn shown(locale: Locale, cell: &Cell, ty: ValueType) -> String {
     }
 }
 
-/// What hovering a number tells: its label, definition and description.
+/// What hovering a number tells: its label, definition and description (as plain text:
+/// a tip shows no markup).
 fn column_tip(c: &ColumnMeta) -> String {
     let mut tip = format!("{} = {}", c.label, c.definition);
     if let Some(d) = &c.description {
         tip.push('\n');
-        tip.push_str(d);
+        tip.push_str(&d.replace('`', ""));
     }
     tip
+}
+
+/// A description as HTML: escaped, its `code spans` (setting names, `as_of`) set as code —
+/// the one piece of Markdown descriptions use. An unpaired backtick stays as it is.
+fn prose(text: &str) -> String {
+    let mut out = String::new();
+    let parts: Vec<&str> = text.split('`').collect();
+    let paired = parts.len() % 2 == 1;
+    for (k, part) in parts.iter().enumerate() {
+        let escaped = crate::chart::xml_escape(part);
+        match (k % 2 == 1, paired || k + 1 < parts.len()) {
+            (true, true) => out.push_str(&format!("<code>{escaped}</code>")),
+            (true, false) => out.push_str(&format!("`{escaped}")),
+            _ => out.push_str(&escaped),
+        }
+    }
+    out
 }
 
 /// Which dimension columns filter the report: `employee_id` (filter `employee`) and its
@@ -618,10 +639,10 @@ fn table_view(
             v => Some((f, locale.cell(v, ValueType::Id))),
         });
         CellView {
-            text: if c.dimension {
-                locale.label(&cells[i], c.ty)
-            } else {
-                locale.cell(&cells[i], c.ty)
+            text: match &cells[i] {
+                Cell::Text(v) if !c.value_labels.is_empty() => c.shown_value(v).to_string(),
+                cell if c.dimension => locale.label(cell, c.ty),
+                cell => locale.cell(cell, c.ty),
             },
             sort: sort_key(&cells[i]),
             numeric: numeric(c),

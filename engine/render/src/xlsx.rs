@@ -306,7 +306,7 @@ fn write_cell(
             if link {
                 sheet.write_url(row, col, Url::new(s.as_str()))?;
             } else {
-                sheet.write_string_with_format(row, col, clip(s), format)?;
+                sheet.write_string_with_format(row, col, clip(column.shown_value(s)), format)?;
             }
         }
     }
@@ -541,6 +541,7 @@ mod big_lists {
             description: None,
             dimension: false,
             lower_is_better: false,
+            value_labels: vec![],
         }
     }
 

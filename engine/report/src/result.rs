@@ -24,6 +24,20 @@ pub struct ColumnMeta {
     pub dimension: bool,
     /// A decrease is good news (`better: lower`).
     pub lower_is_better: bool,
+    /// What pages and workbooks show for some of the column's text values (an unpivoted
+    /// block's `metric` names the measures it lists: `won_sum` reads «Выиграно, ₽»). The
+    /// JSON keeps the values themselves.
+    pub value_labels: Vec<(String, String)>,
+}
+
+impl ColumnMeta {
+    /// What a page shows for `value` of this column: its label, else the value.
+    pub fn shown_value<'a>(&'a self, value: &'a str) -> &'a str {
+        self.value_labels
+            .iter()
+            .find(|(v, _)| v == value)
+            .map_or(value, |(_, label)| label.as_str())
+    }
 }
 
 /// The kinds of block.

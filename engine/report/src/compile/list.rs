@@ -104,6 +104,7 @@ impl<'a> Compiler<'a> {
                 dimension: false,
                 lower_is_better: spec.better.or(inherited.as_ref().and_then(|s| s.better))
                     == Some(crate::spec::Better::Lower),
+                value_labels: vec![],
             });
         }
         Ok(out)

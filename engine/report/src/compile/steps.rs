@@ -203,6 +203,15 @@ impl<'a> Compiler<'a> {
             description: None,
             dimension: true,
             lower_is_better: false,
+            // Each row names a measure of the block: pages show its label.
+            value_labels: u
+                .rows
+                .iter()
+                .filter_map(|item| {
+                    let c = columns.iter().find(|c| &c.name == item)?;
+                    Some((item.clone(), c.label.clone()))
+                })
+                .collect(),
         });
         // One column holds several metrics (money, counts…): plain numbers.
         for (out, pattern) in &u.columns {
@@ -214,6 +223,7 @@ impl<'a> Compiler<'a> {
                 description: None,
                 dimension: false,
                 lower_is_better: false,
+                value_labels: vec![],
             });
         }
         // Keep the row order of `rows:` (the union has none of its own).
