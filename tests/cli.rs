@@ -492,3 +492,31 @@ fn every_yaml_snippet_in_the_docs_is_valid() {
     }
     assert!(checked >= 25, "{checked} snippets");
 }
+
+/// docs/reports.md is `svodka describe` of the shipped reports, so the reference users
+/// read is the definitions themselves (`UPDATE_GOLDEN=1` rewrites it after a change).
+#[test]
+fn the_reports_page_is_the_reports_described() {
+    let described = ok(&["describe"]);
+    let path = crate::util::root().join("docs/reports.md");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &described).unwrap();
+    }
+    let page = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        page == described,
+        "docs/reports.md differs from `svodka describe`: run the tests with UPDATE_GOLDEN=1"
+    );
+    // Every block of every report is there, by id.
+    let list = ok(&["list"]);
+    for line in list.lines() {
+        let report = line.split('\t').next().unwrap();
+        let blocks = line.rsplit('\t').next().unwrap().trim_matches(['[', ']']);
+        for block in blocks.split(", ") {
+            assert!(
+                page.contains(&format!("### `{report}.{block}`")),
+                "{report}.{block}"
+            );
+        }
+    }
+}

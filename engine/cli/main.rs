@@ -11,6 +11,7 @@ macro_rules! outln {
 }
 
 mod data;
+mod describe;
 mod sync;
 
 use std::io::{IsTerminal, Write};
@@ -44,6 +45,9 @@ enum Command {
     Run(RunArgs),
     /// List the available reports.
     List(CatalogArgs),
+    /// Print a Markdown reference of the reports (the shipped ones, with --reports layered
+    /// over them): settings, parameters, tables read, every block's columns.
+    Describe(CatalogArgs),
     /// Print each block's measure definitions and DataFusion plan.
     Explain(ExplainArgs),
     /// Validate report and model files; exits non-zero on any error.
@@ -381,6 +385,7 @@ async fn main() {
         Command::Run(a) => run(a, clock).await,
         Command::Cluster(c) => cluster(c).await,
         Command::List(a) => list(a),
+        Command::Describe(a) => describe_reports(a).await,
         Command::Explain(a) => explain(a, clock).await,
         Command::Check(a) => check(a).await,
         Command::Plan(PlanCommand::Template(a)) => plan_template(a, clock),
@@ -829,6 +834,18 @@ async fn serve(a: ServeArgs, clock: svodka_csv::Clock) -> Result<()> {
         listener.local_addr()?
     );
     svodka_service::serve(std::sync::Arc::new(service), listener).await?;
+    Ok(())
+}
+
+async fn describe_reports(a: CatalogArgs) -> Result<()> {
+    let catalog = svodka_sources::catalog(&a.reports)?;
+    let title = if a.reports.is_empty() {
+        "The shipped reports"
+    } else {
+        "Reports"
+    };
+    let text = describe::describe(&catalog, title).await?;
+    outln!("{}", text.trim_end());
     Ok(())
 }
 

@@ -1,0 +1,153 @@
+//! `svodka describe`: the reports of a catalog as a Markdown reference — each report's
+//! settings and parameters, the tables it reads, and every block's columns with their
+//! labels, types, definitions and descriptions — made from the definitions themselves
+//! (each report compiled and run over empty tables), so it cannot drift from them.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+use chrono::NaiveDate;
+use datafusion::catalog::TableProvider;
+use svodka_report::{Catalog, LazyTables, ReportError, RunParams, RunRequest, TableSource};
+
+/// Empty canonical tables that remember which were asked for.
+struct Recording {
+    tables: LazyTables,
+    asked: Mutex<BTreeSet<String>>,
+}
+
+impl TableSource for Recording {
+    fn table(&self, name: &str) -> Result<Arc<dyn TableProvider>, ReportError> {
+        self.asked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string());
+        self.tables.table(name)
+    }
+
+    fn prefetch(&self, names: &[String]) -> Result<(), ReportError> {
+        self.asked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(names.iter().cloned());
+        self.tables.prefetch(names)
+    }
+}
+
+/// A table cell: one line, pipes escaped.
+fn cell(text: &str) -> String {
+    text.replace('\n', " ").replace('|', "\\|")
+}
+
+/// The Markdown reference of every report of `catalog`, in id order.
+pub async fn describe(catalog: &Catalog, title: &str) -> Result<String> {
+    let mut out = format!("# {title}\n\n");
+    out.push_str(
+        "Made by `svodka describe` from the report definitions: every report, its settings \
+         and parameters, the tables it reads, and each block's columns — the JSON keys of \
+         the block's rows — with their labels, types, definitions and descriptions.\n\n",
+    );
+    for id in catalog.reports.keys() {
+        let _ = writeln!(
+            out,
+            "- [`{id}`](#{id}) — {}",
+            catalog.reports[id].spec.title
+        );
+    }
+    // Any fixed period: the reference shows definitions, not values.
+    let day = |d| NaiveDate::from_ymd_opt(2026, 1, d).expect("a January day");
+    let params = RunParams::resolve(
+        Some(day(1)),
+        Some(day(31)),
+        Some(day(31)),
+        day(31),
+        chrono_tz::Europe::Moscow,
+    )?;
+    for (id, report) in &catalog.reports {
+        let source = Recording {
+            tables: LazyTables::empty(),
+            asked: Mutex::new(BTreeSet::new()),
+        };
+        let req = RunRequest {
+            report: id.clone(),
+            params: params.clone(),
+            settings: vec![],
+            parameters: vec![],
+            block: None,
+            memory_limit: None,
+            engine: svodka_report::Engine::Local,
+        };
+        let result = svodka_report::run(catalog, &source, &req).await?;
+        let settings = svodka_report::settings_of(catalog, report)?;
+        let _ = writeln!(out, "\n## {id}\n\n**{}**", result.title);
+        if let Some(d) = &result.description {
+            let _ = writeln!(out, "\n{d}");
+        }
+        let asked = source.asked.lock().unwrap_or_else(|e| e.into_inner());
+        let tables: Vec<String> = asked.iter().map(|t| format!("`{t}`")).collect();
+        let _ = writeln!(out, "\nReads: {}.", tables.join(", "));
+        if !report.spec.parameters.is_empty() {
+            out.push_str("\n| parameter | values | default | label |\n|---|---|---|---|\n");
+            for (name, value) in &result.parameters {
+                let spec = &report.spec.parameters[name];
+                let _ = writeln!(
+                    out,
+                    "| `{name}` | {} | `{value}` | {} |",
+                    cell(&spec.values.join(", ")),
+                    cell(result.labels.get(name).map_or("", String::as_str))
+                );
+            }
+        }
+        if !settings.is_empty() {
+            out.push_str("\n| setting | default | label | description |\n|---|---|---|---|\n");
+            for s in &settings {
+                let _ = writeln!(
+                    out,
+                    "| `{}` | `{}` | {} | {} |",
+                    s.name,
+                    cell(&s.default.to_string()),
+                    cell(s.label.as_deref().unwrap_or("")),
+                    cell(s.description.as_deref().unwrap_or(""))
+                );
+            }
+        }
+        for b in &result.blocks {
+            let _ = writeln!(out, "\n### `{id}.{}` — {}", b.id, b.title);
+            if let Some(d) = &b.description {
+                let _ = writeln!(out, "\n{d}");
+            }
+            out.push_str(
+                "\n| column | label | type | definition | description |\n|---|---|---|---|---|\n",
+            );
+            for c in &b.columns {
+                let kind = if c.dimension { " (dimension)" } else { "" };
+                let _ = writeln!(
+                    out,
+                    "| `{}`{kind} | {} | {} | `{}` | {} |",
+                    c.name,
+                    cell(&c.label),
+                    c.ty.name(),
+                    cell(&c.definition).replace('`', "'"),
+                    cell(c.description.as_deref().unwrap_or(""))
+                );
+            }
+            for child in &b.children {
+                let names: Vec<String> = child
+                    .columns
+                    .iter()
+                    .filter(|c| !b.columns.iter().any(|p| p.name == c.name))
+                    .map(|c| format!("`{}` ({})", c.name, cell(&c.label)))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "\nEach row expands into `{}`: {}.",
+                    child.id,
+                    names.join(", ")
+                );
+            }
+        }
+    }
+    Ok(out)
+}
