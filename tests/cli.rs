@@ -520,3 +520,65 @@ fn the_reports_page_is_the_reports_described() {
         }
     }
 }
+
+/// `svodka test`: the shipped cases pass; a case that expects other numbers fails with
+/// each difference named (block, row, column, expected, got) and exit 1; a bad case file
+/// is named with its place.
+#[test]
+fn report_test_cases_pass_and_a_wrong_expectation_is_shown() {
+    let out = ok(&["test"]);
+    assert!(
+        out.contains("ok    tests/cases/forgotten_april.yaml"),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with("test case(s) passed"), "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let data = fixture("forgotten");
+    write(
+        dir.path(),
+        "wrong.yaml",
+        &format!(
+            "report: forgotten\ndata: {}\nfrom: 2024-04-01\nto: 2024-04-30\nexpect:\n  totals:\n    rows:\n      - {{ forgotten_deals: 3, forgotten_sum: 4400.5 }}\n  by_employee:\n    row_count: 2\n  nowhere:\n    rows: []\n",
+            data.display()
+        ),
+    );
+    write(
+        dir.path(),
+        "right.yaml",
+        &format!(
+            "report: forgotten\ndata: {}\nfrom: 2024-04-01\nto: 2024-04-30\ntolerance: 0.1\nexpect:\n  totals:\n    rows:\n      - {{ forgotten_sum: 4400.45 }}\n",
+            data.display()
+        ),
+    );
+    let out = crate::util::svodka(&["test", dir.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for line in [
+        "ok    ",
+        "right.yaml\n",
+        "FAIL  ",
+        "      block `totals`, row 1, column `forgotten_deals`: expected 3, got 4\n",
+        "      block `by_employee`: 4 rows, expected 2\n",
+        "      block `nowhere`: the report has no such block\n",
+    ] {
+        assert!(text.contains(line), "{line:?}\n{text}");
+    }
+    assert!(
+        !text.contains("forgotten_sum"),
+        "within the tolerance: {text}"
+    );
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("1 of 2 test case(s) failed"), "{err}");
+    // A case file with a key it cannot have.
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        "report: forgotten\ndata: x\nfrom: 2024-04-01\nto: 2024-04-30\nexpectt: {}\n",
+    );
+    let out = crate::util::svodka(&["test", bad.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("bad.yaml:5:1: unknown field `expectt`"),
+        "{text}"
+    );
+}

@@ -10,6 +10,7 @@ macro_rules! outln {
     };
 }
 
+mod cases;
 mod data;
 mod describe;
 mod sync;
@@ -48,6 +49,13 @@ enum Command {
     /// Print a Markdown reference of the reports (the shipped ones, with --reports layered
     /// over them): settings, parameters, tables read, every block's columns.
     Describe(CatalogArgs),
+    /// Run the test cases of a folder: reports on small data sets against the rows,
+    /// totals and counts they must give (a diff and exit 1 on a failure).
+    Test {
+        /// A folder of `*.yaml` cases, or one case file.
+        #[arg(default_value = "tests/cases")]
+        dir: PathBuf,
+    },
     /// Print each block's measure definitions and DataFusion plan.
     Explain(ExplainArgs),
     /// Validate report and model files; exits non-zero on any error.
@@ -386,6 +394,7 @@ async fn main() {
         Command::Cluster(c) => cluster(c).await,
         Command::List(a) => list(a),
         Command::Describe(a) => describe_reports(a).await,
+        Command::Test { dir } => cases::run_cases(&dir, clock).await,
         Command::Explain(a) => explain(a, clock).await,
         Command::Check(a) => check(a).await,
         Command::Plan(PlanCommand::Template(a)) => plan_template(a, clock),

@@ -383,6 +383,15 @@ impl Setting {
     }
 }
 
+/// A setting's value written in YAML (a client file, a test case) as the text an override
+/// takes (`--set name=text`): a string as it is, anything else as YAML text.
+pub fn setting_text(v: &serde_yaml::Value) -> String {
+    match v {
+        serde_yaml::Value::String(s) => s.clone(),
+        other => yaml_text(other),
+    }
+}
+
 fn yaml_text(v: &serde_yaml::Value) -> String {
     serde_yaml::to_string(v)
         .unwrap_or_default()

@@ -415,13 +415,7 @@ fn client_overrides(
         .and_then(|r| svodka_report::settings_of(catalog, r).ok())
         .map(|settings| settings.into_iter().map(|s| s.name).collect())
         .unwrap_or_default();
-    let text = |v: &serde_yaml::Value| match v {
-        serde_yaml::Value::String(s) => s.clone(),
-        other => serde_yaml::to_string(other)
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
-    };
+    let text = svodka_report::settings::setting_text;
     let mut out: Vec<(String, String, SettingSource)> = config
         .settings
         .iter()
