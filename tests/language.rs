@@ -743,3 +743,35 @@ blocks:
         ])
     );
 }
+
+/// `iso_week(ts)` labels a row by its ISO week in the client's zone, as text that sorts in
+/// time order: deal 7 (Sunday 31 March, 23:30 Moscow) is in week 13, deal 6 (Monday 1 April,
+/// 00:10 Moscow — still Sunday in UTC) in week 14.
+#[test]
+fn iso_weeks_in_the_clients_zone() {
+    let yaml = r#"report: weeks
+title: Недели
+blocks:
+  - id: by_week
+    title: По неделям
+    from: deals
+    by: { week: "iso_week(created_at)" }
+    measures:
+      n: count(*)
+      ids: "string_agg(cast(id as varchar), ',' order by id)"
+    sort: [week]
+"#;
+    let r = run_yaml("weeks", yaml, "2024-01-01", "2024-05-31", &[]);
+    assert_eq!(
+        block(&r, "by_week")["rows"],
+        json!([
+            {"week": "2024-W05", "n": 2, "ids": "4,5"},
+            {"week": "2024-W09", "n": 2, "ids": "1,2"},
+            {"week": "2024-W13", "n": 1, "ids": "7"},
+            {"week": "2024-W14", "n": 1, "ids": "6"},
+            {"week": "2024-W15", "n": 1, "ids": "3"},
+            {"week": "2024-W16", "n": 1, "ids": "9"},
+            {"week": "2024-W18", "n": 1, "ids": "8"},
+        ])
+    );
+}

@@ -125,7 +125,7 @@ async fn run_case(file: &Path, clock: svodka_csv::Clock) -> Result<Vec<String>> 
         .timezone
         .clone()
         .or_else(|| info.as_ref().map(|i| i.timezone.clone()))
-        .unwrap_or_else(|| "Europe/Moscow".into());
+        .unwrap_or_else(|| svodka_schema::values::DEFAULT_TIMEZONE.into());
     let timezone: chrono_tz::Tz = tz_name
         .parse()
         .map_err(|_| anyhow::anyhow!("timezone: unknown time zone {tz_name:?}"))?;

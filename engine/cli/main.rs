@@ -518,7 +518,7 @@ fn request(
     let tz_name =
         p.tz.clone()
             .or_else(|| info.map(|i| i.timezone.clone()))
-            .unwrap_or_else(|| "Europe/Moscow".into());
+            .unwrap_or_else(|| svodka_schema::values::DEFAULT_TIMEZONE.into());
     let timezone: chrono_tz::Tz = tz_name
         .parse()
         .map_err(|_| anyhow::anyhow!("--tz: unknown time zone {tz_name:?}"))?;

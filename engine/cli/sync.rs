@@ -261,7 +261,7 @@ fn sync_plugin(a: &SyncArgs, which: &str, target: &Target) -> Result<()> {
     let timezone = target
         .timezone
         .clone()
-        .unwrap_or_else(|| "Europe/Moscow".to_string());
+        .unwrap_or_else(|| svodka_schema::values::DEFAULT_TIMEZONE.to_string());
     let tz: chrono_tz::Tz = timezone
         .parse()
         .map_err(|_| anyhow::anyhow!("unknown time zone {timezone}"))?;
@@ -411,7 +411,8 @@ fn sync_bitrix24(a: &SyncArgs, settings: Settings, target: &Target) -> Result<()
     options.keep = a.keep;
     options.pages_per_batch = a.batch_pages as usize;
     options.name = name.unwrap_or_else(|| portal.clone());
-    options.timezone = timezone.unwrap_or_else(|| "Europe/Moscow".to_string());
+    options.timezone =
+        timezone.unwrap_or_else(|| svodka_schema::values::DEFAULT_TIMEZONE.to_string());
     options.portal_url = Some(format!(
         "{}://{portal}",
         url.split("://").next().unwrap_or("https")

@@ -82,7 +82,7 @@ impl Options {
             keep: 3,
             pages_per_batch: MAX_COMMANDS,
             name: portal.to_string(),
-            timezone: "Europe/Moscow".to_string(),
+            timezone: svodka_schema::values::DEFAULT_TIMEZONE.to_string(),
             portal_url: None,
             clock: Clock::System,
         }

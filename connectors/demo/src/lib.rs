@@ -287,7 +287,7 @@ pub fn generate(
     summary.tables.push(("onec_sales", sales.finish()?));
     svodka_csv::DatasetInfo {
         name: "Демо: ООО «Сводка Логистик»".into(),
-        timezone: "Europe/Moscow".into(),
+        timezone: svodka_schema::values::DEFAULT_TIMEZONE.into(),
         portal_url: Some(PORTAL_URL.into()),
         snapshot_date: chrono::NaiveDate::from_ymd_opt(y as i32, m, d).expect("valid date"),
         origin: Some(format!(

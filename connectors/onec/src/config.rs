@@ -40,7 +40,7 @@ pub struct Config {
 }
 
 fn default_timezone() -> String {
-    "Europe/Moscow".into()
+    svodka_schema::values::DEFAULT_TIMEZONE.into()
 }
 
 fn default_overlap() -> u32 {

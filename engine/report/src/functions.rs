@@ -1,5 +1,5 @@
 //! SQL functions the report language adds to DataFusion, bound to the client's time zone:
-//! `local_date(ts)`, `days_between(a, b)`, `period_start(grain, ts)` and
+//! `local_date(ts)`, `days_between(a, b)`, `period_start(grain, ts)`, `iso_week(ts)` and
 //! `bucket(x, bounds)` / `bucket_index(x, bounds)`.
 
 use std::sync::Arc;
@@ -21,6 +21,7 @@ pub fn udfs(tz: Tz) -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(LocalDate::new(tz)),
         ScalarUDF::new_from_impl(DaysBetween::new(tz)),
         ScalarUDF::new_from_impl(PeriodStart::new(tz)),
+        ScalarUDF::new_from_impl(IsoWeek::new(tz)),
         ScalarUDF::new_from_impl(Bucket::new(false)),
         ScalarUDF::new_from_impl(Bucket::new(true)),
     ]
@@ -36,6 +37,8 @@ pub fn definition(udf: &ScalarUDF) -> Option<String> {
     } else if let Some(f) = inner.downcast_ref::<DaysBetween>() {
         Some(f.tz)
     } else if let Some(f) = inner.downcast_ref::<PeriodStart>() {
+        Some(f.tz)
+    } else if let Some(f) = inner.downcast_ref::<IsoWeek>() {
         Some(f.tz)
     } else if inner.is::<Bucket>() {
         None
@@ -302,6 +305,55 @@ impl ScalarUDFImpl for DaysBetween {
     }
 }
 
+/// `iso_week(d)`: the ISO 8601 week of a date or of a timestamp's local date, as text
+/// that sorts in time order: `2026-W40` (weeks begin on Monday; the week of 1 January
+/// 2027, a Friday, is `2026-W53`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct IsoWeek {
+    tz: Tz,
+    signature: Signature,
+}
+
+impl IsoWeek {
+    fn new(tz: Tz) -> Self {
+        IsoWeek {
+            tz,
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for IsoWeek {
+    fn name(&self) -> &str {
+        "iso_week"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        match arg_types {
+            [t] => Ok(vec![coerce_day_arg("iso_week", t)?]),
+            _ => plan_err!("iso_week takes one argument, a date or a timestamp"),
+        }
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use chrono::Datelike;
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let mut days = LocalDays::new(self.tz);
+        let out: arrow::array::StringArray = to_local_days(&arrays[0], &mut days)?
+            .iter()
+            .map(|d| {
+                let week = crate::time::date_from_days(d?).iso_week();
+                Some(format!("{}-W{:02}", week.year(), week.week()))
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
 /// Dates stay dates; any timestamp becomes µs UTC; NULL stays as is.
 fn coerce_day_arg(function: &str, t: &DataType) -> Result<DataType> {
     match t {
@@ -342,6 +394,7 @@ mod tests {
                 "local_date@Asia/Vladivostok",
                 "days_between@Asia/Vladivostok",
                 "period_start@Asia/Vladivostok",
+                "iso_week@Asia/Vladivostok",
                 "bucket",
                 "bucket_index"
             ]

@@ -8,6 +8,10 @@ use crate::{MONEY_PRECISION, MONEY_SCALE};
 
 pub use chrono_tz::Tz;
 
+/// The zone of a client, a data set or a connector that names none: Svodka's users are
+/// mostly in Moscow time. Every default zone is this one.
+pub const DEFAULT_TIMEZONE: &str = "Europe/Moscow";
+
 /// Exact money in kopecks: `1234.5` → 123450. At most two significant decimals (trailing
 /// zeros beyond are allowed); no exponent, no thousands separators.
 pub fn parse_money(text: &str) -> Result<i128, String> {

@@ -145,7 +145,7 @@ impl Query {
             .timezone
             .clone()
             .or_else(|| data.info.as_ref().map(|i| i.timezone.clone()))
-            .unwrap_or_else(|| "Europe/Moscow".into());
+            .unwrap_or_else(|| svodka_schema::values::DEFAULT_TIMEZONE.into());
         let timezone: chrono_tz::Tz = tz_name.parse().map_err(|_| {
             svodka_report::ReportError::bad_input(
                 "timezone",

@@ -12,7 +12,8 @@ use svodka_plugin_sdk::arrow::array::{RecordBatchIterator, RecordBatchReader};
 use svodka_plugin_sdk::arrow::datatypes::SchemaRef;
 use svodka_plugin_sdk::arrow::record_batch::RecordBatch;
 use svodka_plugin_sdk::{
-    Connector, Request, Session, Tz, Value, builder, canonical, local_time, money_text, zone,
+    Connector, DEFAULT_TIMEZONE, Request, Session, Tz, Value, builder, canonical, local_time,
+    money_text, zone,
 };
 
 /// The export's headers, by what they hold.
@@ -55,7 +56,7 @@ fn read(request: &Request) -> Result<Vec<Deal>, String> {
     let path = settings["path"]
         .as_str()
         .ok_or("settings: `path` of the amoCRM export is required")?;
-    let tz: Tz = zone(settings["timezone"].as_str().unwrap_or("Europe/Moscow"))
+    let tz: Tz = zone(settings["timezone"].as_str().unwrap_or(DEFAULT_TIMEZONE))
         .map_err(|e| format!("settings: `timezone`: {e}"))?;
     let header_of = |key: &str| -> String {
         settings["columns"][key]

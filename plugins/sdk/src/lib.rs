@@ -41,7 +41,7 @@ pub use arrow;
 pub use chrono;
 pub use chrono_tz;
 pub use serde_json;
-pub use svodka_schema::values::{Tz, local_time, local_to_utc, money_text, zone};
+pub use svodka_schema::values::{DEFAULT_TIMEZONE, Tz, local_time, local_to_utc, money_text, zone};
 pub use svodka_schema::{ColumnType, TableBuilder, Value};
 
 /// The ABI this SDK speaks; the host refuses a plugin of another.
