@@ -375,21 +375,33 @@ fn the_tables_page_lists_every_canonical_column() {
 }
 
 #[test]
-fn a_closed_standard_output_ends_the_listing_quietly() {
+fn a_closed_standard_output_ends_every_command_quietly() {
     use std::process::Stdio;
-    let mut child = crate::util::svodka_command()
-        .args(["list"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The reader goes away before the first line, as `svodka list | head -0` does.
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    assert!(err.is_empty(), "{err}");
+    let data = fixture("forgotten");
+    let d = data.to_str().unwrap();
+    for args in [
+        vec!["list"],
+        vec!["describe"],
+        vec!["test"],
+        vec!["check"],
+        vec!["run", "forgotten", "--data", d],
+        vec!["run", "forgotten", "--data", d, "--format", "html"],
+        vec!["explain", "forgotten", "--data", d],
+    ] {
+        let mut child = crate::util::svodka_command()
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the first line, as `svodka list | head -0` does.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
 }
 
 /// A YAML snippet of the docs: its page, first line, fence info and text.

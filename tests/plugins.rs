@@ -41,6 +41,14 @@ fn library(crate_name: &str) -> PathBuf {
     dir.join(file)
 }
 
+/// `svodka sync` of a plugin (`plugin`: how it is named) into `store`, with its settings.
+fn sync(store: &str, plugin: &[&str], config: &std::path::Path) -> String {
+    let mut args = vec!["sync", "--data", store];
+    args.extend_from_slice(plugin);
+    args.extend(["--plugin-config", config.to_str().unwrap()]);
+    ok(&args)
+}
+
 /// `run REPORT` on `store` for October 2026, as of its last day.
 fn october<'a>(report: &'a str, store: &'a str) -> [&'a str; 10] {
     [
@@ -92,17 +100,16 @@ fn the_amocrm_plugin_is_listed_synced_and_reported_on() {
     let store = dir.path().join("store");
     let s = store.to_str().unwrap();
     // By name from the plugin folder.
-    let out = ok(&[
-        "sync",
-        "--data",
+    let out = sync(
         s,
-        "--plugin",
-        "amocrm",
-        "--plugin-dir",
-        plugins.to_str().unwrap(),
-        "--plugin-config",
-        config.to_str().unwrap(),
-    ]);
+        &[
+            "--plugin",
+            "amocrm",
+            "--plugin-dir",
+            plugins.to_str().unwrap(),
+        ],
+        &config,
+    );
     assert!(
         out.starts_with("snapshot 000001 (plugin amocrm 0.1.0)"),
         "{out}"
@@ -364,15 +371,7 @@ fn a_plugin_crate_outside_the_repository_builds_reuses_arrow_and_loads() {
     );
     let store = dir.path().join("store");
     let s = store.to_str().unwrap();
-    let out = ok(&[
-        "sync",
-        "--data",
-        s,
-        "--plugin",
-        lib.to_str().unwrap(),
-        "--plugin-config",
-        config.to_str().unwrap(),
-    ]);
+    let out = sync(s, &["--plugin", lib.to_str().unwrap()], &config);
     assert!(
         out.contains("  deals: 2\n") && out.contains("  users: 1\n"),
         "{out}"

@@ -145,13 +145,9 @@ async fn run_case(file: &Path, clock: svodka_csv::Clock) -> Result<Vec<String>> 
             .collect()
     };
     let req = RunRequest {
-        report: case.report.clone(),
-        params,
         settings: text_of(&case.settings),
         parameters: text_of(&case.parameters),
-        block: None,
-        memory_limit: None,
-        engine: svodka_report::Engine::Local,
+        ..RunRequest::new(&case.report, params)
     };
     let result = svodka_report::run(&catalog, &tables, &req).await?;
     let json = serde_json::to_value(svodka_render::json::ReportJson::new(&result)?)?;

@@ -70,15 +70,7 @@ pub async fn describe(catalog: &Catalog, title: &str) -> Result<String> {
             tables: LazyTables::empty(),
             asked: Mutex::new(BTreeSet::new()),
         };
-        let req = RunRequest {
-            report: id.clone(),
-            params: params.clone(),
-            settings: vec![],
-            parameters: vec![],
-            block: None,
-            memory_limit: None,
-            engine: svodka_report::Engine::Local,
-        };
+        let req = RunRequest::new(id, params.clone());
         let result = svodka_report::run(catalog, &source, &req).await?;
         let settings = svodka_report::settings_of(catalog, report)?;
         let _ = writeln!(out, "\n## {id}\n\n**{}**", result.title);

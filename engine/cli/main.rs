@@ -537,13 +537,10 @@ fn request(
         .clone()
         .or_else(|| info.and_then(|i| i.portal_url.clone()));
     Ok(RunRequest {
-        report: report.to_string(),
-        params,
         settings: key_values("--set", &p.set)?,
         parameters: key_values("--param", &p.param)?,
         block,
-        memory_limit: None,
-        engine: svodka_report::Engine::Local,
+        ..RunRequest::new(report, params)
     })
 }
 
@@ -729,7 +726,11 @@ async fn run(a: RunArgs, clock: svodka_csv::Clock) -> Result<()> {
         Some(path) => std::fs::File::create(path)
             .and_then(|mut file| write(&mut file))
             .with_context(|| format!("writing {}", path.display()))?,
-        None => write(&mut std::io::stdout().lock())?,
+        // A reader that has gone away (`| head`) took what it wanted: not an error.
+        None => match write(&mut std::io::stdout().lock()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+            _ => {}
+        },
     }
     Ok(())
 }
@@ -886,7 +887,7 @@ async fn explain(a: ExplainArgs, clock: svodka_csv::Clock) -> Result<()> {
             (svodka_report::explain(&catalog, &tables, &req).await?, ())
         }
     };
-    print!("{text}");
+    outln!("{}", text.strip_suffix('\n').unwrap_or(&text));
     Ok(())
 }
 

@@ -529,5 +529,65 @@ pub fn clean(message: &str) -> String {
     ] {
         m = m.replace(prefix, "");
     }
-    m.trim().to_string()
+    plain(m.trim())
+}
+
+/// No plan dump reaches a user: a message that quotes DataFusion's plans or expressions
+/// (their debug form runs to thousands of characters) keeps its own words up to the first
+/// quoted plan, and any message is kept to a readable length.
+fn plain(message: &str) -> String {
+    const PLAN_TEXT: [&str; 7] = [
+        "AggregateFunction(",
+        "WindowFunction(",
+        "ScalarFunction(",
+        "LogicalPlan",
+        "Projection:",
+        "TableScan:",
+        "Column { relation",
+    ];
+    const MAX: usize = 400;
+    let mut m = message.to_string();
+    if m.contains("does not support logical expression AggregateFunction") {
+        return "an aggregate (count, sum …) cannot stand where each row needs its own value: \
+                compute it in a measure"
+            .to_string();
+    }
+    if let Some(at) = PLAN_TEXT.iter().filter_map(|p| m.find(p)).min() {
+        m.truncate(at);
+        m = format!("{} …", m.trim_end().trim_end_matches([':', ',']));
+    }
+    if m.chars().count() > MAX {
+        m = m.chars().take(MAX).collect::<String>() + " …";
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_plan_text_reaches_a_user() {
+        let dump = format!(
+            "This feature is not implemented: Physical plan does not support logical expression AggregateFunction(AggregateFunction {{ func: AggregateUDF {{ inner: Count {{ {} }} }} }})",
+            "x".repeat(1900)
+        );
+        let m = clean(&dump);
+        assert_eq!(
+            m,
+            "an aggregate (count, sum …) cannot stand where each row needs its own value: compute it in a measure"
+        );
+        let m = clean(&format!(
+            "Error during planning: cannot join on Projection: a, b\n  TableScan: deals {}",
+            "y".repeat(500)
+        ));
+        assert_eq!(m, "cannot join on …");
+        let long = "z".repeat(1000);
+        assert_eq!(clean(&long).chars().count(), 402);
+        // Ordinary messages pass as they are.
+        assert_eq!(
+            clean("Schema error: No field named amout"),
+            "No field named amout"
+        );
+    }
 }

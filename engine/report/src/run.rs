@@ -37,6 +37,22 @@ pub struct RunRequest {
     pub engine: Engine,
 }
 
+impl RunRequest {
+    /// A run of `report` over `params` with the report's own settings and parameters, every
+    /// block, no memory bound, in this process; callers set what they change.
+    pub fn new(report: &str, params: RunParams) -> RunRequest {
+        RunRequest {
+            report: report.to_string(),
+            params,
+            settings: vec![],
+            parameters: vec![],
+            block: None,
+            memory_limit: None,
+            engine: Engine::Local,
+        }
+    }
+}
+
 /// Where a run's plans execute.
 #[derive(Debug, Clone, Default)]
 pub enum Engine {
@@ -964,15 +980,7 @@ pub async fn check_only(
         }),
     };
     for id in reports {
-        let req = RunRequest {
-            report: id.clone(),
-            params: params.clone(),
-            settings: vec![],
-            parameters: vec![],
-            block: None,
-            memory_limit: None,
-            engine: Engine::Local,
-        };
+        let req = RunRequest::new(id, params.clone());
         collect(check_report(catalog, &empty, &req).await);
     }
     for name in models {

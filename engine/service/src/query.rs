@@ -165,13 +165,12 @@ impl Query {
         let mut settings = client.settings_of(report);
         settings.extend(self.settings.iter().cloned());
         Ok(RunRequest {
-            report: report.to_string(),
-            params,
             settings,
             parameters: self.parameters.clone(),
             block,
             memory_limit,
             engine,
+            ..RunRequest::new(report, params)
         })
     }
 
