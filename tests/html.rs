@@ -408,3 +408,44 @@ fn english_locale_numbers_dates_and_words() {
     );
     assert!(html.contains("<dt>Period</dt>") && html.contains("<dt>Filters</dt>"));
 }
+
+/// A heatmap: a cell per employee and week with deals, coloured on a scale shown in a
+/// legend, its value on hover.
+#[test]
+fn a_heatmap_has_a_cell_per_value_and_a_colour_scale() {
+    let dir = tempfile::tempdir().unwrap();
+    let reports = crate::util::root().join("tests/fixtures/heatmap");
+    let path = page("weekly", &fixture("forgotten"), Some(&reports), dir.path());
+    let mut b = Browser::start();
+    clean_load(&mut b, &path);
+    // Deals by their creation week (the block counts every deal of the model): Борис in
+    // weeks 5, 15 and 16, Вера 5 and 18, Анна 9 (two deals) and 13, Глеб 14.
+    assert_eq!(
+        count(&mut b, "#block-heat figure.chart-heatmap rect.mark"),
+        8
+    );
+    let tips = b.eval(
+        "Array.from(document.querySelectorAll('#block-heat rect.mark')).map(r => r.dataset.tip)",
+    );
+    assert_eq!(
+        tips,
+        serde_json::json!([
+            "Борис · 2024-W05: 1",
+            "Борис · 2024-W15: 1",
+            "Борис · 2024-W16: 1",
+            "Вера · 2024-W05: 1",
+            "Вера · 2024-W18: 1",
+            "Анна · 2024-W09: 2",
+            "Анна · 2024-W13: 1",
+            "Глеб · 2024-W14: 1"
+        ])
+    );
+    // Two deals, the most: the darkest cell.
+    let fills = b.eval(
+        "Array.from(document.querySelectorAll('#block-heat rect.mark')).map(r => r.getAttribute('fill'))",
+    );
+    assert_eq!(fills[5], "#1f4fa8");
+    assert_eq!(fills[0], "#eef4fd");
+    assert_eq!(count(&mut b, "#block-heat .heat-legend .heat-scale"), 1);
+    assert_eq!(b.errors(), Vec::<String>::new());
+}

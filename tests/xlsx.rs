@@ -236,3 +236,43 @@ fn hostile_text_stays_text() {
     let sheet = part(&path, "xl/worksheets/sheet2.xml").unwrap();
     assert!(!sheet.contains("<f>"), "no formulas");
 }
+
+/// A heatmap in a workbook is its matrix — a row per employee, a column per week — under
+/// a two-colour scale.
+#[test]
+fn a_heatmap_is_a_colour_scaled_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let reports = crate::util::root().join("tests/fixtures/heatmap");
+    let path = workbook(
+        "weekly",
+        &fixture("forgotten"),
+        &["--reports", reports.to_str().unwrap()],
+        dir.path(),
+    );
+    let mut book = open(&path);
+    let sheet = "Созданные сделки по неделям";
+    let range = book.worksheet_range(sheet).unwrap();
+    let find = |text: &str| {
+        range
+            .cells()
+            .find(|(_, _, v)| **v == Data::String(text.to_string()))
+            .map(|(r, c, _)| (r as u32, c as u32))
+            .unwrap_or_else(|| panic!("no {text}"))
+    };
+    let (r14, c14) = find("2024-W14");
+    assert_eq!(find("2024-W15"), (r14, c14 + 1));
+    let (_, c05) = find("2024-W05");
+    let (rg, cg) = find("Глеб");
+    assert_eq!(cg, c05 - 1, "names left of the first week");
+    assert_eq!(at(&mut book, sheet, rg, c14), Data::Float(1.0));
+    let (ra, _) = find("Анна");
+    let (_, c09) = find("2024-W09");
+    assert_eq!(at(&mut book, sheet, ra, c09), Data::Float(2.0));
+    let xml = parts(&path)
+        .into_iter()
+        .filter(|p| p.starts_with("xl/worksheets/sheet"))
+        .filter_map(|p| part(&path, &p))
+        .find(|x| x.contains("<conditionalFormatting"))
+        .expect("a conditional format");
+    assert!(xml.contains("<colorScale>"), "{xml}");
+}

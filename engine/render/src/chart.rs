@@ -170,13 +170,14 @@ const BOTTOM: f64 = 72.0;
 /// a `<title>` and a `data-tip` with its category, series and value.
 pub fn svg(data: &ChartData, locale: Locale) -> String {
     let mut out = String::new();
-    let legend = legend(data);
+    let legend = legend(data, locale);
     let height = match data.kind {
         ChartKind::Pie => {
             pie(&mut out, data, locale);
             H
         }
         ChartKind::Funnel => funnel(&mut out, data, locale),
+        ChartKind::Heatmap => heatmap(&mut out, data, locale),
         _ => {
             axes_chart(&mut out, data, locale);
             H
@@ -196,13 +197,133 @@ fn kind_name(k: ChartKind) -> &'static str {
         ChartKind::Line => "line",
         ChartKind::Pie => "pie",
         ChartKind::Funnel => "funnel",
+        ChartKind::Heatmap => "heatmap",
     }
 }
 
-fn legend(data: &ChartData) -> String {
+/// The heatmap's colours: the lowest value lightest, the highest darkest.
+const HEAT_LOW: (u8, u8, u8) = (0xee, 0xf4, 0xfd);
+const HEAT_HIGH: (u8, u8, u8) = (0x1f, 0x4f, 0xa8);
+
+/// The colour at `t` (0–1) of the heatmap's scale.
+pub fn heat_colour(t: f64) -> String {
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let mix = |a: u8, b: u8| (f64::from(a) + (f64::from(b) - f64::from(a)) * t).round() as u8;
+    format!(
+        "#{:02x}{:02x}{:02x}",
+        mix(HEAT_LOW.0, HEAT_HIGH.0),
+        mix(HEAT_LOW.1, HEAT_HIGH.1),
+        mix(HEAT_LOW.2, HEAT_HIGH.2)
+    )
+}
+
+/// The lowest and highest value of a chart's cells.
+fn value_range(data: &ChartData) -> Option<(f64, f64)> {
+    let values = data.series.iter().flat_map(|s| s.values.iter().flatten());
+    values.fold(None, |r, &v| match r {
+        None => Some((v, v)),
+        Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+    })
+}
+
+/// A row per series, a column per category, each cell coloured by its value and labelled
+/// with it where it fits; an empty cell stays blank. Returns the height.
+fn heatmap(out: &mut String, data: &ChartData, locale: Locale) -> f64 {
+    const ROW: f64 = 24.0;
+    let (lo, hi) = value_range(data).unwrap_or((0.0, 0.0));
+    let n = data.categories.len().max(1);
+    let width = (W - LEFT - RIGHT) / n as f64;
+    for (r, s) in data.series.iter().enumerate() {
+        let y = TOP + ROW * r as f64;
+        let name: String = if s.name.chars().count() > 14 {
+            s.name.chars().take(13).chain(['…']).collect()
+        } else {
+            s.name.clone()
+        };
+        let _ = write!(
+            out,
+            "<text class=\"category\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}<title>{}</title></text>",
+            LEFT - 6.0,
+            y + ROW / 2.0 + 4.0,
+            xml_escape(&name),
+            xml_escape(&s.name)
+        );
+        for (c, v) in s.values.iter().enumerate() {
+            let Some(v) = v else { continue };
+            let t = if hi > lo { (v - lo) / (hi - lo) } else { 1.0 };
+            let x = LEFT + width * c as f64;
+            let tip = format!(
+                "{} · {}: {}",
+                s.name,
+                data.categories[c],
+                locale.value(*v, data.value_type)
+            );
+            let _ = write!(
+                out,
+                "<rect {} x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\">{}</rect>",
+                mark_attrs(&tip),
+                (width - 1.0).max(1.0),
+                ROW - 1.0,
+                heat_colour(t),
+                title(&tip)
+            );
+            if width >= 30.0 {
+                let ink = if t > 0.55 { "#ffffff" } else { "#1d2733" };
+                let _ = write!(
+                    out,
+                    "<text class=\"cell-value\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"{ink}\" pointer-events=\"none\">{}</text>",
+                    x + width / 2.0,
+                    y + ROW / 2.0 + 4.0,
+                    xml_escape(&short_number(*v, locale))
+                );
+            }
+        }
+    }
+    let bottom = TOP + ROW * data.series.len() as f64;
+    let every = ((n as f64 * 60.0) / (W - LEFT - RIGHT)).ceil().max(1.0) as usize;
+    for (i, c) in data.categories.iter().enumerate() {
+        if i % every != 0 {
+            continue;
+        }
+        let x = LEFT + width * (i as f64 + 0.5);
+        let label: String = if c.chars().count() > 16 {
+            c.chars().take(15).chain(['…']).collect()
+        } else {
+            c.clone()
+        };
+        let _ = write!(
+            out,
+            "<text class=\"category\" x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"end\" transform=\"rotate(-35 {x:.1} {:.1})\">{}<title>{}</title></text>",
+            bottom + 14.0,
+            bottom + 14.0,
+            xml_escape(&label),
+            xml_escape(c)
+        );
+    }
+    bottom + BOTTOM
+}
+
+fn legend(data: &ChartData, locale: Locale) -> String {
     let names: Vec<&str> = match data.kind {
         ChartKind::Pie => data.categories.iter().map(String::as_str).collect(),
         ChartKind::Funnel => return String::new(),
+        ChartKind::Heatmap => {
+            // The colour scale, from the lowest value to the highest.
+            let Some((lo, hi)) = value_range(data) else {
+                return String::new();
+            };
+            return format!(
+                "<div class=\"heat-legend\"><span>{}</span><span class=\"heat-scale\" style=\"background:linear-gradient(to right,{},{})\"></span><span>{}</span></div>",
+                xml_escape(&locale.value(lo, data.value_type)),
+                heat_colour(0.0),
+                heat_colour(1.0),
+                xml_escape(&locale.value(hi, data.value_type))
+            );
+        }
         _ if data.series.len() < 2 => return String::new(),
         _ => data.series.iter().map(|s| s.name.as_str()).collect(),
     };
@@ -589,6 +710,31 @@ mod tests {
             chart_data(&spec, &dynamics(), Locale::Ru).unwrap().kind,
             ChartKind::Line
         );
+    }
+
+    #[test]
+    fn a_heatmap_colours_each_cell_by_its_value() {
+        let spec = ChartSpec {
+            kind: ChartKind::Heatmap,
+            x: "period_start".into(),
+            y: vec!["calls".into()],
+            series: Some("employee".into()),
+        };
+        let d = chart_data(&spec, &dynamics(), Locale::Ru).unwrap();
+        let svg = svg(&d, Locale::Ru);
+        // A cell per value (A: Nov 10, Dec 7; B: Oct 5, Nov 1), none for the empty ones.
+        assert_eq!(svg.matches("<rect class=\"mark\"").count(), 4);
+        assert!(
+            svg.contains("fill=\"#1f4fa8\""),
+            "10, the highest, is darkest"
+        );
+        assert!(
+            svg.contains("fill=\"#eef4fd\""),
+            "1, the lowest, is lightest"
+        );
+        assert!(svg.contains("data-tip=\"A · ноя 2026: 10\""), "{svg}");
+        assert!(svg.contains("class=\"heat-scale\""));
+        assert_eq!(heat_colour(f64::NAN), heat_colour(0.0));
     }
 
     #[test]

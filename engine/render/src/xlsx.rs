@@ -5,7 +5,8 @@
 use std::collections::HashSet;
 
 use rust_xlsxwriter::{
-    Chart, ChartType, ExcelDateTime, Format, FormatBorder, Url, Workbook, Worksheet, XlsxError,
+    Chart, ChartType, ConditionalFormat2ColorScale, ExcelDateTime, Format, FormatBorder, Url,
+    Workbook, Worksheet, XlsxError,
 };
 use svodka_report::{BlockKind, ChartKind, ColumnMeta, ReportResult, ValueType};
 
@@ -424,6 +425,63 @@ fn kpi_sheet(
     Ok(3)
 }
 
+/// A heatmap as a matrix right of the block's — a row per series, a column per category —
+/// under a two-colour scale (Excel has no heatmap chart; a colour-scaled range is one).
+fn heatmap(
+    sheet: &mut Worksheet,
+    data: &ChartData,
+    col: u16,
+    f: &Formats,
+) -> Result<(), XlsxError> {
+    let value_format = f.of(data.value_type, false);
+    let scale = if data.value_type == ValueType::Percent {
+        0.01
+    } else {
+        1.0
+    };
+    let width = data
+        .series
+        .iter()
+        .map(|s| s.name.chars().count())
+        .max()
+        .unwrap_or(8);
+    sheet.set_column_width(col, (width as f64 + 2.0).clamp(8.0, MAX_WIDTH))?;
+    for (c, category) in data.categories.iter().enumerate() {
+        let at = col + 1 + c as u16;
+        sheet.write_string_with_format(0, at, clip(category), &f.header)?;
+        sheet.set_column_width(at, (category.chars().count() as f64 + 2.0).clamp(8.0, 16.0))?;
+    }
+    for (r, s) in data.series.iter().enumerate() {
+        let row = r as u32 + 1;
+        sheet.write_string(row, col, clip(&s.name))?;
+        for (c, v) in s.values.iter().enumerate() {
+            if let Some(v) = v {
+                sheet.write_number_with_format(
+                    row,
+                    col + 1 + c as u16,
+                    v * scale,
+                    &value_format,
+                )?;
+            }
+        }
+    }
+    if !data.series.is_empty() && !data.categories.is_empty() {
+        let colour =
+            |hex: String| u32::from_str_radix(hex.trim_start_matches('#'), 16).unwrap_or(0);
+        let scale = ConditionalFormat2ColorScale::new()
+            .set_minimum_color(colour(crate::chart::heat_colour(0.0)))
+            .set_maximum_color(colour(crate::chart::heat_colour(1.0)));
+        sheet.add_conditional_format(
+            1,
+            col + 1,
+            data.series.len() as u32,
+            col + data.categories.len() as u16,
+            &scale,
+        )?;
+    }
+    Ok(())
+}
+
 /// The chart's data as a small table right of the block's, and a native chart over it.
 fn chart(
     sheet: &mut Worksheet,
@@ -433,6 +491,9 @@ fn chart(
     col: u16,
     f: &Formats,
 ) -> Result<(), XlsxError> {
+    if data.kind == ChartKind::Heatmap {
+        return heatmap(sheet, data, col, f);
+    }
     let n = data.categories.len() as u32;
     sheet.write_string_with_format(0, col, clip(&data.x_label), &f.header)?;
     let width = data
@@ -471,6 +532,8 @@ fn chart(
         ChartKind::Line => ChartType::Line,
         ChartKind::Pie => ChartType::Doughnut,
         ChartKind::Funnel => ChartType::Bar,
+        // Drawn as a colour-scaled range by `heatmap`, before this.
+        ChartKind::Heatmap => ChartType::Column,
     };
     let mut chart = Chart::new(kind);
     chart.title().set_name(title);

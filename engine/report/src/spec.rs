@@ -249,6 +249,8 @@ pub enum ChartKind {
     Line,
     Pie,
     Funnel,
+    /// A grid of `series` (rows) × `x` (columns), each cell coloured by its one `y` value.
+    Heatmap,
 }
 
 /// A typed, bounded setting.

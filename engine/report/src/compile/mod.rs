@@ -475,6 +475,12 @@ impl<'a> Compiler<'a> {
                 .error("`y` names no column to draw")
                 .into());
         }
+        if chart.kind == crate::spec::ChartKind::Heatmap && chart.y.len() > 1 {
+            return Err(self
+                .block_site(report, i, "chart.y", None)
+                .error("a heatmap colours each cell by one value: `y` names one column")
+                .into());
+        }
         for y in &chart.y {
             let c = find("y", y)?;
             if !c.ty.is_numeric() {
