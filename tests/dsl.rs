@@ -387,3 +387,14 @@ fn an_aggregate_in_a_where_is_refused_where_it_stands() {
         "{err}"
     );
 }
+
+#[test]
+fn pivot_names_a_dimension_of_the_block() {
+    let err = check_error(&format!(
+        "{HEAD}    by: [employee, stage]\n    pivot: stag\n    measures:\n      n: count(*)\n"
+    ));
+    assert!(
+        err.contains("r.yaml:8:12: report `bad`, block `totals`: `stag` is not a dimension of the block, did you mean `stage`?"),
+        "{err}"
+    );
+}

@@ -447,5 +447,28 @@ fn a_heatmap_has_a_cell_per_value_and_a_colour_scale() {
     assert_eq!(fills[5], "#1f4fa8");
     assert_eq!(fills[0], "#eef4fd");
     assert_eq!(count(&mut b, "#block-heat .heat-legend .heat-scale"), 1);
+    // `pivot: week`: the table has a column per week and a row per employee.
+    let headers = texts(&mut b, "#block-heat thead th");
+    assert_eq!(
+        headers[1..],
+        [
+            "2024-W05", "2024-W09", "2024-W13", "2024-W14", "2024-W15", "2024-W16", "2024-W18"
+        ]
+    );
+    assert_eq!(
+        texts(&mut b, "#block-heat tbody tr.row td:first-child"),
+        ["Борис", "Вера", "Анна", "Глеб"]
+    );
+    let cells = texts(&mut b, "#block-heat tbody tr.row td");
+    assert_eq!(cells.len(), 4 * 8);
+    assert_eq!(
+        cells[2 * 8 + 2],
+        "2",
+        "Анна's two deals of week 9: {cells:?}"
+    );
+    // JSON keeps a row per employee and week.
+    let json =
+        crate::util::run_on_fixture("weekly", Some(&reports), "2024-04-01", "2024-04-30", &[]);
+    assert_eq!(block(&json, "heat")["rows"].as_array().unwrap().len(), 8);
     assert_eq!(b.errors(), Vec::<String>::new());
 }

@@ -174,9 +174,17 @@ pub fn report_html(result: &ReportResult, options: &Options) -> Result<String, R
                         &locale.value(t.rows.len() as f64, ValueType::Int),
                     )
             });
+            let pivoted = block.pivot.as_ref().map(|p| t.pivoted(p, locale));
+            let t = pivoted.as_ref().unwrap_or(t);
             (
                 vec![],
-                Some(table_view(t, shown, result, &names, locale)),
+                Some(table_view(
+                    t,
+                    shown.min(t.rows.len()),
+                    result,
+                    &names,
+                    locale,
+                )),
                 note,
             )
         };

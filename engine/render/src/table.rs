@@ -61,6 +61,80 @@ impl Table {
             && self.levels.is_empty()
     }
 
+    /// The table with the values of dimension `dim` spread into columns: a row per value of
+    /// the other dimensions (in order of first appearance), a column per measure and value
+    /// of `dim` (labelled by the value alone when there is one measure). The totals row,
+    /// which has no value of `dim`, is left out; an absent combination is empty.
+    pub fn pivoted(&self, dim: &str, locale: crate::format::Locale) -> Table {
+        let Some(p) = self.columns.iter().position(|c| c.name == dim) else {
+            return self.clone();
+        };
+        let keys: Vec<usize> = (0..self.columns.len())
+            .filter(|&i| i != p && self.columns[i].dimension)
+            .collect();
+        let measures: Vec<usize> = (0..self.columns.len())
+            .filter(|&i| i != p && !self.columns[i].dimension)
+            .collect();
+        let mut values: Vec<&Cell> = Vec::new();
+        for r in &self.rows {
+            if !values.contains(&&r.cells[p]) {
+                values.push(&r.cells[p]);
+            }
+        }
+        let pivot = &self.columns[p];
+        let value_label = |v: &Cell| match v {
+            Cell::Text(t) => pivot.shown_value(t).to_string(),
+            v => locale.label(v, pivot.ty),
+        };
+        let mut columns: Vec<ColumnMeta> = keys.iter().map(|&i| self.columns[i].clone()).collect();
+        for &m in &measures {
+            let measure = &self.columns[m];
+            for (k, v) in values.iter().enumerate() {
+                columns.push(ColumnMeta {
+                    name: format!("{}@{k}", measure.name),
+                    label: if measures.len() == 1 {
+                        value_label(v)
+                    } else {
+                        format!("{} · {}", measure.label, value_label(v))
+                    },
+                    ..measure.clone()
+                });
+            }
+        }
+        let mut rows: Vec<Row> = Vec::new();
+        let mut row_keys: Vec<Vec<&Cell>> = Vec::new();
+        for r in &self.rows {
+            let key: Vec<&Cell> = keys.iter().map(|&i| &r.cells[i]).collect();
+            let at = match row_keys.iter().position(|k| *k == key) {
+                Some(at) => at,
+                None => {
+                    let mut cells: Vec<Cell> = key.iter().map(|c| (*c).clone()).collect();
+                    cells.resize(columns.len(), Cell::Null);
+                    rows.push(Row {
+                        cells,
+                        children: Vec::new(),
+                    });
+                    row_keys.push(key);
+                    rows.len() - 1
+                }
+            };
+            let v = values
+                .iter()
+                .position(|v| **v == r.cells[p])
+                .expect("every value was collected");
+            for (j, &m) in measures.iter().enumerate() {
+                rows[at].cells[keys.len() + j * values.len() + v] = r.cells[m].clone();
+            }
+        }
+        Table {
+            columns,
+            rows,
+            totals: None,
+            previous: None,
+            levels: Vec::new(),
+        }
+    }
+
     /// The cell of `column` in `row`, if the block has that column.
     pub fn get<'a>(&self, cells: &'a [Cell], column: &str) -> Option<&'a Cell> {
         self.columns

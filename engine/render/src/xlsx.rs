@@ -52,7 +52,9 @@ pub fn report_xlsx(result: &ReportResult, options: &Options) -> Result<Vec<u8>, 
         let used_cols = if t.is_kpi(block.kind) {
             kpi_sheet(sheet, &t, locale, &formats).map_err(|e| xerr(&context, e))?
         } else {
-            block_sheet(sheet, &t, locale, &formats).map_err(|e| xerr(&context, e))?
+            let pivoted = block.pivot.as_ref().map(|p| t.pivoted(p, locale));
+            block_sheet(sheet, pivoted.as_ref().unwrap_or(&t), locale, &formats)
+                .map_err(|e| xerr(&context, e))?
         };
         if let Some(data) = block
             .chart

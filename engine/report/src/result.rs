@@ -65,6 +65,8 @@ pub struct BlockResult {
     /// The rows each row expands into, per level (department → employees, → pipelines).
     pub children: Vec<ChildResult>,
     pub chart: Option<ChartSpec>,
+    /// The dimension whose values pages and workbooks spread into columns.
+    pub pivot: Option<String>,
 }
 
 impl BlockResult {
@@ -87,6 +89,7 @@ impl BlockResult {
             previous: None,
             children: vec![],
             chart: None,
+            pivot: None,
         }
     }
 

@@ -491,6 +491,7 @@ pub async fn run(
             previous,
             children: child_results,
             chart: spec.chart.clone(),
+            pivot: spec.pivot.clone(),
         });
     }
     Ok(ReportResult {

@@ -124,6 +124,10 @@ pub struct BlockSpec {
     /// Turns the block's measures into rows, one per item (a funnel's steps, metrics).
     #[serde(default)]
     pub unpivot: Option<UnpivotSpec>,
+    /// A dimension whose values become columns on pages and in workbooks (one per week,
+    /// say); JSON keeps one row per value.
+    #[serde(default)]
+    pub pivot: Option<String>,
     /// Values looked up per row in a table by a range: the row of `from` with the highest
     /// `at_most` not above the row's `key` (a bonus tier reached by a won count).
     #[serde(default)]

@@ -435,6 +435,22 @@ impl<'a> Compiler<'a> {
         if let Some(chart) = &block.chart {
             self.check_chart(report, i, chart, &compiled.columns)?;
         }
+        if let Some(p) = &block.pivot {
+            let site = self.block_site(report, i, "pivot", None);
+            if !dims.contains(&p.as_str()) {
+                return Err(site
+                    .error(format!(
+                        "`{p}` is not a dimension of the block{}; `pivot` spreads a dimension's values into columns",
+                        did_you_mean(p, dims.iter().copied())
+                    ))
+                    .into());
+            }
+            if !block.children.is_empty() || block.unpivot.is_some() {
+                return Err(site
+                    .error("`pivot` goes with neither `children` nor `unpivot`")
+                    .into());
+            }
+        }
         if block.compare.is_some()
             && (!block.by.0.is_empty() || !block.columns.is_empty() || block.unpivot.is_some())
         {
