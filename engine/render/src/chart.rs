@@ -284,12 +284,21 @@ fn heatmap(out: &mut String, data: &ChartData, locale: Locale) -> f64 {
         }
     }
     let bottom = TOP + ROW * data.series.len() as f64;
-    let every = ((n as f64 * 60.0) / (W - LEFT - RIGHT)).ceil().max(1.0) as usize;
-    for (i, c) in data.categories.iter().enumerate() {
+    category_labels(out, &data.categories, width, bottom + 14.0);
+    bottom + BOTTOM
+}
+
+/// The categories under a plot whose columns are `band` wide, angled, at `y`: every k-th
+/// when they would overlap, long ones cut (the whole text on hover).
+fn category_labels(out: &mut String, categories: &[String], band: f64, y: f64) {
+    let every = ((categories.len() as f64 * 60.0) / (W - LEFT - RIGHT))
+        .ceil()
+        .max(1.0) as usize;
+    for (i, c) in categories.iter().enumerate() {
         if i % every != 0 {
             continue;
         }
-        let x = LEFT + width * (i as f64 + 0.5);
+        let x = LEFT + band * (i as f64 + 0.5);
         let label: String = if c.chars().count() > 16 {
             c.chars().take(15).chain(['…']).collect()
         } else {
@@ -297,14 +306,11 @@ fn heatmap(out: &mut String, data: &ChartData, locale: Locale) -> f64 {
         };
         let _ = write!(
             out,
-            "<text class=\"category\" x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"end\" transform=\"rotate(-35 {x:.1} {:.1})\">{}<title>{}</title></text>",
-            bottom + 14.0,
-            bottom + 14.0,
+            "<text class=\"category\" x=\"{x:.1}\" y=\"{y:.1}\" text-anchor=\"end\" transform=\"rotate(-35 {x:.1} {y:.1})\">{}<title>{}</title></text>",
             xml_escape(&label),
             xml_escape(c)
         );
     }
-    bottom + BOTTOM
 }
 
 fn legend(data: &ChartData, locale: Locale) -> String {
@@ -417,27 +423,7 @@ fn axes_chart(out: &mut String, data: &ChartData, locale: Locale) {
         v += step;
     }
     let band = plot_w / n as f64;
-    // Category labels: every k-th when they would overlap.
-    let every = ((n as f64 * 60.0) / plot_w).ceil().max(1.0) as usize;
-    for (i, c) in data.categories.iter().enumerate() {
-        if i % every != 0 {
-            continue;
-        }
-        let x = LEFT + band * (i as f64 + 0.5);
-        let label: String = if c.chars().count() > 16 {
-            c.chars().take(15).chain(['…']).collect()
-        } else {
-            c.clone()
-        };
-        let _ = write!(
-            out,
-            "<text class=\"category\" x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"end\" transform=\"rotate(-35 {x:.1} {:.1})\">{}<title>{}</title></text>",
-            H - BOTTOM + 14.0,
-            H - BOTTOM + 14.0,
-            xml_escape(&label),
-            xml_escape(c)
-        );
-    }
+    category_labels(out, &data.categories, band, H - BOTTOM + 14.0);
     let _ = write!(
         out,
         "<line class=\"axis\" x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\"/>",
