@@ -775,3 +775,44 @@ blocks:
         ])
     );
 }
+
+/// `all_values` lists every value of a dictionary as a row, those with nothing to count
+/// included: open deals by stage shows the won and lost stages too, with 0.
+#[test]
+fn a_dimension_takes_every_value_of_its_dictionary() {
+    let yaml = r#"report: stages
+title: Этапы
+blocks:
+  - id: by_stage
+    title: Открытые сделки по этапам
+    from: deals
+    where: semantic = 'process'
+    by:
+      - stage_id: { all_values: { from: stages, column: stage_id, where: "entity = 'deal'" } }
+    measures:
+      n: count(*)
+      amount: sum(amount)
+    totals: true
+    sort: [stage_id]
+"#;
+    let r = run_yaml("stages", yaml, "2024-01-01", "2024-05-31", &[]);
+    let b = block(&r, "by_stage");
+    assert_eq!(
+        b["rows"],
+        json!([
+            {"stage_id": "LOSE", "n": 0, "amount": 0.0},
+            {"stage_id": "NEW", "n": 2, "amount": 900.0},
+            {"stage_id": "WON", "n": 0, "amount": 0.0},
+            {"stage_id": "WORK", "n": 4, "amount": 4100.5},
+        ]),
+        "open: deals 3, 8 (new) and 1, 2, 6, 7 (in work)"
+    );
+    assert_eq!(b["totals"]["n"], 6);
+    // Without it, the stages nobody is in are not rows.
+    let plain = yaml.replace(
+        "      - stage_id: { all_values: { from: stages, column: stage_id, where: \"entity = 'deal'\" } }\n",
+        "      - stage_id\n",
+    );
+    let r = run_yaml("stages", &plain, "2024-01-01", "2024-05-31", &[]);
+    assert_eq!(block(&r, "by_stage")["rows"].as_array().unwrap().len(), 2);
+}

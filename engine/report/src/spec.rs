@@ -378,6 +378,17 @@ pub enum Empty {
     Null,
 }
 
+/// The dictionary a dimension takes every value of: `column` of table or model `from`,
+/// the rows `where` keeps.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllValues {
+    pub from: String,
+    pub column: String,
+    #[serde(default, rename = "where")]
+    pub filter: Option<String>,
+}
+
 /// A named column, dimension or measure: an expression with presentation details.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -411,6 +422,10 @@ pub struct ExprSpec {
     /// the block (e.g. every active employee, even one without activities).
     #[serde(default)]
     pub hidden: bool,
+    /// Dimensions: every value of a dictionary is a row, zeros included (every deal stage,
+    /// even one no deal is in).
+    #[serde(default)]
+    pub all_values: Option<AllValues>,
     /// Model columns: redefines a column of the source or a join under its own name
     /// (inside the expression the name still means the original value).
     #[serde(default)]

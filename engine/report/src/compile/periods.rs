@@ -121,6 +121,41 @@ impl<'a> Compiler<'a> {
         ]))
     }
 
+    /// The distinct values of a dimension's dictionary (`all_values`), as a frame of the one
+    /// column `dim`.
+    pub(super) fn dictionary(
+        &self,
+        report: &Report,
+        i: usize,
+        dim: &str,
+        all: &crate::spec::AllValues,
+    ) -> Result<DataFrame, ReportError> {
+        let path = join(&join("by", dim), "all_values");
+        let site = self.block_site(report, i, &path, Some(&format!("dimension `{dim}`")));
+        let mut df = self.source_frame(
+            &all.from,
+            &report.src,
+            &join(&path, "from"),
+            &site.context,
+            &mut Vec::new(),
+        )?;
+        if let Some(w) = &all.filter {
+            let s = ExprSite {
+                path: join(&path, "where"),
+                ..site.clone()
+            };
+            df = self.filter(df, &s, w)?;
+        }
+        let s = ExprSite {
+            path: join(&path, "column"),
+            ..site.clone()
+        };
+        let value = self.row_expr(&s, &all.column, &df)?;
+        df.select(vec![value.alias(dim)])
+            .and_then(|d| d.distinct())
+            .map_err(|e| df_error(&report.src, &path, &site.context, e))
+    }
+
     /// A period's label, honest about the first one: a period that begins before the
     /// run's `from` (a week from Monday 28 September in a run from 1 October) counts only
     /// from `from`, and is labelled so.
@@ -163,9 +198,22 @@ impl<'a> Compiler<'a> {
         let values = LogicalPlanBuilder::values(periods)?.build()?;
         let periods = DataFrame::new(self.state.clone(), values)
             .select(vec![column("column1").alias(time_dim)])?;
-        let others: Vec<&String> = dims.iter().filter(|d| d.as_str() != time_dim).collect();
+        self.values_spine(parts, dims, time_dim, periods)
+    }
+
+    /// Every value of `values` (a frame of the one column `dim`) for every combination of
+    /// the other dimensions that occurs in `parts`: rows with nothing to count, so that
+    /// they show as 0 (or null), never go missing.
+    pub(super) fn values_spine(
+        &self,
+        parts: &[DataFrame],
+        dims: &[String],
+        dim: &str,
+        values: DataFrame,
+    ) -> datafusion::error::Result<DataFrame> {
+        let others: Vec<&String> = dims.iter().filter(|d| d.as_str() != dim).collect();
         if others.is_empty() {
-            return Ok(periods);
+            return Ok(values);
         }
         let mut keys: Option<DataFrame> = None;
         for p in parts {
@@ -179,7 +227,7 @@ impl<'a> Compiler<'a> {
         }
         let keys = keys.expect("at least one part").distinct()?;
         let plan = LogicalPlanBuilder::from(keys.logical_plan().clone())
-            .cross_join(periods.logical_plan().clone())?
+            .cross_join(values.logical_plan().clone())?
             .build()?;
         DataFrame::new(self.state.clone(), plan)
             .select(dims.iter().map(|d| column(d)).collect::<Vec<Expr>>())

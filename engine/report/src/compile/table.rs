@@ -552,6 +552,15 @@ impl<'a> Compiler<'a> {
                 .map_err(err)?;
             parts.push(spine);
         }
+        for (d, spec) in group {
+            if let Some(all) = &spec.all_values {
+                let values = self.dictionary(report, i, d, all)?;
+                let spine = self
+                    .values_spine(&parts, &dim_names, d, values)
+                    .map_err(err)?;
+                parts.push(spine);
+            }
+        }
         let mut df = if parts.len() == 1 {
             parts.pop().expect("one part")
         } else {
