@@ -36,6 +36,26 @@ impl TableSource for Recording {
     }
 }
 
+/// The canonical table a table or model reads its rows from, through the models it
+/// refines (`manager_activities` → `activities`).
+fn base_table(catalog: &Catalog, name: &str) -> Option<String> {
+    let mut name = name.strip_prefix("tables.").unwrap_or(name).to_string();
+    for _ in 0..32 {
+        match catalog.models.get(&name) {
+            Some(m) if m.spec.from != name => {
+                name = m
+                    .spec
+                    .from
+                    .strip_prefix("tables.")
+                    .unwrap_or(&m.spec.from)
+                    .to_string();
+            }
+            _ => return svodka_schema::table(&name).map(|t| t.name.to_string()),
+        }
+    }
+    None
+}
+
 /// A table cell: one line, pipes escaped.
 fn cell(text: &str) -> String {
     text.replace('\n', " ").replace('|', "\\|")
@@ -80,6 +100,32 @@ pub async fn describe(catalog: &Catalog, title: &str) -> Result<String> {
         let asked = source.asked.lock().unwrap_or_else(|e| e.into_inner());
         let tables: Vec<String> = asked.iter().map(|t| format!("`{t}`")).collect();
         let _ = writeln!(out, "\nReads: {}.", tables.join(", "));
+        // The models each block counts: its `from`, and those its measures name
+        // (`manager_activities.points`).
+        let counted: BTreeSet<String> = report
+            .spec
+            .blocks
+            .iter()
+            .flat_map(|b| {
+                let named = b.measures.iter().flat_map(|(name, spec)| {
+                    let text = spec.expr.clone().unwrap_or_else(|| name.clone());
+                    text.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
+                        .filter_map(|word| word.split_once('.').map(|(m, _)| m.to_string()))
+                        .filter(|m| catalog.models.contains_key(m))
+                        .collect::<Vec<_>>()
+                });
+                b.from.clone().into_iter().chain(named).collect::<Vec<_>>()
+            })
+            .filter_map(|model| base_table(catalog, &model))
+            .collect();
+        if !counted.is_empty() {
+            let names: Vec<String> = counted.iter().map(|t| format!("`{t}`")).collect();
+            let _ = writeln!(
+                out,
+                "Counts the rows of {}: with no rows there, its blocks show zeros.",
+                names.join(", ")
+            );
+        }
         if !report.spec.parameters.is_empty() {
             out.push_str("\n| parameter | values | default | label |\n|---|---|---|---|\n");
             for (name, value) in &result.parameters {

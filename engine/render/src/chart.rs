@@ -724,6 +724,25 @@ mod tests {
     }
 
     #[test]
+    fn long_category_names_are_cut_and_whole_on_hover() {
+        let spec = ChartSpec {
+            kind: ChartKind::Bar,
+            x: "employee".into(),
+            y: vec!["calls".into()],
+            series: None,
+        };
+        let mut t = dynamics();
+        t.rows[0].cells[0] = Cell::Text("Отдел оптовых продаж Северо-Запада".into());
+        let svg = svg(&chart_data(&spec, &t, Locale::Ru).unwrap(), Locale::Ru);
+        assert!(
+            svg.contains("transform=\"rotate(-35")
+                && svg
+                    .contains(">Отдел оптовых п…<title>Отдел оптовых продаж Северо-Запада</title>"),
+            "{svg}"
+        );
+    }
+
+    #[test]
     fn rows_of_the_same_category_add_up_without_a_series() {
         let spec = ChartSpec {
             kind: ChartKind::StackedBar,
