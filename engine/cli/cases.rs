@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_json::Value;
-use svodka_report::{RunParams, RunRequest};
+use svodka_report::RunRequest;
 
 /// One case file.
 #[derive(Debug, Deserialize)]
@@ -121,17 +121,13 @@ async fn run_case(file: &Path, clock: svodka_csv::Clock) -> Result<Vec<String>> 
     let overlays: Vec<PathBuf> = case.reports.iter().map(|p| base.join(p)).collect();
     let catalog = svodka_sources::catalog(&overlays)?;
     let (tables, info) = svodka_sources::open_data(&base.join(&case.data), |_| {})?;
-    let tz_name = case
-        .timezone
-        .clone()
-        .or_else(|| info.as_ref().map(|i| i.timezone.clone()))
-        .unwrap_or_else(|| svodka_schema::values::DEFAULT_TIMEZONE.into());
-    let timezone: chrono_tz::Tz = tz_name
-        .parse()
-        .map_err(|_| anyhow::anyhow!("timezone: unknown time zone {tz_name:?}"))?;
-    let today = clock.data_today(info.as_ref(), &timezone);
-    let mut params =
-        RunParams::resolve(Some(case.from), Some(case.to), case.as_of, today, timezone)?;
+    let mut params = crate::run_params(
+        (Some(case.from), Some(case.to), case.as_of),
+        ("timezone", case.timezone.as_deref()),
+        None,
+        info.as_ref(),
+        clock,
+    )?;
     for (name, values) in &case.filters {
         let values: Vec<String> = values
             .iter()

@@ -515,15 +515,13 @@ fn request(
     info: Option<&svodka_csv::DatasetInfo>,
     clock: svodka_csv::Clock,
 ) -> Result<RunRequest> {
-    let tz_name =
-        p.tz.clone()
-            .or_else(|| info.map(|i| i.timezone.clone()))
-            .unwrap_or_else(|| svodka_schema::values::DEFAULT_TIMEZONE.into());
-    let timezone: chrono_tz::Tz = tz_name
-        .parse()
-        .map_err(|_| anyhow::anyhow!("--tz: unknown time zone {tz_name:?}"))?;
-    let today = clock.data_today(info, &timezone);
-    let mut params = RunParams::resolve(p.from, p.to, p.as_of, today, timezone)?;
+    let mut params = run_params(
+        (p.from, p.to, p.as_of),
+        ("--tz", p.tz.as_deref()),
+        p.portal.clone(),
+        info,
+        clock,
+    )?;
     for (name, values) in [
         ("employee", &p.employee),
         ("department", &p.department),
@@ -532,16 +530,35 @@ fn request(
     ] {
         params.add_filter(name, values)?;
     }
-    params.portal_url = p
-        .portal
-        .clone()
-        .or_else(|| info.and_then(|i| i.portal_url.clone()));
     Ok(RunRequest {
         settings: key_values("--set", &p.set)?,
         parameters: key_values("--param", &p.param)?,
         block,
         ..RunRequest::new(report, params)
     })
+}
+
+/// A run's period (`from`, `to`, `as_of`; defaults by the data set's "today"), zone and
+/// portal over a data set: the zone given (its option named in an error), else the data
+/// set's, else the default; the portal given, else the data set's.
+fn run_params(
+    (from, to, as_of): (Option<NaiveDate>, Option<NaiveDate>, Option<NaiveDate>),
+    (zone_option, zone): (&str, Option<&str>),
+    portal: Option<String>,
+    info: Option<&svodka_csv::DatasetInfo>,
+    clock: svodka_csv::Clock,
+) -> Result<RunParams> {
+    let tz_name = zone
+        .map(str::to_string)
+        .or_else(|| info.map(|i| i.timezone.clone()))
+        .unwrap_or_else(|| svodka_schema::values::DEFAULT_TIMEZONE.into());
+    let timezone: chrono_tz::Tz = tz_name
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{zone_option}: unknown time zone {tz_name:?}"))?;
+    let today = clock.data_today(info, &timezone);
+    let mut params = RunParams::resolve(from, to, as_of, today, timezone)?;
+    params.portal_url = portal.or_else(|| info.and_then(|i| i.portal_url.clone()));
+    Ok(params)
 }
 
 /// `KEY=VALUE` arguments as pairs.

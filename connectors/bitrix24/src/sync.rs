@@ -530,15 +530,21 @@ pub fn sync(
             progress,
         )?;
     }
+    // The items whose comments this sync reads (and whose stored comments it replaces).
+    let commented = if options.comments {
+        comment_owners(&spool, &plan)?
+    } else {
+        Vec::new()
+    };
     if options.comments {
-        export_comments(client, &mut spool, &plan, progress)?;
+        export_comments(client, &mut spool, &commented, progress)?;
     }
     spool.state.requests += client.requests - requests_before;
     spool.save()?;
 
     progress(Event::Step("building tables"));
     let started = spool.state.started.unwrap_or_else(|| options.clock.unix());
-    let built = build(&spool, current.as_ref(), &plan, options)?;
+    let built = build(&spool, current.as_ref(), &plan, options, &commented)?;
 
     progress(Event::Step("writing the snapshot"));
     let mut writer = store.begin(&format!("bitrix24 sync {}", options.portal))?;
@@ -801,10 +807,9 @@ fn comment_owners(spool: &Spool, plan: &Plan) -> Result<Vec<(&'static str, i64)>
 fn export_comments(
     client: &mut Client,
     spool: &mut Spool,
-    plan: &Plan,
+    items: &[(&str, i64)],
     progress: &mut dyn FnMut(Event),
 ) -> Result<(), Error> {
-    let items = comment_owners(spool, plan)?;
     let mut state = spool.list("comments");
     let total = items.len() as u64;
     while !state.done {
@@ -1017,6 +1022,7 @@ fn build(
     current: Option<&Snapshot>,
     plan: &Plan,
     options: &Options,
+    commented: &[(&'static str, i64)],
 ) -> Result<Built, Error> {
     let mut unknowns = Unknowns::default();
     let mut tables = Vec::new();
@@ -1161,10 +1167,7 @@ fn build(
     let requisites = spool.rows("requisites")?;
     let inn = map::company_inns(&requisites);
     // Owners whose comments were read again: their stored comments are replaced.
-    let mut reread: HashSet<(&str, i64)> = HashSet::new();
-    if options.comments {
-        reread.extend(comment_owners(spool, plan)?);
-    }
+    let reread: HashSet<(&str, i64)> = commented.iter().copied().collect();
     let activity_owner_gone = |b: &RecordBatch, i: usize| {
         gone.owner(text_at(b, "owner_type", i), int_at(b, "owner_id", i))
     };

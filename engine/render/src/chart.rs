@@ -107,8 +107,7 @@ pub fn chart_data(spec: &ChartSpec, t: &Table, locale: Locale) -> Option<ChartDa
             cats.iter()
                 .map(|c| match c {
                     Cell::Date(d) if months => locale.month(*d),
-                    Cell::Text(v) => t.columns[x].shown_value(v).to_string(),
-                    c => locale.label(c, x_ty),
+                    c => locale.column_label(&t.columns[x], c),
                 })
                 .collect()
         },
@@ -205,20 +204,22 @@ fn kind_name(k: ChartKind) -> &'static str {
 const HEAT_LOW: (u8, u8, u8) = (0xee, 0xf4, 0xfd);
 const HEAT_HIGH: (u8, u8, u8) = (0x1f, 0x4f, 0xa8);
 
-/// The colour at `t` (0–1) of the heatmap's scale.
-pub fn heat_colour(t: f64) -> String {
+/// The colour at `t` (0–1) of the heatmap's scale, as `0xRRGGBB`.
+pub fn heat_rgb(t: f64) -> u32 {
     let t = if t.is_finite() {
         t.clamp(0.0, 1.0)
     } else {
         0.0
     };
-    let mix = |a: u8, b: u8| (f64::from(a) + (f64::from(b) - f64::from(a)) * t).round() as u8;
-    format!(
-        "#{:02x}{:02x}{:02x}",
-        mix(HEAT_LOW.0, HEAT_HIGH.0),
-        mix(HEAT_LOW.1, HEAT_HIGH.1),
-        mix(HEAT_LOW.2, HEAT_HIGH.2)
-    )
+    let mix = |a: u8, b: u8| (f64::from(a) + (f64::from(b) - f64::from(a)) * t).round() as u32;
+    (mix(HEAT_LOW.0, HEAT_HIGH.0) << 16)
+        | (mix(HEAT_LOW.1, HEAT_HIGH.1) << 8)
+        | mix(HEAT_LOW.2, HEAT_HIGH.2)
+}
+
+/// The colour at `t` (0–1) of the heatmap's scale, as CSS writes it.
+fn heat_colour(t: f64) -> String {
+    format!("#{:06x}", heat_rgb(t))
 }
 
 /// The lowest and highest value of a chart's cells.

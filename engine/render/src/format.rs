@@ -1,7 +1,7 @@
 //! Numbers, dates and words as people read them, per locale: `18 825,00 ₽`, `45,2 %`,
 //! `25.11.2026` in Russian (the default), `18,825.00 ₽` and `2026-11-25` in English.
 
-use svodka_report::ValueType;
+use svodka_report::{ColumnMeta, ValueType};
 
 use crate::values::Cell;
 
@@ -197,6 +197,15 @@ impl Locale {
         match cell {
             Cell::Null => self.word(Word::NotSet).into(),
             c => self.cell(c, ty),
+        }
+    }
+
+    /// A value of dimension `column` as text, by the label the column gives it (an
+    /// unpivoted metric's measure label) where it has one.
+    pub fn column_label(self, column: &ColumnMeta, cell: &Cell) -> String {
+        match cell {
+            Cell::Text(v) => column.shown_value(v).to_string(),
+            c => self.label(c, column.ty),
         }
     }
 

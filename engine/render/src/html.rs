@@ -647,10 +647,10 @@ fn table_view(
             v => Some((f, locale.cell(v, ValueType::Id))),
         });
         CellView {
-            text: match &cells[i] {
-                Cell::Text(v) if !c.value_labels.is_empty() => c.shown_value(v).to_string(),
-                cell if c.dimension => locale.label(cell, c.ty),
-                cell => locale.cell(cell, c.ty),
+            text: if c.dimension {
+                locale.column_label(c, &cells[i])
+            } else {
+                locale.cell(&cells[i], c.ty)
             },
             sort: sort_key(&cells[i]),
             numeric: numeric(c),

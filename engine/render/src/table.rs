@@ -81,11 +81,7 @@ impl Table {
                 values.push(&r.cells[p]);
             }
         }
-        let pivot = &self.columns[p];
-        let value_label = |v: &Cell| match v {
-            Cell::Text(t) => pivot.shown_value(t).to_string(),
-            v => locale.label(v, pivot.ty),
-        };
+        let value_label = |v: &Cell| locale.column_label(&self.columns[p], v);
         let mut columns: Vec<ColumnMeta> = keys.iter().map(|&i| self.columns[i].clone()).collect();
         for &m in &measures {
             let measure = &self.columns[m];

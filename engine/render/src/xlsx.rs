@@ -276,12 +276,7 @@ fn write_cell(
             sheet.write_number_with_format(row, col, *v as f64, format)?;
         }
         Cell::Number(v) => {
-            let v = if column.ty == ValueType::Percent {
-                v / 100.0
-            } else {
-                *v
-            };
-            sheet.write_number_with_format(row, col, v, format)?;
+            sheet.write_number_with_format(row, col, excel_value(*v, column.ty), format)?;
         }
         Cell::Bool(b) => {
             sheet.write_boolean_with_format(row, col, *b, format)?;
@@ -427,6 +422,16 @@ fn kpi_sheet(
     Ok(3)
 }
 
+/// A value of type `ty` as a cell holds it: a percent is a fraction there (45.2 → 0.452,
+/// shown `45.2%` by the cell's format).
+fn excel_value(v: f64, ty: ValueType) -> f64 {
+    if ty == ValueType::Percent {
+        v / 100.0
+    } else {
+        v
+    }
+}
+
 /// A heatmap as a matrix right of the block's — a row per series, a column per category —
 /// under a two-colour scale (Excel has no heatmap chart; a colour-scaled range is one).
 fn heatmap(
@@ -436,11 +441,6 @@ fn heatmap(
     f: &Formats,
 ) -> Result<(), XlsxError> {
     let value_format = f.of(data.value_type, false);
-    let scale = if data.value_type == ValueType::Percent {
-        0.01
-    } else {
-        1.0
-    };
     let width = data
         .series
         .iter()
@@ -461,18 +461,16 @@ fn heatmap(
                 sheet.write_number_with_format(
                     row,
                     col + 1 + c as u16,
-                    v * scale,
+                    excel_value(*v, data.value_type),
                     &value_format,
                 )?;
             }
         }
     }
     if !data.series.is_empty() && !data.categories.is_empty() {
-        let colour =
-            |hex: String| u32::from_str_radix(hex.trim_start_matches('#'), 16).unwrap_or(0);
         let scale = ConditionalFormat2ColorScale::new()
-            .set_minimum_color(colour(crate::chart::heat_colour(0.0)))
-            .set_maximum_color(colour(crate::chart::heat_colour(1.0)));
+            .set_minimum_color(crate::chart::heat_rgb(0.0))
+            .set_maximum_color(crate::chart::heat_rgb(1.0));
         sheet.add_conditional_format(
             1,
             col + 1,
@@ -509,11 +507,6 @@ fn chart(
         sheet.write_string(i as u32 + 1, col, clip(c))?;
     }
     let value_format = f.of(data.value_type, false);
-    let scale = if data.value_type == ValueType::Percent {
-        0.01
-    } else {
-        1.0
-    };
     let series: &[crate::chart::Series] = match data.kind {
         ChartKind::Pie | ChartKind::Funnel => &data.series[..data.series.len().min(1)],
         _ => &data.series,
@@ -524,7 +517,12 @@ fn chart(
         sheet.set_column_width(c, (s.name.chars().count() as f64 + 2.0).clamp(10.0, 30.0))?;
         for (i, v) in s.values.iter().enumerate() {
             if let Some(v) = v {
-                sheet.write_number_with_format(i as u32 + 1, c, v * scale, &value_format)?;
+                sheet.write_number_with_format(
+                    i as u32 + 1,
+                    c,
+                    excel_value(*v, data.value_type),
+                    &value_format,
+                )?;
             }
         }
     }

@@ -158,6 +158,13 @@ impl Scope {
     }
 }
 
+/// The name of `f` when it is an aggregate call, not a window (`count(*)`, not
+/// `sum(x) over ()`); `aggregates` are the session's aggregate functions, lowercase.
+fn aggregate_call<'f>(f: &'f ast::Function, aggregates: &[String]) -> Option<&'f Ident> {
+    let id = f.name.0.last()?.as_ident()?;
+    (f.over.is_none() && aggregates.contains(&id.value.to_lowercase())).then_some(id)
+}
+
 /// A parsed expression with its names resolved.
 #[derive(Debug, Clone)]
 pub struct Resolved {
@@ -228,26 +235,24 @@ pub fn resolve_layered(
     }
     let refs = resolver.refs;
     let mut placeholders = Vec::new();
-    let _ = visit_expressions(&ast, |e| {
-        if let ast::Expr::Value(v) = e
-            && let Value::Placeholder(p) = &v.value
-            && !placeholders.contains(p)
-        {
-            placeholders.push(p.clone());
-        }
-        ControlFlow::<()>::Continue(())
-    });
     let mut aggregate = None;
     let _ = visit_expressions(&ast, |e| {
-        if let ast::Expr::Function(f) = e
-            && f.over.is_none()
-            && let Some(id) = f.name.0.last().and_then(|p| p.as_ident())
-            && aggregates.contains(&id.value.to_lowercase())
-        {
-            aggregate = Some((id.value.clone(), id.span.start.line, id.span.start.column));
-            return ControlFlow::Break(());
+        match e {
+            ast::Expr::Value(v) => {
+                if let Value::Placeholder(p) = &v.value
+                    && !placeholders.contains(p)
+                {
+                    placeholders.push(p.clone());
+                }
+            }
+            ast::Expr::Function(f) if aggregate.is_none() => {
+                if let Some(id) = aggregate_call(f, &aggregates) {
+                    aggregate = Some((id.value.clone(), id.span.start.line, id.span.start.column));
+                }
+            }
+            _ => {}
         }
-        ControlFlow::Continue(())
+        ControlFlow::<()>::Continue(())
     });
     Ok(Resolved {
         ast,
@@ -312,12 +317,7 @@ impl VisitorMut for Resolver<'_> {
 
     fn pre_visit_expr(&mut self, e: &mut ast::Expr) -> ControlFlow<()> {
         if let (ast::Expr::Function(f), Some(inner)) = (&*e, self.in_aggregates)
-            && f.over.is_none()
-            && f.name
-                .0
-                .last()
-                .and_then(|p| p.as_ident())
-                .is_some_and(|id| self.aggregates.contains(&id.value.to_lowercase()))
+            && aggregate_call(f, self.aggregates).is_some()
         {
             let mut nested = Resolver {
                 site: self.site,

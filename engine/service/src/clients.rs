@@ -269,7 +269,12 @@ impl Client {
     /// The client's setting overrides of a report, as `(name, value text)`.
     pub fn settings_of(&self, report: &str) -> Vec<(String, String)> {
         let catalog = self.catalog();
-        client_overrides(&catalog, &self.config, report)
+        let has = catalog
+            .reports
+            .get(report)
+            .and_then(|r| svodka_report::settings_of(&catalog, r).ok())
+            .unwrap_or_default();
+        client_overrides(&catalog, &self.config, report, &has)
             .into_iter()
             .map(|(name, text, _)| (name, text))
             .collect()
@@ -361,23 +366,23 @@ pub fn effective_settings(
     }
     let mut out = Vec::new();
     for (id, report_settings) in &declared {
-        let overrides = client_overrides(catalog, config, id);
-        // One override at a time, so that every bad one is named.
-        for (name, text, source) in &overrides {
-            let one = [(name.clone(), text.clone())];
-            if let Err(e) = svodka_report::run::setting_values(report_settings, &one) {
-                let path = match source {
-                    SettingSource::ClientReport => format!("settings.{id}.{name}"),
-                    _ => format!("settings.{name}"),
-                };
-                problem(&path, format!("report `{id}`: {e}"));
-            }
-        }
+        let overrides = client_overrides(catalog, config, id, report_settings);
         let pairs: Vec<(String, String)> = overrides
             .iter()
             .map(|(n, t, _)| (n.clone(), t.clone()))
             .collect();
         let Ok(values) = svodka_report::run::setting_values(report_settings, &pairs) else {
+            // One override at a time, so that every bad one is named.
+            for (name, text, source) in &overrides {
+                let one = [(name.clone(), text.clone())];
+                if let Err(e) = svodka_report::run::setting_values(report_settings, &one) {
+                    let path = match source {
+                        SettingSource::ClientReport => format!("settings.{id}.{name}"),
+                        _ => format!("settings.{name}"),
+                    };
+                    problem(&path, format!("report `{id}`: {e}"));
+                }
+            }
             continue;
         };
         out.push(ReportSettings {
@@ -402,24 +407,20 @@ pub fn effective_settings(
     Ok(out)
 }
 
-/// The client's overrides of a report's settings as `(name, value text, source)`: the
-/// client-wide ones the report has, then the report's own (which win, coming later).
+/// The client's overrides of `report`'s settings as `(name, value text, source)`: the
+/// client-wide ones among the report's own settings `has`, then the report's own entry
+/// (which wins, coming later).
 fn client_overrides(
     catalog: &Catalog,
     config: &ClientConfig,
     report: &str,
+    has: &[svodka_report::settings::Setting],
 ) -> Vec<(String, String, SettingSource)> {
-    let has: Vec<String> = catalog
-        .reports
-        .get(report)
-        .and_then(|r| svodka_report::settings_of(catalog, r).ok())
-        .map(|settings| settings.into_iter().map(|s| s.name).collect())
-        .unwrap_or_default();
     let text = svodka_report::settings::setting_text;
     let mut out: Vec<(String, String, SettingSource)> = config
         .settings
         .iter()
-        .filter(|(k, _)| !catalog.reports.contains_key(*k) && has.contains(k))
+        .filter(|(k, _)| !catalog.reports.contains_key(*k) && has.iter().any(|s| &s.name == *k))
         .map(|(k, v)| (k.clone(), text(v), SettingSource::Client))
         .collect();
     if let Some(serde_yaml::Value::Mapping(own)) = config.settings.get(report) {

@@ -383,9 +383,9 @@ impl<'a> Compiler<'a> {
         expr::plan(&self.state, site, resolved, schema, &self.bindings)
     }
 
-    /// Parses, resolves against the frame's columns and plans, in one step.
-    /// An expression over `df`'s columns that has a value per row: an aggregate in it is
-    /// refused where it stands, with what to write instead.
+    /// An expression over `df`'s columns that has a value per row, parsed, resolved and
+    /// planned in one step: an aggregate in it is refused where it stands, with what to
+    /// write instead.
     fn row_expr(&self, site: &ExprSite, text: &str, df: &DataFrame) -> Result<Expr, Diagnostic> {
         self.expr_over(site, text, df, false)
     }
@@ -593,16 +593,11 @@ impl<'a> Compiler<'a> {
                     .into());
             }
             let (rows, columns) = list::without(rows, columns, &hidden).map_err(err)?;
-            let shown = || {
-                columns
-                    .iter()
-                    .map(|c| column(&c.name))
-                    .collect::<Vec<Expr>>()
-            };
-            let totals = match totals {
-                Some(t) => Some(t.select(shown()).map_err(err)?),
-                None => None,
-            };
+            // The totals row keeps the columns the rows keep.
+            let totals = totals
+                .map(|t| t.select(columns.iter().map(|c| column(&c.name)).collect::<Vec<_>>()))
+                .transpose()
+                .map_err(err)?;
             if let Some(u) = &block.unpivot {
                 let (rows, columns) = self.unpivot(report, i, u, rows, &columns)?;
                 return Ok(CompiledBlock {
