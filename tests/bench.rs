@@ -13,7 +13,7 @@ fn reports_equal_an_independent_duckdb_implementation_on_the_demo_store() {
         .arg(work.path())
         .arg("--svodka")
         .arg(env!("CARGO_BIN_EXE_svodka"))
-        .env(svodka_csv::Clock::ENV, NOW)
+        .env(svodka_config::Clock::ENV, NOW)
         .output()
         .expect("python3 runs (the bench harness needs Python 3 and `pip install duckdb`)");
     let text =

@@ -4,6 +4,7 @@
 mod bench;
 mod bitrix24;
 mod browser;
+mod cases_language;
 mod cli;
 mod clients;
 mod cluster;
@@ -21,4 +22,5 @@ mod sales_plan;
 mod service;
 mod store;
 mod util;
+mod whole_reports;
 mod xlsx;

@@ -122,6 +122,33 @@ fn the_amocrm_plugin_is_listed_synced_and_reported_on() {
     let report = crate::util::json(&october("sales_dynamics", s));
     let text = report.to_string();
     assert!(text.contains("1500000"), "the won deal's amount: {text}");
+    // Links are amoCRM's own pages, from the plugin's `links` written into the data set's
+    // description — none without a portal to put them on.
+    let info = std::fs::read_to_string(store.join("snapshots/000001/dataset.yaml")).unwrap();
+    assert!(
+        info.contains("deal: '{portal}/leads/detail/{id}'"),
+        "{info}"
+    );
+    let url = |report: &serde_json::Value| {
+        crate::util::block(report, "deals_list")["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["url"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert!(url(&report).iter().all(|u| u.is_null()), "{text}");
+    let mut args = october("sales_dynamics", s).to_vec();
+    args.extend(["--portal", "https://acme.amocrm.ru"]);
+    let linked = crate::util::json(&args);
+    assert_eq!(
+        url(&linked),
+        [
+            "https://acme.amocrm.ru/leads/detail/103",
+            "https://acme.amocrm.ru/leads/detail/102",
+            "https://acme.amocrm.ru/leads/detail/101"
+        ]
+    );
     // The plugin gave no activities: a report that reads them says so, once a table.
     let out = crate::util::svodka(&october("forgotten", s));
     assert!(out.status.success());

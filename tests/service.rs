@@ -521,7 +521,7 @@ fn a_refresh_from_another_site_is_refused() {
 #[test]
 fn refreshes_coalesce_and_old_jobs_and_idle_sessions_expire() {
     use std::time::Instant;
-    use svodka_service::{JOB_KEPT, Job, SESSION_IDLE, Session};
+    use svodka_service::{JOB_KEPT, JOBS_KEPT, Job, SESSION_IDLE, SESSIONS_PER_CLIENT, Session};
     let dir = config();
     let s = service(dir.path(), Limits::default());
     let beta = s.clients["beta"].clone();
@@ -590,6 +590,56 @@ fn refreshes_coalesce_and_old_jobs_and_idle_sessions_expire() {
         None,
     );
     assert_eq!(r.status, StatusCode::SEE_OTHER, "to the login form");
+
+    // Logins in a loop hold at most SESSIONS_PER_CLIENT sessions of a client: the one
+    // used longest ago ends first; another client's are untouched.
+    let acme_session = s.start_session("acme");
+    let oldest = s.start_session("beta");
+    s.sessions
+        .lock()
+        .unwrap()
+        .get_mut(&oldest)
+        .unwrap()
+        .last_used = Instant::now().checked_sub(Duration::from_secs(60)).unwrap();
+    for _ in 0..SESSIONS_PER_CLIENT {
+        s.start_session("beta");
+    }
+    let count = |client: &str| {
+        let sessions = s.sessions.lock().unwrap();
+        sessions.values().filter(|x| x.client == client).count()
+    };
+    assert_eq!(count("beta"), SESSIONS_PER_CLIENT);
+    assert!(s.session_client(&oldest).is_none(), "the oldest ended");
+    assert_eq!(s.session_client(&acme_session).unwrap().id, "acme");
+
+    // Finished jobs: at most JOBS_KEPT of a client, the oldest forgotten first.
+    for n in 0..JOBS_KEPT + 5 {
+        s.jobs.lock().unwrap().insert(
+            format!("done{n}"),
+            Job {
+                id: format!("done{n}"),
+                client: "beta".into(),
+                state: "done",
+                progress: 100,
+                message: "refreshed".into(),
+                data_version: Some(2),
+                finished: Some(Instant::now() - Duration::from_secs(600 - n as u64)),
+            },
+        );
+    }
+    let newest = rt().block_on(async { s.start_refresh(beta.clone()) });
+    let jobs = s.jobs.lock().unwrap();
+    let beta_jobs = jobs.values().filter(|j| j.client == "beta").count();
+    assert_eq!(
+        beta_jobs, JOBS_KEPT,
+        "{JOBS_KEPT} kept, the new one among them"
+    );
+    assert!(jobs.contains_key(&newest));
+    assert!(
+        jobs.contains_key(&format!("done{}", JOBS_KEPT + 4)),
+        "the latest stays"
+    );
+    assert!(!jobs.contains_key("done0"), "the oldest goes");
 }
 
 /// One client's bad data or definitions never stop another from starting or serving:

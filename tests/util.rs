@@ -18,14 +18,14 @@ pub fn fixture(name: &str) -> PathBuf {
 pub const NOW: &str = "2026-11-27T12:00:00+03:00";
 
 /// The pinned clock, for tests that build the service in-process.
-pub fn clock() -> svodka_csv::Clock {
-    svodka_csv::Clock::parse(NOW).expect("a valid moment")
+pub fn clock() -> svodka_config::Clock {
+    svodka_config::Clock::parse(NOW).expect("a valid moment")
 }
 
 /// The `svodka` binary with the pinned clock, run from the repository root.
 pub fn svodka_command() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_svodka"));
-    cmd.env(svodka_csv::Clock::ENV, NOW).current_dir(root());
+    cmd.env(svodka_config::Clock::ENV, NOW).current_dir(root());
     cmd
 }
 

@@ -67,7 +67,7 @@ struct Expect {
 
 /// Runs every case of `dir` (or the one file `dir` names); prints a line per case and the
 /// differences of each failed one; fails when any case failed.
-pub async fn run_cases(dir: &Path, clock: svodka_csv::Clock) -> Result<()> {
+pub async fn run_cases(dir: &Path, clock: svodka_config::Clock) -> Result<()> {
     let files: Vec<PathBuf> = if dir.is_file() {
         vec![dir.to_path_buf()]
     } else {
@@ -107,7 +107,7 @@ pub async fn run_cases(dir: &Path, clock: svodka_csv::Clock) -> Result<()> {
 }
 
 /// One case: its differences from what the report gives (none: it passes).
-async fn run_case(file: &Path, clock: svodka_csv::Clock) -> Result<Vec<String>> {
+async fn run_case(file: &Path, clock: svodka_config::Clock) -> Result<Vec<String>> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let case: Case = serde_yaml::from_str(&text).map_err(|e| {
@@ -121,9 +121,16 @@ async fn run_case(file: &Path, clock: svodka_csv::Clock) -> Result<Vec<String>> 
     let overlays: Vec<PathBuf> = case.reports.iter().map(|p| base.join(p)).collect();
     let catalog = svodka_sources::catalog(&overlays)?;
     let (tables, info) = svodka_sources::open_data(&base.join(&case.data), |_| {})?;
-    let mut params = crate::run_params(
+    let zone = match &case.timezone {
+        Some(name) => Some(
+            svodka_schema::values::zone(name)
+                .map_err(|e| anyhow::anyhow!("{}: timezone: {e}", file.display()))?,
+        ),
+        None => None,
+    };
+    let mut params = svodka_sources::run_params(
         (Some(case.from), Some(case.to), case.as_of),
-        ("timezone", case.timezone.as_deref()),
+        zone,
         None,
         info.as_ref(),
         clock,

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use svodka_csv::DatasetInfo;
+use svodka_config::DatasetInfo;
 use svodka_report::LazyTables;
 
 /// Departments, active employees and pipelines of a data folder (a store or CSV), for the

@@ -83,7 +83,7 @@ pub async fn describe(catalog: &Catalog, title: &str) -> Result<String> {
         Some(day(31)),
         Some(day(31)),
         day(31),
-        chrono_tz::Europe::Moscow,
+        svodka_schema::values::default_zone(),
     )?;
     for (id, report) in &catalog.reports {
         let source = Recording {

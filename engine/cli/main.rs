@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use svodka_report::{RunParams, RunRequest};
+use svodka_report::RunRequest;
 
 #[derive(Parser)]
 #[command(
@@ -34,8 +34,8 @@ struct Cli {
     command: Command,
     /// Pin "now" (the default period, a sync's retention and snapshot day, a page's time
     /// of generation): `2026-11-27T12:00:00+03:00`, or a day. Default: the system clock.
-    #[arg(long, global = true, value_name = "MOMENT", env = svodka_csv::Clock::ENV, value_parser = svodka_csv::Clock::parse)]
-    now: Option<svodka_csv::Clock>,
+    #[arg(long, global = true, value_name = "MOMENT", env = svodka_config::Clock::ENV, value_parser = svodka_config::Clock::parse)]
+    now: Option<svodka_config::Clock>,
 }
 
 #[derive(Subcommand)]
@@ -276,8 +276,8 @@ struct ParamArgs {
     #[arg(long = "param", value_name = "KEY=VALUE")]
     param: Vec<String>,
     /// Client time zone (IANA); default: the data set's, else Europe/Moscow.
-    #[arg(long)]
-    tz: Option<String>,
+    #[arg(long, value_parser = svodka_schema::values::zone)]
+    tz: Option<chrono_tz::Tz>,
     /// CRM portal URL for links; default: the data set's.
     #[arg(long)]
     portal: Option<String>,
@@ -512,16 +512,11 @@ fn request(
     report: &str,
     p: &ParamArgs,
     block: Option<String>,
-    info: Option<&svodka_csv::DatasetInfo>,
-    clock: svodka_csv::Clock,
+    info: Option<&svodka_config::DatasetInfo>,
+    clock: svodka_config::Clock,
 ) -> Result<RunRequest> {
-    let mut params = run_params(
-        (p.from, p.to, p.as_of),
-        ("--tz", p.tz.as_deref()),
-        p.portal.clone(),
-        info,
-        clock,
-    )?;
+    let mut params =
+        svodka_sources::run_params((p.from, p.to, p.as_of), p.tz, p.portal.clone(), info, clock)?;
     for (name, values) in [
         ("employee", &p.employee),
         ("department", &p.department),
@@ -536,29 +531,6 @@ fn request(
         block,
         ..RunRequest::new(report, params)
     })
-}
-
-/// A run's period (`from`, `to`, `as_of`; defaults by the data set's "today"), zone and
-/// portal over a data set: the zone given (its option named in an error), else the data
-/// set's, else the default; the portal given, else the data set's.
-fn run_params(
-    (from, to, as_of): (Option<NaiveDate>, Option<NaiveDate>, Option<NaiveDate>),
-    (zone_option, zone): (&str, Option<&str>),
-    portal: Option<String>,
-    info: Option<&svodka_csv::DatasetInfo>,
-    clock: svodka_csv::Clock,
-) -> Result<RunParams> {
-    let tz_name = zone
-        .map(str::to_string)
-        .or_else(|| info.map(|i| i.timezone.clone()))
-        .unwrap_or_else(|| svodka_schema::values::DEFAULT_TIMEZONE.into());
-    let timezone: chrono_tz::Tz = tz_name
-        .parse()
-        .map_err(|_| anyhow::anyhow!("{zone_option}: unknown time zone {tz_name:?}"))?;
-    let today = clock.data_today(info, &timezone);
-    let mut params = RunParams::resolve(from, to, as_of, today, timezone)?;
-    params.portal_url = portal.or_else(|| info.and_then(|i| i.portal_url.clone()));
-    Ok(params)
 }
 
 /// `KEY=VALUE` arguments as pairs.
@@ -577,7 +549,7 @@ fn key_values(flag: &str, items: &[String]) -> Result<Vec<(String, String)>> {
 struct RunInputs {
     catalog: std::sync::Arc<svodka_report::Catalog>,
     tables: RunTables,
-    info: Option<svodka_csv::DatasetInfo>,
+    info: Option<svodka_config::DatasetInfo>,
     locale: Option<svodka_render::Locale>,
 }
 
@@ -602,7 +574,7 @@ impl RunTables {
 async fn client_run(
     a: &RunArgs,
     name: &str,
-    clock: svodka_csv::Clock,
+    clock: svodka_config::Clock,
 ) -> Result<(RunInputs, RunRequest)> {
     let (config, owned) = (a.config.clone(), name.to_string());
     // Loading checks definitions on a runtime of its own: off this one's threads.
@@ -642,7 +614,7 @@ async fn client_run(
     Ok((inputs, req))
 }
 
-async fn run(a: RunArgs, clock: svodka_csv::Clock) -> Result<()> {
+async fn run(a: RunArgs, clock: svodka_config::Clock) -> Result<()> {
     let (inputs, mut req) = match &a.client {
         Some(name) => client_run(&a, name, clock).await?,
         None => {
@@ -825,7 +797,7 @@ async fn cluster(command: ClusterCommand) -> Result<()> {
     Ok(())
 }
 
-async fn serve(a: ServeArgs, clock: svodka_csv::Clock) -> Result<()> {
+async fn serve(a: ServeArgs, clock: svodka_config::Clock) -> Result<()> {
     let defaults = svodka_service::Limits::default();
     let limits = svodka_service::Limits {
         timeout: std::time::Duration::from_secs(a.timeout),
@@ -885,7 +857,7 @@ fn list(a: CatalogArgs) -> Result<()> {
     Ok(())
 }
 
-async fn explain(a: ExplainArgs, clock: svodka_csv::Clock) -> Result<()> {
+async fn explain(a: ExplainArgs, clock: svodka_config::Clock) -> Result<()> {
     let catalog = svodka_sources::catalog(&a.params.catalog.reports)?;
     let data_dir = match (&a.params.data, a.params.demo) {
         (Some(dir), _) => Some(dir.clone()),
@@ -908,7 +880,7 @@ async fn explain(a: ExplainArgs, clock: svodka_csv::Clock) -> Result<()> {
     Ok(())
 }
 
-fn plan_template(a: TemplateArgs, clock: svodka_csv::Clock) -> Result<()> {
+fn plan_template(a: TemplateArgs, clock: svodka_config::Clock) -> Result<()> {
     let (directory, info) = data::directory(&a.data)?;
     let year = a
         .year

@@ -9,8 +9,9 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use svodka_bitrix24::client::{Auth, Client};
 use svodka_bitrix24::pace::Limit;
-use svodka_bitrix24::settings::{Settings, Tokens, portal_of};
+use svodka_bitrix24::settings::{Tokens, portal_of};
 use svodka_bitrix24::sync::{Event, Options};
+use svodka_config::Bitrix24Config;
 
 use crate::data::Progress;
 
@@ -120,17 +121,17 @@ struct Target {
     /// The client's folder (relative paths in its settings start there).
     dir: PathBuf,
     /// "Now": the retention cut-off and the day a snapshot is dated.
-    clock: svodka_csv::Clock,
+    clock: svodka_config::Clock,
 }
 
-pub fn sync(a: SyncArgs, clock: svodka_csv::Clock) -> Result<()> {
-    let mut bitrix24 = a.bitrix24.as_ref().map(|url| Settings {
+pub fn sync(a: SyncArgs, clock: svodka_config::Clock) -> Result<()> {
+    let mut bitrix24 = a.bitrix24.as_ref().map(|url| Bitrix24Config {
         webhook: Some(url.clone()),
         ..Default::default()
     });
     let mut onec = match &a.onec {
         Some(path) => Some((
-            svodka_onec::config::Config::read(path)?,
+            svodka_config::OnecConfig::read(path)?,
             path.parent().map(PathBuf::from).unwrap_or_default(),
         )),
         None => None,
@@ -146,7 +147,7 @@ pub fn sync(a: SyncArgs, clock: svodka_csv::Clock) -> Result<()> {
     let mut store = a.data.clone();
     if let Some(client) = &a.client {
         let dir = a.config.join("clients").join(client);
-        let config = svodka_service::clients::ClientConfig::read(&dir)?;
+        let config = svodka_config::ClientConfig::read(&dir)?;
         bitrix24 = config.bitrix24.clone();
         onec = config.onec.clone().map(|c| (c, dir.clone()));
         if bitrix24.is_none() && onec.is_none() {
@@ -268,15 +269,17 @@ fn sync_plugin(a: &SyncArgs, which: &str, target: &Target) -> Result<()> {
     let day = target.clock.today(&tz);
     let info = svodka_store::synced_info(
         current.as_ref(),
-        || svodka_csv::DatasetInfo {
+        || svodka_config::DatasetInfo {
             name: target.name.clone().unwrap_or_else(|| plugin.name.clone()),
             timezone: timezone.clone(),
             portal_url: None,
             snapshot_date: day,
             origin: None,
+            links: Default::default(),
         },
         day,
         &format!("plugin {} {}", plugin.name, plugin.version),
+        &plugin.links,
     );
     let snapshot = writer.commit(Some(&info), a.keep)?;
     outln!(
@@ -295,7 +298,7 @@ fn sync_plugin(a: &SyncArgs, which: &str, target: &Target) -> Result<()> {
 /// A 1C source into the store.
 fn sync_onec(
     a: &SyncArgs,
-    config: &svodka_onec::config::Config,
+    config: &svodka_config::OnecConfig,
     dir: &std::path::Path,
     target: &Target,
 ) -> Result<()> {
@@ -373,22 +376,21 @@ fn sync_onec(
 }
 
 /// A Bitrix24 portal into the store.
-fn sync_bitrix24(a: &SyncArgs, settings: Settings, target: &Target) -> Result<()> {
+fn sync_bitrix24(a: &SyncArgs, settings: Bitrix24Config, target: &Target) -> Result<()> {
     let (store, client_dir) = (target.store.clone(), target.dir.clone());
     let (timezone, retention, name) = (
         target.timezone.clone(),
         target.retention,
         target.name.clone(),
     );
-    let (auth, token_file) = settings.auth(&client_dir)?;
+    let (auth, token_file) = svodka_bitrix24::settings::auth(&settings, &client_dir)?;
     let limit = match (&a.rate_limit, &a.plan) {
         (Some(r), _) => rate_limit(r)?,
-        (None, Some(p)) => Settings {
+        (None, Some(p)) => svodka_bitrix24::settings::limit(&Bitrix24Config {
             plan: Some(p.clone()),
             ..Default::default()
-        }
-        .limit()?,
-        (None, None) => settings.limit()?,
+        })?,
+        (None, None) => svodka_bitrix24::settings::limit(&settings)?,
     };
     let url = match &auth {
         Auth::Webhook { url } => url.clone(),

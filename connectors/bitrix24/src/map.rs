@@ -152,8 +152,12 @@ pub fn departments(rows: &[Json]) -> Result<Mapped, String> {
             unknowns.note("departments", "record without ID or NAME");
             continue;
         };
-        out.push(&[Value::Int(id), Value::Text(&name), reference(&r["PARENT"])])
-            .map_err(|e| format!("department {id}: {e}"))?;
+        out.push_named(&[
+            ("id", Value::Int(id)),
+            ("name", Value::Text(&name)),
+            ("parent_id", reference(&r["PARENT"])),
+        ])
+        .map_err(|e| format!("department {id}: {e}"))?;
     }
     Ok(Mapped {
         batch: out.finish(),
@@ -188,12 +192,15 @@ pub fn users(rows: &[Json]) -> Result<Mapped, String> {
             .map(reference)
             .unwrap_or(Value::Null);
         let position = txt(&r["WORK_POSITION"]);
-        out.push(&[
-            Value::Int(id),
-            Value::Text(&name),
-            department,
-            Value::Bool(wire::flag(&r["ACTIVE"]).unwrap_or(true)),
-            opt_text(&position),
+        out.push_named(&[
+            ("id", Value::Int(id)),
+            ("name", Value::Text(&name)),
+            ("department_id", department),
+            (
+                "active",
+                Value::Bool(wire::flag(&r["ACTIVE"]).unwrap_or(true)),
+            ),
+            ("position", opt_text(&position)),
         ])
         .map_err(|e| format!("user {id}: {e}"))?;
     }
@@ -212,10 +219,10 @@ pub fn pipelines(categories: &[Json]) -> Result<Mapped, String> {
             unknowns.note("pipelines", "category without id or name");
             continue;
         };
-        out.push(&[
-            Value::Int(id),
-            Value::Text(&name),
-            Value::Int(wire::id(&r["sort"]).unwrap_or(0)),
+        out.push_named(&[
+            ("id", Value::Int(id)),
+            ("name", Value::Text(&name)),
+            ("sort", Value::Int(wire::id(&r["sort"]).unwrap_or(0))),
         ])
         .map_err(|e| format!("pipeline {id}: {e}"))?;
     }
@@ -244,7 +251,7 @@ pub fn dictionaries(rows: &[Json]) -> Result<(Mapped, Mapped), String> {
         };
         if dict == "SOURCE" {
             sources
-                .push(&[Value::Text(&code), Value::Text(&name)])
+                .push_named(&[("id", Value::Text(&code)), ("name", Value::Text(&name))])
                 .map_err(|e| format!("source {code}: {e}"))?;
             continue;
         }
@@ -262,13 +269,13 @@ pub fn dictionaries(rows: &[Json]) -> Result<(Mapped, Mapped), String> {
             .or_else(|| r["SEMANTICS"].as_str());
         let sem = semantic(raw, "stages.semantic", &mut unknowns);
         stages
-            .push(&[
-                Value::Text(entity),
-                pipeline,
-                Value::Text(&code),
-                Value::Text(&name),
-                Value::Int(wire::id(&r["SORT"]).unwrap_or(0)),
-                Value::Text(sem),
+            .push_named(&[
+                ("entity", Value::Text(entity)),
+                ("pipeline_id", pipeline),
+                ("stage_id", Value::Text(&code)),
+                ("name", Value::Text(&name)),
+                ("sort", Value::Int(wire::id(&r["SORT"]).unwrap_or(0))),
+                ("semantic", Value::Text(sem)),
             ])
             .map_err(|e| format!("stage {code}: {e}"))?;
     }
@@ -333,13 +340,12 @@ pub fn companies(rows: &[Json]) -> Result<Mapped, String> {
         let [title, city, country] =
             ["TITLE", "ADDRESS_CITY", "ADDRESS_COUNTRY"].map(|k| txt(&r[k]));
         let title = title.unwrap_or_default();
-        out.push(&[
-            Value::Int(id),
-            Value::Text(&title),
-            Value::Null,
-            opt_text(&city),
-            opt_text(&country),
-            Value::Timestamp(created),
+        out.push_named(&[
+            ("id", Value::Int(id)),
+            ("title", Value::Text(&title)),
+            ("city", opt_text(&city)),
+            ("country", opt_text(&country)),
+            ("created_at", Value::Timestamp(created)),
         ])
         .map_err(|e| format!("company {id}: {e}"))?;
     }
@@ -360,11 +366,11 @@ pub fn contacts(rows: &[Json]) -> Result<Mapped, String> {
             continue;
         };
         let name = person(r);
-        out.push(&[
-            Value::Int(id),
-            Value::Text(&name),
-            reference(&r["COMPANY_ID"]),
-            Value::Timestamp(created),
+        out.push_named(&[
+            ("id", Value::Int(id)),
+            ("name", Value::Text(&name)),
+            ("company_id", reference(&r["COMPANY_ID"])),
+            ("created_at", Value::Timestamp(created)),
         ])
         .map_err(|e| format!("contact {id}: {e}"))?;
     }
@@ -434,31 +440,37 @@ pub fn deals(rows: &[Json], closings: &HashMap<i64, i64>) -> Result<Mapped, Stri
         };
         let source = txt(&r["SOURCE_ID"]);
         let utm = utm(r);
-        out.push(&[
-            Value::Int(h.id),
-            Value::Text(&h.title),
-            Value::Int(wire::id(&r["CATEGORY_ID"]).unwrap_or(0)),
-            Value::Text(&h.stage),
-            Value::Text(sem),
-            amount,
-            opt_text(&currency),
-            Value::Int(h.assigned),
-            Value::Timestamp(h.created),
-            match (closed, closings.get(&h.id)) {
-                (false, _) => Value::Null,
-                (true, Some(at)) => Value::Timestamp(*at),
-                (true, None) => ts(&r["CLOSEDATE"]),
-            },
-            Value::Timestamp(h.modified),
-            reference(&r["COMPANY_ID"]),
-            reference(&r["CONTACT_ID"]),
-            reference(&r["LEAD_ID"]),
-            opt_text(&source),
-            opt_text(&utm[0]),
-            opt_text(&utm[1]),
-            opt_text(&utm[2]),
-            opt_text(&utm[3]),
-            opt_text(&utm[4]),
+        out.push_named(&[
+            ("id", Value::Int(h.id)),
+            ("title", Value::Text(&h.title)),
+            (
+                "pipeline_id",
+                Value::Int(wire::id(&r["CATEGORY_ID"]).unwrap_or(0)),
+            ),
+            ("stage_id", Value::Text(&h.stage)),
+            ("semantic", Value::Text(sem)),
+            ("amount", amount),
+            ("currency", opt_text(&currency)),
+            ("assigned_id", Value::Int(h.assigned)),
+            ("created_at", Value::Timestamp(h.created)),
+            (
+                "closed_at",
+                match (closed, closings.get(&h.id)) {
+                    (false, _) => Value::Null,
+                    (true, Some(at)) => Value::Timestamp(*at),
+                    (true, None) => ts(&r["CLOSEDATE"]),
+                },
+            ),
+            ("modified_at", Value::Timestamp(h.modified)),
+            ("company_id", reference(&r["COMPANY_ID"])),
+            ("contact_id", reference(&r["CONTACT_ID"])),
+            ("lead_id", reference(&r["LEAD_ID"])),
+            ("source_id", opt_text(&source)),
+            ("utm_source", opt_text(&utm[0])),
+            ("utm_medium", opt_text(&utm[1])),
+            ("utm_campaign", opt_text(&utm[2])),
+            ("utm_content", opt_text(&utm[3])),
+            ("utm_term", opt_text(&utm[4])),
         ])
         .map_err(|e| format!("deal {}: {e}", h.id))?;
     }
@@ -489,31 +501,34 @@ pub fn leads(rows: &[Json]) -> Result<Mapped, String> {
         ]
         .map(|k| txt(&r[k]));
         let utm = utm(r);
-        out.push(&[
-            Value::Int(h.id),
-            Value::Text(&h.title),
-            Value::Text(&h.stage),
-            Value::Text(sem),
-            opt_text(&source),
-            Value::Int(h.assigned),
-            Value::Timestamp(h.created),
-            if sem == "process" {
-                Value::Null
-            } else {
-                ts(&r["DATE_CLOSED"])
-            },
-            Value::Timestamp(h.modified),
-            money(&r["OPPORTUNITY"]),
-            opt_text(&currency),
-            reference(&r["COMPANY_ID"]),
-            reference(&r["CONTACT_ID"]),
-            opt_text(&city),
-            opt_text(&country),
-            opt_text(&utm[0]),
-            opt_text(&utm[1]),
-            opt_text(&utm[2]),
-            opt_text(&utm[3]),
-            opt_text(&utm[4]),
+        out.push_named(&[
+            ("id", Value::Int(h.id)),
+            ("title", Value::Text(&h.title)),
+            ("status_id", Value::Text(&h.stage)),
+            ("semantic", Value::Text(sem)),
+            ("source_id", opt_text(&source)),
+            ("assigned_id", Value::Int(h.assigned)),
+            ("created_at", Value::Timestamp(h.created)),
+            (
+                "closed_at",
+                if sem == "process" {
+                    Value::Null
+                } else {
+                    ts(&r["DATE_CLOSED"])
+                },
+            ),
+            ("modified_at", Value::Timestamp(h.modified)),
+            ("amount", money(&r["OPPORTUNITY"])),
+            ("currency", opt_text(&currency)),
+            ("company_id", reference(&r["COMPANY_ID"])),
+            ("contact_id", reference(&r["CONTACT_ID"])),
+            ("city", opt_text(&city)),
+            ("country", opt_text(&country)),
+            ("utm_source", opt_text(&utm[0])),
+            ("utm_medium", opt_text(&utm[1])),
+            ("utm_campaign", opt_text(&utm[2])),
+            ("utm_content", opt_text(&utm[3])),
+            ("utm_term", opt_text(&utm[4])),
         ])
         .map_err(|e| format!("lead {}: {e}", h.id))?;
     }
@@ -587,18 +602,18 @@ pub fn activities(rows: &[Json]) -> Result<Mapped, String> {
             }
             _ => Value::Null,
         };
-        out.push(&[
-            Value::Int(id),
-            Value::Text(kind),
-            direction,
-            Value::Text(owner_type),
-            Value::Int(owner),
-            Value::Int(responsible),
-            Value::Timestamp(created),
-            ts(&r["DEADLINE"]),
-            Value::Bool(completed),
-            completed_at,
-            duration,
+        out.push_named(&[
+            ("id", Value::Int(id)),
+            ("kind", Value::Text(kind)),
+            ("direction", direction),
+            ("owner_type", Value::Text(owner_type)),
+            ("owner_id", Value::Int(owner)),
+            ("responsible_id", Value::Int(responsible)),
+            ("created_at", Value::Timestamp(created)),
+            ("deadline", ts(&r["DEADLINE"])),
+            ("completed", Value::Bool(completed)),
+            ("completed_at", completed_at),
+            ("duration_s", duration),
         ])
         .map_err(|e| format!("activity {id}: {e}"))?;
     }
@@ -636,18 +651,15 @@ pub fn comments(rows: &[Json]) -> Result<Mapped, String> {
                 continue;
             }
         };
-        out.push(&[
-            Value::Int(-id),
-            Value::Text("comment"),
-            Value::Null,
-            Value::Text(owner_type),
-            Value::Int(owner),
-            Value::Int(author),
-            Value::Timestamp(created),
-            Value::Null,
-            Value::Bool(true),
-            Value::Timestamp(created),
-            Value::Null,
+        out.push_named(&[
+            ("id", Value::Int(-id)),
+            ("kind", Value::Text("comment")),
+            ("owner_type", Value::Text(owner_type)),
+            ("owner_id", Value::Int(owner)),
+            ("responsible_id", Value::Int(author)),
+            ("created_at", Value::Timestamp(created)),
+            ("completed", Value::Bool(true)),
+            ("completed_at", Value::Timestamp(created)),
         ])
         .map_err(|e| format!("comment {id}: {e}"))?;
     }
@@ -749,14 +761,14 @@ pub fn stage_history(entity: &str, rows: &[Json]) -> Result<Mapped, String> {
         } else {
             opt_id(&r["CATEGORY_ID"])
         };
-        out.push(&[
-            Value::Text(entity),
-            Value::Int(owner),
-            pipeline,
-            Value::Text(&stage),
-            Value::Text(sem),
-            Value::Timestamp(at),
-            Value::Text(kind),
+        out.push_named(&[
+            ("entity", Value::Text(entity)),
+            ("entity_id", Value::Int(owner)),
+            ("pipeline_id", pipeline),
+            ("stage_id", Value::Text(&stage)),
+            ("semantic", Value::Text(sem)),
+            ("changed_at", Value::Timestamp(at)),
+            ("kind", Value::Text(kind)),
         ])
         .map_err(|e| format!("stage history of {entity} {owner}: {e}"))?;
     }

@@ -17,7 +17,7 @@ use arrow::record_batch::RecordBatch;
 use chrono::{Months, TimeZone};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use svodka_csv::{Clock, DatasetInfo};
+use svodka_config::{Clock, DatasetInfo};
 use svodka_store::{Snapshot, Store};
 
 use crate::Error;
@@ -503,10 +503,7 @@ pub fn sync(
 ) -> Result<Outcome, Error> {
     let begun = Instant::now();
     let requests_before = client.requests;
-    let tz: chrono_tz::Tz = options
-        .timezone
-        .parse()
-        .map_err(|_| Error::Settings(format!("unknown time zone `{}`", options.timezone)))?;
+    let tz = svodka_schema::values::zone(&options.timezone).map_err(Error::Settings)?;
     let current = store.current_if_any()?;
     let plan = plan(current.as_ref(), options, tz, options.clock.unix())?;
     let mut spool = Spool::open(
@@ -616,9 +613,11 @@ fn dataset(
             portal_url: options.portal_url.clone(),
             snapshot_date: day,
             origin: None,
+            links: Default::default(),
         },
         day,
         &format!("bitrix24 sync {}", options.portal),
+        &svodka_config::bitrix24::links(),
     )
 }
 

@@ -4,7 +4,6 @@
 //! Every value is parsed strictly; a bad one is an error naming file, line, column and the
 //! value. Nothing is skipped silently.
 
-mod clock;
 mod parse;
 
 use std::fs::File;
@@ -17,7 +16,6 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use svodka_schema::{Column, ColumnType, Table};
 
-pub use crate::clock::Clock;
 pub use crate::parse::{parse_bool, parse_date, parse_float, parse_int, parse_timestamp};
 use svodka_schema::ColumnBuilder;
 pub use svodka_schema::values::parse_money;
@@ -38,13 +36,6 @@ pub enum CsvError {
     /// The file is not well-formed CSV (e.g. an unterminated quote, a short row).
     #[error("{file}:{line}: malformed CSV: {message}")]
     Malformed {
-        file: PathBuf,
-        line: u64,
-        message: String,
-    },
-    /// `dataset.yaml` is not valid YAML or has unknown or mistyped keys.
-    #[error("{file}:{line}: {message}")]
-    BadDataset {
         file: PathBuf,
         line: u64,
         message: String,
@@ -380,56 +371,3 @@ impl ColumnPlan {
 
 #[cfg(test)]
 mod tests;
-
-/// `dataset.yaml`: what a CSV folder describes — whose data, in which time zone, and the
-/// day it was extracted (the "today" of reports run on it).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatasetInfo {
-    pub name: String,
-    /// IANA time zone of the client, e.g. `Europe/Moscow`.
-    pub timezone: String,
-    /// The CRM portal base URL, for links.
-    #[serde(default)]
-    pub portal_url: Option<String>,
-    /// The day the data was extracted.
-    pub snapshot_date: chrono::NaiveDate,
-    /// How the data was produced (`demo seed 42`, `bitrix24 sync`…).
-    #[serde(default)]
-    pub origin: Option<String>,
-}
-
-/// The file name of the dataset description inside a CSV folder.
-pub const DATASET_FILE: &str = "dataset.yaml";
-
-impl DatasetInfo {
-    /// Reads `dir/dataset.yaml`; Ok(None) when the folder has none.
-    pub fn read(dir: &Path) -> Result<Option<DatasetInfo>, CsvError> {
-        let path = dir.join(DATASET_FILE);
-        let exists = path.try_exists().map_err(|source| CsvError::Io {
-            file: path.clone(),
-            source,
-        })?;
-        if !exists {
-            return Ok(None);
-        }
-        let text = std::fs::read_to_string(&path).map_err(|source| CsvError::Io {
-            file: path.clone(),
-            source,
-        })?;
-        serde_yaml::from_str(&text)
-            .map(Some)
-            .map_err(|e| CsvError::BadDataset {
-                file: path,
-                line: e.location().map(|l| l.line() as u64).unwrap_or(1),
-                message: e.to_string(),
-            })
-    }
-
-    /// Writes `dir/dataset.yaml`.
-    pub fn write(&self, dir: &Path) -> Result<(), CsvError> {
-        let path = dir.join(DATASET_FILE);
-        let text = serde_yaml::to_string(self).expect("plain struct serialises");
-        std::fs::write(&path, text).map_err(|source| CsvError::Io { file: path, source })
-    }
-}

@@ -21,6 +21,10 @@ use write::{TableWriter, days_from_civil};
 
 /// Deals in the default demo set.
 pub const DEFAULT_DEALS: usize = 20_000;
+
+/// The layout of the files the demo writes: raised whenever they change (2: `links` in
+/// `dataset.yaml`), so that a demo folder kept from an earlier layout is made again.
+pub const LAYOUT: u32 = 2;
 /// The demo's "today": the day the data was extracted.
 pub const SNAPSHOT_DATE: (i64, u32, u32) = (2026, 11, 25);
 /// The demo portal, for links.
@@ -285,7 +289,7 @@ pub fn generate(
     summary.tables.push(("activities", activities.finish()?));
     summary.tables.push(("stage_history", history.finish()?));
     summary.tables.push(("onec_sales", sales.finish()?));
-    svodka_csv::DatasetInfo {
+    svodka_config::DatasetInfo {
         name: "Демо: ООО «Сводка Логистик»".into(),
         timezone: svodka_schema::values::DEFAULT_TIMEZONE.into(),
         portal_url: Some(PORTAL_URL.into()),
@@ -294,6 +298,7 @@ pub fn generate(
             "svodka demo --deals {} --seed {}",
             config.deals, config.seed
         )),
+        links: svodka_config::bitrix24::links(),
     }
     .write(out)
     .map_err(|e| DemoError::Invalid(e.to_string()))?;

@@ -1,191 +1,27 @@
-//! The 1C connector's settings (a YAML file, or the `onec:` section of `client.yaml`):
-//! where the data comes from — the standard OData interface, a custom HTTP service or
-//! exported files — and, for OData, which catalog holds the counterparties and which
-//! documents are the sales.
+//! What the connector does with its settings (plain data in `svodka_config::onec`): the
+//! password of a login and the 1C server's time zone, as this crate's errors.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-
-use serde::Deserialize;
+pub use svodka_config::onec::{
+    Contract, Counterparties, FileTable, Files, Login, OnecConfig, Sales,
+};
 
 use crate::Error;
 
-/// The 1C connector's settings.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// The standard OData interface (with `counterparties` and `sales` mappings).
-    #[serde(default)]
-    pub odata: Option<Login>,
-    /// A custom HTTP service implementing the contract of `docs/onec.md`.
-    #[serde(default)]
-    pub http: Option<Login>,
-    /// Exported CSV or XLSX files.
-    #[serde(default)]
-    pub files: Option<Files>,
-    /// The 1C server's time zone: 1C writes local times without an offset.
-    #[serde(default = "default_timezone")]
-    pub timezone: String,
-    #[serde(default)]
-    pub counterparties: Option<Counterparties>,
-    #[serde(default)]
-    pub sales: Option<Sales>,
-    /// Days of documents read again before the last sync's latest (documents get
-    /// back-dated and edited).
-    #[serde(default = "default_overlap")]
-    pub overlap_days: u32,
-    /// Rows per OData page.
-    #[serde(default = "default_page")]
-    pub page: usize,
-}
-
-fn default_timezone() -> String {
-    svodka_schema::values::DEFAULT_TIMEZONE.into()
-}
-
-fn default_overlap() -> u32 {
-    45
-}
-
-fn default_page() -> usize {
-    500
-}
-
-/// A URL and an infobase user.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Login {
-    /// The infobase's publication: `http://server/base` (OData adds
-    /// `/odata/standard.odata`; an HTTP service is given whole: `…/hs/svodka`).
-    pub url: String,
-    pub user: String,
-    /// The password, or (better) the environment variable holding it.
-    #[serde(default)]
-    pub password: Option<String>,
-    #[serde(default)]
-    pub password_env: Option<String>,
-}
-
-impl Login {
-    pub fn password(&self) -> Result<String, Error> {
-        match (&self.password, &self.password_env) {
-            (Some(p), _) => Ok(p.clone()),
-            (None, Some(var)) => std::env::var(var).map_err(|_| {
-                Error::Settings(format!(
-                    "the 1C password: environment variable {var} is not set"
-                ))
-            }),
-            (None, None) => Ok(String::new()),
-        }
+/// The password of `login`: given in the settings, or read from the environment
+/// variable they name.
+pub fn password(login: &Login) -> Result<String, Error> {
+    match (&login.password, &login.password_env) {
+        (Some(p), _) => Ok(p.clone()),
+        (None, Some(var)) => std::env::var(var).map_err(|_| {
+            Error::Settings(format!(
+                "the 1C password: environment variable {var} is not set"
+            ))
+        }),
+        (None, None) => Ok(String::new()),
     }
 }
 
-/// The counterparty catalog.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Counterparties {
-    /// `Catalog_Контрагенты`.
-    pub set: String,
-    #[serde(default = "description")]
-    pub name: String,
-    pub inn: String,
-    #[serde(default)]
-    pub kpp: Option<String>,
-}
-
-fn description() -> String {
-    "Description".into()
-}
-
-/// A document's contract: a text field, or a reference named by a catalog's field.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
-pub enum Contract {
-    Field(String),
-    Lookup {
-        /// `ДоговорКонтрагента_Key`.
-        key: String,
-        /// `Catalog_ДоговорыКонтрагентов`.
-        set: String,
-        #[serde(default = "description")]
-        name: String,
-    },
-}
-
-/// The sales documents.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Sales {
-    /// `Document_РеализацияТоваровУслуг`.
-    pub set: String,
-    /// The sale's id in reports: the document number by default.
-    #[serde(default = "number")]
-    pub id: String,
-    #[serde(default = "date")]
-    pub date: String,
-    /// `Контрагент_Key`.
-    pub counterparty: String,
-    /// `СуммаДокумента`.
-    pub amount: String,
-    /// A header field, or `TablePart/Field` summed over the rows (`Товары/Количество`).
-    #[serde(default)]
-    pub quantity: Option<String>,
-    #[serde(default)]
-    pub volume: Option<String>,
-    #[serde(default)]
-    pub contract: Option<Contract>,
-    #[serde(default = "posted")]
-    pub posted: String,
-    /// Documents marked for deletion are left out.
-    #[serde(default = "deletion_mark")]
-    pub deletion_mark: String,
-}
-
-fn number() -> String {
-    "Number".into()
-}
-fn date() -> String {
-    "Date".into()
-}
-fn posted() -> String {
-    "Posted".into()
-}
-fn deletion_mark() -> String {
-    "DeletionMark".into()
-}
-
-/// Exported files: a file per table and which column holds what.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Files {
-    pub counterparties: FileTable,
-    pub sales: FileTable,
-}
-
-/// One exported file.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileTable {
-    /// A `.csv` (`;` or `,` separated, UTF-8) or `.xlsx` file, relative to the settings.
-    pub path: PathBuf,
-    /// The sheet of a workbook (default: the first).
-    #[serde(default)]
-    pub sheet: Option<String>,
-    /// Canonical column → the file's header (`inn: ИНН`).
-    pub columns: BTreeMap<String, String>,
-}
-
-impl Config {
-    /// Reads a settings file.
-    pub fn read(path: &std::path::Path) -> Result<Config, Error> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Settings(format!("{}: {e}", path.display())))?;
-        serde_yaml::from_str(&text).map_err(|e| Error::Settings(format!("{}: {e}", path.display())))
-    }
-
-    pub fn tz(&self) -> Result<chrono_tz::Tz, Error> {
-        self.timezone
-            .parse()
-            .map_err(|_| Error::Settings(format!("unknown time zone `{}`", self.timezone)))
-    }
+/// The 1C server's time zone.
+pub fn zone(config: &OnecConfig) -> Result<chrono_tz::Tz, Error> {
+    svodka_schema::values::zone(&config.timezone).map_err(Error::Settings)
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use calamine::{Data, Reader};
 use serde_json::Value;
 
-use crate::config::{Config, FileTable};
+use crate::config::{FileTable, OnecConfig};
 use crate::rows::{Counterparty, Sale};
 use crate::value;
 use crate::{Error, Source};
@@ -106,7 +106,7 @@ fn read(path: &Path, sheet: Option<&str>) -> Result<Vec<Line>, Error> {
 
 impl Files {
     /// `base` is the folder relative paths start from (the settings file's).
-    pub fn new(config: &Config, base: &Path) -> Result<Files, Error> {
+    pub fn new(config: &OnecConfig, base: &Path) -> Result<Files, Error> {
         let files = config
             .files
             .clone()
@@ -115,7 +115,7 @@ impl Files {
             counterparties: files.counterparties,
             sales: files.sales,
             base: base.to_path_buf(),
-            tz: config.tz()?,
+            tz: crate::config::zone(config)?,
         })
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::{Config, Contract, Counterparties, Sales};
+use crate::config::{Contract, Counterparties, OnecConfig, Sales};
 use crate::http::{Http, enc};
 use crate::metadata::Metadata;
 use crate::rows::{Counterparty, Sale, rounded};
@@ -50,7 +50,7 @@ impl OData {
     /// Connects: reads `$metadata` (from `cache` when it is there and `fresh_metadata` is
     /// not asked for) and checks the mapping against it.
     pub fn connect(
-        config: &Config,
+        config: &OnecConfig,
         cache: Option<&Path>,
         fresh_metadata: bool,
     ) -> Result<OData, Error> {
@@ -66,12 +66,16 @@ impl OData {
             .sales
             .clone()
             .ok_or_else(|| Error::Settings("OData needs `sales:` (the documents)".into()))?;
-        let http = Http::new(&login.user, &login.password()?, Duration::from_secs(120));
+        let http = Http::new(
+            &login.user,
+            &crate::config::password(login)?,
+            Duration::from_secs(120),
+        );
         let root = format!("{}/odata/standard.odata", login.url.trim_end_matches('/'));
         let mut odata = OData {
             http,
             root,
-            tz: config.tz()?,
+            tz: crate::config::zone(config)?,
             page: config.page.clamp(1, 5000),
             counterparties,
             sales,

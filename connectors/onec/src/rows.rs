@@ -43,11 +43,11 @@ fn opt(s: &Option<String>) -> Value<'_> {
 pub fn counterparties_batch(rows: &[Counterparty]) -> Result<RecordBatch, Error> {
     let mut b = TableBuilder::new(table("onec_counterparties"));
     for r in rows {
-        b.push(&[
-            Value::Text(&r.id),
-            Value::Text(&r.name),
-            opt(&r.inn),
-            opt(&r.kpp),
+        b.push_named(&[
+            ("id", Value::Text(&r.id)),
+            ("name", Value::Text(&r.name)),
+            ("inn", opt(&r.inn)),
+            ("kpp", opt(&r.kpp)),
         ])
         .map_err(|message| Error::Map {
             table: "onec_counterparties".into(),
@@ -61,15 +61,15 @@ pub fn sales_batch(rows: &[Sale]) -> Result<RecordBatch, Error> {
     let mut b = TableBuilder::new(table("onec_sales"));
     let float = |f: Option<f64>| f.map(Value::Float).unwrap_or(Value::Null);
     for r in rows {
-        b.push(&[
-            Value::Text(&r.id),
-            Value::Timestamp(r.date),
-            Value::Text(&r.counterparty_id),
-            opt(&r.contract),
-            Value::Money(r.amount),
-            float(r.quantity),
-            float(r.volume),
-            Value::Bool(r.posted),
+        b.push_named(&[
+            ("id", Value::Text(&r.id)),
+            ("date", Value::Timestamp(r.date)),
+            ("counterparty_id", Value::Text(&r.counterparty_id)),
+            ("contract", opt(&r.contract)),
+            ("amount", Value::Money(r.amount)),
+            ("quantity", float(r.quantity)),
+            ("volume", float(r.volume)),
+            ("posted", Value::Bool(r.posted)),
         ])
         .map_err(|message| Error::Map {
             table: "onec_sales".into(),

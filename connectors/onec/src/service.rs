@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::Config;
+use crate::config::OnecConfig;
 use crate::http::{Http, enc};
 use crate::odata::datetime_literal;
 use crate::rows::{Counterparty, Sale};
@@ -21,15 +21,19 @@ pub struct Service {
 }
 
 impl Service {
-    pub fn connect(config: &Config) -> Result<Service, Error> {
+    pub fn connect(config: &OnecConfig) -> Result<Service, Error> {
         let login = config
             .http
             .as_ref()
             .ok_or_else(|| Error::Settings("no `http:` section".into()))?;
         Ok(Service {
-            http: Http::new(&login.user, &login.password()?, Duration::from_secs(300)),
+            http: Http::new(
+                &login.user,
+                &crate::config::password(login)?,
+                Duration::from_secs(300),
+            ),
             url: login.url.trim_end_matches('/').to_string(),
-            tz: config.tz()?,
+            tz: crate::config::zone(config)?,
             skipped: 0,
         })
     }

@@ -11,7 +11,7 @@ use arrow::compute::{concat_batches, filter_record_batch, sort_to_indices, take_
 use arrow::datatypes::TimestampMicrosecondType;
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
-use svodka_csv::{Clock, DatasetInfo};
+use svodka_config::{Clock, DatasetInfo};
 use svodka_store::Store;
 
 use crate::rows::{counterparties_batch, sales_batch};
@@ -93,10 +93,7 @@ pub fn sync(
 ) -> Result<Outcome, Error> {
     let begun = Instant::now();
     let requests = source.requests();
-    let tz: chrono_tz::Tz = options
-        .timezone
-        .parse()
-        .map_err(|_| Error::Settings(format!("unknown time zone `{}`", options.timezone)))?;
+    let tz = svodka_schema::values::zone(&options.timezone).map_err(Error::Settings)?;
     let current = store.current_if_any()?;
     let base = current
         .as_ref()
@@ -199,9 +196,11 @@ pub fn sync(
             portal_url: None,
             snapshot_date: day,
             origin: None,
+            links: Default::default(),
         },
         day,
         &format!("1c sync {}", options.source),
+        &Default::default(),
     );
     let snapshot = writer.commit(Some(&info), options.keep)?;
     Ok(Outcome {

@@ -103,6 +103,9 @@ pub struct Plugin {
     pub version: String,
     pub abi: u32,
     pub tables: Vec<TableInfo>,
+    /// Where the CRM's pages of its entities are (`Connector::links`), for the data set's
+    /// description; absent from plugins that declare none.
+    pub links: std::collections::BTreeMap<String, String>,
 }
 
 fn symbol<'l, T>(lib: &'l Library, path: &Path, name: &str) -> Result<Symbol<'l, T>, PluginError> {
@@ -176,6 +179,25 @@ impl Plugin {
             .map(|t| t.as_str().map(str::to_string))
             .collect::<Option<_>>()
             .ok_or_else(|| bad("`tables` is not a list of names".into()))?;
+        let mut links = std::collections::BTreeMap::new();
+        if let Some(declared) = v.get("links") {
+            let map = declared
+                .as_object()
+                .ok_or_else(|| bad("`links` is not a map of entity to address".into()))?;
+            for (entity, template) in map {
+                let template = template
+                    .as_str()
+                    .filter(|t| t.contains("{id}"))
+                    .ok_or_else(|| bad(format!("links.{entity}: an address with `{{id}}`")))?;
+                if !svodka_schema::LINKED_ENTITIES.contains(&entity.as_str()) {
+                    return Err(bad(format!(
+                        "links.{entity}: not an entity with pages ({})",
+                        svodka_schema::LINKED_ENTITIES.join(", ")
+                    )));
+                }
+                links.insert(entity.clone(), template.to_string());
+            }
+        }
         let schema_of: Symbol<SchemaFn> = symbol(&lib, path, "svodka_plugin_schema")?;
         let mut tables = Vec::new();
         for name in names {
@@ -205,6 +227,7 @@ impl Plugin {
             version: v["version"].as_str().unwrap_or_default().to_string(),
             abi,
             tables,
+            links,
         })
     }
 

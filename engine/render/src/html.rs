@@ -594,27 +594,26 @@ fn applied_filters(result: &ReportResult, names: &FilterNames) -> Vec<Pair> {
         .collect()
 }
 
-/// A link into the CRM: the row's `url` for its `id` and `title`, or the portal's page of
-/// a deal, lead, company or contact id. Only http(s) addresses become links.
-fn crm_link(t: &Table, cells: &[Cell], column: &str, portal: Option<&str>) -> Option<String> {
+/// A link into the CRM: the row's `url` for its `id` and `title`, or the page of the
+/// entity an `{entity}_id` names, from the data set's `links`. Only http(s) addresses
+/// become links.
+fn crm_link(
+    t: &Table,
+    cells: &[Cell],
+    column: &str,
+    links: &std::collections::BTreeMap<String, String>,
+) -> Option<String> {
     let safe = |u: String| (u.starts_with("https://") || u.starts_with("http://")).then_some(u);
     if matches!(column, "id" | "title")
         && let Some(Cell::Text(u)) = t.get(cells, "url")
     {
         return safe(u.clone());
     }
-    let entity = match column {
-        "deal_id" => "deal",
-        "lead_id" => "lead",
-        "company_id" => "company",
-        "contact_id" => "contact",
-        _ => return None,
-    };
+    let template = links.get(column.strip_suffix("_id")?)?;
     let Some(Cell::Int(id)) = t.get(cells, column) else {
         return None;
     };
-    let base = portal?.trim_end_matches('/');
-    safe(format!("{base}/crm/{entity}/details/{id}/"))
+    safe(template.replace("{id}", &id.to_string()))
 }
 
 fn table_view(
@@ -624,7 +623,7 @@ fn table_view(
     names: &FilterNames,
     locale: Locale,
 ) -> TableView {
-    let portal = result.params.portal_url.as_deref();
+    let links = &result.params.links;
     // Hidden: the link column (ids and titles link instead), and ids of dimensions whose
     // names are shown beside them.
     let visible: Vec<usize> = (0..t.columns.len())
@@ -654,7 +653,7 @@ fn table_view(
             },
             sort: sort_key(&cells[i]),
             numeric: numeric(c),
-            href: crm_link(t, cells, &c.name, portal),
+            href: crm_link(t, cells, &c.name, links),
             filter_value: filter.as_ref().map(|(_, v)| v.clone()),
             filter: filter.map(|(f, _)| f),
             indent: false,

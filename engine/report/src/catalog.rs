@@ -20,6 +20,10 @@ pub const BUILTIN_PARAMETERS: &[&str] = &[
     "as_of",
     "as_of_end",
     "portal_url",
+    "link_deal",
+    "link_lead",
+    "link_company",
+    "link_contact",
 ];
 
 /// Report filters every report accepts, and whether their values are ids (else text).
@@ -62,7 +66,40 @@ pub struct Catalog {
     pub reports: IndexMap<String, Arc<Report>>,
 }
 
+/// What a model's `from` or a join's `from` names.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// A model of the catalog, by name.
+    Model(&'a str),
+    /// A canonical table.
+    Table(&'static svodka_schema::Table),
+    /// Neither.
+    Unknown(&'a str),
+}
+
 impl Catalog {
+    /// What `name` reads when named inside the models `within` (the chain being built,
+    /// innermost last; empty for a block): `tables.x` is always the canonical table; a
+    /// model's name means the model, except inside the model of that name (model `deals`
+    /// reads table `deals`); any other name, the canonical table of that name.
+    pub fn input<'a>(&self, name: &'a str, within: &[String]) -> Input<'a> {
+        let (name, explicit) = match name.strip_prefix("tables.") {
+            Some(t) => (t, true),
+            None => (name, false),
+        };
+        let table = svodka_schema::table(name);
+        if !explicit
+            && self.models.contains_key(name)
+            && !(table.is_some() && within.iter().any(|m| m == name))
+        {
+            return Input::Model(name);
+        }
+        match table {
+            Some(t) => Input::Table(t),
+            None => Input::Unknown(name),
+        }
+    }
+
     /// Loads files in order; a later definition with the same id replaces an earlier one.
     /// Every problem in every file is collected before failing.
     pub fn from_sources(files: Vec<SourceFile>) -> Result<Catalog, ReportError> {
@@ -212,6 +249,12 @@ fn yaml_hint(message: &str) -> Option<String> {
             return Some(format!(
                 "; `{key}` looks like the rest of an expression cut at a comma: in an inline \
                  map `{{…}}` a comma ends the value — {QUOTE}"
+            ));
+        }
+        // A key of another kind of named expression (`shift` on a model's measure).
+        if let Some((_, home)) = crate::spec::KEY_HOMES.iter().find(|(k, _)| *k == key) {
+            return Some(format!(
+                "; `{key}` belongs on {home}, it means nothing here"
             ));
         }
         return None;

@@ -60,28 +60,64 @@ pub struct RunParams {
     pub filters: BTreeMap<String, Vec<FilterValue>>,
     /// The CRM portal's base URL, for links (`https://example.bitrix24.ru`).
     pub portal_url: Option<String>,
+    /// Where each CRM entity's page is (`deal` → `https://…/crm/deal/details/{id}/`):
+    /// the data set's `links` with `{portal}` filled in. Bound as `$link_deal`…; the
+    /// renderers link a row's `deal_id`… with them.
+    pub links: BTreeMap<String, String>,
 }
+
+/// `$link_{entity}`: the page address of each entity of `svodka_schema::LINKED_ENTITIES`,
+/// with `{id}` where its id goes (null when the data set has none).
+pub const LINK_BINDINGS: [(&str, &str); 4] = [
+    ("deal", "link_deal"),
+    ("lead", "link_lead"),
+    ("company", "link_company"),
+    ("contact", "link_contact"),
+];
 
 impl RunParams {
     /// Links are built from the portal URL and land in every output (a page's links, the
     /// JSON's `url`, workbooks), so it must be a web address: `javascript:` and the like
     /// are refused, whichever file or flag gave them.
     pub fn check_portal_url(&self) -> Result<(), ReportError> {
-        let Some(url) = self.portal_url.as_deref().filter(|u| !u.is_empty()) else {
-            return Ok(());
-        };
-        let lower = url.trim().to_ascii_lowercase();
-        let web = ["http://", "https://"]
+        let urls = self
+            .portal_url
             .iter()
-            .any(|s| lower.starts_with(s) && lower.len() > s.len());
-        if web && !url.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Ok(());
+            .map(|u| ("portal_url".to_string(), u))
+            .chain(self.links.iter().map(|(e, t)| (format!("links.{e}"), t)));
+        for (name, url) in urls.filter(|(_, u)| !u.is_empty()) {
+            let lower = url.trim().to_ascii_lowercase();
+            let web = ["http://", "https://"]
+                .iter()
+                .any(|s| lower.starts_with(s) && lower.len() > s.len());
+            if web && !url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                continue;
+            }
+            let shown: String = url.chars().take(80).collect();
+            return Err(ReportError::bad_input(
+                name,
+                format!(
+                    "{shown:?} is not a web address: give https://… (the CRM portal's address)"
+                ),
+            ));
         }
-        let shown: String = url.chars().take(80).collect();
-        Err(ReportError::bad_input(
-            "portal_url",
-            format!("{shown:?} is not a web address: give https://… (the CRM portal's address)"),
-        ))
+        Ok(())
+    }
+
+    /// `links` from a data set's templates: `{portal}` becomes the portal's address; a
+    /// template that needs a portal when none is known gives no link.
+    pub fn set_links(&mut self, templates: &BTreeMap<String, String>) {
+        let portal = self.portal_url.as_deref().map(|p| p.trim_end_matches('/'));
+        self.links = templates
+            .iter()
+            .filter_map(|(entity, t)| match (t.contains("{portal}"), portal) {
+                (false, _) => Some((entity.clone(), t.clone())),
+                (true, Some(p)) if !p.is_empty() => {
+                    Some((entity.clone(), t.replace("{portal}", p)))
+                }
+                (true, _) => None,
+            })
+            .collect();
     }
 
     /// Applies the defaults of reports.md: the period defaults to the month of `today`;
@@ -119,6 +155,7 @@ impl RunParams {
             timezone,
             filters: BTreeMap::new(),
             portal_url: None,
+            links: BTreeMap::new(),
         })
     }
 
@@ -205,7 +242,7 @@ impl RunParams {
         let tz = self.timezone;
         let ts = |micros: i64| ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into()));
         let next = |d: NaiveDate| d.succ_opt().unwrap_or(d);
-        vec![
+        let mut out = vec![
             (
                 "from",
                 ScalarValue::Date32(Some(days_since_epoch(self.from))),
@@ -222,7 +259,11 @@ impl RunParams {
                 "portal_url",
                 ScalarValue::Utf8(self.portal_url.clone().filter(|u| !u.is_empty())),
             ),
-        ]
+        ];
+        for (entity, name) in LINK_BINDINGS {
+            out.push((name, ScalarValue::Utf8(self.links.get(entity).cloned())));
+        }
+        out
     }
 }
 
@@ -259,6 +300,39 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+    }
+
+    /// A data set's link templates get the portal; one that needs a portal when none is
+    /// known gives no link; a template that is no web address is refused like the portal.
+    #[test]
+    fn links_take_the_portal_and_are_web_addresses() {
+        let day = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        let mut p = RunParams::resolve(Some(day), None, None, day, chrono_tz::UTC).unwrap();
+        let templates: BTreeMap<String, String> = [
+            ("deal", "{portal}/leads/detail/{id}"),
+            ("lead", "https://fixed.example/l/{id}"),
+        ]
+        .map(|(e, t)| (e.to_string(), t.to_string()))
+        .into();
+        p.set_links(&templates);
+        assert_eq!(p.links.len(), 1, "no portal: no deal link");
+        assert_eq!(p.links["lead"], "https://fixed.example/l/{id}");
+        p.portal_url = Some("https://acme.amocrm.ru/".into());
+        p.set_links(&templates);
+        assert_eq!(p.links["deal"], "https://acme.amocrm.ru/leads/detail/{id}");
+        let bound: BTreeMap<&str, ScalarValue> = p.bindings().into_iter().collect();
+        assert_eq!(
+            bound["link_deal"],
+            ScalarValue::Utf8(Some("https://acme.amocrm.ru/leads/detail/{id}".into()))
+        );
+        assert_eq!(bound["link_company"], ScalarValue::Utf8(None));
+        p.links
+            .insert("contact".into(), "javascript:alert({id})".into());
+        let e = p.check_portal_url().unwrap_err().to_string();
+        assert!(e.starts_with("links.contact: "), "{e}");
+        // One binding per entity with pages.
+        let entities: Vec<&str> = LINK_BINDINGS.iter().map(|(e, _)| *e).collect();
+        assert_eq!(entities, svodka_schema::LINKED_ENTITIES);
     }
 
     fn d(s: &str) -> NaiveDate {

@@ -120,15 +120,10 @@ pub fn tables_of(catalog: &Catalog, report: &Report) -> Vec<String> {
         let names =
             std::iter::once(&model.spec.from).chain(model.spec.joins.iter().map(|j| &j.from));
         for name in names {
-            let (name, explicit) = match name.strip_prefix("tables.") {
-                Some(t) => (t.to_string(), true),
-                None => (name.clone(), false),
-            };
-            let is_table = svodka_schema::table(&name).is_some();
-            let means_table =
-                is_table && (explicit || name == m || !catalog.models.contains_key(&name));
-            if means_table && !out.contains(&name) {
-                out.push(name);
+            if let crate::catalog::Input::Table(t) = catalog.input(name, std::slice::from_ref(&m))
+                && !out.iter().any(|o| o == t.name)
+            {
+                out.push(t.name.to_string());
             }
         }
     }
@@ -146,9 +141,16 @@ fn reachable_models(catalog: &Catalog, seeds: Vec<String>) -> Vec<String> {
         if out.contains(&m) {
             continue;
         }
+        let names =
+            std::iter::once(&model.spec.from).chain(model.spec.joins.iter().map(|j| &j.from));
+        for name in names {
+            if let crate::catalog::Input::Model(read) =
+                catalog.input(name, std::slice::from_ref(&m))
+            {
+                queue.push_back(read.to_string());
+            }
+        }
         out.push(m);
-        queue.push_back(model.spec.from.clone());
-        queue.extend(model.spec.joins.iter().map(|j| j.from.clone()));
     }
     out
 }
@@ -968,7 +970,13 @@ pub async fn check_only(
     // Plans over empty tables do not depend on the day: any fixed one keeps checks
     // reproducible.
     let today = chrono::NaiveDate::from_ymd_opt(2026, 1, 15).expect("a valid day");
-    let params = RunParams::resolve(None, None, None, today, chrono_tz::Europe::Moscow)?;
+    let params = RunParams::resolve(
+        None,
+        None,
+        None,
+        today,
+        svodka_schema::values::default_zone(),
+    )?;
     let mut problems = Vec::new();
     let mut collect = |r: Result<(), ReportError>| match r {
         Ok(()) => {}

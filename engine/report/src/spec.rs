@@ -25,7 +25,7 @@ pub struct ModelSpec {
     #[serde(default)]
     pub joins: Vec<JoinSpec>,
     /// Makes this an aggregated model: one row per group; `columns` are then aggregates.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "group_columns")]
     pub group_by: Option<NamedExprs>,
     /// The columns that name one row of a model that is not aggregated but has one row per
     /// key all the same (the latest row of each entity): a join on them brings at most one
@@ -38,10 +38,10 @@ pub struct ModelSpec {
     #[serde(default)]
     pub settings: IndexMap<String, SettingSpec>,
     /// Derived columns (row-level SQL), or aggregates in an aggregated model.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "columns")]
     pub columns: NamedExprs,
     /// Aggregates over the model's rows, or expressions over other measures.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "model_measures")]
     pub measures: NamedExprs,
 }
 
@@ -57,6 +57,7 @@ pub struct JoinSpec {
     /// Our column → their column; all pairs must match.
     pub on: IndexMap<String, String>,
     /// Columns to bring: our new name → their column or SQL expression.
+    #[serde(deserialize_with = "columns")]
     pub take: NamedExprs,
 }
 
@@ -99,13 +100,13 @@ pub struct BlockSpec {
     #[serde(default)]
     pub having: Option<String>,
     /// Group-by dimensions (columns present in every model the block reads).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "dimensions")]
     pub by: NamedExprs,
     /// Output measures: `name: model.measure`, `name: measure`, or an inline expression.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "block_measures")]
     pub measures: NamedExprs,
     /// A list block's output columns (row-level expressions over `from`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "list_columns")]
     pub columns: NamedExprs,
     /// Adds a totals row: the block's measures computed over all its rows.
     #[serde(default)]
@@ -156,6 +157,7 @@ pub struct ChildSpec {
     #[serde(default)]
     pub title: Option<String>,
     /// The dimensions added to the block's.
+    #[serde(deserialize_with = "dimensions")]
     pub by: NamedExprs,
 }
 
@@ -194,6 +196,7 @@ pub struct LookupSpec {
     /// Their column compared with the key: the match is the highest value ≤ key.
     pub at_most: String,
     /// Their columns (or expressions) brought in as block measures, by name.
+    #[serde(deserialize_with = "columns")]
     pub take: NamedExprs,
 }
 
@@ -389,56 +392,152 @@ pub struct AllValues {
     pub filter: Option<String>,
 }
 
-/// A named column, dimension or measure: an expression with presentation details.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A named column, dimension or measure as the compiler reads it: an expression with
+/// presentation details. Files are read through the kind's own shape ([`ColumnSpec`],
+/// [`ModelMeasureSpec`], [`DimensionSpec`], [`MeasureSpec`], [`ListColumnSpec`]), which
+/// refuses the keys that mean nothing there; the keys a kind lacks are at their defaults.
+#[derive(Debug, Clone, Default)]
 pub struct ExprSpec {
     /// SQL expression; absent means "the column or measure of the same name".
-    #[serde(default)]
     pub expr: Option<String>,
-    #[serde(default)]
     pub label: Option<String>,
-    #[serde(default)]
     pub description: Option<String>,
-    #[serde(default, rename = "type")]
     pub ty: Option<ValueType>,
     /// Value for an empty group (default: 0 for `count` and `sum`, else null).
-    #[serde(default)]
     pub empty: Option<Empty>,
     /// Makes a dimension a time dimension: the timestamp (or date) column or expression
     /// whose period is the group. Rows outside the run's period drop out, and every
     /// period of the range is present in the result.
-    #[serde(default)]
     pub time: Option<TimeSpec>,
     /// The period length of a time dimension: day, week, month, quarter, year or
     /// `$parameter` (default month).
-    #[serde(default)]
     pub grain: Option<String>,
     /// Computes a measure over another period of the calendar: `previous_year` (the same
     /// dates a year earlier) or `previous_period` (as many days just before).
-    #[serde(default)]
     pub shift: Option<Shift>,
     /// A block measure computed but not shown: it still brings its model's groups into
     /// the block (e.g. every active employee, even one without activities).
-    #[serde(default)]
     pub hidden: bool,
     /// Dimensions: every value of a dictionary is a row, zeros included (every deal stage,
     /// even one no deal is in).
-    #[serde(default)]
     pub all_values: Option<AllValues>,
     /// Model columns: redefines a column of the source or a join under its own name
     /// (inside the expression the name still means the original value).
-    #[serde(default)]
     pub replace: bool,
     /// Block measures: what the totals row shows — the measure over all rows (default),
     /// the `sum` of the rows' values (a bonus), or `none`.
-    #[serde(default)]
     pub total: Option<TotalKind>,
     /// Which way is good news: `higher` (default) or `lower` (forgotten deals, lost
     /// deals, what remains of a plan). Colours the change arrows of KPI cards.
-    #[serde(default)]
     pub better: Option<Better>,
 }
+
+/// One kind of named expression as a file writes it.
+pub trait ExprKind: Default + Into<ExprSpec> {
+    /// The short form `name: expression`.
+    fn of_expr(expr: String) -> Self;
+}
+
+/// Writes one kind of named expression: a struct with the keys every kind has (`expr`,
+/// `label`, `description`, `type`) and its own, refusing any other key, and its
+/// conversion to [`ExprSpec`].
+macro_rules! expr_kind {
+    ($(#[$doc:meta])* $name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            #[serde(default)]
+            pub expr: Option<String>,
+            #[serde(default)]
+            pub label: Option<String>,
+            #[serde(default)]
+            pub description: Option<String>,
+            #[serde(default, rename = "type")]
+            pub ty: Option<ValueType>,
+            $(
+                #[serde(default)]
+                pub $field: $ty,
+            )*
+        }
+
+        impl ExprKind for $name {
+            fn of_expr(expr: String) -> $name {
+                $name {
+                    expr: Some(expr),
+                    ..$name::default()
+                }
+            }
+        }
+
+        impl From<$name> for ExprSpec {
+            fn from(s: $name) -> ExprSpec {
+                ExprSpec {
+                    expr: s.expr,
+                    label: s.label,
+                    description: s.description,
+                    ty: s.ty,
+                    $($field: s.$field,)*
+                    ..ExprSpec::default()
+                }
+            }
+        }
+    };
+}
+
+expr_kind! {
+    /// A row-level column: a model's `columns` and `group_by`, a join's or a lookup's
+    /// `take`. `replace` redefines a column of the source under its own name.
+    ColumnSpec { replace: bool }
+}
+
+expr_kind! {
+    /// A model's measure: `empty` and `better` travel to the blocks that show it.
+    ModelMeasureSpec { empty: Option<Empty>, better: Option<Better> }
+}
+
+expr_kind! {
+    /// A block's dimension (`by`, a child level's `by`).
+    DimensionSpec {
+        time: Option<TimeSpec>,
+        grain: Option<String>,
+        hidden: bool,
+        all_values: Option<AllValues>,
+    }
+}
+
+expr_kind! {
+    /// A table block's measure.
+    MeasureSpec {
+        empty: Option<Empty>,
+        shift: Option<Shift>,
+        hidden: bool,
+        total: Option<TotalKind>,
+        better: Option<Better>,
+    }
+}
+
+expr_kind! {
+    /// A list block's column.
+    ListColumnSpec { hidden: bool, better: Option<Better> }
+}
+
+/// Where each key of a named expression belongs, for the error on a key given where it
+/// means nothing.
+pub const KEY_HOMES: &[(&str, &str)] = &[
+    ("replace", "model columns"),
+    ("empty", "measures (a model's or a block's)"),
+    ("better", "measures and list columns"),
+    ("time", "block dimensions (`by`)"),
+    ("grain", "block dimensions (`by`), with `time`"),
+    ("all_values", "block dimensions (`by`)"),
+    (
+        "hidden",
+        "block dimensions, block measures and list columns",
+    ),
+    ("shift", "block measures"),
+    ("total", "block measures"),
+];
 
 /// Which direction of change is good.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -507,22 +606,20 @@ impl NamedExprs {
     }
 }
 
-/// An entry's value: a bare expression (string, number or bool) or a full spec.
-struct ExprSpecValue(ExprSpec);
+/// An entry's value: a bare expression (string, number or bool) or a full spec of kind
+/// `S`.
+struct ExprSpecValue<S>(S);
 
-impl<'de> Deserialize<'de> for ExprSpecValue {
+impl<'de, S: Deserialize<'de> + ExprKind> Deserialize<'de> for ExprSpecValue<S> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = ExprSpecValue;
+        struct V<S>(std::marker::PhantomData<S>);
+        impl<'de, S: Deserialize<'de> + ExprKind> Visitor<'de> for V<S> {
+            type Value = ExprSpecValue<S>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("an SQL expression or a mapping with `expr`, `label`, `type`")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(ExprSpecValue(ExprSpec {
-                    expr: Some(v.to_string()),
-                    ..Default::default()
-                }))
+                Ok(ExprSpecValue(S::of_expr(v.to_string())))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
                 self.visit_str(&v.to_string())
@@ -537,33 +634,33 @@ impl<'de> Deserialize<'de> for ExprSpecValue {
                 self.visit_str(if v { "true" } else { "false" })
             }
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(ExprSpecValue(ExprSpec::default()))
+                Ok(ExprSpecValue(S::default()))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                ExprSpec::deserialize(de::value::MapAccessDeserializer::new(map)).map(ExprSpecValue)
+                S::deserialize(de::value::MapAccessDeserializer::new(map)).map(ExprSpecValue)
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V(std::marker::PhantomData))
     }
 }
 
 /// A list item: `name` or `{name: spec}`.
-struct ListItem(String, ExprSpec);
+struct ListItem<S>(String, S);
 
-impl<'de> Deserialize<'de> for ListItem {
+impl<'de, S: Deserialize<'de> + ExprKind> Deserialize<'de> for ListItem<S> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = ListItem;
+        struct V<S>(std::marker::PhantomData<S>);
+        impl<'de, S: Deserialize<'de> + ExprKind> Visitor<'de> for V<S> {
+            type Value = ListItem<S>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a name or a single `name: expression` entry")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(ListItem(v.to_string(), ExprSpec::default()))
+                Ok(ListItem(v.to_string(), S::default()))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let Some((name, ExprSpecValue(spec))) =
-                    map.next_entry::<String, ExprSpecValue>()?
+                    map.next_entry::<String, ExprSpecValue<S>>()?
                 else {
                     return Err(de::Error::custom(
                         "empty entry: expected `name: expression`",
@@ -577,38 +674,77 @@ impl<'de> Deserialize<'de> for ListItem {
                 Ok(ListItem(name, spec))
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V(std::marker::PhantomData))
     }
 }
 
-impl<'de> Deserialize<'de> for NamedExprs {
+/// Named expressions of kind `S`, read in either accepted form.
+struct NamedOf<S>(Vec<(String, S)>);
+
+impl<'de, S: Deserialize<'de> + ExprKind> Deserialize<'de> for NamedOf<S> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = NamedExprs;
+        struct V<S>(std::marker::PhantomData<S>);
+        impl<'de, S: Deserialize<'de> + ExprKind> Visitor<'de> for V<S> {
+            type Value = NamedOf<S>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a mapping of names to expressions, or a list of names")
             }
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(NamedExprs::default())
+                Ok(NamedOf(vec![]))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::new();
                 while let Some((name, ExprSpecValue(spec))) =
-                    map.next_entry::<String, ExprSpecValue>()?
+                    map.next_entry::<String, ExprSpecValue<S>>()?
                 {
                     out.push((name, spec));
                 }
-                Ok(NamedExprs(out))
+                Ok(NamedOf(out))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::new();
                 while let Some(ListItem(name, spec)) = seq.next_element()? {
                     out.push((name, spec));
                 }
-                Ok(NamedExprs(out))
+                Ok(NamedOf(out))
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V(std::marker::PhantomData))
     }
+}
+
+/// Reads named expressions of kind `S` into the compiler's form.
+fn named<'de, S, D>(d: D) -> Result<NamedExprs, D::Error>
+where
+    S: Deserialize<'de> + ExprKind,
+    D: Deserializer<'de>,
+{
+    let NamedOf(items) = NamedOf::<S>::deserialize(d)?;
+    Ok(NamedExprs(
+        items.into_iter().map(|(n, s)| (n, s.into())).collect(),
+    ))
+}
+
+fn columns<'de, D: Deserializer<'de>>(d: D) -> Result<NamedExprs, D::Error> {
+    named::<ColumnSpec, D>(d)
+}
+
+fn group_columns<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NamedExprs>, D::Error> {
+    named::<ColumnSpec, D>(d).map(Some)
+}
+
+fn model_measures<'de, D: Deserializer<'de>>(d: D) -> Result<NamedExprs, D::Error> {
+    named::<ModelMeasureSpec, D>(d)
+}
+
+fn dimensions<'de, D: Deserializer<'de>>(d: D) -> Result<NamedExprs, D::Error> {
+    named::<DimensionSpec, D>(d)
+}
+
+fn block_measures<'de, D: Deserializer<'de>>(d: D) -> Result<NamedExprs, D::Error> {
+    named::<MeasureSpec, D>(d)
+}
+
+fn list_columns<'de, D: Deserializer<'de>>(d: D) -> Result<NamedExprs, D::Error> {
+    named::<ListColumnSpec, D>(d)
 }

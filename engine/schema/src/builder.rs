@@ -193,17 +193,29 @@ impl TableBuilder {
     }
 
     /// Appends a row given by column name, in any order: a column not named is null
-    /// (refused when it is required), a name the table lacks is refused.
+    /// (refused when it is required); a name the table lacks, or one given twice, is
+    /// refused. Names in the table's order are found without a search.
     pub fn push_named(&mut self, values: &[(&str, Value)]) -> Result<(), String> {
-        let mut row = vec![Value::Null; self.columns.len()];
+        let columns = self.table.columns;
+        let mut row = vec![Value::Null; columns.len()];
+        let mut given = vec![false; columns.len()];
+        let mut next = 0;
         for (name, value) in values {
-            let i = self
-                .table
-                .columns
-                .iter()
-                .position(|c| c.name == *name)
-                .ok_or_else(|| format!("table `{}` has no column `{name}`", self.table.name))?;
+            let i = match columns.get(next) {
+                Some(c) if c.name == *name => next,
+                _ => columns
+                    .iter()
+                    .position(|c| c.name == *name)
+                    .ok_or_else(|| format!("table `{}` has no column `{name}`", self.table.name))?,
+            };
+            if std::mem::replace(&mut given[i], true) {
+                return Err(format!(
+                    "table `{}`: column `{name}` given twice",
+                    self.table.name
+                ));
+            }
             row[i] = *value;
+            next = i + 1;
         }
         self.push(&row)
     }
@@ -257,6 +269,14 @@ mod tests {
             .push_named(&[("id", Value::Int(2)), ("title", Value::Text("x"))])
             .unwrap_err();
         assert_eq!(err, "table `pipelines` has no column `title`");
+        let err = b
+            .push_named(&[
+                ("id", Value::Int(2)),
+                ("name", Value::Text("a")),
+                ("id", Value::Int(3)),
+            ])
+            .unwrap_err();
+        assert_eq!(err, "table `pipelines`: column `id` given twice");
         let err = b
             .push_named(&[("id", Value::Int(2)), ("sort", Value::Int(1))])
             .unwrap_err();

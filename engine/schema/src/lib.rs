@@ -112,6 +112,10 @@ const fn opt(name: &'static str, ty: ColumnType) -> Column {
 
 use ColumnType::{Bool, Date, Float, Id, Int, Money, Text, Timestamp as Ts};
 
+/// The CRM entities whose pages a report links to: a data set's `links:` names them, a
+/// row's `{entity}_id` and a model's `url` (`$link_{entity}`) use them.
+pub const LINKED_ENTITIES: &[&str] = &["deal", "lead", "company", "contact"];
+
 /// The tables a CRM holds (Bitrix24's), as opposed to plans and 1C's.
 pub const CRM_TABLES: &[&str] = &[
     "departments",

@@ -12,6 +12,13 @@ pub use chrono_tz::Tz;
 /// mostly in Moscow time. Every default zone is this one.
 pub const DEFAULT_TIMEZONE: &str = "Europe/Moscow";
 
+/// [`DEFAULT_TIMEZONE`] as a zone.
+pub fn default_zone() -> Tz {
+    DEFAULT_TIMEZONE
+        .parse()
+        .expect("the default zone is an IANA name")
+}
+
 /// Exact money in kopecks: `1234.5` → 123450. At most two significant decimals (trailing
 /// zeros beyond are allowed); no exponent, no thousands separators.
 pub fn parse_money(text: &str) -> Result<i128, String> {

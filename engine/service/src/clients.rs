@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use serde::Deserialize;
 use svodka_report::{Catalog, LazyTables, TableSource};
 
 use crate::ServiceError;
@@ -17,124 +16,19 @@ pub const CACHE_BYTES: usize = 512 << 20;
 /// The most a client's cache of rendered pages and workbooks holds.
 pub const PAGE_CACHE_BYTES: usize = 128 << 20;
 
-/// `client.yaml`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientConfig {
-    /// The company's name as shown on pages.
-    pub name: String,
-    /// IANA time zone; default: the data set's, else Europe/Moscow.
-    #[serde(default)]
-    pub timezone: Option<String>,
-    /// `ru` (default) or `en`.
-    #[serde(default)]
-    pub locale: Option<String>,
-    /// The CRM portal, for links; default: the data set's.
-    #[serde(default)]
-    pub portal_url: Option<String>,
-    pub data: DataConfig,
-    /// Setting overrides: a setting by name for every report that has it
-    /// (`deal_forgotten_days: 21`), or a report by id with its own
-    /// (`forgotten: {deal_forgotten_days: 30}`), which wins over the former.
-    #[serde(default)]
-    pub settings: BTreeMap<String, serde_yaml::Value>,
-    /// Months of history kept by refreshes.
-    #[serde(default = "default_retention")]
-    pub retention_months: u32,
-    /// SHA-256 (hex) of each API token of the client (`svodka token hash`).
-    #[serde(default)]
-    pub tokens: Vec<String>,
-    /// No token needed (the demo client on loopback).
-    #[serde(default)]
-    pub open: bool,
-    /// The client's Bitrix24 portal, for `svodka sync --client`.
-    #[serde(default)]
-    pub bitrix24: Option<svodka_bitrix24::settings::Settings>,
-    /// The client's 1C, for `svodka sync --client` (docs/onec.md).
-    #[serde(default)]
-    pub onec: Option<svodka_onec::config::Config>,
-    /// The scheduler (`HOST:PORT`) of the cluster this client's reports run on; default:
-    /// the service's (`serve --cluster`), else in the service's process.
-    #[serde(default)]
-    pub cluster: Option<String>,
-}
+pub use svodka_config::{ClientConfig, DataConfig};
 
-impl ClientConfig {
-    /// A client named `name` over data folder `folder`, everything else as a `client.yaml`
-    /// that says nothing more: no tokens, not open, the shipped settings.
-    pub fn over(name: &str, folder: &Path) -> ClientConfig {
-        ClientConfig {
-            name: name.to_string(),
-            timezone: None,
-            locale: None,
-            portal_url: None,
-            data: DataConfig {
-                folder: folder.to_path_buf(),
-            },
-            settings: Default::default(),
-            retention_months: default_retention(),
-            tokens: vec![],
-            open: false,
-            bitrix24: None,
-            onec: None,
-            cluster: None,
-        }
-    }
-
-    /// Reads and checks `dir/client.yaml`.
-    pub fn read(dir: &Path) -> Result<ClientConfig, ServiceError> {
-        let file = dir.join("client.yaml");
-        let text = std::fs::read_to_string(&file).map_err(|e| ServiceError::Config {
-            file: file.clone(),
-            message: e.to_string(),
-        })?;
-        let config: ClientConfig =
-            serde_yaml::from_str(&text).map_err(|e| ServiceError::Config {
-                file: file.clone(),
-                message: e.to_string(),
-            })?;
-        for t in &config.tokens {
-            if t.len() != 64 || !t.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(ServiceError::Config {
-                    file: file.clone(),
-                    message: "tokens: each is the SHA-256 of a token, 64 hex digits (`svodka token hash`)".into(),
-                });
-            }
-        }
-        config.engine().map_err(|message| ServiceError::Config {
-            file: file.clone(),
-            message,
-        })?;
-        Ok(config)
-    }
-
-    /// Where this client's reports run when `cluster:` names a scheduler; None: wherever
-    /// the service runs them.
-    pub fn engine(&self) -> Result<Option<svodka_report::Engine>, String> {
-        let Some(addr) = &self.cluster else {
-            return Ok(None);
-        };
-        let cluster = svodka_cluster::Cluster::at(addr, "cluster:").map_err(|e| e.to_string())?;
-        Ok(Some(svodka_report::Engine::Remote(Arc::new(cluster))))
-    }
-}
-
-fn default_retention() -> u32 {
-    24
-}
-
-/// Where a client's data comes from (`data: { folder: path }`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DataConfig {
-    /// A snapshot store or a folder in the CSV layout (relative to the client's folder).
-    pub folder: PathBuf,
+/// Reads and checks `dir/client.yaml`, its cluster address included.
+pub fn read_config(dir: &Path) -> Result<ClientConfig, ServiceError> {
+    let config = ClientConfig::read(dir)?;
+    client_engine(dir, &config)?;
+    Ok(config)
 }
 
 /// The data a client's reports run on, as of one load.
 pub struct Data {
     pub tables: LazyTables,
-    pub info: Option<svodka_csv::DatasetInfo>,
+    pub info: Option<svodka_config::DatasetInfo>,
     /// Bumped by each refresh: part of every cache key.
     pub version: u64,
     /// Tables of a CSV folder that had no file (read as empty).
@@ -187,7 +81,7 @@ pub struct Client {
 impl Client {
     /// Reads `dir/client.yaml`, the client's definitions and its data.
     pub fn load(dir: &Path) -> Result<Client, ServiceError> {
-        Client::new(client_id(dir), dir, ClientConfig::read(dir)?)
+        Client::new(client_id(dir), dir, read_config(dir)?)
     }
 
     /// As `load`, but a client whose definitions or data do not load is still made: with
@@ -451,15 +345,21 @@ fn client_id(dir: &Path) -> String {
         .to_string()
 }
 
-/// The engine named by `cluster:`, checked (the file named in the error).
+/// Where a client's reports run when `cluster:` names a scheduler, checked (the file
+/// named in the error); None: wherever the service runs them.
 fn client_engine(
     dir: &Path,
     config: &ClientConfig,
 ) -> Result<Option<svodka_report::Engine>, ServiceError> {
-    config.engine().map_err(|message| ServiceError::Config {
-        file: dir.join("client.yaml"),
-        message,
-    })
+    let Some(addr) = &config.cluster else {
+        return Ok(None);
+    };
+    let cluster =
+        svodka_cluster::Cluster::at(addr, "cluster:").map_err(|e| ServiceError::Config {
+            file: dir.join(svodka_config::CLIENT_FILE),
+            message: e.to_string(),
+        })?;
+    Ok(Some(svodka_report::Engine::Remote(Arc::new(cluster))))
 }
 
 /// The shipped definitions with the client's `reports/` folder over them.

@@ -21,9 +21,13 @@ pub use routes::router;
 /// What went wrong starting or configuring the service.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    /// A client's `client.yaml` is unreadable or invalid.
+    /// A client's `client.yaml` does not fit the reports or the machine (a setting, a
+    /// cluster address).
     #[error("{file}: {message}")]
     Config { file: PathBuf, message: String },
+    /// A client's `client.yaml` or its data set's `dataset.yaml` is unreadable or invalid.
+    #[error(transparent)]
+    ConfigFile(#[from] svodka_config::ConfigError),
     /// A client's setting overrides do not fit its reports: every problem, each at its
     /// `file:line:column`.
     #[error("{}", problems.join("\n"))]
@@ -100,8 +104,16 @@ pub struct Job {
 /// How long a finished refresh job can still be asked about.
 pub const JOB_KEPT: Duration = Duration::from_secs(3600);
 
+/// Finished refresh jobs kept per client: past it the oldest is forgotten first, so a
+/// client that refreshes in a loop holds bounded memory.
+pub const JOBS_KEPT: usize = 32;
+
 /// How long a page session lasts without a request.
 pub const SESSION_IDLE: Duration = Duration::from_secs(12 * 3600);
+
+/// Page sessions per client: a new one past it ends the one used longest ago, so logins
+/// in a loop hold bounded memory.
+pub const SESSIONS_PER_CLIENT: usize = 256;
 
 /// A page session: whose it is and when it was last used.
 #[derive(Debug, Clone)]
@@ -144,7 +156,7 @@ pub struct Service {
     pub metrics: Metrics,
     /// "Now": the default period of a data set without a snapshot day, a page's time of
     /// generation.
-    pub clock: svodka_csv::Clock,
+    pub clock: svodka_config::Clock,
     /// Where reports run: in this process, or on a cluster (`serve --cluster`).
     pub engine: svodka_report::Engine,
     /// Client folders left out because their `client.yaml` could not be read: the error.
@@ -248,7 +260,7 @@ impl Service {
             jobs: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
-            clock: svodka_csv::Clock::System,
+            clock: svodka_config::Clock::System,
             engine: svodka_report::Engine::Local,
             unloaded: Vec::new(),
             run_slots: Arc::new(tokio::sync::Semaphore::new(limits.runs.max(1))),
@@ -307,6 +319,16 @@ impl Service {
         let now = std::time::Instant::now();
         let mut sessions = self.sessions.lock().expect("sessions");
         sessions.retain(|_, s| !s.expired(now));
+        let mut own: Vec<(std::time::Instant, String)> = sessions
+            .iter()
+            .filter(|(_, s)| s.client == client)
+            .map(|(id, s)| (s.last_used, id.clone()))
+            .collect();
+        own.sort();
+        let over = (own.len() + 1).saturating_sub(SESSIONS_PER_CLIENT);
+        for (_, id) in own.into_iter().take(over) {
+            sessions.remove(&id);
+        }
         sessions.insert(
             id.clone(),
             Session {
@@ -344,6 +366,16 @@ impl Service {
             let mut jobs = self.jobs.lock().expect("jobs");
             let now = std::time::Instant::now();
             jobs.retain(|_, j| j.finished.is_none_or(|t| now.duration_since(t) < JOB_KEPT));
+            let mut finished: Vec<(std::time::Instant, String)> = jobs
+                .values()
+                .filter(|j| j.client == client.id)
+                .filter_map(|j| Some((j.finished?, j.id.clone())))
+                .collect();
+            finished.sort();
+            let over = (finished.len() + 1).saturating_sub(JOBS_KEPT);
+            for (_, id) in finished.into_iter().take(over) {
+                jobs.remove(&id);
+            }
             if let Some(running) = jobs
                 .values()
                 .find(|j| j.client == client.id && j.state == "running")

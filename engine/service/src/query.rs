@@ -5,8 +5,8 @@
 
 use chrono::NaiveDate;
 use svodka_render::Locale;
+use svodka_report::RunRequest;
 use svodka_report::catalog::FILTERS;
-use svodka_report::{RunParams, RunRequest};
 
 use crate::clients::Client;
 
@@ -136,32 +136,20 @@ impl Query {
         report: &str,
         block: Option<String>,
         memory_limit: Option<usize>,
-        clock: svodka_csv::Clock,
+        clock: svodka_config::Clock,
         engine: svodka_report::Engine,
     ) -> Result<RunRequest, svodka_report::ReportError> {
         let data = client.data();
-        let tz_name = client
-            .config
-            .timezone
-            .clone()
-            .or_else(|| data.info.as_ref().map(|i| i.timezone.clone()))
-            .unwrap_or_else(|| svodka_schema::values::DEFAULT_TIMEZONE.into());
-        let timezone: chrono_tz::Tz = tz_name.parse().map_err(|_| {
-            svodka_report::ReportError::bad_input(
-                "timezone",
-                format!("unknown time zone {tz_name:?}"),
-            )
-        })?;
-        let today = clock.data_today(data.info.as_ref(), &timezone);
-        let mut params = RunParams::resolve(self.from, self.to, self.as_of, today, timezone)?;
+        let mut params = svodka_sources::run_params(
+            (self.from, self.to, self.as_of),
+            client.config.zone(),
+            client.config.portal_url.clone(),
+            data.info.as_ref(),
+            clock,
+        )?;
         for (name, values) in &self.filters {
             params.add_filter(name, values)?;
         }
-        params.portal_url = client
-            .config
-            .portal_url
-            .clone()
-            .or_else(|| data.info.as_ref().and_then(|i| i.portal_url.clone()));
         let mut settings = client.settings_of(report);
         settings.extend(self.settings.iter().cloned());
         Ok(RunRequest {

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Form, MatchedPath, Path, Query as RawPairs, Request, State};
+use axum::extract::{Form, FromRequestParts, MatchedPath, Path, Query as RawPairs, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -106,8 +107,49 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
     (status, Json(json!({"error": message.into()}))).into_response()
 }
 
-fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "not found")
+/// Why a request is answered without what it asked for.
+pub(crate) enum ApiError {
+    /// No credentials that open a client, on the API: 401 asking for a bearer token.
+    Unauthorized,
+    /// No session, on a page: to the login form.
+    Login,
+    /// The caller's client cannot serve (its files failed to load): 503 with why.
+    Unavailable { client: String, problem: String },
+    /// Nothing of that name for this caller (another client's is never told apart): 404.
+    NotFound,
+    /// A query parameter that does not check: 400 naming it.
+    BadQuery { name: String, message: String },
+    /// A run or its rendering refused: its status, words and `Retry-After`.
+    Refused(Refusal),
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> ApiError {
+        ApiError::Refused(r)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Unauthorized => {
+                let mut r = error(StatusCode::UNAUTHORIZED, "a bearer token is required");
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                r
+            }
+            ApiError::Login => Redirect::to("/login").into_response(),
+            ApiError::Unavailable { client, problem } => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("client {client} is unavailable: {problem}; fix it and POST /api/refresh"),
+            ),
+            ApiError::NotFound => error(StatusCode::NOT_FOUND, "not found"),
+            ApiError::BadQuery { name, message } => {
+                error(StatusCode::BAD_REQUEST, format!("{name}: {message}"))
+            }
+            ApiError::Refused(r) => r.into_response(),
+        }
+    }
 }
 
 /// The caller's client: the open demo client, a bearer token, or a session cookie.
@@ -133,42 +175,10 @@ fn session_id(headers: &HeaderMap) -> Option<&str> {
         .and_then(|c| crate::auth::cookie(c, SESSION_COOKIE))
 }
 
-/// Why a caller was turned away, and how to say it.
-enum Denied {
-    /// The API: 401 asking for a bearer token.
-    Api,
-    /// A page: to the login form.
-    Page,
-    /// The caller's client cannot serve (its files failed to load): 503 with why.
-    Unavailable { client: String, problem: String },
-}
-
-impl IntoResponse for Denied {
-    fn into_response(self) -> Response {
-        match self {
-            Denied::Api => {
-                let mut r = error(StatusCode::UNAUTHORIZED, "a bearer token is required");
-                r.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                r
-            }
-            Denied::Page => Redirect::to("/login").into_response(),
-            Denied::Unavailable { client, problem } => error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("client {client} is unavailable: {problem}; fix it and POST /api/refresh"),
-            ),
-        }
-    }
-}
-
-/// The caller's client, whether or not it can serve (refreshes and their jobs).
-fn api_caller_any(s: &Service, headers: &HeaderMap) -> Result<Arc<Client>, Denied> {
-    caller(s, headers).ok_or(Denied::Api)
-}
-
-fn serving(client: Arc<Client>) -> Result<Arc<Client>, Denied> {
+/// `client`, when it can serve.
+fn serving(client: Arc<Client>) -> Result<Arc<Client>, ApiError> {
     match client.problem() {
-        Some(problem) => Err(Denied::Unavailable {
+        Some(problem) => Err(ApiError::Unavailable {
             client: client.id.clone(),
             problem,
         }),
@@ -176,12 +186,41 @@ fn serving(client: Arc<Client>) -> Result<Arc<Client>, Denied> {
     }
 }
 
-fn api_caller(s: &Service, headers: &HeaderMap) -> Result<Arc<Client>, Denied> {
-    api_caller_any(s, headers).and_then(serving)
+/// The caller's client, able to serve: what an API route answers for.
+struct ApiCaller(Arc<Client>);
+
+/// The caller's client whether or not it can serve (a refresh is what repairs it).
+struct AnyCaller(Arc<Client>);
+
+/// The caller's client, able to serve, on a page (no session: the login form).
+struct PageCaller(Arc<Client>);
+
+impl FromRequestParts<Shared> for ApiCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &Shared) -> Result<Self, ApiError> {
+        let client = caller(s, &parts.headers).ok_or(ApiError::Unauthorized)?;
+        serving(client).map(ApiCaller)
+    }
 }
 
-fn page_caller(s: &Service, headers: &HeaderMap) -> Result<Arc<Client>, Denied> {
-    caller(s, headers).ok_or(Denied::Page).and_then(serving)
+impl FromRequestParts<Shared> for AnyCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &Shared) -> Result<Self, ApiError> {
+        caller(s, &parts.headers)
+            .map(AnyCaller)
+            .ok_or(ApiError::Unauthorized)
+    }
+}
+
+impl FromRequestParts<Shared> for PageCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &Shared) -> Result<Self, ApiError> {
+        let client = caller(s, &parts.headers).ok_or(ApiError::Login)?;
+        serving(client).map(PageCaller)
+    }
 }
 
 async fn metrics(State(s): State<Shared>) -> Response {
@@ -275,11 +314,7 @@ async fn openapi() -> Response {
         .into_response()
 }
 
-async fn list_reports(State(s): State<Shared>, headers: HeaderMap) -> Response {
-    let client = match api_caller(&s, &headers) {
-        Ok(c) => c,
-        Err(d) => return d.into_response(),
-    };
+async fn list_reports(ApiCaller(client): ApiCaller) -> Json<serde_json::Value> {
     let catalog = client.catalog();
     let reports: Vec<_> = catalog
         .reports
@@ -294,177 +329,194 @@ async fn list_reports(State(s): State<Shared>, headers: HeaderMap) -> Response {
             json!({"id": id, "title": r.spec.title, "blocks": blocks})
         })
         .collect();
-    Json(json!({"client": client.id, "reports": reports})).into_response()
+    Json(json!({"client": client.id, "reports": reports}))
 }
 
 async fn report_api(
     State(s): State<Shared>,
-    headers: HeaderMap,
+    ApiCaller(client): ApiCaller,
     Path(id): Path<String>,
     RawPairs(pairs): Pairs,
-) -> Response {
-    match api_caller(&s, &headers) {
-        Ok(client) => answer(&s, &client, &id, None, &pairs, Format::Json, false).await,
-        Err(d) => d.into_response(),
-    }
+) -> Result<Response, ApiError> {
+    let ask = Ask::new(&client, id, None, &pairs, Format::Json, false)?;
+    answer(&s, &client, ask).await
 }
 
 async fn block_api(
     State(s): State<Shared>,
-    headers: HeaderMap,
+    ApiCaller(client): ApiCaller,
     Path((id, block)): Path<(String, String)>,
     RawPairs(pairs): Pairs,
-) -> Response {
-    match api_caller(&s, &headers) {
-        Ok(client) => answer(&s, &client, &id, Some(block), &pairs, Format::Json, false).await,
-        Err(d) => d.into_response(),
-    }
+) -> Result<Response, ApiError> {
+    let ask = Ask::new(&client, id, Some(block), &pairs, Format::Json, false)?;
+    answer(&s, &client, ask).await
 }
 
 async fn report_page(
     State(s): State<Shared>,
-    headers: HeaderMap,
+    PageCaller(client): PageCaller,
     Path(id): Path<String>,
     RawPairs(pairs): Pairs,
-) -> Response {
-    match page_caller(&s, &headers) {
-        Ok(client) => answer(&s, &client, &id, None, &pairs, Format::Html, true).await,
-        Err(d) => d.into_response(),
+) -> Result<Response, ApiError> {
+    let ask = Ask::new(&client, id, None, &pairs, Format::Html, true)?;
+    answer(&s, &client, ask).await
+}
+
+/// What a report request asks of its client: which result (by its cache key) and how to
+/// write it.
+struct Ask {
+    report: String,
+    block: Option<String>,
+    query: Query,
+    /// The result's cache key: report, block, canonical query, data version.
+    key: String,
+    data: Arc<crate::clients::Data>,
+    format: Format,
+    /// A live page (it calls back for refreshes).
+    live: bool,
+}
+
+impl Ask {
+    /// Checks the report's name and the query; `default` is the format when the query
+    /// names none.
+    fn new(
+        client: &Client,
+        report: String,
+        block: Option<String>,
+        pairs: &[(String, String)],
+        default: Format,
+        live: bool,
+    ) -> Result<Ask, ApiError> {
+        if !client.catalog().reports.contains_key(&report) {
+            return Err(ApiError::NotFound);
+        }
+        let query = Query::parse(pairs).map_err(|e| ApiError::BadQuery {
+            name: e.name,
+            message: e.message,
+        })?;
+        let data = client.data();
+        let key = format!(
+            "{report}|{}|{}|v{}",
+            block.as_deref().unwrap_or(""),
+            query.canonical(),
+            data.version
+        );
+        Ok(Ask {
+            format: query.format.unwrap_or(default),
+            report,
+            block,
+            query,
+            key,
+            data,
+            live,
+        })
     }
 }
 
-/// Runs (or finds in the cache) a report and writes it in the asked format.
-async fn answer(
-    s: &Service,
-    client: &Client,
-    id: &str,
-    block: Option<String>,
-    pairs: &[(String, String)],
-    default: Format,
-    live: bool,
-) -> Response {
-    use std::sync::atomic::Ordering::Relaxed;
-    let catalog = client.catalog();
-    if !catalog.reports.contains_key(id) {
-        return not_found();
-    }
-    let q = match Query::parse(pairs) {
-        Ok(q) => q,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("{}: {}", e.name, e.message),
-            );
-        }
-    };
+/// Runs (or finds in the cache) the asked report and writes it in the asked format.
+async fn answer(s: &Service, client: &Client, ask: Ask) -> Result<Response, ApiError> {
     let deadline = Instant::now() + s.limits.timeout;
-    let data = client.data();
-    let canonical = q.canonical();
-    let key = format!(
-        "{id}|{}|{canonical}|v{}",
-        block.as_deref().unwrap_or(""),
-        data.version
-    );
-    let cached = client.cache.lock().expect("cache").get(&key);
-    let result = match cached {
-        Some(r) => {
-            s.metrics.cache_hits.fetch_add(1, Relaxed);
-            r
-        }
-        None => {
-            let engine = client.engine.clone().unwrap_or_else(|| s.engine.clone());
-            let request = || {
-                let memory = Some(s.limits.memory);
-                q.request(client, id, block.clone(), memory, s.clock, engine)
-            };
-            let from = runs::Sources {
-                client,
-                catalog: &catalog,
-                data: &data,
-            };
-            match runs::shared_run(s, from, &key, deadline, request).await {
-                Ok(r) => r,
-                Err(refusal) => return refusal.into_response(),
-            }
-        }
-    };
-    let locale = q
-        .locale
-        .or_else(|| client.config.locale.as_deref().and_then(|l| l.parse().ok()))
-        .unwrap_or_default();
-    let options = svodka_render::Options {
-        locale,
-        data_version: data.info.as_ref().map(svodka_sources::data_version),
-        live,
-        query: canonical,
-        generated_at: s.clock.now(),
-        ..Default::default()
-    };
-    let format = q.format.unwrap_or(default);
-    if format == Format::Json {
+    let result = report_result(s, client, &ask, deadline).await?;
+    if ask.format == Format::Json {
         // Written as it is serialized, from the cached batches: fast without a copy.
         let memory = s.limits.memory;
-        let json = runs::render(s, deadline, move || runs::json_within(&result, memory)).await;
-        return match json {
-            Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
-            Err(refusal) => refusal.into_response(),
-        };
+        let body = runs::render(s, deadline, move || runs::json_within(&result, memory)).await?;
+        return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
     }
-    // A page or workbook takes longer to render than to send: rendered once per result.
-    let page_key = format!("{key}|{format:?}|{locale:?}|{live}");
-    let page = client.pages.lock().expect("pages").get(&page_key);
-    let bytes = match page {
-        Some(b) => b,
-        None => {
-            if let Err(refusal) = runs::fits_to_render(&result, s.limits.memory) {
-                return refusal.into_response();
-            }
-            let render = move || {
-                let rendered = match format {
-                    Format::Html => svodka_render::html::report_html(&result, &options)
-                        .map(|h| axum::body::Bytes::from(h.into_bytes())),
-                    _ => svodka_render::xlsx::report_xlsx(&result, &options).map(Into::into),
-                };
-                rendered.map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
-            };
-            let bytes = match runs::render(s, deadline, render).await {
-                Ok(b) => b,
-                Err(refusal) => return refusal.into_response(),
-            };
-            let size = bytes.len();
-            client
-                .pages
-                .lock()
-                .expect("pages")
-                .put(page_key, bytes.clone(), size);
-            bytes
-        }
-    };
-    if format == Format::Html {
-        return (
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8".to_string())],
-            bytes,
-        )
-            .into_response();
+    let bytes = rendered(s, client, &ask, result, deadline).await?;
+    if ask.format == Format::Html {
+        let html = "text/html; charset=utf-8";
+        return Ok(([(header::CONTENT_TYPE, html)], bytes).into_response());
     }
-    let name = match &block {
-        Some(b) => format!("{id}-{b}.xlsx"),
-        None => format!("{id}.xlsx"),
+    let name = match &ask.block {
+        Some(b) => format!("{}-{b}.xlsx", ask.report),
+        None => format!("{}.xlsx", ask.report),
     };
-    (
+    let xlsx = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+    let disposition = format!("attachment; filename=\"{name}\"");
+    Ok((
         [
-            (
-                header::CONTENT_TYPE,
-                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".to_string(),
-            ),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{name}\""),
-            ),
+            (header::CONTENT_TYPE, xlsx.to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
         ],
         bytes,
     )
-        .into_response()
+        .into_response())
+}
+
+/// The asked result: from the client's cache, or run (identical requests share one run).
+async fn report_result(
+    s: &Service,
+    client: &Client,
+    ask: &Ask,
+    deadline: Instant,
+) -> Result<Arc<svodka_report::ReportResult>, ApiError> {
+    if let Some(r) = client.cache.lock().expect("cache").get(&ask.key) {
+        s.metrics
+            .cache_hits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Ok(r);
+    }
+    let engine = client.engine.clone().unwrap_or_else(|| s.engine.clone());
+    let request = || {
+        let memory = Some(s.limits.memory);
+        let block = ask.block.clone();
+        ask.query
+            .request(client, &ask.report, block, memory, s.clock, engine)
+    };
+    let catalog = client.catalog();
+    let from = runs::Sources {
+        client,
+        catalog: &catalog,
+        data: &ask.data,
+    };
+    Ok(runs::shared_run(s, from, &ask.key, deadline, request).await?)
+}
+
+/// The result as a page or a workbook: rendered once per result, locale and liveness,
+/// since it takes longer to render than to send.
+async fn rendered(
+    s: &Service,
+    client: &Client,
+    ask: &Ask,
+    result: Arc<svodka_report::ReportResult>,
+    deadline: Instant,
+) -> Result<axum::body::Bytes, ApiError> {
+    let locale = ask
+        .query
+        .locale
+        .or_else(|| client.config.locale.as_deref().and_then(|l| l.parse().ok()))
+        .unwrap_or_default();
+    let page_key = format!("{}|{:?}|{locale:?}|{}", ask.key, ask.format, ask.live);
+    if let Some(bytes) = client.pages.lock().expect("pages").get(&page_key) {
+        return Ok(bytes);
+    }
+    runs::fits_to_render(&result, s.limits.memory)?;
+    let options = svodka_render::Options {
+        locale,
+        data_version: ask.data.info.as_ref().map(svodka_sources::data_version),
+        live: ask.live,
+        query: ask.query.canonical(),
+        generated_at: s.clock.now(),
+        ..Default::default()
+    };
+    let format = ask.format;
+    let render = move || {
+        let rendered = match format {
+            Format::Html => svodka_render::html::report_html(&result, &options)
+                .map(|h| axum::body::Bytes::from(h.into_bytes())),
+            _ => svodka_render::xlsx::report_xlsx(&result, &options).map(Into::into),
+        };
+        rendered.map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    };
+    let bytes = runs::render(s, deadline, render).await?;
+    let size = bytes.len();
+    client
+        .pages
+        .lock()
+        .expect("pages")
+        .put(page_key, bytes.clone(), size);
+    Ok(bytes)
 }
 
 /// A browser's POST from another site carries that site's `Origin`: refused, since the
@@ -497,24 +549,20 @@ async fn refuse_posts_from_other_sites(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-async fn refresh(State(s): State<Shared>, headers: HeaderMap) -> Response {
-    let client = match api_caller_any(&s, &headers) {
-        Ok(c) => c,
-        Err(d) => return d.into_response(),
-    };
+async fn refresh(State(s): State<Shared>, AnyCaller(client): AnyCaller) -> impl IntoResponse {
     let id = s.start_refresh(client);
-    (StatusCode::ACCEPTED, Json(json!({"job": id}))).into_response()
+    (StatusCode::ACCEPTED, Json(json!({"job": id})))
 }
 
-async fn job(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let client = match api_caller_any(&s, &headers) {
-        Ok(c) => c,
-        Err(d) => return d.into_response(),
-    };
+async fn job(
+    State(s): State<Shared>,
+    AnyCaller(client): AnyCaller,
+    Path(id): Path<String>,
+) -> Result<Json<crate::Job>, ApiError> {
     let job = s.jobs.lock().expect("jobs").get(&id).cloned();
     match job {
-        Some(j) if j.client == client.id => Json(j).into_response(),
-        _ => not_found(),
+        Some(j) if j.client == client.id => Ok(Json(j)),
+        _ => Err(ApiError::NotFound),
     }
 }
 
@@ -524,11 +572,7 @@ fn escape(s: &str) -> String {
 
 const PAGE_STYLE: &str = "body{font:15px system-ui,sans-serif;margin:40px auto;max-width:720px;color:#1d2433}a{color:#2f6fde}li{margin:6px 0}input{font:inherit;padding:6px;width:420px}button{font:inherit;padding:6px 14px}";
 
-async fn index(State(s): State<Shared>, headers: HeaderMap) -> Response {
-    let client = match page_caller(&s, &headers) {
-        Ok(c) => c,
-        Err(d) => return d.into_response(),
-    };
+async fn index(PageCaller(client): PageCaller) -> Html<String> {
     let catalog = client.catalog();
     let mut items = String::new();
     for (id, r) in &catalog.reports {
@@ -542,7 +586,6 @@ async fn index(State(s): State<Shared>, headers: HeaderMap) -> Response {
         "<!DOCTYPE html><html lang=\"ru\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>Svodka — {name}</title><style>{PAGE_STYLE}</style></head><body><h1>{name}</h1><ul>{items}</ul><form method=\"post\" action=\"/logout\"><button type=\"submit\">Выйти</button></form></body></html>",
         name = escape(&client.config.name)
     ))
-    .into_response()
 }
 
 async fn login_page() -> Response {

@@ -4,9 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use svodka_csv::DatasetInfo;
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+use svodka_config::{Clock, DATASET_FILE, DatasetInfo};
 use svodka_report::catalog::{read_dir, read_file};
 use svodka_report::{Catalog, LazyTables, Loaded, Opened, SourceFile};
+use svodka_report::{ReportError, RunParams};
 
 include!(concat!(env!("OUT_DIR"), "/builtin_reports.rs"));
 
@@ -20,6 +23,9 @@ pub enum SourcesError {
     /// A definition file or folder is unreadable or invalid.
     #[error(transparent)]
     Report(#[from] svodka_report::ReportError),
+    /// A data folder's `dataset.yaml` is unreadable or invalid.
+    #[error(transparent)]
+    Dataset(#[from] svodka_config::ConfigError),
     /// A CSV data file is unreadable or malformed.
     #[error(transparent)]
     Csv(#[from] svodka_csv::CsvError),
@@ -257,6 +263,33 @@ pub fn import_folder(
     Ok(writer.commit(info.as_ref(), keep)?)
 }
 
+/// A run's period, zone and portal over a data set — the rules every caller shares (the
+/// CLI, `svodka test`, the service): the zone given (`--tz`, a client's `timezone`), else
+/// the data set's, else the default; "today" the data set's snapshot day, else the
+/// clock's in that zone; `from`, `to` and `as_of` by `RunParams::resolve`; the portal
+/// given, else the data set's; the pages of CRM entities from the data set's `links`.
+pub fn run_params(
+    (from, to, as_of): (Option<NaiveDate>, Option<NaiveDate>, Option<NaiveDate>),
+    zone: Option<Tz>,
+    portal_url: Option<String>,
+    info: Option<&DatasetInfo>,
+    clock: Clock,
+) -> Result<RunParams, ReportError> {
+    let zone = match (zone, info) {
+        (Some(zone), _) => zone,
+        (None, Some(info)) => svodka_schema::values::zone(&info.timezone)
+            .map_err(|e| ReportError::bad_input("timezone", format!("{DATASET_FILE}: {e}")))?,
+        (None, None) => svodka_schema::values::default_zone(),
+    };
+    let today = clock.data_today(info, &zone);
+    let mut params = RunParams::resolve(from, to, as_of, today, zone)?;
+    params.portal_url = portal_url.or_else(|| info.and_then(|i| i.portal_url.clone()));
+    if let Some(info) = info {
+        params.set_links(&info.links);
+    }
+    Ok(params)
+}
+
 /// Which data a report was computed from, as shown on its page and workbook.
 pub fn data_version(info: &DatasetInfo) -> String {
     let mut v = format!("{}, snapshot {}", info.name, info.snapshot_date);
@@ -274,12 +307,13 @@ pub fn demo_dir(progress: &mut dyn FnMut(u64, u64)) -> Result<PathBuf, SourcesEr
         seed: 42,
     };
     let dir = std::env::temp_dir().join(format!(
-        "svodka-demo-{}-{}-v{}",
+        "svodka-demo-{}-{}-v{}-{}",
         config.deals,
         config.seed,
-        env!("CARGO_PKG_VERSION")
+        env!("CARGO_PKG_VERSION"),
+        svodka_demo::LAYOUT
     ));
-    if !dir.join(svodka_csv::DATASET_FILE).exists() {
+    if !dir.join(svodka_config::DATASET_FILE).exists() {
         // Written beside, then renamed, so that an interrupted run leaves no half set.
         let partial = dir.with_extension(format!("partial-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&partial);
@@ -289,7 +323,7 @@ pub fn demo_dir(progress: &mut dyn FnMut(u64, u64)) -> Result<PathBuf, SourcesEr
                 source,
             }
         })?;
-        if !dir.join(svodka_csv::DATASET_FILE).exists() {
+        if !dir.join(svodka_config::DATASET_FILE).exists() {
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::rename(&partial, &dir).map_err(|source| SourcesError::Io {
                 what: "moving the demo data into",

@@ -16,7 +16,7 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
-use svodka_csv::DatasetInfo;
+use svodka_config::DatasetInfo;
 
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
@@ -179,16 +179,21 @@ impl Snapshot {
 }
 
 /// The description of a snapshot a sync writes: the current one's (or `fresh` for a new
-/// store), dated the day of the sync and naming where it came from.
+/// store), dated the day of the sync and naming where it came from; `links`, the pages of
+/// the connector's CRM, when the description names none (links written by hand stay).
 pub fn synced_info(
     current: Option<&Snapshot>,
     fresh: impl FnOnce() -> DatasetInfo,
     day: chrono::NaiveDate,
     origin: &str,
+    links: &std::collections::BTreeMap<String, String>,
 ) -> DatasetInfo {
     let mut info = current.and_then(|s| s.info.clone()).unwrap_or_else(fresh);
     info.snapshot_date = day;
     info.origin = Some(origin.to_string());
+    if info.links.is_empty() {
+        info.links = links.clone();
+    }
     info
 }
 
@@ -243,7 +248,7 @@ impl Store {
             message: e.to_string(),
         })?;
         let info = DatasetInfo::read(&dir).map_err(|e| StoreError::Corrupt {
-            path: dir.join(svodka_csv::DATASET_FILE),
+            path: dir.join(svodka_config::DATASET_FILE),
             message: e.to_string(),
         })?;
         Ok(Snapshot {
@@ -430,7 +435,7 @@ impl SnapshotWriter {
     pub fn commit(self, info: Option<&DatasetInfo>, keep: usize) -> Result<Snapshot, StoreError> {
         if let Some(info) = info {
             info.write(&self.dir).map_err(|e| StoreError::Corrupt {
-                path: self.dir.join(svodka_csv::DATASET_FILE),
+                path: self.dir.join(svodka_config::DATASET_FILE),
                 message: e.to_string(),
             })?;
         }

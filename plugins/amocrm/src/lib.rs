@@ -309,6 +309,17 @@ impl Connector for AmoCrm {
             tables: tables(&deals)?,
         }))
     }
+
+    /// amoCRM's pages: its deals are "leads" in its addresses.
+    fn links(&self) -> Vec<(String, String)> {
+        [
+            ("deal", "{portal}/leads/detail/{id}"),
+            ("company", "{portal}/companies/detail/{id}"),
+            ("contact", "{portal}/contacts/detail/{id}"),
+        ]
+        .map(|(e, t)| (e.to_string(), t.to_string()))
+        .to_vec()
+    }
 }
 
 /// One sync: the export's tables.

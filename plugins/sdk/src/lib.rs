@@ -88,6 +88,13 @@ pub trait Connector: Send + Sync + 'static {
     /// Called once per sync, before any table is opened: read the settings, log in, read
     /// the files every table needs. A settings error belongs here, not to a table.
     fn configure(&self, request: &Request) -> Result<Box<dyn Session>, String>;
+    /// Where the CRM's pages of its entities are: `deal`, `lead`, `company` or `contact`
+    /// → an address with `{id}` for the id and `{portal}` for the portal's address
+    /// (`{portal}/leads/detail/{id}`). Reports link ids and titles to them; none by
+    /// default.
+    fn links(&self) -> Vec<(String, String)> {
+        vec![]
+    }
 }
 
 /// One sync's state, shared by every table it opens.
@@ -230,9 +237,13 @@ pub mod ffi {
             let text = match tables(c) {
                 Ok(tables) => {
                     let names: Vec<&str> = tables.iter().map(|(n, _)| n.as_str()).collect();
-                    match guarded(|| (c.name().to_string(), c.version().to_string())) {
-                        Ok((name, version)) => {
-                            serde_json::json!({"name": name, "version": version, "tables": names})
+                    let described =
+                        guarded(|| (c.name().to_string(), c.version().to_string(), c.links()));
+                    match described {
+                        Ok((name, version, links)) => {
+                            let links: serde_json::Map<String, serde_json::Value> =
+                                links.into_iter().map(|(e, t)| (e, t.into())).collect();
+                            serde_json::json!({"name": name, "version": version, "tables": names, "links": links})
                         }
                         Err(e) => serde_json::json!({"error": e}),
                     }

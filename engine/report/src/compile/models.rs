@@ -2,6 +2,7 @@
 //! to what a run reads, and its measures.
 
 use super::*;
+use crate::catalog::Input;
 
 impl<'a> Compiler<'a> {
     /// For a model narrowed by the run (`narrow`): the columns it must still compute, and
@@ -62,25 +63,19 @@ impl<'a> Compiler<'a> {
     /// with the columns its `where` fixes to a value, cover the groups of a `group_by`
     /// model, a model's declared `key` or the key of a canonical table.
     pub(super) fn one_row_per_key(&self, j: &crate::spec::JoinSpec, stack: &[String]) -> bool {
-        let (name, explicit) = match j.from.strip_prefix("tables.") {
-            Some(t) => (t, true),
-            None => (j.from.as_str(), false),
-        };
-        let model = self
-            .catalog
-            .models
-            .get(name)
-            .filter(|_| !explicit && !stack.iter().any(|m| m == name));
-        let key: Vec<&str> = match model {
-            Some(m) => match &m.spec.group_by {
-                Some(groups) => groups.iter().map(|(g, _)| g.as_str()).collect(),
-                None if !m.spec.key.is_empty() => m.spec.key.iter().map(String::as_str).collect(),
-                None => return false,
-            },
-            None => match svodka_schema::table(name) {
-                Some(t) if !t.key.is_empty() => t.key.to_vec(),
-                _ => return false,
-            },
+        let key: Vec<&str> = match self.catalog.input(&j.from, stack) {
+            Input::Model(name) => {
+                let m = &self.catalog.models[name];
+                match &m.spec.group_by {
+                    Some(groups) => groups.iter().map(|(g, _)| g.as_str()).collect(),
+                    None if !m.spec.key.is_empty() => {
+                        m.spec.key.iter().map(String::as_str).collect()
+                    }
+                    None => return false,
+                }
+            }
+            Input::Table(t) if !t.key.is_empty() => t.key.to_vec(),
+            _ => return false,
         };
         let mut matched: HashSet<String> = j.on.values().cloned().collect();
         if let Some(w) = &j.filter {
@@ -103,34 +98,26 @@ impl<'a> Compiler<'a> {
         if let Some(setting) = name.strip_prefix('$') {
             return self.setting_frame(setting, src, path, context);
         }
-        // `tables.x` is always the canonical table, whatever the models are called.
-        let (name, explicit) = match name.strip_prefix("tables.") {
-            Some(t) => (t, true),
-            None => (name, false),
+        let name = match self.catalog.input(name, stack) {
+            Input::Model(model) => return self.model_frame(model, false, stack),
+            Input::Table(t) => t.name,
+            Input::Unknown(name) => {
+                let known = svodka_schema::TABLES
+                    .iter()
+                    .map(|t| t.name)
+                    .chain(self.catalog.models.keys().map(String::as_str));
+                return Err(Diagnostic::at(
+                    src,
+                    path,
+                    context,
+                    format!(
+                        "unknown table or model `{name}`{}",
+                        did_you_mean(name, known)
+                    ),
+                )
+                .into());
+            }
         };
-        let is_table = svodka_schema::table(name).is_some();
-        if !explicit
-            && self.catalog.models.contains_key(name)
-            && !(is_table && stack.iter().any(|m| m == name))
-        {
-            return self.model_frame(name, false, stack);
-        }
-        if !is_table {
-            let known = svodka_schema::TABLES
-                .iter()
-                .map(|t| t.name)
-                .chain(self.catalog.models.keys().map(String::as_str));
-            return Err(Diagnostic::at(
-                src,
-                path,
-                context,
-                format!(
-                    "unknown table or model `{name}`{}",
-                    did_you_mean(name, known)
-                ),
-            )
-            .into());
-        }
         let provider = self.source.table(name)?;
         let plan = LogicalPlanBuilder::scan(name, provider_as_source(provider), None)
             .and_then(|b| b.build())

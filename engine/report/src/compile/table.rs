@@ -483,7 +483,12 @@ impl<'a> Compiler<'a> {
         }
 
         // Aggregate each model by the grouping's dimensions.
-        let time_dim = self.time_dimension(report, i, group)?;
+        // The block's time dimension keeps its models' rows to the run's period in every
+        // grouping: the totals row and subtotals without it count what its rows count.
+        let time_dim = match self.time_dimension(report, i, group)? {
+            Some(found) => Some(found),
+            None => self.time_dimension(report, i, &block.by.0)?,
+        };
         let mut parts: Vec<DataFrame> = Vec::new();
         for ((model, shift), aggs) in &plan.base {
             let c: &Compiler = match shift {

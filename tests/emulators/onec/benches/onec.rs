@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use svodka_emulator_onec::{Base, Emulator, PASSWORD, USER};
-use svodka_onec::config::Config;
+use svodka_onec::config::OnecConfig;
 use svodka_onec::metadata::Metadata;
 use svodka_onec::odata::OData;
 use svodka_onec::sync::{Options, sync};
@@ -24,7 +24,7 @@ fn main() {
     )
     .unwrap();
     let portal = Emulator::start(data.path()).unwrap();
-    let config: Config = serde_yaml_config(&portal.url);
+    let config: OnecConfig = serde_yaml_config(&portal.url);
     let store = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let mut source = OData::connect(&config, Some(store.path()), false).unwrap();
@@ -81,7 +81,7 @@ fn main() {
     );
 }
 
-fn serde_yaml_config(url: &str) -> Config {
+fn serde_yaml_config(url: &str) -> OnecConfig {
     let text = format!(
         "odata: {{ url: \"{url}\", user: {USER}, password: {PASSWORD} }}\n\
          counterparties: {{ set: Catalog_Контрагенты, inn: ИНН, kpp: КПП }}\n\

@@ -103,6 +103,7 @@ mod tests {
             portal_url: None,
             snapshot_date: NaiveDate::from_ymd_opt(2025, 3, 1).unwrap(),
             origin: None,
+            links: Default::default(),
         };
         let c = Clock::parse("2026-11-27").unwrap();
         assert_eq!(c.data_today(Some(&info), &Utc), info.snapshot_date);

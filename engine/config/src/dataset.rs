@@ -1,0 +1,78 @@
+//! `dataset.yaml`: what a data folder or a snapshot holds — whose data, in which time
+//! zone, from which portal, and the day it was extracted.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ConfigError, read_yaml, zone_named};
+
+/// The file name of the data set's description inside a data folder or snapshot.
+pub const DATASET_FILE: &str = "dataset.yaml";
+
+/// `dataset.yaml`: what a data folder describes — whose data, in which time zone, and the
+/// day it was extracted (the "today" of reports run on it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetInfo {
+    pub name: String,
+    /// IANA time zone of the client, e.g. `Europe/Moscow` (checked when read).
+    pub timezone: String,
+    /// The CRM portal base URL, for links.
+    #[serde(default)]
+    pub portal_url: Option<String>,
+    /// The day the data was extracted.
+    pub snapshot_date: chrono::NaiveDate,
+    /// How the data was produced (`demo seed 42`, `bitrix24 sync`…).
+    #[serde(default)]
+    pub origin: Option<String>,
+    /// Where each CRM entity's page is: `deal`, `lead`, `company` or `contact` → an
+    /// address with `{id}` for the entity's id and `{portal}` for `portal_url`
+    /// (`{portal}/crm/deal/details/{id}/`). A sync writes its CRM's; none: no links.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub links: BTreeMap<String, String>,
+}
+
+impl DatasetInfo {
+    /// Reads and checks `dir/dataset.yaml`; Ok(None) when the folder has none.
+    pub fn read(dir: &Path) -> Result<Option<DatasetInfo>, ConfigError> {
+        let file = dir.join(DATASET_FILE);
+        let exists = file.try_exists().map_err(|source| ConfigError::Io {
+            file: file.clone(),
+            source,
+        })?;
+        if !exists {
+            return Ok(None);
+        }
+        let info: DatasetInfo = read_yaml(&file)?;
+        zone_named(&info.timezone, &file, "timezone")?;
+        for (entity, template) in &info.links {
+            let key = format!("links.{entity}");
+            let invalid = |message: String| ConfigError::Invalid {
+                file: file.clone(),
+                key: key.clone(),
+                message,
+            };
+            if !svodka_schema::LINKED_ENTITIES.contains(&entity.as_str()) {
+                return Err(invalid(format!(
+                    "not an entity with pages; links name {}",
+                    svodka_schema::LINKED_ENTITIES.join(", ")
+                )));
+            }
+            if !template.contains("{id}") {
+                return Err(invalid(format!(
+                    "{template:?} has no `{{id}}`: write where the id goes, e.g. `{{portal}}/crm/{entity}/details/{{id}}/`"
+                )));
+            }
+        }
+        Ok(Some(info))
+    }
+
+    /// Writes `dir/dataset.yaml`.
+    pub fn write(&self, dir: &Path) -> Result<(), ConfigError> {
+        let file = dir.join(DATASET_FILE);
+        let text = serde_yaml::to_string(self).expect("plain struct serialises");
+        std::fs::write(&file, text).map_err(|source| ConfigError::Io { file, source })
+    }
+}
