@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use svodka_report::{ChartKind, ChartSpec, ValueType};
+use svodka_results::{ChartKind, ChartSpec, ValueType};
 
 use crate::format::Locale;
 use crate::table::Table;
@@ -622,7 +622,7 @@ fn funnel(out: &mut String, data: &ChartData, locale: Locale) -> f64 {
 mod tests {
     use super::*;
     use crate::table::Row;
-    use svodka_report::ColumnMeta;
+    use svodka_results::ColumnMeta;
 
     fn dynamics() -> Table {
         let col = |name: &str, ty, dimension| ColumnMeta {

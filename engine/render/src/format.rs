@@ -1,7 +1,7 @@
 //! Numbers, dates and words as people read them, per locale: `18 825,00 ₽`, `45,2 %`,
 //! `25.11.2026` in Russian (the default), `18,825.00 ₽` and `2026-11-25` in English.
 
-use svodka_report::{ColumnMeta, ValueType};
+use svodka_results::{ColumnMeta, ValueType};
 
 use crate::values::Cell;
 

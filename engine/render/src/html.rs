@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use minijinja::{Environment, context};
 use serde::Serialize;
-use svodka_report::{ColumnMeta, ReportResult, ValueType};
+use svodka_results::{ColumnMeta, ReportResult, ValueType};
 
 use crate::chart::{chart_data, svg};
 use crate::format::{Locale, Word};
@@ -57,6 +57,9 @@ struct Controls {
     /// Per-block export link prefix (the block id and query follow).
     block_export: String,
     query: String,
+    /// Where the refresh button asks (POST) and the job's state is read (id follows).
+    refresh: String,
+    jobs: String,
 }
 
 #[derive(Serialize)]
@@ -199,7 +202,7 @@ pub fn report_html(result: &ReportResult, options: &Options) -> Result<String, R
             note,
         });
     }
-    let labelled = |values: &[(String, svodka_report::SettingValue)]| -> Vec<Pair> {
+    let labelled = |values: &[(String, svodka_results::SettingValue)]| -> Vec<Pair> {
         values
             .iter()
             .map(|(n, v)| Pair {
@@ -228,7 +231,8 @@ pub fn report_html(result: &ReportResult, options: &Options) -> Result<String, R
     .collect();
     let controls = options
         .live
-        .then(|| controls(result, &options.query, &names, &filters));
+        .as_ref()
+        .map(|live| controls(result, live, &names, &filters));
     let mut env = Environment::new();
     env.add_filter("prose", |text: String| {
         minijinja::Value::from_safe_string(prose(&text))
@@ -254,7 +258,7 @@ pub fn report_html(result: &ReportResult, options: &Options) -> Result<String, R
                 parameters => parameters,
                 words => words,
                 blocks => blocks,
-                live => options.live,
+                live => options.live.is_some(),
                 controls => controls,
                 style => STYLE,
                 script => SCRIPT,
@@ -283,9 +287,15 @@ fn join_query(pairs: &[(String, String)]) -> String {
 
 /// Period presets around the period's end, filter pickers from the ids and names seen in
 /// the report, links that clear each filter, export links.
-fn controls(result: &ReportResult, query: &str, names: &FilterNames, applied: &[Pair]) -> Controls {
+fn controls(
+    result: &ReportResult,
+    live: &crate::LivePage,
+    names: &FilterNames,
+    applied: &[Pair],
+) -> Controls {
+    let query = live.query.as_str();
     use chrono::{Datelike, Months};
-    use svodka_report::time::{month_end, month_start};
+    use svodka_schema::values::{month_end, month_start};
     let p = &result.params;
     let all = pairs(query);
     let rest: Vec<(String, String)> = all
@@ -393,9 +403,11 @@ fn controls(result: &ReportResult, query: &str, names: &FilterNames, applied: &[
         presets,
         pickers,
         clear,
-        export: format!("/api/reports/{}?{query}{sep}format=xlsx", result.report),
-        block_export: format!("/api/reports/{}/blocks/", result.report),
+        export: format!("{}?{query}{sep}format=xlsx", live.export),
+        block_export: live.block_export.clone(),
         query: format!("{query}{sep}format=xlsx"),
+        refresh: live.refresh.clone(),
+        jobs: live.jobs.clone(),
     }
 }
 

@@ -8,7 +8,7 @@ use chrono::SecondsFormat;
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
-use svodka_report::{BlockResult, ColumnMeta, ReportResult};
+use svodka_results::{BlockResult, ColumnMeta, ReportResult};
 
 use crate::RenderError;
 use crate::table::{Row, Table, table};

@@ -22,12 +22,27 @@ pub struct Options {
     pub data_version: Option<String>,
     /// Rows beyond this are left out of HTML tables (the page says so); xlsx has them all.
     pub max_html_rows: usize,
-    /// The page is served live: period and filter controls, export and refresh buttons,
-    /// and clicking a dimension value re-runs it with that filter.
-    pub live: bool,
+    /// The page is served live — period and filter controls, export and refresh buttons,
+    /// and clicking a dimension value re-runs it with that filter — at these addresses;
+    /// None: a file.
+    pub live: Option<LivePage>,
+}
+
+/// Where a live page's controls lead: the serving service's own addresses (the renderer
+/// knows none of them).
+#[derive(Debug, Clone, Default)]
+pub struct LivePage {
     /// The run's query string as the service received it (without the output options),
-    /// for export links of a live page.
+    /// kept by the controls and the export links.
     pub query: String,
+    /// The report's workbook: `?{query}&format=xlsx` follows.
+    pub export: String,
+    /// The start of a block's workbook: the block id, then `?{query}&format=xlsx`.
+    pub block_export: String,
+    /// Where a refresh of the data is asked for (POST, answering `{"job": id}`).
+    pub refresh: String,
+    /// The start of a refresh job's state: the job id follows.
+    pub jobs: String,
 }
 
 impl Default for Options {
@@ -37,8 +52,7 @@ impl Default for Options {
             generated_at: chrono::Utc::now(),
             data_version: None,
             max_html_rows: 2000,
-            live: false,
-            query: String::new(),
+            live: None,
         }
     }
 }

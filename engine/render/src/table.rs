@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use arrow::record_batch::RecordBatch;
 use chrono_tz::Tz;
-use svodka_report::{BlockResult, ColumnMeta};
+use svodka_results::{BlockResult, ColumnMeta};
 
 use crate::RenderError;
 use crate::values::{Cell, cells};
@@ -54,8 +54,8 @@ pub struct Row {
 impl Table {
     /// One row of measures and no dimensions: shown as KPI cards (a list of measures in
     /// a workbook), not as a table.
-    pub fn is_kpi(&self, kind: svodka_report::BlockKind) -> bool {
-        kind == svodka_report::BlockKind::Table
+    pub fn is_kpi(&self, kind: svodka_results::BlockKind) -> bool {
+        kind == svodka_results::BlockKind::Table
             && self.rows.len() == 1
             && !self.columns.iter().any(|c| c.dimension)
             && self.levels.is_empty()

@@ -6,7 +6,7 @@ use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Date32Type, Float64Type, Int64Type, TimeUnit};
 use chrono_tz::Tz;
-use svodka_report::ValueType;
+use svodka_results::ValueType;
 
 use crate::RenderError;
 
@@ -95,7 +95,7 @@ pub fn cells(
                     if a.is_null(i) {
                         Cell::Null
                     } else {
-                        Cell::Date(svodka_report::time::date_from_days(a.value(i)))
+                        Cell::Date(svodka_schema::values::date_from_days(a.value(i)))
                     }
                 })
                 .collect()

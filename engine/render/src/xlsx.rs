@@ -8,7 +8,7 @@ use rust_xlsxwriter::{
     Chart, ChartType, ConditionalFormat2ColorScale, ExcelDateTime, Format, FormatBorder, Url,
     Workbook, Worksheet, XlsxError,
 };
-use svodka_report::{BlockKind, ChartKind, ColumnMeta, ReportResult, ValueType};
+use svodka_results::{BlockKind, ChartKind, ColumnMeta, ReportResult, ValueType};
 
 use crate::chart::{ChartData, chart_data};
 use crate::format::{Locale, Word};
@@ -591,7 +591,7 @@ mod big_lists {
     use arrow::datatypes::{DataType, Field, Schema};
     use arrow::record_batch::RecordBatch;
     use calamine::{Data, Reader, Xlsx};
-    use svodka_report::{BlockKind, BlockResult, ColumnMeta, ReportResult, RunParams, ValueType};
+    use svodka_results::{BlockKind, BlockResult, ColumnMeta, ReportResult, RunInfo, ValueType};
 
     use super::{CONSTANT_MEMORY_ROWS, report_xlsx};
 
@@ -626,8 +626,15 @@ mod big_lists {
         )
         .unwrap();
         let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
-        let params =
-            RunParams::resolve(Some(day), None, None, day, chrono_tz::Europe::Moscow).unwrap();
+        let params = RunInfo {
+            from: day,
+            to: svodka_schema::values::month_end(day),
+            as_of: day,
+            timezone: chrono_tz::Europe::Moscow,
+            filters: Default::default(),
+            portal_url: None,
+            links: Default::default(),
+        };
         let block = BlockResult::of_rows(
             "deals",
             "Сделки",

@@ -403,7 +403,7 @@ pub struct Bindings(
 impl Bindings {
     /// Binds a setting or parameter value: a scalar as `$name`, a structured one as a table.
     pub fn bind(&mut self, name: &str, value: &crate::settings::SettingValue) {
-        match (value.scalar(), value) {
+        match (crate::settings::scalar(value), value) {
             (Some(v), _) => {
                 self.0.insert(name.to_string(), v);
             }
@@ -414,7 +414,7 @@ impl Bindings {
                     let items: Vec<ScalarValue> = rows
                         .rows
                         .iter()
-                        .filter_map(|r| r[0].scalar())
+                        .filter_map(|r| crate::settings::scalar(&r[0]))
                         .filter_map(|v| v.cast_to(&ty).ok())
                         .collect();
                     self.0.insert(

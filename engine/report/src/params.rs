@@ -14,35 +14,13 @@ use crate::time::{day_start_micros, days_since_epoch, month_end, month_start};
 /// The longest period a run accepts; longer ones are refused rather than computed.
 pub const MAX_PERIOD_DAYS: i64 = 25 * 366;
 
-/// One value of a report filter.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum FilterValue {
-    Id(i64),
-    Text(String),
-}
+pub use svodka_results::FilterValue;
 
-impl FilterValue {
-    pub fn scalar(&self) -> ScalarValue {
-        match self {
-            FilterValue::Id(v) => ScalarValue::Int64(Some(*v)),
-            FilterValue::Text(v) => ScalarValue::Utf8(Some(v.clone())),
-        }
-    }
-
-    pub fn to_json(&self) -> serde_json::Value {
-        match self {
-            FilterValue::Id(v) => (*v).into(),
-            FilterValue::Text(v) => v.clone().into(),
-        }
-    }
-}
-
-impl std::fmt::Display for FilterValue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FilterValue::Id(v) => write!(f, "{v}"),
-            FilterValue::Text(v) => f.write_str(v),
-        }
+/// The literal a filter value becomes inside a plan.
+pub fn filter_scalar(value: &FilterValue) -> ScalarValue {
+    match value {
+        FilterValue::Id(v) => ScalarValue::Int64(Some(*v)),
+        FilterValue::Text(v) => ScalarValue::Utf8(Some(v.clone())),
     }
 }
 
@@ -157,6 +135,19 @@ impl RunParams {
             portal_url: None,
             links: BTreeMap::new(),
         })
+    }
+
+    /// The run as outputs show it.
+    pub fn info(&self) -> svodka_results::RunInfo {
+        svodka_results::RunInfo {
+            from: self.from,
+            to: self.to,
+            as_of: self.as_of,
+            timezone: self.timezone,
+            filters: self.filters.clone(),
+            portal_url: self.portal_url.clone(),
+            links: self.links.clone(),
+        }
     }
 
     /// Adds values to filter `name` (employee, department, pipeline, source), parsing

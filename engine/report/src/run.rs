@@ -304,7 +304,12 @@ fn prepare<'a>(
         .params
         .filters
         .iter()
-        .map(|(f, vs)| (f.clone(), vs.iter().map(|v| v.scalar()).collect()))
+        .map(|(f, vs)| {
+            (
+                f.clone(),
+                vs.iter().map(crate::params::filter_scalar).collect(),
+            )
+        })
         .collect();
     let blocks = match &req.block {
         None => (0..report.spec.blocks.len()).collect(),
@@ -475,7 +480,7 @@ pub async fn run(
                 let row = one_batch(compiler.block(report, i)?.rows, report.id(), &spec.id).await?;
                 Some(Previous {
                     shift,
-                    params: req.params.shifted(shift),
+                    params: req.params.shifted(shift).info(),
                     row,
                 })
             }
@@ -500,7 +505,7 @@ pub async fn run(
         report: report.id().to_string(),
         title: report.spec.title.clone(),
         description: report.spec.description.clone(),
-        params: req.params.clone(),
+        params: req.params.info(),
         settings: p.settings,
         parameters: p.parameters,
         labels: p.labels,

@@ -1,94 +1,24 @@
 //! Typed, bounded settings: declared in YAML with a default, overridden per client or per
 //! run (`--set name=value`), and bound into plans as literal values.
 
-use std::fmt;
-
 use chrono::NaiveDate;
 use datafusion::scalar::ScalarValue;
 
 use crate::spec::{SettingSpec, SettingType};
 
-/// A setting's value.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SettingValue {
-    Int(i64),
-    Number(f64),
-    Bool(bool),
-    Text(String),
-    Date(NaiveDate),
-    /// A map, list or table setting: rows of scalar values under typed columns.
-    Rows(Rows),
-}
+pub use svodka_results::{Rows, SettingValue};
 
-/// The value of a structured setting, as a small table.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rows {
-    pub kind: SettingType,
-    pub columns: Vec<(String, SettingType)>,
-    pub rows: Vec<Vec<SettingValue>>,
-}
-
-impl SettingValue {
-    /// The literal this value becomes inside a plan (None for a structured value, which
-    /// becomes a table instead).
-    pub fn scalar(&self) -> Option<ScalarValue> {
-        Some(match self {
-            SettingValue::Int(v) => ScalarValue::Int64(Some(*v)),
-            SettingValue::Number(v) => ScalarValue::Float64(Some(*v)),
-            SettingValue::Bool(v) => ScalarValue::Boolean(Some(*v)),
-            SettingValue::Text(v) => ScalarValue::Utf8(Some(v.clone())),
-            SettingValue::Date(d) => ScalarValue::Date32(Some(crate::time::days_since_epoch(*d))),
-            SettingValue::Rows(_) => return None,
-        })
-    }
-
-    /// The value as JSON.
-    pub fn to_json(&self) -> serde_json::Value {
-        match self {
-            SettingValue::Int(v) => (*v).into(),
-            SettingValue::Number(v) => serde_json::Number::from_f64(*v)
-                .map(serde_json::Value::Number)
-                .unwrap_or(serde_json::Value::Null),
-            SettingValue::Bool(v) => (*v).into(),
-            SettingValue::Text(v) => v.clone().into(),
-            SettingValue::Date(d) => d.to_string().into(),
-            SettingValue::Rows(r) => match r.kind {
-                SettingType::Map => serde_json::Value::Object(
-                    r.rows
-                        .iter()
-                        .map(|row| (row[0].to_string(), row[1].to_json()))
-                        .collect(),
-                ),
-                SettingType::List => r.rows.iter().map(|row| row[0].to_json()).collect(),
-                _ => r
-                    .rows
-                    .iter()
-                    .map(|row| {
-                        serde_json::Value::Object(
-                            r.columns
-                                .iter()
-                                .zip(row)
-                                .map(|((c, _), v)| (c.clone(), v.to_json()))
-                                .collect(),
-                        )
-                    })
-                    .collect(),
-            },
-        }
-    }
-}
-
-impl fmt::Display for SettingValue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SettingValue::Int(v) => write!(f, "{v}"),
-            SettingValue::Number(v) => write!(f, "{v}"),
-            SettingValue::Bool(v) => write!(f, "{v}"),
-            SettingValue::Text(v) => write!(f, "{v}"),
-            SettingValue::Date(d) => write!(f, "{d}"),
-            SettingValue::Rows(_) => write!(f, "{}", self.to_json()),
-        }
-    }
+/// The literal a setting's value becomes inside a plan (None for a structured value,
+/// which becomes a table instead).
+pub fn scalar(value: &SettingValue) -> Option<ScalarValue> {
+    Some(match value {
+        SettingValue::Int(v) => ScalarValue::Int64(Some(*v)),
+        SettingValue::Number(v) => ScalarValue::Float64(Some(*v)),
+        SettingValue::Bool(v) => ScalarValue::Boolean(Some(*v)),
+        SettingValue::Text(v) => ScalarValue::Utf8(Some(v.clone())),
+        SettingValue::Date(d) => ScalarValue::Date32(Some(crate::time::days_since_epoch(*d))),
+        SettingValue::Rows(_) => return None,
+    })
 }
 
 /// A resolved setting declaration.

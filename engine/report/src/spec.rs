@@ -6,6 +6,7 @@ use std::fmt;
 use indexmap::IndexMap;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+pub use svodka_results::{ChartKind, ChartSpec, SettingType, Shift, ValueType};
 
 /// A model file: a reusable view over a canonical table or another model.
 #[derive(Debug, Clone, Deserialize)]
@@ -231,35 +232,6 @@ impl<'de> Deserialize<'de> for Limit {
     }
 }
 
-/// How a block may be drawn; renderers decide the details.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ChartSpec {
-    #[serde(rename = "type")]
-    pub kind: ChartKind,
-    /// The column along the category axis (or the slice names of a pie).
-    pub x: String,
-    /// The value columns.
-    pub y: Vec<String>,
-    /// A column whose values make separate lines/bars (an employee per line); rows with
-    /// the same `x` and series add up.
-    #[serde(default)]
-    pub series: Option<String>,
-}
-
-/// The chart kinds renderers know.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ChartKind {
-    Bar,
-    StackedBar,
-    Line,
-    Pie,
-    Funnel,
-    /// A grid of `series` (rows) × `x` (columns), each cell coloured by its one `y` value.
-    Heatmap,
-}
-
 /// A typed, bounded setting.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -290,87 +262,6 @@ pub struct SettingSpec {
     pub label: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
-}
-
-/// The value types a setting may have.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum SettingType {
-    Int,
-    Number,
-    Bool,
-    Text,
-    Enum,
-    Date,
-    /// key → value pairs; joinable as a table (key, value).
-    Map,
-    /// A list of values; joinable as a table (item).
-    List,
-    /// Rows of named, typed columns; joinable as a table.
-    Table,
-}
-
-impl fmt::Display for SettingType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            SettingType::Int => "int",
-            SettingType::Number => "number",
-            SettingType::Bool => "bool",
-            SettingType::Text => "text",
-            SettingType::Enum => "enum",
-            SettingType::Date => "date",
-            SettingType::Map => "map",
-            SettingType::List => "list",
-            SettingType::Table => "table",
-        })
-    }
-}
-
-/// How an output value is presented; also its JSON `type`.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
-#[serde(rename_all = "snake_case")]
-pub enum ValueType {
-    Id,
-    Int,
-    Number,
-    Money,
-    Percent,
-    Days,
-    Text,
-    Bool,
-    Date,
-    Timestamp,
-}
-
-impl ValueType {
-    /// The name used in JSON and in docs.
-    pub fn name(self) -> &'static str {
-        match self {
-            ValueType::Id => "id",
-            ValueType::Int => "int",
-            ValueType::Number => "number",
-            ValueType::Money => "money",
-            ValueType::Percent => "percent",
-            ValueType::Days => "days",
-            ValueType::Text => "text",
-            ValueType::Bool => "bool",
-            ValueType::Date => "date",
-            ValueType::Timestamp => "timestamp",
-        }
-    }
-
-    /// True for types shown as numbers.
-    pub fn is_numeric(self) -> bool {
-        matches!(
-            self,
-            ValueType::Id
-                | ValueType::Int
-                | ValueType::Number
-                | ValueType::Money
-                | ValueType::Percent
-                | ValueType::Days
-        )
-    }
 }
 
 /// What a measure shows for a group with no rows in its model.
@@ -572,16 +463,6 @@ impl TimeSpec {
             TimeSpec::PerModel(m) => m.get(model).map(String::as_str),
         }
     }
-}
-
-/// A calendar shift of the run's period (and `as_of`).
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
-#[serde(rename_all = "snake_case")]
-pub enum Shift {
-    PreviousPeriod,
-    PreviousYear,
-    /// One calendar month back (a month's last day maps to the last day of the month before).
-    PreviousMonth,
 }
 
 /// An ordered list of named expressions. Accepted forms:

@@ -6,19 +6,7 @@ use chrono_tz::Tz;
 
 const MICROS_PER_SECOND: i64 = 1_000_000;
 
-/// Days since 1970-01-01 (Arrow Date32).
-pub fn days_since_epoch(date: NaiveDate) -> i32 {
-    (date - epoch()).num_days() as i32
-}
-
-/// The date of Arrow Date32 `days`.
-pub fn date_from_days(days: i32) -> NaiveDate {
-    epoch() + chrono::Duration::days(i64::from(days))
-}
-
-fn epoch() -> NaiveDate {
-    NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid epoch")
-}
+pub use svodka_schema::values::{date_from_days, days_since_epoch, month_end, month_start};
 
 /// The UTC instant (µs) at which `date` begins in `tz`. Where midnight does not exist
 /// (a DST gap), the day begins at the first instant that does.
@@ -157,21 +145,6 @@ impl Grain {
         }
         out
     }
-}
-
-/// The first day of `date`'s month.
-pub fn month_start(date: NaiveDate) -> NaiveDate {
-    date.with_day(1).expect("day 1 exists")
-}
-
-/// The last day of `date`'s month.
-pub fn month_end(date: NaiveDate) -> NaiveDate {
-    let next = if date.month() == 12 {
-        NaiveDate::from_ymd_opt(date.year() + 1, 1, 1)
-    } else {
-        NaiveDate::from_ymd_opt(date.year(), date.month() + 1, 1)
-    };
-    next.expect("valid month") - chrono::Duration::days(1)
 }
 
 #[cfg(test)]

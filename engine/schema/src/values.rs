@@ -2,7 +2,7 @@
 //! SDK's plugins among them: exact money from amounts typed with spaces and a decimal
 //! comma (`1 234,50`), and local date-times in a client's zone as UTC microseconds.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeZone};
 
 use crate::{MONEY_PRECISION, MONEY_SCALE};
 
@@ -114,6 +114,35 @@ pub fn local_time(text: &str, tz: Tz) -> Result<i64, String> {
             )
         })?;
     local_to_utc(local, tz)
+}
+
+/// Days since 1970-01-01 (Arrow Date32).
+pub fn days_since_epoch(date: NaiveDate) -> i32 {
+    (date - epoch()).num_days() as i32
+}
+
+/// The date of Arrow Date32 `days`.
+pub fn date_from_days(days: i32) -> NaiveDate {
+    epoch() + chrono::Duration::days(i64::from(days))
+}
+
+fn epoch() -> NaiveDate {
+    NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid epoch")
+}
+
+/// The first day of `date`'s month.
+pub fn month_start(date: NaiveDate) -> NaiveDate {
+    date.with_day(1).expect("day 1 exists")
+}
+
+/// The last day of `date`'s month.
+pub fn month_end(date: NaiveDate) -> NaiveDate {
+    let next = if date.month() == 12 {
+        NaiveDate::from_ymd_opt(date.year() + 1, 1, 1)
+    } else {
+        NaiveDate::from_ymd_opt(date.year(), date.month() + 1, 1)
+    };
+    next.expect("valid month") - chrono::Duration::days(1)
 }
 
 #[cfg(test)]

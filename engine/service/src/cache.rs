@@ -103,7 +103,7 @@ mod tests {
         let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
         let params = RunParams::resolve(Some(day), None, None, day, chrono_tz::UTC).unwrap();
         let block = BlockResult::of_rows("b", "B", BlockKind::Table, vec![], vec![batch]);
-        Arc::new(ReportResult::of_blocks("r", params, vec![block]))
+        Arc::new(ReportResult::of_blocks("r", params.info(), vec![block]))
     }
 
     #[test]

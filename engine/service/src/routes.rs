@@ -495,8 +495,13 @@ async fn rendered(
     let options = svodka_render::Options {
         locale,
         data_version: ask.data.info.as_ref().map(svodka_sources::data_version),
-        live: ask.live,
-        query: ask.query.canonical(),
+        live: ask.live.then(|| svodka_render::LivePage {
+            query: ask.query.canonical(),
+            export: format!("/api/reports/{}", ask.report),
+            block_export: format!("/api/reports/{}/blocks/", ask.report),
+            refresh: "/api/refresh".into(),
+            jobs: "/api/jobs/".into(),
+        }),
         generated_at: s.clock.now(),
         ..Default::default()
     };

@@ -120,11 +120,11 @@
       var state = document.getElementById("refresh-state");
       refresh.disabled = true;
       state.textContent = "…";
-      fetch("/api/refresh", { method: "POST", credentials: "same-origin" })
+      fetch(refresh.dataset.refresh, { method: "POST", credentials: "same-origin" })
         .then(function (r) { return r.json(); })
         .then(function (j) {
           (function poll() {
-            fetch("/api/jobs/" + j.job, { credentials: "same-origin" })
+            fetch(refresh.dataset.jobs + encodeURIComponent(j.job), { credentials: "same-origin" })
               .then(function (r) { return r.json(); })
               .then(function (s) {
                 state.textContent = s.progress + "% " + s.message;

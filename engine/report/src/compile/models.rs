@@ -168,7 +168,9 @@ impl<'a> Compiler<'a> {
                         .zip(&types)
                         .map(|(cell, ty)| {
                             Ok(datafusion::prelude::lit(
-                                cell.scalar().expect("cells are scalars").cast_to(ty)?,
+                                crate::settings::scalar(cell)
+                                    .expect("cells are scalars")
+                                    .cast_to(ty)?,
                             ))
                         })
                         .collect::<datafusion::error::Result<Vec<Expr>>>()
