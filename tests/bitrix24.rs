@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use svodka_bitrix24::client::{Auth, Client};
 use svodka_bitrix24::pace::Limit;
-use svodka_bitrix24::sync::{Options, TABLES, sync};
+use svodka_bitrix24::portal::{Auth, Portal};
+use svodka_bitrix24::sync::{SyncOptions, TABLES, sync};
 use svodka_emulator_bitrix24::{Change, Emulator, Fault, Faults};
 use svodka_store::Store;
 
@@ -50,8 +50,8 @@ fn assert_synced(store: &Path, portal: &Emulator) {
     }
 }
 
-fn options() -> Options {
-    let mut o = Options::new("emulator");
+fn options() -> SyncOptions {
+    let mut o = SyncOptions::new("emulator");
     o.comments = true;
     o
 }
@@ -329,7 +329,7 @@ fn every_fault_is_recovered_from_with_nothing_lost_or_duplicated() {
     let (endpoint, access, refresh, token_url) = portal.oauth();
     let stored = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let keep = stored.clone();
-    let mut c = Client::new(
+    let mut c = Portal::new(
         Auth::OAuth {
             endpoint,
             access_token: access,
@@ -409,7 +409,7 @@ fn the_leaky_bucket_is_kept_and_refusals_are_waited_out() {
         limit: Some((10.0, 4.0)),
         ..Default::default()
     });
-    let mut c = Client::new(
+    let mut c = Portal::new(
         Auth::Webhook {
             url: portal.webhook(),
         },
@@ -430,7 +430,7 @@ fn the_leaky_bucket_is_kept_and_refusals_are_waited_out() {
         limit: Some((10.0, 4.0)),
         ..Default::default()
     });
-    let mut c = Client::new(
+    let mut c = Portal::new(
         Auth::Webhook {
             url: calm.webhook(),
         },

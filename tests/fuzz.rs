@@ -7,7 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use svodka_report::{Catalog, ReportError, SourceFile};
+use svodka_report::{Catalog, DefinitionFile, ReportError};
 
 use crate::util::fixture;
 
@@ -243,7 +243,7 @@ fn mutated_definitions_fail_at_their_place_without_panic_or_hang() {
     let shipped_catalog = Catalog::from_sources(
         files
             .iter()
-            .map(|(name, text)| SourceFile::new(name.clone(), text.as_str()))
+            .map(|(name, text)| DefinitionFile::new(name.clone(), text.as_str()))
             .collect(),
     )
     .unwrap();
@@ -259,7 +259,7 @@ fn mutated_definitions_fail_at_their_place_without_panic_or_hang() {
         let label = format!("{name} (mutated)");
         guarded(&label, k, &text, || {
             let mut catalog = shipped_catalog.clone();
-            let checked = match catalog.add(SourceFile::new(name.clone(), text.as_str())) {
+            let checked = match catalog.add(DefinitionFile::new(name.clone(), text.as_str())) {
                 Err(problems) => Err(ReportError::Invalid(problems)),
                 Ok(()) => {
                     let reports: Vec<String> = catalog

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Result;
 use chrono::NaiveDate;
 use datafusion::catalog::TableProvider;
-use svodka_report::{Catalog, LazyTables, ReportError, RunParams, RunRequest, TableSource};
+use svodka_report::{Catalog, LazyTables, ReportError, RunParams, RunRequest, TableSet};
 
 /// Empty canonical tables that remember which were asked for.
 struct Recording {
@@ -18,7 +18,7 @@ struct Recording {
     asked: Mutex<BTreeSet<String>>,
 }
 
-impl TableSource for Recording {
+impl TableSet for Recording {
     fn table(&self, name: &str) -> Result<Arc<dyn TableProvider>, ReportError> {
         self.asked
             .lock()

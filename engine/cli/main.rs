@@ -681,7 +681,7 @@ async fn run(a: RunArgs, clock: svodka_config::Clock) -> Result<()> {
     if format == Format::Xlsx && a.out.is_none() && std::io::stdout().is_terminal() {
         bail!("an xlsx workbook is binary: write it to a file with --out FILE.xlsx");
     }
-    let options = svodka_render::Options {
+    let options = svodka_render::RenderOptions {
         locale: a.locale.or(locale).unwrap_or_default(),
         data_version: info.as_ref().map(svodka_sources::data_version),
         generated_at: clock.now(),

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use svodka_bitrix24::client::{Auth, Client};
 use svodka_bitrix24::pace::Limit;
+use svodka_bitrix24::portal::{Auth, Portal};
 use svodka_bitrix24::settings::{Tokens, portal_of};
-use svodka_bitrix24::sync::{Event, Options};
+use svodka_bitrix24::sync::{Event, SyncOptions};
 use svodka_config::Bitrix24Config;
 
 use crate::data::Progress;
@@ -302,8 +302,8 @@ fn sync_onec(
     dir: &std::path::Path,
     target: &Target,
 ) -> Result<()> {
-    use svodka_onec::Source;
-    let (mut source, described): (Box<dyn Source>, String) =
+    use svodka_onec::Reader;
+    let (mut source, described): (Box<dyn Reader>, String) =
         match (&config.odata, &config.http, &config.files) {
             (Some(o), None, None) => {
                 eprintln!("reading the 1C $metadata of {} …", o.url);
@@ -326,7 +326,7 @@ fn sync_onec(
             ),
             _ => bail!("1C settings: give exactly one of `odata`, `http` and `files`"),
         };
-    let options = svodka_onec::sync::Options {
+    let options = svodka_onec::sync::SyncOptions {
         source: described.clone(),
         // A file export is whole each time.
         full: a.full || config.files.is_some(),
@@ -397,7 +397,7 @@ fn sync_bitrix24(a: &SyncArgs, settings: Bitrix24Config, target: &Target) -> Res
         Auth::OAuth { endpoint, .. } => endpoint.clone(),
     };
     let portal = portal_of(&url);
-    let mut options = Options::new(&portal);
+    let mut options = SyncOptions::new(&portal);
     options.full = a.full;
     options.comments = a.comments || settings.comments;
     options.sweep_every = if a.sweep {
@@ -420,7 +420,7 @@ fn sync_bitrix24(a: &SyncArgs, settings: Bitrix24Config, target: &Target) -> Res
         url.split("://").next().unwrap_or("https")
     ));
     options.clock = target.clock;
-    let mut client = Client::new(auth, limit).timeout(Duration::from_secs(a.timeout));
+    let mut client = Portal::new(auth, limit).timeout(Duration::from_secs(a.timeout));
     if let (
         Some(path),
         Auth::OAuth {

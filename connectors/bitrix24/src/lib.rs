@@ -5,9 +5,9 @@
 //! canonical tables with what did not map counted (`map`).
 
 pub mod batch;
-pub mod client;
 pub mod map;
 pub mod pace;
+pub mod portal;
 pub mod settings;
 pub mod spool;
 pub mod sync;

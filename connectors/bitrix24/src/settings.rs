@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 pub use svodka_config::bitrix24::{Bitrix24Config, OAuthConfig};
 
 use crate::Error;
-use crate::client::Auth;
 use crate::pace::Limit;
+use crate::portal::Auth;
 
 /// The OAuth token file: the application's id and secret and the current pair.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

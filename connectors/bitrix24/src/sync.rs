@@ -22,8 +22,8 @@ use svodka_store::{Snapshot, Store};
 
 use crate::Error;
 use crate::batch::{self, ListCall, MAX_COMMANDS, PAGE};
-use crate::client::Client;
 use crate::map::{self, Mapped, Unknowns};
+use crate::portal::Portal;
 use crate::spool::Spool;
 use crate::wire::{self, ApiError, ErrorKind, Reply};
 
@@ -39,7 +39,7 @@ pub const CUSTOM_FIELD_TABLES: &[&str] = &["deals", "leads", "companies", "conta
 
 /// What a sync needs to know beyond the portal.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct SyncOptions {
     /// The portal (its host), to tell one portal's state from another's.
     pub portal: String,
     /// Read everything again, whatever the last sync left.
@@ -69,9 +69,9 @@ pub struct Options {
     pub clock: Clock,
 }
 
-impl Options {
-    pub fn new(portal: &str) -> Options {
-        Options {
+impl SyncOptions {
+    pub fn new(portal: &str) -> SyncOptions {
+        SyncOptions {
             portal: portal.to_string(),
             full: false,
             comments: false,
@@ -282,7 +282,7 @@ fn wire_time(unix: f64, tz: chrono_tz::Tz) -> String {
 }
 
 /// The plan of one run: what is read, and how it is merged.
-struct Plan {
+struct Scope {
     full: bool,
     sweep: bool,
     base: Option<SyncState>,
@@ -293,10 +293,10 @@ struct Plan {
 
 fn plan(
     current: Option<&Snapshot>,
-    options: &Options,
+    options: &SyncOptions,
     tz: chrono_tz::Tz,
     now: f64,
-) -> Result<Plan, Error> {
+) -> Result<Scope, Error> {
     for (table, fields) in &options.fields {
         if !CUSTOM_FIELD_TABLES.contains(&table.as_str()) {
             return Err(Error::Settings(format!(
@@ -421,7 +421,7 @@ fn plan(
             });
         }
     }
-    Ok(Plan {
+    Ok(Scope {
         full,
         sweep,
         base,
@@ -430,7 +430,7 @@ fn plan(
     })
 }
 
-impl Plan {
+impl Scope {
     /// Where each list starts: history after the last id read, the rest from the start.
     fn starts(&self) -> Vec<(String, i64)> {
         let mut out: Vec<(String, i64)> = self
@@ -451,7 +451,7 @@ impl Plan {
     }
 
     /// Names what this run reads, so that only a spool of the same plan is resumed.
-    fn fingerprint(&self, current: Option<&Snapshot>, options: &Options) -> String {
+    fn fingerprint(&self, current: Option<&Snapshot>, options: &SyncOptions) -> String {
         json!({
             "full": self.full,
             "sweep": self.sweep,
@@ -468,7 +468,7 @@ impl Plan {
 /// Calls `batch` and reads its reply, retrying a batch whose subquery hit a rate or time
 /// limit (the HTTP call itself succeeded, so the client did not retry it).
 fn batch_call<T>(
-    client: &mut Client,
+    client: &mut Portal,
     body: &Value,
     read: impl Fn(&Reply) -> Result<T, ApiError>,
 ) -> Result<(T, Reply), Error> {
@@ -496,9 +496,9 @@ fn batch_call<T>(
 
 /// Runs one sync of `store` from the portal behind `client`.
 pub fn sync(
-    client: &mut Client,
+    client: &mut Portal,
     store: &Store,
-    options: &Options,
+    options: &SyncOptions,
     progress: &mut dyn FnMut(Event),
 ) -> Result<Outcome, Error> {
     let begun = Instant::now();
@@ -596,7 +596,7 @@ pub fn sync(
 /// The data set's description: the store's, with the sync's day as its date.
 fn dataset(
     current: Option<&Snapshot>,
-    options: &Options,
+    options: &SyncOptions,
     tz: chrono_tz::Tz,
     at: f64,
 ) -> DatasetInfo {
@@ -624,9 +624,9 @@ fn dataset(
 /// One batch counting what each unfinished list will read (for the progress' ETA); its
 /// reply also gives the portal's clock at the start of the sync.
 fn count(
-    client: &mut Client,
+    client: &mut Portal,
     spool: &mut Spool,
-    plan: &Plan,
+    plan: &Scope,
     clock: Clock,
 ) -> Result<HashMap<&'static str, u64>, Error> {
     let mut cmd = Map::new();
@@ -669,7 +669,7 @@ fn count(
 /// Users, departments, pipelines and the dictionaries: small lists read by offset, the
 /// first pages of all in one batch, the rest (if any) in the next.
 fn export_directory(
-    client: &mut Client,
+    client: &mut Portal,
     spool: &mut Spool,
     progress: &mut dyn FnMut(Event),
 ) -> Result<(), Error> {
@@ -741,7 +741,7 @@ fn export_directory(
 
 /// One list by fast export: batches of 50 linked pages until a short page.
 fn export_fast(
-    client: &mut Client,
+    client: &mut Portal,
     spool: &mut Spool,
     f: &Fast,
     total: Option<u64>,
@@ -789,7 +789,7 @@ fn export_fast(
 /// deal it read, and on a sweep every item that still exists (a comment does not change
 /// its item's `DATE_MODIFY`, so an incremental sync alone would miss it until the item
 /// next changes). In a fixed order, so that a resumed sync continues where it stopped.
-fn comment_owners(spool: &Spool, plan: &Plan) -> Result<Vec<(&'static str, i64)>, Error> {
+fn comment_owners(spool: &Spool, plan: &Scope) -> Result<Vec<(&'static str, i64)>, Error> {
     let mut items = Vec::new();
     for (list, entity) in COMMENTED {
         let mut ids: std::collections::BTreeSet<i64> = ids_read(spool, list)?.into_iter().collect();
@@ -804,7 +804,7 @@ fn comment_owners(spool: &Spool, plan: &Plan) -> Result<Vec<(&'static str, i64)>
 /// Timeline comments of the items `comment_owners` names: one subquery per item (the
 /// method lists one item's comments only), 50 items a request.
 fn export_comments(
-    client: &mut Client,
+    client: &mut Portal,
     spool: &mut Spool,
     items: &[(&str, i64)],
     progress: &mut dyn FnMut(Event),
@@ -1019,8 +1019,8 @@ impl Gone {
 fn build(
     spool: &Spool,
     current: Option<&Snapshot>,
-    plan: &Plan,
-    options: &Options,
+    plan: &Scope,
+    options: &SyncOptions,
     commented: &[(&'static str, i64)],
 ) -> Result<Built, Error> {
     let mut unknowns = Unknowns::default();

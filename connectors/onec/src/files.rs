@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use calamine::{Data, Reader};
+use calamine::{Data, Reader as _};
 use serde_json::Value;
 
 use crate::config::{FileTable, OnecConfig};
 use crate::rows::{Counterparty, Sale};
 use crate::value;
-use crate::{Error, Source};
+use crate::{Error, Reader};
 
 pub struct Files {
     counterparties: FileTable,
@@ -170,7 +170,7 @@ fn cell(r: &HashMap<String, String>, col: &str) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-impl Source for Files {
+impl Reader for Files {
     fn counterparties(
         &mut self,
         progress: &mut dyn FnMut(u64, Option<u64>),

@@ -1,7 +1,7 @@
 //! 1C:Enterprise into the snapshot store (facts: `../shared/docs/onec-1c.md`): the
 //! standard OData interface with a mapping checked against `$metadata` (`odata`,
 //! `metadata`), a custom HTTP service (`service`) or exported files (`files`), each a
-//! `Source` of counterparties and sales; `sync` writes them as `onec_counterparties` and
+//! `Reader` of counterparties and sales; `sync` writes them as `onec_counterparties` and
 //! `onec_sales`, re-reading a window of recent documents on each run.
 
 pub mod config;
@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use rows::{Counterparty, Sale};
 
 /// Where counterparties and sales come from.
-pub trait Source {
+pub trait Reader {
     /// Every counterparty (the catalog is small: read whole each time).
     fn counterparties(
         &mut self,

@@ -15,7 +15,7 @@ use crate::http::{Http, enc};
 use crate::metadata::Metadata;
 use crate::rows::{Counterparty, Sale, rounded};
 use crate::value;
-use crate::{Error, Source};
+use crate::{Error, Reader};
 
 /// Where `$metadata` is kept between syncs.
 pub const METADATA_FILE: &str = "onec-metadata.xml";
@@ -264,7 +264,7 @@ impl OData {
     }
 }
 
-impl Source for OData {
+impl Reader for OData {
     fn counterparties(
         &mut self,
         progress: &mut dyn FnMut(u64, Option<u64>),

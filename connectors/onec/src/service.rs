@@ -11,7 +11,7 @@ use crate::http::{Http, enc};
 use crate::odata::datetime_literal;
 use crate::rows::{Counterparty, Sale};
 use crate::value;
-use crate::{Error, Source};
+use crate::{Error, Reader};
 
 pub struct Service {
     http: Http,
@@ -53,7 +53,7 @@ impl Service {
     }
 }
 
-impl Source for Service {
+impl Reader for Service {
     fn counterparties(
         &mut self,
         progress: &mut dyn FnMut(u64, Option<u64>),

@@ -15,7 +15,7 @@ use svodka_config::{Clock, DatasetInfo};
 use svodka_store::Store;
 
 use crate::rows::{counterparties_batch, sales_batch};
-use crate::{Error, Source};
+use crate::{Error, Reader};
 
 /// The sync state kept in each snapshot a 1C sync writes.
 pub const STATE_FILE: &str = "onec.json";
@@ -32,7 +32,7 @@ pub struct State {
 }
 
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct SyncOptions {
     /// Names the source in the state (`odata http://server/base`).
     pub source: String,
     pub full: bool,
@@ -86,9 +86,9 @@ fn map_err(table: &str) -> impl Fn(arrow::error::ArrowError) -> Error + '_ {
 
 /// One sync of `store` from `source`; `progress(list, rows, total)`.
 pub fn sync(
-    source: &mut dyn Source,
+    source: &mut dyn Reader,
     store: &Store,
-    options: &Options,
+    options: &SyncOptions,
     progress: &mut dyn FnMut(&str, u64, Option<u64>),
 ) -> Result<Outcome, Error> {
     let begun = Instant::now();

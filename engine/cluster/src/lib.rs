@@ -15,11 +15,11 @@ pub mod handshake;
 pub mod logging;
 pub mod scheduler;
 
-mod client;
 mod error;
+mod remote;
 
-pub use client::{Cluster, ExecutorStatus, status};
 pub use error::ClusterError;
+pub use remote::{Cluster, ExecutorStatus, status};
 
 /// The port a scheduler listens on when none is given (Ballista's own default).
 pub const DEFAULT_SCHEDULER_PORT: u16 = 50050;

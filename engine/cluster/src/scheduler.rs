@@ -15,7 +15,7 @@ use ballista_scheduler::scheduler_server::SchedulerServer;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use tokio::net::TcpListener;
 
-use crate::client::ExecutorStatus;
+use crate::remote::ExecutorStatus;
 use crate::{ClusterError, codec, handshake};
 
 type Server = SchedulerServer<LogicalPlanNode, PhysicalPlanNode>;

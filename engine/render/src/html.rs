@@ -12,7 +12,7 @@ use crate::chart::{chart_data, svg};
 use crate::format::{Locale, Word};
 use crate::table::{Table, table};
 use crate::values::Cell;
-use crate::{Options, RenderError};
+use crate::{RenderError, RenderOptions};
 
 const TEMPLATE: &str = include_str!("html/report.html");
 const STYLE: &str = include_str!("html/report.css");
@@ -126,7 +126,7 @@ struct CellView {
 }
 
 /// Renders the whole report as an HTML page.
-pub fn report_html(result: &ReportResult, options: &Options) -> Result<String, RenderError> {
+pub fn report_html(result: &ReportResult, options: &RenderOptions) -> Result<String, RenderError> {
     let locale = options.locale;
     let tz = result.params.timezone;
     let tables: Vec<Table> = result

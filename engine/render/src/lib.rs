@@ -14,7 +14,7 @@ pub use format::Locale;
 
 /// How output is presented, beyond the report's own data.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct RenderOptions {
     pub locale: Locale,
     /// When the output was made (shown on the page and the parameters sheet).
     pub generated_at: chrono::DateTime<chrono::Utc>,
@@ -45,9 +45,9 @@ pub struct LivePage {
     pub jobs: String,
 }
 
-impl Default for Options {
+impl Default for RenderOptions {
     fn default() -> Self {
-        Options {
+        RenderOptions {
             locale: Locale::Ru,
             generated_at: chrono::Utc::now(),
             data_version: None,

@@ -14,7 +14,7 @@ use crate::chart::{ChartData, chart_data};
 use crate::format::{Locale, Word};
 use crate::table::{Table, table};
 use crate::values::Cell;
-use crate::{Options, RenderError};
+use crate::{RenderError, RenderOptions};
 
 /// List blocks with this many rows or more are written in constant-memory mode.
 pub const CONSTANT_MEMORY_ROWS: usize = 100_000;
@@ -23,7 +23,7 @@ const MAX_TEXT: usize = 32_767;
 const MAX_WIDTH: f64 = 60.0;
 
 /// The whole report as xlsx bytes.
-pub fn report_xlsx(result: &ReportResult, options: &Options) -> Result<Vec<u8>, RenderError> {
+pub fn report_xlsx(result: &ReportResult, options: &RenderOptions) -> Result<Vec<u8>, RenderError> {
     let locale = options.locale;
     let tz = result.params.timezone;
     let mut wb = Workbook::new();
@@ -190,7 +190,7 @@ fn parameters_sheet(
     sheet: &mut Worksheet,
     name: &str,
     result: &ReportResult,
-    options: &Options,
+    options: &RenderOptions,
     f: &Formats,
 ) -> Result<(), XlsxError> {
     let locale = options.locale;
@@ -646,7 +646,7 @@ mod big_lists {
             vec![batch],
         );
         let result = ReportResult::of_blocks("big", params, vec![block]);
-        let bytes = report_xlsx(&result, &crate::Options::default()).unwrap();
+        let bytes = report_xlsx(&result, &crate::RenderOptions::default()).unwrap();
         let mut book = Xlsx::new(Cursor::new(bytes)).unwrap();
         let range = book.worksheet_range("Сделки").unwrap();
         assert_eq!(range.height(), n + 1);

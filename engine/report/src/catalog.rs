@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
+use crate::definition::{DefinitionFile, join};
 use crate::error::{Diagnostic, ReportError, did_you_mean};
 use crate::settings::Setting;
-use crate::source::{SourceFile, join};
 use crate::spec::{ModelSpec, ReportSpec};
 
 /// Names every run binds; settings may not take them.
@@ -38,7 +38,7 @@ pub const FILTERS: &[(&str, bool)] = &[
 #[derive(Debug)]
 pub struct Model {
     pub spec: ModelSpec,
-    pub src: Arc<SourceFile>,
+    pub src: Arc<DefinitionFile>,
     pub settings: Vec<Setting>,
 }
 
@@ -46,7 +46,7 @@ pub struct Model {
 #[derive(Debug)]
 pub struct Report {
     pub spec: ReportSpec,
-    pub src: Arc<SourceFile>,
+    pub src: Arc<DefinitionFile>,
     /// Settings the report itself declares (including re-declared model settings).
     pub settings: Vec<Setting>,
     /// Per-request parameters the report declares (selectors such as `metric`).
@@ -102,7 +102,7 @@ impl Catalog {
 
     /// Loads files in order; a later definition with the same id replaces an earlier one.
     /// Every problem in every file is collected before failing.
-    pub fn from_sources(files: Vec<SourceFile>) -> Result<Catalog, ReportError> {
+    pub fn from_sources(files: Vec<DefinitionFile>) -> Result<Catalog, ReportError> {
         let (catalog, problems) = Catalog::from_sources_lenient(files);
         if problems.is_empty() {
             Ok(catalog)
@@ -113,7 +113,7 @@ impl Catalog {
 
     /// Loads every file that is valid on its own and lists the problems of the others
     /// (for `check`, which goes on to compile what loaded).
-    pub fn from_sources_lenient(files: Vec<SourceFile>) -> (Catalog, Vec<Diagnostic>) {
+    pub fn from_sources_lenient(files: Vec<DefinitionFile>) -> (Catalog, Vec<Diagnostic>) {
         let mut catalog = Catalog::default();
         let mut problems = Vec::new();
         for file in files {
@@ -125,7 +125,7 @@ impl Catalog {
     }
 
     /// Adds one file (a model or a report).
-    pub fn add(&mut self, file: SourceFile) -> Result<(), Vec<Diagnostic>> {
+    pub fn add(&mut self, file: DefinitionFile) -> Result<(), Vec<Diagnostic>> {
         let src = Arc::new(file);
         let kind = file_kind(&src).map_err(|d| vec![d])?;
         match kind {
@@ -157,7 +157,7 @@ impl Catalog {
 }
 
 /// Reads every `*.yaml`/`*.yml` file under `dir` (recursively, in name order).
-pub fn read_dir(dir: &Path) -> Result<Vec<SourceFile>, ReportError> {
+pub fn read_dir(dir: &Path) -> Result<Vec<DefinitionFile>, ReportError> {
     let io = |path: &Path, source| ReportError::Io {
         path: path.display().to_string(),
         source,
@@ -183,12 +183,12 @@ pub fn read_dir(dir: &Path) -> Result<Vec<SourceFile>, ReportError> {
 }
 
 /// Reads one definition file.
-pub fn read_file(path: &Path) -> Result<SourceFile, ReportError> {
+pub fn read_file(path: &Path) -> Result<DefinitionFile, ReportError> {
     let text = std::fs::read_to_string(path).map_err(|source| ReportError::Io {
         path: path.display().to_string(),
         source,
     })?;
-    Ok(SourceFile::new(path.display().to_string(), text))
+    Ok(DefinitionFile::new(path.display().to_string(), text))
 }
 
 enum FileKind {
@@ -196,7 +196,7 @@ enum FileKind {
     Report,
 }
 
-fn file_kind(src: &SourceFile) -> Result<FileKind, Diagnostic> {
+fn file_kind(src: &DefinitionFile) -> Result<FileKind, Diagnostic> {
     let value: serde_yaml::Value =
         serde_yaml::from_str(&src.text).map_err(|e| yaml_diagnostic(src, &e))?;
     let map = value.as_mapping();
@@ -213,15 +213,15 @@ fn file_kind(src: &SourceFile) -> Result<FileKind, Diagnostic> {
     }
 }
 
-fn deserialize<T: serde::de::DeserializeOwned>(src: &SourceFile) -> Result<T, Diagnostic> {
+fn deserialize<T: serde::de::DeserializeOwned>(src: &DefinitionFile) -> Result<T, Diagnostic> {
     serde_yaml::from_str(&src.text).map_err(|e| yaml_diagnostic(src, &e))
 }
 
 /// Turns a serde_yaml error into a located diagnostic, with a suggestion for unknown keys.
-fn yaml_diagnostic(src: &SourceFile, e: &serde_yaml::Error) -> Diagnostic {
+fn yaml_diagnostic(src: &DefinitionFile, e: &serde_yaml::Error) -> Diagnostic {
     let pos = e
         .location()
-        .map(|l| crate::source::Pos {
+        .map(|l| crate::definition::Pos {
             line: l.line(),
             column: l.column(),
         })
@@ -307,7 +307,7 @@ fn yaml_hint(message: &str) -> Option<String> {
 
 /// Where an error serde_yaml gives no place for belongs: a second document's `---` (the
 /// one such error a file can have), else the file's first line.
-fn unlocated_yaml_error(text: &str) -> crate::source::Pos {
+fn unlocated_yaml_error(text: &str) -> crate::definition::Pos {
     let mut content_seen = false;
     for (i, line) in text.lines().enumerate() {
         let trimmed = line.trim();
@@ -315,14 +315,14 @@ fn unlocated_yaml_error(text: &str) -> crate::source::Pos {
             continue;
         }
         if content_seen && (line.starts_with("---") || line.starts_with("...")) {
-            return crate::source::Pos {
+            return crate::definition::Pos {
                 line: i + 1,
                 column: 1,
             };
         }
         content_seen = true;
     }
-    crate::source::Pos { line: 1, column: 1 }
+    crate::definition::Pos { line: 1, column: 1 }
 }
 
 /// Removes serde_yaml's " at line N column M" (the position is reported separately).
@@ -379,7 +379,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
 }
 
 fn resolve_settings(
-    src: &SourceFile,
+    src: &DefinitionFile,
     context: &str,
     section: &str,
     specs: &IndexMap<String, crate::spec::SettingSpec>,
@@ -420,7 +420,7 @@ fn resolve_settings(
     out
 }
 
-fn check_model(spec: ModelSpec, src: Arc<SourceFile>) -> Result<Model, Vec<Diagnostic>> {
+fn check_model(spec: ModelSpec, src: Arc<DefinitionFile>) -> Result<Model, Vec<Diagnostic>> {
     let context = format!("model `{}`", spec.model);
     let mut problems = Vec::new();
     if let Err(m) = check_name(&spec.model) {
@@ -473,7 +473,7 @@ fn check_model(spec: ModelSpec, src: Arc<SourceFile>) -> Result<Model, Vec<Diagn
     }
 }
 
-fn check_report(spec: ReportSpec, src: Arc<SourceFile>) -> Result<Report, Vec<Diagnostic>> {
+fn check_report(spec: ReportSpec, src: Arc<DefinitionFile>) -> Result<Report, Vec<Diagnostic>> {
     let context = format!("report `{}`", spec.report);
     let mut problems = Vec::new();
     if let Err(m) = check_name(&spec.report) {
@@ -488,7 +488,7 @@ fn check_report(spec: ReportSpec, src: Arc<SourceFile>) -> Result<Report, Vec<Di
         ));
     }
     for (i, block) in spec.blocks.iter().enumerate() {
-        let path = crate::source::index("blocks", i);
+        let path = crate::definition::index("blocks", i);
         if let Err(m) = check_name(&block.id) {
             problems.push(Diagnostic::at(&src, &join(&path, "id"), context.clone(), m));
         }
@@ -568,7 +568,7 @@ fn check_report(spec: ReportSpec, src: Arc<SourceFile>) -> Result<Report, Vec<Di
 
 /// Output names must be valid and distinct.
 fn check_unique_names<'a>(
-    src: &SourceFile,
+    src: &DefinitionFile,
     context: &str,
     path: &str,
     names: impl Iterator<Item = &'a str>,

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::source::{Pos, SourceFile};
+use crate::definition::{DefinitionFile, Pos};
 
 /// A problem in a definition file, located precisely.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// A diagnostic at the value of `path` in `src`.
     pub fn at(
-        src: &SourceFile,
+        src: &DefinitionFile,
         path: &str,
         context: impl Into<String>,
         message: impl Into<String>,
@@ -29,7 +29,7 @@ impl Diagnostic {
 
     /// A diagnostic at a known position in `src`.
     pub fn at_pos(
-        src: &SourceFile,
+        src: &DefinitionFile,
         pos: Pos,
         context: impl Into<String>,
         message: impl Into<String>,

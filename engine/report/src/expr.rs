@@ -17,13 +17,13 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::tokenizer::Span;
 
+use crate::definition::{DefinitionFile, Pos};
 use crate::error::{Diagnostic, did_you_mean};
-use crate::source::{Pos, SourceFile};
 
 /// Where an expression was written: file, YAML path, and what it defines (for messages).
 #[derive(Debug, Clone)]
 pub struct ExprSite {
-    pub src: Arc<SourceFile>,
+    pub src: Arc<DefinitionFile>,
     pub path: String,
     pub context: String,
 }

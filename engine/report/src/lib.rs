@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod compile;
+pub mod definition;
 pub mod error;
 pub mod expr;
 pub mod functions;
@@ -14,17 +15,16 @@ pub mod params;
 pub mod result;
 pub mod run;
 pub mod settings;
-pub mod source;
 pub mod spec;
 pub mod tables;
 pub mod time;
 
 pub use catalog::Catalog;
+pub use definition::DefinitionFile;
 pub use error::{Diagnostic, ReportError};
 pub use params::{FilterValue, RunParams};
 pub use result::{BlockKind, BlockResult, ChildResult, ColumnMeta, Previous, ReportResult};
 pub use run::{Engine, RemoteEngine, RunRequest, check, check_only, explain, run, settings_of};
 pub use settings::{Setting, SettingValue};
-pub use source::SourceFile;
 pub use spec::{ChartKind, ChartSpec, Shift, ValueType};
-pub use tables::{LazyTables, Loaded, Opened, TableSource};
+pub use tables::{LazyTables, Loaded, Opened, TableSet};

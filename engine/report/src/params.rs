@@ -14,7 +14,7 @@ use crate::time::{day_start_micros, days_since_epoch, month_end, month_start};
 /// The longest period a run accepts; longer ones are refused rather than computed.
 pub const MAX_PERIOD_DAYS: i64 = 25 * 366;
 
-pub use svodka_results::FilterValue;
+pub use svodka_results::{FilterValue, RunInfo};
 
 /// The literal a filter value becomes inside a plan.
 pub fn filter_scalar(value: &FilterValue) -> ScalarValue {
@@ -24,24 +24,23 @@ pub fn filter_scalar(value: &FilterValue) -> ScalarValue {
     }
 }
 
-/// Everything that varies between two runs of the same report besides settings.
+/// Everything that varies between two runs of the same report besides settings: the run
+/// as results show it (`RunInfo`, whose fields read through), with the rules that
+/// resolve, shift and bind it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RunParams {
-    /// First day of the period (inclusive).
-    pub from: NaiveDate,
-    /// Last day of the period (inclusive).
-    pub to: NaiveDate,
-    /// The day at whose end "now" is frozen.
-    pub as_of: NaiveDate,
-    pub timezone: Tz,
-    /// Filter name → values; an absent or empty filter does not filter.
-    pub filters: BTreeMap<String, Vec<FilterValue>>,
-    /// The CRM portal's base URL, for links (`https://example.bitrix24.ru`).
-    pub portal_url: Option<String>,
-    /// Where each CRM entity's page is (`deal` → `https://…/crm/deal/details/{id}/`):
-    /// the data set's `links` with `{portal}` filled in. Bound as `$link_deal`…; the
-    /// renderers link a row's `deal_id`… with them.
-    pub links: BTreeMap<String, String>,
+pub struct RunParams(pub RunInfo);
+
+impl std::ops::Deref for RunParams {
+    type Target = RunInfo;
+    fn deref(&self) -> &RunInfo {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for RunParams {
+    fn deref_mut(&mut self) -> &mut RunInfo {
+        &mut self.0
+    }
 }
 
 /// `$link_{entity}`: the page address of each entity of `svodka_schema::LINKED_ENTITIES`,
@@ -126,7 +125,7 @@ impl RunParams {
             ));
         }
         let as_of = as_of.unwrap_or_else(|| to.min(today));
-        Ok(RunParams {
+        Ok(RunParams(RunInfo {
             from,
             to,
             as_of,
@@ -134,20 +133,12 @@ impl RunParams {
             filters: BTreeMap::new(),
             portal_url: None,
             links: BTreeMap::new(),
-        })
+        }))
     }
 
     /// The run as outputs show it.
-    pub fn info(&self) -> svodka_results::RunInfo {
-        svodka_results::RunInfo {
-            from: self.from,
-            to: self.to,
-            as_of: self.as_of,
-            timezone: self.timezone,
-            filters: self.filters.clone(),
-            portal_url: self.portal_url.clone(),
-            links: self.links.clone(),
-        }
+    pub fn info(&self) -> RunInfo {
+        self.0.clone()
     }
 
     /// Adds values to filter `name` (employee, department, pipeline, source), parsing
@@ -220,12 +211,12 @@ impl RunParams {
                 (self.from - len, self.to - len, self.as_of - len)
             }
         };
-        RunParams {
+        RunParams(RunInfo {
             from,
             to,
             as_of,
-            ..self.clone()
-        }
+            ..self.0.clone()
+        })
     }
 
     /// The built-in values every plan may use as `$name`.
@@ -407,24 +398,24 @@ mod tests {
             (d("2024-02-01"), d("2024-02-29"), d("2024-02-29"))
         );
         // A quarter: the quarter before.
-        let quarter = RunParams {
+        let quarter = RunParams(RunInfo {
             from: d("2024-04-01"),
             to: d("2024-06-30"),
             as_of: d("2024-06-30"),
-            ..p.clone()
-        }
+            ..p.info()
+        })
         .shifted(Shift::PreviousPeriod);
         assert_eq!(
             (quarter.from, quarter.to, quarter.as_of),
             (d("2024-01-01"), d("2024-03-31"), d("2024-03-31"))
         );
         // Days: as many days just before.
-        let days = RunParams {
+        let days = RunParams(RunInfo {
             from: d("2024-03-05"),
             to: d("2024-03-14"),
             as_of: d("2024-03-14"),
-            ..p.clone()
-        }
+            ..p.info()
+        })
         .shifted(Shift::PreviousPeriod);
         assert_eq!(
             (days.from, days.to, days.as_of),

@@ -11,13 +11,13 @@ use datafusion::prelude::SessionConfig;
 
 use crate::catalog::{Catalog, Report};
 use crate::compile::{CompiledBlock, Compiler};
+use crate::definition::join;
 use crate::error::{Diagnostic, ReportError, did_you_mean};
 use crate::expr::Bindings;
 use crate::params::RunParams;
 use crate::result::{BlockResult, ChildResult, Previous, ReportResult};
 use crate::settings::{Setting, SettingValue};
-use crate::source::join;
-use crate::tables::{LazyTables, TableSource};
+use crate::tables::{LazyTables, TableSet};
 
 /// A request to run (or explain) one report.
 #[derive(Debug, Clone)]
@@ -280,7 +280,7 @@ struct Prepared<'a> {
 
 fn prepare<'a>(
     catalog: &'a Catalog,
-    source: &'a dyn TableSource,
+    source: &'a dyn TableSet,
     req: &RunRequest,
 ) -> Result<Prepared<'a>, ReportError> {
     let report = catalog.report(&req.report)?.clone();
@@ -388,7 +388,7 @@ async fn one_batch(
 /// between the blocks.
 pub async fn run(
     catalog: &Catalog,
-    source: &dyn TableSource,
+    source: &dyn TableSet,
     req: &RunRequest,
 ) -> Result<ReportResult, ReportError> {
     let p = prepare(catalog, source, req)?;
@@ -539,7 +539,7 @@ impl Stopwatch {
 /// On a remote engine every table must be a Parquet scan: rows held in this process
 /// cannot be shipped, and a plan that reads them would fail there with a codec error.
 fn check_shippable(
-    source: &dyn TableSource,
+    source: &dyn TableSet,
     tables: &[String],
     remote: &dyn RemoteEngine,
 ) -> Result<(), ReportError> {
@@ -909,7 +909,7 @@ fn direct_models(report: &Report, blocks: &[usize]) -> Vec<String> {
 /// Each block's measure definitions and optimized logical plan, as text.
 pub async fn explain(
     catalog: &Catalog,
-    source: &dyn TableSource,
+    source: &dyn TableSet,
     req: &RunRequest,
 ) -> Result<String, ReportError> {
     use std::fmt::Write;
@@ -1029,7 +1029,7 @@ pub async fn check_only(
 
 async fn check_report(
     catalog: &Catalog,
-    source: &dyn TableSource,
+    source: &dyn TableSet,
     req: &RunRequest,
 ) -> Result<(), ReportError> {
     let p = prepare(catalog, source, req)?;
@@ -1043,7 +1043,7 @@ async fn check_report(
                     if let Err(e) = df.create_physical_plan().await {
                         problems.push(Diagnostic::at(
                             &p.report.src,
-                            &crate::source::index("blocks", i),
+                            &crate::definition::index("blocks", i),
                             format!("report `{}`, block `{}`", p.report.id(), spec.id),
                             crate::expr::clean(&e.to_string()),
                         ));

@@ -1,5 +1,5 @@
 //! Where the engine's tables come from. The engine does no I/O of its own: a caller hands
-//! it a `TableSource` (CSV folder, snapshot store, plugin) that yields DataFusion tables.
+//! it a `TableSet` (CSV folder, snapshot store, plugin) that yields DataFusion tables.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,7 +13,7 @@ use datafusion::datasource::empty::EmptyTable;
 use crate::error::ReportError;
 
 /// Supplies canonical tables by name.
-pub trait TableSource: Send + Sync {
+pub trait TableSet: Send + Sync {
     /// The table called `name`, ready to scan.
     fn table(&self, name: &str) -> Result<Arc<dyn TableProvider>, ReportError>;
 
@@ -94,7 +94,7 @@ impl LazyTables {
     }
 }
 
-impl TableSource for LazyTables {
+impl TableSet for LazyTables {
     fn prefetch(&self, names: &[String]) -> Result<(), ReportError> {
         self.load_all(names)
     }

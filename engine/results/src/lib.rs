@@ -16,16 +16,20 @@ use serde::Deserialize;
 /// where the CRM's pages are.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunInfo {
+    /// First day of the period (inclusive).
     pub from: NaiveDate,
+    /// Last day of the period (inclusive).
     pub to: NaiveDate,
-    /// The day at whose end "now" was frozen.
+    /// The day at whose end "now" is frozen.
     pub as_of: NaiveDate,
     pub timezone: Tz,
-    /// Filter name → values the run was narrowed to.
+    /// Filter name → values; an absent or empty filter does not filter.
     pub filters: BTreeMap<String, Vec<FilterValue>>,
-    /// The CRM portal's address.
+    /// The CRM portal's base URL, for links (`https://example.bitrix24.ru`).
     pub portal_url: Option<String>,
-    /// Each CRM entity's page, with `{id}` where its id goes.
+    /// Where each CRM entity's page is (`deal` → `https://…/crm/deal/details/{id}/`):
+    /// the data set's `links` with `{portal}` filled in. Bound as `$link_deal`…; the
+    /// renderers link a row's `deal_id`… with them.
     pub links: BTreeMap<String, String>,
 }
 

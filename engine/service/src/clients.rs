@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use svodka_report::{Catalog, LazyTables, TableSource};
+use svodka_report::{Catalog, LazyTables, TableSet};
 
 use crate::ServiceError;
 
@@ -212,7 +212,7 @@ pub fn effective_settings(
 ) -> Result<Vec<ReportSettings>, ServiceError> {
     let file = dir.join("client.yaml");
     let text = std::fs::read_to_string(&file).unwrap_or_default();
-    let src = svodka_report::SourceFile::new(file.display().to_string(), text);
+    let src = svodka_report::DefinitionFile::new(file.display().to_string(), text);
     let mut problems: Vec<String> = Vec::new();
     let mut problem = |path: &str, message: String| {
         let pos = src.key_pos(path);

@@ -492,7 +492,7 @@ async fn rendered(
         return Ok(bytes);
     }
     runs::fits_to_render(&result, s.limits.memory)?;
-    let options = svodka_render::Options {
+    let options = svodka_render::RenderOptions {
         locale,
         data_version: ask.data.info.as_ref().map(svodka_sources::data_version),
         live: ask.live.then(|| svodka_render::LivePage {

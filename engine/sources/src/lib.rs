@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use chrono_tz::Tz;
 use svodka_config::{Clock, DATASET_FILE, DatasetInfo};
 use svodka_report::catalog::{read_dir, read_file};
-use svodka_report::{Catalog, LazyTables, Loaded, Opened, SourceFile};
+use svodka_report::{Catalog, DefinitionFile, LazyTables, Loaded, Opened};
 use svodka_report::{ReportError, RunParams};
 
 include!(concat!(env!("OUT_DIR"), "/builtin_reports.rs"));
@@ -62,10 +62,10 @@ pub fn catalog(paths: &[PathBuf]) -> Result<Catalog, SourcesError> {
 }
 
 /// The files `catalog` reads.
-pub fn definition_files(paths: &[PathBuf]) -> Result<Vec<SourceFile>, SourcesError> {
-    let mut files: Vec<SourceFile> = BUILTIN_FILES
+pub fn definition_files(paths: &[PathBuf]) -> Result<Vec<DefinitionFile>, SourcesError> {
+    let mut files: Vec<DefinitionFile> = BUILTIN_FILES
         .iter()
-        .map(|(name, text)| SourceFile::new(*name, *text))
+        .map(|(name, text)| DefinitionFile::new(*name, *text))
         .collect();
     for p in paths {
         if p.is_dir() {

@@ -27,13 +27,13 @@ use datafusion::logical_expr::{Expr, ExprSchemable, JoinType, LogicalPlanBuilder
 use indexmap::IndexMap;
 
 use crate::catalog::{Catalog, Model, Report};
+use crate::definition::{DefinitionFile, index, join};
 use crate::error::{Diagnostic, ReportError, did_you_mean};
 use crate::expr::{self, Bindings, ExprSite, Resolved, Scope, Target, TargetKind};
 use crate::params::RunParams;
 use crate::result::{BlockKind, ColumnMeta, infer_type, type_fits};
-use crate::source::{SourceFile, index, join};
 use crate::spec::{BlockPeriod, Empty, ExprSpec, Limit, Shift, TimeSpec};
-use crate::tables::TableSource;
+use crate::tables::TableSet;
 use crate::time::Grain;
 
 mod list;
@@ -101,7 +101,7 @@ enum MeasureKind {
 /// Builds plans for one run (one set of bindings and filters).
 pub struct Compiler<'a> {
     catalog: &'a Catalog,
-    source: &'a dyn TableSource,
+    source: &'a dyn TableSet,
     state: SessionState,
     params: RunParams,
     bindings: Bindings,
@@ -208,7 +208,7 @@ fn column_scope(names: &[String]) -> Scope {
 
 /// Attaches the block or model context to a DataFusion error raised while building.
 fn df_error(
-    src: &SourceFile,
+    src: &DefinitionFile,
     path: &str,
     context: &str,
     e: datafusion::error::DataFusionError,
@@ -219,7 +219,7 @@ fn df_error(
 impl<'a> Compiler<'a> {
     pub fn new(
         catalog: &'a Catalog,
-        source: &'a dyn TableSource,
+        source: &'a dyn TableSet,
         state: SessionState,
         params: RunParams,
         bindings: Bindings,
@@ -515,11 +515,11 @@ impl<'a> Compiler<'a> {
             && self.params.from != crate::time::month_start(self.params.as_of)
         {
             // The block's own period: the calendar month of `as_of`.
-            let params = RunParams {
+            let params = RunParams(crate::params::RunInfo {
                 from: crate::time::month_start(self.params.as_of),
                 to: crate::time::month_end(self.params.as_of),
-                ..self.params.clone()
-            };
+                ..self.params.info()
+            });
             return self.with_params(params).block_rows(report, i);
         }
         if block.columns.is_empty() {

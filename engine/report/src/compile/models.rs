@@ -90,7 +90,7 @@ impl<'a> Compiler<'a> {
     pub(super) fn source_frame(
         &self,
         name: &str,
-        src: &SourceFile,
+        src: &DefinitionFile,
         path: &str,
         context: &str,
         stack: &mut Vec<String>,
@@ -129,7 +129,7 @@ impl<'a> Compiler<'a> {
     pub(super) fn setting_frame(
         &self,
         name: &str,
-        src: &SourceFile,
+        src: &DefinitionFile,
         path: &str,
         context: &str,
     ) -> Result<DataFrame, ReportError> {

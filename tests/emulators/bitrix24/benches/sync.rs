@@ -7,9 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use svodka_bitrix24::client::{Auth, Client};
 use svodka_bitrix24::pace::Limit;
-use svodka_bitrix24::sync::{Options, Outcome, sync};
+use svodka_bitrix24::portal::{Auth, Portal};
+use svodka_bitrix24::sync::{Outcome, SyncOptions, sync};
 use svodka_emulator_bitrix24::{Emulator, Faults};
 use svodka_store::Store;
 
@@ -60,13 +60,13 @@ fn main() {
     });
     let store = tempfile::tempdir().unwrap();
     let store = Store::new(store.path());
-    let mut client = Client::new(
+    let mut client = Portal::new(
         Auth::Webhook {
             url: portal.webhook(),
         },
         Limit::STANDARD,
     );
-    let options = Options::new("emulator");
+    let options = SyncOptions::new("emulator");
     let full = sync(&mut client, &store, &options, &mut |_| {}).unwrap();
     let (requests, refused) = portal.requests();
     report("full sync", &full, requests);
@@ -138,7 +138,7 @@ fn main() {
             .sum::<usize>()
     });
     let fast = || {
-        Client::new(
+        Portal::new(
             Auth::Webhook {
                 url: portal.webhook(),
             },

@@ -9,7 +9,7 @@ use svodka_emulator_onec::{Base, Emulator, PASSWORD, USER};
 use svodka_onec::config::OnecConfig;
 use svodka_onec::metadata::Metadata;
 use svodka_onec::odata::OData;
-use svodka_onec::sync::{Options, sync};
+use svodka_onec::sync::{SyncOptions, sync};
 use svodka_store::Store;
 
 fn main() {
@@ -28,7 +28,7 @@ fn main() {
     let store = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let mut source = OData::connect(&config, Some(store.path()), false).unwrap();
-    let options = Options {
+    let options = SyncOptions {
         source: "odata".into(),
         full: false,
         overlap_days: 45,

@@ -34,7 +34,7 @@ type TokenSink = Box<dyn FnMut(&str, &str) + Send>;
 
 /// A portal client. Not shared between threads: Bitrix24 asks for one series of
 /// requests per portal.
-pub struct Client {
+pub struct Portal {
     agent: ureq::Agent,
     auth: Auth,
     pace: Pace,
@@ -48,14 +48,14 @@ pub struct Client {
     on_refresh: Option<TokenSink>,
 }
 
-impl Client {
-    pub fn new(auth: Auth, limit: Limit) -> Client {
+impl Portal {
+    pub fn new(auth: Auth, limit: Limit) -> Portal {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(90)))
             .user_agent("svodka/0.1")
             .build();
-        Client {
+        Portal {
             agent: ureq::Agent::new_with_config(config),
             auth,
             pace: Pace::new(limit, Instant::now()),
@@ -68,7 +68,7 @@ impl Client {
 
     /// The longest a request may take, from connecting to the last byte (default 90 s:
     /// the portal's own limit is 60 s per request).
-    pub fn timeout(mut self, limit: Duration) -> Client {
+    pub fn timeout(mut self, limit: Duration) -> Portal {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(limit))
@@ -84,7 +84,7 @@ impl Client {
     }
 
     /// Where refreshed tokens go.
-    pub fn on_refresh(mut self, f: impl FnMut(&str, &str) + Send + 'static) -> Client {
+    pub fn on_refresh(mut self, f: impl FnMut(&str, &str) + Send + 'static) -> Portal {
         self.on_refresh = Some(Box::new(f));
         self
     }
@@ -318,7 +318,7 @@ mod tests {
         let (base, calls) = portal();
         let stored = Arc::new(std::sync::Mutex::new(Vec::new()));
         let keep = stored.clone();
-        let mut c = Client::new(
+        let mut c = Portal::new(
             Auth::OAuth {
                 endpoint: format!("{base}/rest/"),
                 access_token: "T1".into(),
@@ -344,7 +344,7 @@ mod tests {
     #[test]
     fn a_bad_request_fails_at_once_with_the_portal_words() {
         let (base, _) = portal();
-        let mut c = Client::new(
+        let mut c = Portal::new(
             Auth::Webhook {
                 url: format!("{base}/rest"),
             },
@@ -370,7 +370,7 @@ mod tests {
 
     #[test]
     fn an_unreachable_portal_is_named() {
-        let mut c = Client::new(
+        let mut c = Portal::new(
             Auth::Webhook {
                 url: "http://127.0.0.1:9/rest/1/x".into(),
             },

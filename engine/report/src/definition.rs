@@ -17,7 +17,7 @@ pub struct Pos {
 /// One loaded definition file: its name for messages, its text, and the position of
 /// every key and value in it, by path (`blocks[2].measures.share`).
 #[derive(Debug, Clone, Default)]
-pub struct SourceFile {
+pub struct DefinitionFile {
     /// The name shown in messages (a path relative to where it was found).
     pub name: String,
     pub text: String,
@@ -36,7 +36,7 @@ enum Style {
     Other,
 }
 
-impl SourceFile {
+impl DefinitionFile {
     /// Indexes `text`. A YAML syntax error is not reported here: serde_yaml reports it,
     /// with its own location, when the file is deserialised.
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
@@ -45,7 +45,7 @@ impl SourceFile {
         let mut parser = Parser::new_from_str(&text);
         // A syntax error stops indexing; the positions found so far stay usable.
         let _ = parser.load(&mut indexer, false);
-        SourceFile {
+        DefinitionFile {
             name: name.into(),
             values: indexer.values,
             keys: indexer.keys,
@@ -239,7 +239,7 @@ mod tests {
 
     #[test]
     fn positions_of_values_and_keys() {
-        let src = SourceFile::new("r.yaml", TEXT);
+        let src = DefinitionFile::new("r.yaml", TEXT);
         assert_eq!(src.pos("report"), Pos { line: 1, column: 9 });
         assert_eq!(src.pos("blocks[0].id"), Pos { line: 3, column: 9 });
         assert_eq!(
@@ -259,7 +259,7 @@ mod tests {
 
     #[test]
     fn positions_inside_expressions() {
-        let src = SourceFile::new("r.yaml", TEXT);
+        let src = DefinitionFile::new("r.yaml", TEXT);
         assert_eq!(
             src.pos_within("blocks[0].measures.share", "created"),
             Pos {
