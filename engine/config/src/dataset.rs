@@ -60,6 +60,15 @@ impl DatasetInfo {
                     svodka_schema::LINKED_ENTITIES.join(", ")
                 )));
             }
+            let lower = template.to_ascii_lowercase();
+            if !["{portal}", "https://", "http://"]
+                .iter()
+                .any(|start| lower.starts_with(start))
+            {
+                return Err(invalid(format!(
+                    "{template:?} is not a web address: start it with `{{portal}}` or https://"
+                )));
+            }
             if !template.contains("{id}") {
                 return Err(invalid(format!(
                     "{template:?} has no `{{id}}`: write where the id goes, e.g. `{{portal}}/crm/{entity}/details/{{id}}/`"

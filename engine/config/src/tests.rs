@@ -133,6 +133,10 @@ fn links_name_entities_with_pages_and_where_the_id_goes() {
             "  deal: \"{portal}/deals/\"\n",
             "dataset.yaml: links.deal: \"{portal}/deals/\" has no `{id}`",
         ),
+        (
+            "  deal: \"javascript:alert({id})\"\n",
+            "dataset.yaml: links.deal: \"javascript:alert({id})\" is not a web address",
+        ),
     ] {
         write(dir.path(), DATASET_FILE, &format!("{head}links:\n{links}"));
         let e = DatasetInfo::read(dir.path()).unwrap_err().to_string();
