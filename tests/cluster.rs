@@ -355,3 +355,58 @@ fn wait_with_timeout(child: &mut Child, limit: Duration) -> (std::process::ExitS
         .unwrap();
     (status, stderr)
 }
+
+/// An executor or a run of another Svodka version, or a gRPC peer that is not Svodka at
+/// all, is turned away at the scheduler's door with FAILED_PRECONDITION naming both
+/// versions — over the wire, from a real scheduler process, whatever it asks; a peer of
+/// this version passes the gate.
+#[test]
+fn a_peer_of_another_version_is_turned_away_by_the_scheduler() {
+    use ballista_core::serde::protobuf::GetJobStatusParams;
+    use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+    let cluster = LocalCluster::start(0);
+    let ours = format!("svodka/{}", env!("CARGO_PKG_VERSION"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for (agent, refused_with) in [
+            (
+                Some("svodka/0.0.9"),
+                Some(format!(
+                    "this scheduler runs Svodka {} and the peer Svodka 0.0.9",
+                    env!("CARGO_PKG_VERSION")
+                )),
+            ),
+            (None, Some("accepts only Svodka executors".to_string())),
+            (Some(ours.as_str()), None),
+        ] {
+            let mut endpoint =
+                tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.scheduler))
+                    .unwrap();
+            if let Some(agent) = agent {
+                endpoint = endpoint.user_agent(agent).unwrap();
+            }
+            let channel = endpoint.connect().await.unwrap();
+            let answer = SchedulerGrpcClient::new(channel)
+                .get_job_status(GetJobStatusParams {
+                    job_id: "no-such-job".into(),
+                })
+                .await;
+            match (refused_with, answer) {
+                (Some(words), Err(status)) => {
+                    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{agent:?}");
+                    assert!(status.message().contains(&words), "{agent:?}: {status:?}");
+                }
+                (Some(_), Ok(_)) => panic!("{agent:?} was let in"),
+                (None, Err(status)) => assert!(
+                    status.code() != tonic::Code::FailedPrecondition
+                        && !status.message().contains("this scheduler runs Svodka"),
+                    "our own version was turned away: {status:?}"
+                ),
+                (None, Ok(_)) => {}
+            }
+        }
+    });
+}
