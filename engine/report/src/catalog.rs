@@ -589,3 +589,68 @@ fn check_unique_names<'a>(
         seen.push(name);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog(files: &[(&str, &str)]) -> Catalog {
+        let files = files
+            .iter()
+            .map(|(name, text)| DefinitionFile::new(*name, *text))
+            .collect();
+        Catalog::from_sources(files).unwrap()
+    }
+
+    /// What a `from` names: `tables.x` the table always; a model's name the model, but
+    /// inside that model (or a model it reads) the table it refines; other names the
+    /// canonical table, or nothing.
+    #[test]
+    fn a_from_names_a_model_or_a_table_by_one_rule() {
+        let c = catalog(&[
+            (
+                "deals.yaml",
+                "model: deals\nfrom: deals\nmeasures:\n  n: count(*)\n",
+            ),
+            (
+                "won.yaml",
+                "model: won\nfrom: deals\nmeasures:\n  n: count(*)\n",
+            ),
+        ]);
+        let name = |i: Input| match i {
+            Input::Model(m) => format!("model {m}"),
+            Input::Table(t) => format!("table {}", t.name),
+            Input::Unknown(u) => format!("unknown {u}"),
+        };
+        let within = |models: &[&str]| models.iter().map(|m| m.to_string()).collect::<Vec<_>>();
+        assert_eq!(name(c.input("deals", &[])), "model deals");
+        assert_eq!(name(c.input("tables.deals", &[])), "table deals");
+        assert_eq!(name(c.input("deals", &within(&["deals"]))), "table deals");
+        assert_eq!(
+            name(c.input("deals", &within(&["deals", "won"]))),
+            "table deals"
+        );
+        assert_eq!(name(c.input("deals", &within(&["won"]))), "model deals");
+        assert_eq!(name(c.input("won", &within(&["won"]))), "model won");
+        assert_eq!(name(c.input("leads", &[])), "table leads");
+        assert_eq!(name(c.input("tables.won", &[])), "unknown won");
+        assert_eq!(name(c.input("dealz", &[])), "unknown dealz");
+    }
+
+    /// A key of another kind of named expression is refused where it stands, and the
+    /// error says where it belongs.
+    #[test]
+    fn a_key_of_another_kind_says_where_it_belongs() {
+        let file = DefinitionFile::new(
+            "m.yaml",
+            "model: m\nfrom: deals\nmeasures:\n  n: { expr: count(*), total: sum }\n",
+        );
+        let err = Catalog::from_sources(vec![file]).unwrap_err().to_string();
+        assert!(
+            err.contains("m.yaml:4:")
+                && err.contains("unknown field `total`")
+                && err.contains("`total` belongs on block measures, it means nothing here"),
+            "{err}"
+        );
+    }
+}
