@@ -91,6 +91,10 @@ fn the_amocrm_plugin_is_listed_synced_and_reported_on() {
         "{listed}"
     );
     assert!(!listed.contains("error"), "{listed}");
+    assert!(
+        listed.contains("  page of a deal: {portal}/leads/detail/{id}\n"),
+        "{listed}"
+    );
     let csv = export(dir.path());
     let config = write(
         dir.path(),

@@ -472,6 +472,9 @@ fn plugins_list(dir: Option<&std::path::Path>, files: &[PathBuf]) -> Result<()> 
                         outln!("    error: {problem}");
                     }
                 }
+                for (entity, page) in &p.links {
+                    outln!("  page of a {entity}: {page}");
+                }
             }
             Err(e) => {
                 failed = true;
