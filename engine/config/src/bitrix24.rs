@@ -45,9 +45,10 @@ pub struct OAuthConfig {
 /// The pages of a Bitrix24 portal's CRM entities (`{portal}` is its address): what a sync
 /// from Bitrix24, and the demo data set of a Bitrix24 company, write as `links`.
 pub fn links() -> std::collections::BTreeMap<String, String> {
-    ["deal", "lead", "company", "contact"]
+    svodka_schema::LINKED_ENTITIES
+        .iter()
         .map(|e| (e.to_string(), format!("{{portal}}/crm/{e}/details/{{id}}/")))
-        .into()
+        .collect()
 }
 
 impl Bitrix24Config {

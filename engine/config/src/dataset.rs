@@ -48,31 +48,12 @@ impl DatasetInfo {
         let info: DatasetInfo = read_yaml(&file)?;
         zone_named(&info.timezone, &file, "timezone")?;
         for (entity, template) in &info.links {
-            let key = format!("links.{entity}");
-            let invalid = |message: String| ConfigError::Invalid {
-                file: file.clone(),
-                key: key.clone(),
-                message,
-            };
-            if !svodka_schema::LINKED_ENTITIES.contains(&entity.as_str()) {
-                return Err(invalid(format!(
-                    "not an entity with pages; links name {}",
-                    svodka_schema::LINKED_ENTITIES.join(", ")
-                )));
-            }
-            let lower = template.to_ascii_lowercase();
-            if !["{portal}", "https://", "http://"]
-                .iter()
-                .any(|start| lower.starts_with(start))
-            {
-                return Err(invalid(format!(
-                    "{template:?} is not a web address: start it with `{{portal}}` or https://"
-                )));
-            }
-            if !template.contains("{id}") {
-                return Err(invalid(format!(
-                    "{template:?} has no `{{id}}`: write where the id goes, e.g. `{{portal}}/crm/{entity}/details/{{id}}/`"
-                )));
+            if let Some(message) = svodka_schema::link_problem(entity, template) {
+                return Err(ConfigError::Invalid {
+                    file,
+                    key: format!("links.{entity}"),
+                    message,
+                });
             }
         }
         Ok(Some(info))

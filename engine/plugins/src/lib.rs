@@ -187,13 +187,10 @@ impl Plugin {
             for (entity, template) in map {
                 let template = template
                     .as_str()
-                    .filter(|t| t.contains("{id}"))
-                    .ok_or_else(|| bad(format!("links.{entity}: an address with `{{id}}`")))?;
-                if !svodka_schema::LINKED_ENTITIES.contains(&entity.as_str()) {
-                    return Err(bad(format!(
-                        "links.{entity}: not an entity with pages ({})",
-                        svodka_schema::LINKED_ENTITIES.join(", ")
-                    )));
+                    .ok_or_else(|| bad(format!("links.{entity}: not a text")))?;
+                // What the sync writes into dataset.yaml must read back.
+                if let Some(problem) = svodka_schema::link_problem(entity, template) {
+                    return Err(bad(format!("links.{entity}: {problem}")));
                 }
                 links.insert(entity.clone(), template.to_string());
             }

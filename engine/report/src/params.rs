@@ -53,10 +53,10 @@ pub const LINK_BINDINGS: [(&str, &str); 4] = [
 ];
 
 impl RunParams {
-    /// Links are built from the portal URL and land in every output (a page's links, the
-    /// JSON's `url`, workbooks), so it must be a web address: `javascript:` and the like
-    /// are refused, whichever file or flag gave them.
-    pub fn check_portal_url(&self) -> Result<(), ReportError> {
+    /// The portal URL and the page links land in every output (a page's links, the JSON's
+    /// `url`, workbooks), so each must be a web address: `javascript:` and the like are
+    /// refused, whichever file or flag gave them.
+    pub fn check_addresses(&self) -> Result<(), ReportError> {
         let urls = self
             .portal_url
             .iter()
@@ -264,7 +264,7 @@ mod tests {
             Some("HTTP://crm.local:8080"),
         ] {
             p.portal_url = ok.map(str::to_string);
-            assert!(p.check_portal_url().is_ok(), "{ok:?}");
+            assert!(p.check_addresses().is_ok(), "{ok:?}");
         }
         for bad in [
             "javascript:alert(1)",
@@ -276,7 +276,7 @@ mod tests {
             "https://x\n",
         ] {
             p.portal_url = Some(bad.to_string());
-            let e = p.check_portal_url().unwrap_err().to_string();
+            let e = p.check_addresses().unwrap_err().to_string();
             assert!(
                 e.starts_with("portal_url: ") && e.contains("not a web address"),
                 "{bad}: {e}"
@@ -310,7 +310,7 @@ mod tests {
         assert_eq!(bound["link_company"], ScalarValue::Utf8(None));
         p.links
             .insert("contact".into(), "javascript:alert({id})".into());
-        let e = p.check_portal_url().unwrap_err().to_string();
+        let e = p.check_addresses().unwrap_err().to_string();
         assert!(e.starts_with("links.contact: "), "{e}");
         // One binding per entity with pages.
         let entities: Vec<&str> = LINK_BINDINGS.iter().map(|(e, _)| *e).collect();

@@ -284,7 +284,7 @@ fn prepare<'a>(
     req: &RunRequest,
 ) -> Result<Prepared<'a>, ReportError> {
     let report = catalog.report(&req.report)?.clone();
-    req.params.check_portal_url()?;
+    req.params.check_addresses()?;
     let declared = settings_of(catalog, &report)?;
     let settings = setting_values(&declared, &req.settings)?;
     let parameters = typed_values(&report.parameters, &req.parameters, "parameter")?;

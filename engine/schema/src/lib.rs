@@ -116,6 +116,33 @@ use ColumnType::{Bool, Date, Float, Id, Int, Money, Text, Timestamp as Ts};
 /// row's `{entity}_id` and a model's `url` (`$link_{entity}`) use them.
 pub const LINKED_ENTITIES: &[&str] = &["deal", "lead", "company", "contact"];
 
+/// Why `template` cannot be the page address of `entity`, if it cannot: the entity must
+/// have pages, the address must be a web one (or start at `{portal}`) and say where the
+/// id goes. The one check of a data set's `links` and of a plugin's.
+pub fn link_problem(entity: &str, template: &str) -> Option<String> {
+    if !LINKED_ENTITIES.contains(&entity) {
+        return Some(format!(
+            "not an entity with pages; links name {}",
+            LINKED_ENTITIES.join(", ")
+        ));
+    }
+    let lower = template.to_ascii_lowercase();
+    if !["{portal}", "https://", "http://"]
+        .iter()
+        .any(|start| lower.starts_with(start))
+    {
+        return Some(format!(
+            "{template:?} is not a web address: start it with `{{portal}}` or https://"
+        ));
+    }
+    if !template.contains("{id}") {
+        return Some(format!(
+            "{template:?} has no `{{id}}`: write where the id goes, e.g. `{{portal}}/crm/{entity}/details/{{id}}/`"
+        ));
+    }
+    None
+}
+
 /// The tables a CRM holds (Bitrix24's), as opposed to plans and 1C's.
 pub const CRM_TABLES: &[&str] = &[
     "departments",

@@ -129,6 +129,18 @@ impl Session {
     }
 }
 
+/// The ids of `stamped` (last use or end, id) beyond the `keep` most recent: what goes
+/// so that a per-client bound holds.
+fn oldest_beyond(
+    stamped: impl Iterator<Item = (std::time::Instant, String)>,
+    keep: usize,
+) -> Vec<String> {
+    let mut stamped: Vec<_> = stamped.collect();
+    stamped.sort();
+    let over = stamped.len().saturating_sub(keep);
+    stamped.into_iter().take(over).map(|(_, id)| id).collect()
+}
+
 /// Request counters for `/metrics`.
 #[derive(Default)]
 pub struct Metrics {
@@ -319,14 +331,11 @@ impl Service {
         let now = std::time::Instant::now();
         let mut sessions = self.sessions.lock().expect("sessions");
         sessions.retain(|_, s| !s.expired(now));
-        let mut own: Vec<(std::time::Instant, String)> = sessions
+        let own = sessions
             .iter()
             .filter(|(_, s)| s.client == client)
-            .map(|(id, s)| (s.last_used, id.clone()))
-            .collect();
-        own.sort();
-        let over = (own.len() + 1).saturating_sub(SESSIONS_PER_CLIENT);
-        for (_, id) in own.into_iter().take(over) {
+            .map(|(id, s)| (s.last_used, id.clone()));
+        for id in oldest_beyond(own, SESSIONS_PER_CLIENT - 1) {
             sessions.remove(&id);
         }
         sessions.insert(
@@ -366,14 +375,11 @@ impl Service {
             let mut jobs = self.jobs.lock().expect("jobs");
             let now = std::time::Instant::now();
             jobs.retain(|_, j| j.finished.is_none_or(|t| now.duration_since(t) < JOB_KEPT));
-            let mut finished: Vec<(std::time::Instant, String)> = jobs
+            let finished = jobs
                 .values()
                 .filter(|j| j.client == client.id)
-                .filter_map(|j| Some((j.finished?, j.id.clone())))
-                .collect();
-            finished.sort();
-            let over = (finished.len() + 1).saturating_sub(JOBS_KEPT);
-            for (_, id) in finished.into_iter().take(over) {
+                .filter_map(|j| Some((j.finished?, j.id.clone())));
+            for id in oldest_beyond(finished, JOBS_KEPT - 1) {
                 jobs.remove(&id);
             }
             if let Some(running) = jobs

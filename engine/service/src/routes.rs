@@ -368,6 +368,8 @@ struct Ask {
     report: String,
     block: Option<String>,
     query: Query,
+    /// The query in its canonical order, as cache keys and live pages' links hold it.
+    canonical: String,
     /// The result's cache key: report, block, canonical query, data version.
     key: String,
     data: Arc<crate::clients::Data>,
@@ -395,10 +397,10 @@ impl Ask {
             message: e.message,
         })?;
         let data = client.data();
+        let canonical = query.canonical();
         let key = format!(
-            "{report}|{}|{}|v{}",
+            "{report}|{}|{canonical}|v{}",
             block.as_deref().unwrap_or(""),
-            query.canonical(),
             data.version
         );
         Ok(Ask {
@@ -406,6 +408,7 @@ impl Ask {
             report,
             block,
             query,
+            canonical,
             key,
             data,
             live,
@@ -496,7 +499,7 @@ async fn rendered(
         locale,
         data_version: ask.data.info.as_ref().map(svodka_sources::data_version),
         live: ask.live.then(|| svodka_render::LivePage {
-            query: ask.query.canonical(),
+            query: ask.canonical.clone(),
             export: format!("/api/reports/{}", ask.report),
             block_export: format!("/api/reports/{}/blocks/", ask.report),
             refresh: "/api/refresh".into(),
