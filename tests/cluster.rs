@@ -35,14 +35,21 @@ struct LocalCluster {
     _scheduler: Process,
     executors: Vec<Process>,
     _work: tempfile::TempDir,
+    /// The environment of every process (a bucket's endpoint and keys).
+    env: Vec<(&'static str, String)>,
 }
 
 impl LocalCluster {
     fn start(executors: usize) -> LocalCluster {
+        LocalCluster::start_with(executors, Vec::new())
+    }
+
+    fn start_with(executors: usize, env: Vec<(&'static str, String)>) -> LocalCluster {
         let work = tempfile::tempdir().unwrap();
         let scheduler = format!("127.0.0.1:{}", free_port());
         let sched = Process(
             svodka_command()
+                .envs(env.iter().map(|(k, v)| (k, v)))
                 .args(["cluster", "scheduler", "--bind", &scheduler])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -58,6 +65,7 @@ impl LocalCluster {
             _scheduler: sched,
             executors: Vec::new(),
             _work: work,
+            env,
         };
         for i in 0..executors {
             cluster.add_executor(i);
@@ -73,6 +81,7 @@ impl LocalCluster {
     fn add_executor(&mut self, i: usize) {
         let work_dir = self._work.path().join(format!("executor-{i}"));
         let child = svodka_command()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .args([
                 "cluster",
                 "executor",
@@ -110,6 +119,51 @@ impl LocalCluster {
             .map(str::to_string)
             .collect()
     }
+}
+
+/// A store in a bucket: the scheduler lists its files and the executors read them
+/// through clients made from their own environment; every report equals the local run.
+#[test]
+fn every_report_on_the_cluster_reads_a_store_in_a_bucket() {
+    let bucket = crate::buckets::Bucket::start();
+    let store = crate::util::import_store(&crate::util::fixture("forgotten"));
+    let url = "s3://reports/acme";
+    bucket.push(store.path(), url);
+    let cluster = LocalCluster::start_with(2, bucket.env.clone());
+    let folder = store.path().to_str().unwrap();
+    let before = bucket.s3.log().len();
+    for report in crate::util::REPORTS {
+        let args = |data: &str| {
+            let mut args = vec![report.to_string(), "--data".into(), data.to_string()];
+            args.extend(["--from", "2024-04-01", "--to", "2024-04-30"].map(String::from));
+            args
+        };
+        let mut on_cluster = args(url);
+        on_cluster.extend(["--cluster".to_string(), cluster.scheduler.clone()]);
+        let on_folder = args(folder);
+        let run = |args: &[String]| -> Vec<String> {
+            std::iter::once("run".to_string())
+                .chain(args.iter().cloned())
+                .collect()
+        };
+        let (on_cluster, on_folder) = (run(&on_cluster), run(&on_folder));
+        assert_eq!(
+            bucket.ok(&strs(&on_cluster)),
+            ok(&strs(&on_folder)),
+            "{report}"
+        );
+    }
+    // Column chunks are read by range by the executors (a run on a cluster reads only
+    // footers, suffix ranges, to plan).
+    let chunks = bucket.s3.log()[before..]
+        .iter()
+        .filter(|r| r.starts_with("GET /reports/acme/snapshots/") && !r.contains("bytes=-"))
+        .count();
+    assert!(chunks > 0, "{:?}", &bucket.s3.log()[before..]);
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }
 
 fn wait_for(mut ready: impl FnMut() -> bool, what: &str) {

@@ -4,6 +4,7 @@
 mod bench;
 mod bitrix24;
 mod browser;
+mod buckets;
 mod cases_language;
 mod cli;
 mod clients;

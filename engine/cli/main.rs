@@ -150,8 +150,24 @@ enum StoreCommand {
     },
     /// Print the current snapshot: its tables, rows and origin.
     Show {
+        /// The store: a folder, or `s3://BUCKET/PREFIX`.
+        #[arg(long, value_name = "DIR|URL")]
+        store: PathBuf,
+    },
+    /// Copy a store folder's current snapshot to a store in an S3-compatible bucket, where
+    /// every executor of a cluster reads it; it becomes current there once all its files
+    /// are in. Credentials and endpoint from the environment (`AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT`).
+    Push {
+        /// The store folder.
         #[arg(long, value_name = "DIR")]
         store: PathBuf,
+        /// The store in the bucket: `s3://BUCKET/PREFIX`.
+        #[arg(long, value_name = "URL")]
+        to: PathBuf,
+        /// Snapshots to keep in the bucket.
+        #[arg(long, default_value_t = 3)]
+        keep: usize,
     },
 }
 
@@ -242,8 +258,9 @@ struct DemoArgs {
 
 #[derive(Args)]
 struct ParamArgs {
-    /// The data folder (CSV layout).
-    #[arg(long, value_name = "DIR")]
+    /// The data: a folder in the CSV layout, a snapshot store folder, or a store in an
+    /// S3-compatible bucket (`s3://BUCKET/PREFIX`, credentials from the environment).
+    #[arg(long, value_name = "DIR|URL")]
     data: Option<PathBuf>,
     /// Use the built-in demo data set (generated on first use into the temp folder).
     #[arg(long, conflicts_with = "data")]
@@ -414,6 +431,7 @@ async fn main() {
             store_import(&data, &store, keep)
         }
         Command::Store(StoreCommand::Show { store }) => store_show(&store),
+        Command::Store(StoreCommand::Push { store, to, keep }) => store_push(&store, &to, keep),
         Command::Sync(a) => sync::sync(a, clock),
         Command::Plugins(PluginsCommand::List { dir, plugin }) => {
             plugins_list(dir.as_deref(), &plugin)
@@ -921,6 +939,20 @@ fn store_import(data: &std::path::Path, store: &std::path::Path, keep: usize) ->
         "snapshot {} in {} ({:.1}s)",
         snap.name,
         store.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn store_push(store: &std::path::Path, to: &std::path::Path, keep: usize) -> Result<()> {
+    let started = std::time::Instant::now();
+    let snap = svodka_store::Store::new(store).push(to, keep, &mut |file, bytes| {
+        eprintln!("{file}: {bytes} bytes");
+    })?;
+    eprintln!(
+        "snapshot {} in {} ({:.1}s)",
+        snap.name,
+        to.display(),
         started.elapsed().as_secs_f64()
     );
     Ok(())

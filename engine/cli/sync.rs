@@ -156,7 +156,13 @@ pub fn sync(a: SyncArgs, clock: svodka_config::Clock) -> Result<()> {
                 dir.join("client.yaml").display()
             );
         }
-        store = store.or_else(|| Some(dir.join(&config.data.folder)));
+        store = store.or_else(|| {
+            Some(if svodka_sources::in_bucket(&config.data.folder) {
+                config.data.folder.clone()
+            } else {
+                dir.join(&config.data.folder)
+            })
+        });
         target.timezone = target.timezone.or(config.timezone.clone());
         target.retention = target.retention.or(Some(config.retention_months));
         target.name = Some(config.name.clone());
@@ -167,6 +173,14 @@ pub fn sync(a: SyncArgs, clock: svodka_config::Clock) -> Result<()> {
         );
     }
     target.store = store.context("--data DIR: the snapshot store to write")?;
+    if svodka_sources::in_bucket(&target.store) {
+        bail!(
+            "{}: a sync writes a store folder; copy its snapshot to the bucket afterwards with \
+             `svodka store push --store FOLDER --to {}`",
+            target.store.display(),
+            target.store.display()
+        );
+    }
     let made = !target.store.exists();
     std::fs::create_dir_all(&target.store)
         .with_context(|| format!("creating {}", target.store.display()))?;

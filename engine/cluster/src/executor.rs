@@ -49,6 +49,19 @@ pub async fn run(options: ExecutorOptions) -> Result<(), ClusterError> {
         None => None,
     };
     let (logical, physical) = codec::codecs();
+    // Tasks read stores in buckets through clients made from this process's environment,
+    // one per bucket, kept for every task; they spill where Ballista's own runtime would.
+    let buckets = Arc::new(svodka_store::bucket::Buckets::default());
+    let spill_dir = work_dir.clone();
+    let runtime: ballista_core::RuntimeProducer = Arc::new(move |_config: &SessionConfig| {
+        let builder = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_object_store_registry(buckets.clone());
+        let builder = match &spill_dir {
+            Some(dir) => builder.with_temp_file_path(dir),
+            None => builder,
+        };
+        builder.build_arc()
+    });
     let config = ExecutorProcessConfig {
         bind_host: options.bind_host.clone(),
         external_host: Some(options.bind_host.clone()),
@@ -63,6 +76,7 @@ pub async fn run(options: ExecutorOptions) -> Result<(), ClusterError> {
         override_physical_codec: Some(physical),
         override_create_grpc_client_endpoint: Some(handshake::introduce()),
         override_execution_engine: Some(Arc::new(WithoutOperatorMetrics::default())),
+        override_runtime_producer: Some(runtime),
         ..ExecutorProcessConfig::default()
     };
     start_executor_process(Arc::new(config))

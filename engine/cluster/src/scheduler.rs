@@ -23,6 +23,23 @@ type Server = SchedulerServer<LogicalPlanNode, PhysicalPlanNode>;
 /// The path of the status page.
 pub const STATUS_PATH: &str = "/svodka/executors";
 
+/// Ballista's sessions, with the object stores of stores in buckets: the scheduler lists
+/// a table's files when it plans a scan.
+fn sessions_reading_buckets() -> ballista_scheduler::scheduler_server::SessionBuilder {
+    let buckets = Arc::new(svodka_store::bucket::Buckets::default());
+    Arc::new(move |config| {
+        let state = ballista_core::utils::default_session_builder(config)?;
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_object_store_registry(buckets.clone())
+            .build_arc()?;
+        Ok(
+            datafusion::execution::SessionStateBuilder::new_from_existing(state)
+                .with_runtime_env(runtime)
+                .build(),
+        )
+    })
+}
+
 /// Serves a scheduler on `listener` until `shutdown` completes. Executors reach it at the
 /// listener's address; runs submit their plans there.
 pub async fn serve(
@@ -44,6 +61,7 @@ pub async fn serve(
         external_host: addr.ip().to_string(),
         override_logical_codec: Some(logical),
         override_physical_codec: Some(physical),
+        override_session_builder: Some(sessions_reading_buckets()),
         ..SchedulerConfig::default()
     };
     let config = Arc::new(config);

@@ -58,7 +58,8 @@ pub struct ClientConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// A snapshot store or a folder in the CSV layout (relative to the client's folder).
+    /// A snapshot store or a folder in the CSV layout (relative to the client's folder),
+    /// or a store in a bucket (`s3://bucket/prefix`).
     pub folder: PathBuf,
 }
 

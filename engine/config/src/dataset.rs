@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ConfigError, read_yaml, zone_named};
+use crate::{ConfigError, parse_yaml, read_yaml, zone_named};
 
 /// The file name of the data set's description inside a data folder or snapshot.
 pub const DATASET_FILE: &str = "dataset.yaml";
@@ -46,6 +46,19 @@ impl DatasetInfo {
             return Ok(None);
         }
         let info: DatasetInfo = read_yaml(&file)?;
+        info.checked(file).map(Some)
+    }
+
+    /// Reads and checks the text of a `dataset.yaml` kept elsewhere (in a bucket); `file`
+    /// names it in errors.
+    pub fn parse(text: &str, file: &Path) -> Result<DatasetInfo, ConfigError> {
+        parse_yaml::<DatasetInfo>(text, file)?.checked(file.to_path_buf())
+    }
+
+    /// The description if what it says holds: an IANA zone, page links that are web
+    /// addresses.
+    fn checked(self, file: std::path::PathBuf) -> Result<DatasetInfo, ConfigError> {
+        let info = self;
         zone_named(&info.timezone, &file, "timezone")?;
         for (entity, template) in &info.links {
             if let Some(message) = svodka_schema::link_problem(entity, template) {
@@ -56,13 +69,18 @@ impl DatasetInfo {
                 });
             }
         }
-        Ok(Some(info))
+        Ok(info)
+    }
+
+    /// The text of its `dataset.yaml`.
+    pub fn to_text(&self) -> String {
+        serde_yaml::to_string(self).expect("plain struct serialises")
     }
 
     /// Writes `dir/dataset.yaml`.
     pub fn write(&self, dir: &Path) -> Result<(), ConfigError> {
         let file = dir.join(DATASET_FILE);
-        let text = serde_yaml::to_string(self).expect("plain struct serialises");
+        let text = self.to_text();
         std::fs::write(&file, text).map_err(|source| ConfigError::Io { file, source })
     }
 }

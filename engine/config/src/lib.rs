@@ -51,7 +51,15 @@ fn read_yaml<T: serde::de::DeserializeOwned>(file: &std::path::Path) -> Result<T
         file: file.to_path_buf(),
         source,
     })?;
-    serde_yaml::from_str(&text).map_err(|e| ConfigError::Yaml {
+    parse_yaml(&text, file)
+}
+
+/// A YAML file's text as `T`; `file` names it in errors.
+fn parse_yaml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    file: &std::path::Path,
+) -> Result<T, ConfigError> {
+    serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml {
         file: file.to_path_buf(),
         line: e.location().map(|l| l.line() as u64).unwrap_or(1),
         message: e.to_string(),

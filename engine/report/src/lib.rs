@@ -27,4 +27,4 @@ pub use result::{BlockKind, BlockResult, ChildResult, ColumnMeta, Previous, Repo
 pub use run::{Engine, RemoteEngine, RunRequest, check, check_only, explain, run, settings_of};
 pub use settings::{Setting, SettingValue};
 pub use spec::{ChartKind, ChartSpec, Shift, ValueType};
-pub use tables::{LazyTables, Loaded, Opened, TableSet};
+pub use tables::{LazyTables, Loaded, ObjectStoreAt, Opened, TableSet};

@@ -326,7 +326,11 @@ fn prepare<'a>(
                 })?,
         ],
     };
-    let state = session(req.params.timezone, req.memory_limit).state();
+    let ctx = session(req.params.timezone, req.memory_limit);
+    for (at, store) in source.object_stores() {
+        ctx.register_object_store(&at, store);
+    }
+    let state = ctx.state();
     let state = match &req.engine {
         Engine::Local => state,
         Engine::Remote(remote) => remote

@@ -21,7 +21,16 @@ pub trait TableSet: Send + Sync {
     fn prefetch(&self, _names: &[String]) -> Result<(), ReportError> {
         Ok(())
     }
+
+    /// The object stores its scans read (a bucket's client under `s3://bucket`), which a
+    /// run's session must know; none for files and rows in memory.
+    fn object_stores(&self) -> Vec<ObjectStoreAt> {
+        Vec::new()
+    }
 }
+
+/// An object store and the address (`s3://bucket`) its tables' scans name.
+pub type ObjectStoreAt = (url::Url, Arc<dyn datafusion::object_store::ObjectStore>);
 
 /// A table read into memory: its schema and batches.
 pub struct Loaded {
@@ -45,6 +54,7 @@ pub struct LazyTables {
     loader: Box<Loader>,
     partitions: usize,
     cache: Mutex<HashMap<String, Arc<dyn TableProvider>>>,
+    object_stores: Vec<ObjectStoreAt>,
 }
 
 impl LazyTables {
@@ -56,7 +66,14 @@ impl LazyTables {
             loader: Box::new(loader),
             partitions: partitions.max(1),
             cache: Mutex::new(HashMap::new()),
+            object_stores: Vec::new(),
         }
+    }
+
+    /// These tables' scans read `store` under `at` (a store in a bucket).
+    pub fn with_object_store(mut self, (at, store): ObjectStoreAt) -> Self {
+        self.object_stores.push((at, store));
+        self
     }
 
     /// Loads these tables now, in parallel (a report's tables are known before it runs;
@@ -97,6 +114,10 @@ impl LazyTables {
 impl TableSet for LazyTables {
     fn prefetch(&self, names: &[String]) -> Result<(), ReportError> {
         self.load_all(names)
+    }
+
+    fn object_stores(&self) -> Vec<ObjectStoreAt> {
+        self.object_stores.clone()
     }
 
     fn table(&self, name: &str) -> Result<Arc<dyn TableProvider>, ReportError> {

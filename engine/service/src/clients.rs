@@ -393,7 +393,7 @@ fn load_catalog(dir: &Path) -> Result<Catalog, ServiceError> {
 /// at load or refresh, not by the first request.
 pub fn load_data(dir: &Path, config: &ClientConfig, version: u64) -> Result<Data, ServiceError> {
     let folder = &config.data.folder;
-    let folder = if folder.is_absolute() {
+    let folder = if folder.is_absolute() || svodka_sources::in_bucket(folder) {
         folder.clone()
     } else {
         dir.join(folder)

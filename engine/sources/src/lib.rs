@@ -80,15 +80,21 @@ pub fn definition_files(paths: &[PathBuf]) -> Result<Vec<DefinitionFile>, Source
 /// A CSV file this large gets a note (once a run) that a snapshot store is faster.
 pub const BIG_CSV_BYTES: u64 = 100 << 20;
 
+/// True when a data location names a store in a bucket (`s3://…`) rather than a folder.
+pub fn in_bucket(location: &Path) -> bool {
+    svodka_store::Bucket::of(location).is_some()
+}
+
 /// A data folder as engine tables (each read on first use), with its description: a
-/// snapshot store (its current snapshot) or a CSV folder (with its plans workbook). `note`
-/// hears, once a table, of each canonical table a run reads that is absent or empty (it
-/// reads as empty, so a report's figures would otherwise drop without a word).
+/// snapshot store (its current snapshot; in a folder or a bucket) or a CSV folder (with
+/// its plans workbook). `note` hears, once a table, of each canonical table a run reads
+/// that is absent or empty (it reads as empty, so a report's figures would otherwise drop
+/// without a word).
 pub fn open_data(
     dir: &Path,
     note: fn(&str),
 ) -> Result<(LazyTables, Option<DatasetInfo>), SourcesError> {
-    if !dir.is_dir() {
+    if !in_bucket(dir) && !dir.is_dir() {
         return Err(SourcesError::NotAFolder(dir.to_path_buf()));
     }
     let partitions = std::thread::available_parallelism()
@@ -97,6 +103,7 @@ pub fn open_data(
     if svodka_store::Store::is_store(dir) {
         let snapshot = svodka_store::Store::new(dir).current()?;
         let info = snapshot.info.clone();
+        let bucket = snapshot.bucket().map(svodka_store::Bucket::registration);
         let store_dir = dir.to_path_buf();
         // Parquet is scanned: a plan reads only its columns and the row groups its
         // filters allow. A table that needs completing (a plugin's, missing nullable
@@ -111,6 +118,10 @@ pub fn open_data(
             let (schema, batches) = snapshot.read(name).map_err(|e| e.to_string())?;
             Ok(Opened::Loaded(Loaded { schema, batches }))
         });
+        let tables = match bucket {
+            Some(at) => tables.with_object_store(at),
+            None => tables,
+        };
         return Ok((tables, info));
     }
     let info = DatasetInfo::read(dir)?;
@@ -164,7 +175,7 @@ pub fn read_data_table(
     name: &str,
     note: fn(&str),
 ) -> Result<(Loaded, Option<DatasetInfo>), SourcesError> {
-    if !dir.is_dir() {
+    if !in_bucket(dir) && !dir.is_dir() {
         return Err(SourcesError::NotAFolder(dir.to_path_buf()));
     }
     if svodka_store::Store::is_store(dir) {

@@ -5,6 +5,10 @@
 //!
 //! Layout: `CURRENT` (the current snapshot's name), `snapshots/<000042>/<table>.parquet`,
 //! `manifest.json` and `dataset.yaml` in each snapshot; `<name>.partial` while writing.
+//! The same layout in a bucket (`s3://bucket/prefix`, `bucket.rs`) is read alike and
+//! written by pushing a folder's current snapshot.
+
+pub mod bucket;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +21,8 @@ use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use svodka_config::DatasetInfo;
+
+pub use bucket::Bucket;
 
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
@@ -45,8 +51,14 @@ pub enum StoreError {
     /// The store's bookkeeping (CURRENT, a manifest) is unreadable.
     #[error("{path}: {message}")]
     Corrupt { path: PathBuf, message: String },
+    /// A bucket could not be reached, read or written (or its address is not one).
+    #[error("{url}: {message}")]
+    Bucket { url: String, message: String },
     /// The folder holds no snapshot yet.
-    #[error("{0}: no snapshot yet (write one with `svodka store import` or a sync)")]
+    #[error(
+        "{0}: no snapshot yet (write one with `svodka store import` or a sync; into a bucket, \
+         with `svodka store push`)"
+    )]
     Empty(PathBuf),
 }
 
@@ -71,20 +83,40 @@ pub struct Manifest {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub name: String,
+    /// Its folder; in a bucket, its address (`s3://bucket/prefix/snapshots/000042`).
     pub dir: PathBuf,
     pub manifest: Manifest,
     pub info: Option<DatasetInfo>,
+    /// The bucket it is in, if it is in one.
+    bucket: Option<Bucket>,
 }
 
 impl Snapshot {
-    /// The Parquet file of a table.
+    /// The Parquet file of a table (in a bucket: its address).
     pub fn table_path(&self, table: &str) -> PathBuf {
         self.dir.join(format!("{table}.parquet"))
     }
 
+    /// The bucket holding the snapshot, if a bucket does.
+    pub fn bucket(&self) -> Option<&Bucket> {
+        self.bucket.as_ref()
+    }
+
     /// A small file of the snapshot's own (a connector's sync state), if it has one.
     pub fn file(&self, name: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.dir.join(name)).ok()
+        match &self.bucket {
+            Some(b) => b.get(&self.dir.join(name)).ok().flatten().map(Vec::from),
+            None => std::fs::read(self.dir.join(name)).ok(),
+        }
+    }
+
+    /// Whether the snapshot has a table's file; an unreadable place is an error, never
+    /// an absent (empty) table.
+    fn has_file(&self, path: &Path) -> Result<bool, StoreError> {
+        match &self.bucket {
+            Some(b) => b.exists(path),
+            None => path.try_exists().map_err(io(path, "looking at")),
+        }
     }
 
     /// A table as a Parquet scan (only the columns and row groups a plan needs are read),
@@ -101,19 +133,23 @@ impl Snapshot {
             ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
         };
         let path = self.table_path(table);
-        // An unreadable table is an error, never an absent (empty) one.
-        if !path.try_exists().map_err(io(&path, "looking at"))? {
+        if !self.has_file(&path)? {
             return Ok(None);
         }
         let parquet = |message: String| StoreError::Parquet {
             path: path.clone(),
             message,
         };
-        let file = std::fs::File::open(&path).map_err(io(&path, "opening"))?;
-        let schema = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| parquet(e.to_string()))?
-            .schema()
-            .clone();
+        let schema = match &self.bucket {
+            Some(b) => b.parquet_schema(&path)?,
+            None => {
+                let file = std::fs::File::open(&path).map_err(io(&path, "opening"))?;
+                ParquetRecordBatchReaderBuilder::try_new(file)
+                    .map_err(|e| parquet(e.to_string()))?
+                    .schema()
+                    .clone()
+            }
+        };
         // Scanned only as the engine reads it: whole, and with its derived column (a
         // snapshot written before there was one is read and derived in memory).
         if !svodka_schema::fits_whole(table, &schema) || !svodka_schema::has_derived(table, &schema)
@@ -135,8 +171,7 @@ impl Snapshot {
     /// a table the snapshot lacks is empty with the canonical schema.
     pub fn read(&self, table: &str) -> Result<(SchemaRef, Vec<RecordBatch>), StoreError> {
         let path = self.table_path(table);
-        // An unreadable table is an error, never an absent (empty) one.
-        if !path.try_exists().map_err(io(&path, "looking at"))? {
+        if !self.has_file(&path)? {
             return match svodka_schema::table(table) {
                 Some(t) => Ok((t.schema(), vec![])),
                 None => Err(StoreError::Schema {
@@ -149,12 +184,22 @@ impl Snapshot {
             path: path.clone(),
             message: e.to_string(),
         };
-        let file = std::fs::File::open(&path).map_err(io(&path, "opening"))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(parquet)?
-            .with_batch_size(64 * 1024)
-            .build()
-            .map_err(parquet)?;
+        let reader = match &self.bucket {
+            Some(b) => {
+                let bytes = b.get(&path)?.ok_or_else(|| StoreError::Bucket {
+                    url: path.display().to_string(),
+                    message: "gone while being read".into(),
+                })?;
+                ParquetRecordBatchReaderBuilder::try_new(bytes)
+                    .and_then(|r| r.with_batch_size(64 * 1024).build())
+            }
+            None => {
+                let file = std::fs::File::open(&path).map_err(io(&path, "opening"))?;
+                ParquetRecordBatchReaderBuilder::try_new(file)
+                    .and_then(|r| r.with_batch_size(64 * 1024).build())
+            }
+        }
+        .map_err(parquet)?;
         let schema = reader.schema();
         let delivered = svodka_schema::derived::delivered_columns(table, &schema);
         let batches = reader
@@ -197,7 +242,7 @@ pub fn synced_info(
     info
 }
 
-/// A store folder.
+/// A store: a folder, or a place in a bucket (`s3://bucket/prefix`, read and pushed to).
 #[derive(Debug, Clone)]
 pub struct Store {
     pub dir: PathBuf,
@@ -208,26 +253,36 @@ impl Store {
         Store { dir: dir.into() }
     }
 
-    /// True when `dir` is a store (it has a `CURRENT`).
+    /// True when `dir` is a store (it has a `CURRENT`); a bucket's address is taken for
+    /// one (reading it says if it is not).
     pub fn is_store(dir: &Path) -> bool {
-        dir.join(CURRENT).is_file()
+        Bucket::of(dir).is_some() || dir.join(CURRENT).is_file()
     }
 
     /// The current snapshot.
     pub fn current(&self) -> Result<Snapshot, StoreError> {
+        let bucket = Bucket::of(&self.dir).transpose()?;
         let current = self.dir.join(CURRENT);
-        if !current.exists() {
-            return Err(StoreError::Empty(self.dir.clone()));
-        }
-        let name = std::fs::read_to_string(&current).map_err(io(&current, "reading"))?;
-        let name = name.trim().to_string();
+        let text = match &bucket {
+            Some(b) => match b.get(&current)? {
+                Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                None => return Err(StoreError::Empty(self.dir.clone())),
+            },
+            None => {
+                if !current.exists() {
+                    return Err(StoreError::Empty(self.dir.clone()));
+                }
+                std::fs::read_to_string(&current).map_err(io(&current, "reading"))?
+            }
+        };
+        let name = text.trim().to_string();
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_digit()) {
             return Err(StoreError::Corrupt {
                 path: current,
                 message: format!("expected a snapshot number, found {name:?}"),
             });
         }
-        self.snapshot(&name)
+        self.snapshot(&name, bucket)
     }
 
     /// The current snapshot, or `None` for a store with none yet (a first sync).
@@ -239,45 +294,88 @@ impl Store {
         }
     }
 
-    fn snapshot(&self, name: &str) -> Result<Snapshot, StoreError> {
+    fn snapshot(&self, name: &str, bucket: Option<Bucket>) -> Result<Snapshot, StoreError> {
         let dir = self.dir.join(SNAPSHOTS).join(name);
         let path = dir.join(MANIFEST);
-        let text = std::fs::read_to_string(&path).map_err(io(&path, "reading"))?;
-        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        let info = DatasetInfo::read(&dir).map_err(|e| StoreError::Corrupt {
-            path: dir.join(svodka_config::DATASET_FILE),
-            message: e.to_string(),
-        })?;
+        let dataset = dir.join(svodka_config::DATASET_FILE);
+        let corrupt = |path: &Path, message: String| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            message,
+        };
+        let (text, info) = match &bucket {
+            Some(b) => {
+                let manifest = b.get(&path)?.ok_or_else(|| StoreError::Bucket {
+                    url: path.display().to_string(),
+                    message: "not found: the snapshot CURRENT names is missing".into(),
+                })?;
+                let info = match b.get(&dataset)? {
+                    Some(bytes) => Some(
+                        DatasetInfo::parse(&String::from_utf8_lossy(&bytes), &dataset)
+                            .map_err(|e| corrupt(&dataset, e.to_string()))?,
+                    ),
+                    None => None,
+                };
+                (String::from_utf8_lossy(&manifest).into_owned(), info)
+            }
+            None => (
+                std::fs::read_to_string(&path).map_err(io(&path, "reading"))?,
+                DatasetInfo::read(&dir).map_err(|e| corrupt(&dataset, e.to_string()))?,
+            ),
+        };
+        let manifest: Manifest =
+            serde_json::from_str(&text).map_err(|e| corrupt(&path, e.to_string()))?;
         Ok(Snapshot {
             name: name.to_string(),
             dir,
             manifest,
             info,
+            bucket,
         })
     }
 
     /// The complete snapshots, oldest first.
     pub fn snapshots(&self) -> Result<Vec<String>, StoreError> {
         let root = self.dir.join(SNAPSHOTS);
-        if !root.exists() {
-            return Ok(vec![]);
-        }
-        let mut names: Vec<String> = std::fs::read_dir(&root)
-            .map_err(io(&root, "listing"))?
-            .flatten()
-            .filter_map(|e| e.file_name().to_str().map(str::to_string))
-            .filter(|n| n.chars().all(|c| c.is_ascii_digit()))
-            .collect();
+        let mut names: Vec<String> = match Bucket::of(&self.dir).transpose()? {
+            Some(b) => b.folders(&root)?,
+            None => {
+                if !root.exists() {
+                    return Ok(vec![]);
+                }
+                std::fs::read_dir(&root)
+                    .map_err(io(&root, "listing"))?
+                    .flatten()
+                    .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                    .collect()
+            }
+        };
+        names.retain(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
         names.sort();
         Ok(names)
     }
 
+    /// The name the next snapshot gets.
+    fn next_name(&self) -> Result<String, StoreError> {
+        let next = self
+            .snapshots()?
+            .last()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+            + 1;
+        Ok(format!("{next:06}"))
+    }
+
     /// Starts a new snapshot beside the current one. Leftovers of a sync that died are
-    /// removed first.
+    /// removed first. A store in a bucket is written by `push` only.
     pub fn begin(&self, origin: &str) -> Result<SnapshotWriter, StoreError> {
+        if Bucket::of(&self.dir).is_some() {
+            return Err(StoreError::Bucket {
+                url: self.dir.display().to_string(),
+                message: "a snapshot is written into a store folder, then copied to a bucket \
+                          with `svodka store push --store FOLDER --to s3://BUCKET/PREFIX`"
+                    .into(),
+            });
+        }
         let made_store = !self.dir.exists();
         let root = self.dir.join(SNAPSHOTS);
         std::fs::create_dir_all(&root).map_err(io(&root, "creating"))?;
@@ -289,13 +387,7 @@ impl Store {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
-        let next = self
-            .snapshots()?
-            .last()
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(0)
-            + 1;
-        let name = format!("{next:06}");
+        let name = self.next_name()?;
         let dir = root.join(format!("{name}.partial"));
         std::fs::create_dir_all(&dir).map_err(io(&dir, "creating"))?;
         Ok(SnapshotWriter {
@@ -308,6 +400,62 @@ impl Store {
             },
             made_store,
         })
+    }
+
+    /// Copies this store folder's current snapshot into the store in a bucket at `to`, as
+    /// its next snapshot, and makes it current there once every file is in: a run reading
+    /// the bucket meanwhile sees the previous snapshot whole. Keeps the newest `keep`
+    /// snapshots there. `progress` hears each file and its bytes.
+    pub fn push(
+        &self,
+        to: &Path,
+        keep: usize,
+        progress: &mut dyn FnMut(&str, u64),
+    ) -> Result<Snapshot, StoreError> {
+        let target = Store::new(to);
+        let bucket = match Bucket::of(to) {
+            Some(b) => b?,
+            None => {
+                return Err(StoreError::Bucket {
+                    url: to.display().to_string(),
+                    message: "not a bucket address (write s3://BUCKET/PREFIX)".into(),
+                });
+            }
+        };
+        if Bucket::of(&self.dir).is_some() {
+            return Err(StoreError::Bucket {
+                url: self.dir.display().to_string(),
+                message: "pushed from a store folder, not from a bucket".into(),
+            });
+        }
+        let from = self.current()?;
+        let name = target.next_name()?;
+        let dir = target.dir.join(SNAPSHOTS).join(&name);
+        let mut files: Vec<(String, PathBuf)> = std::fs::read_dir(&from.dir)
+            .map_err(io(&from.dir, "listing"))?
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| e.file_name().to_str().map(|n| (n.to_string(), e.path())))
+            .collect();
+        // The manifest last: a snapshot folder without one is not complete.
+        files.sort_by_key(|(n, _)| (n == MANIFEST, n.clone()));
+        for (file, path) in &files {
+            let bytes = match bucket.upload(path, &dir.join(file)) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    let _ = bucket.delete_all(&dir);
+                    return Err(e);
+                }
+            };
+            progress(file, bytes);
+        }
+        // CURRENT is one object, replaced whole: readers see the old name or the new.
+        bucket.put(&target.dir.join(CURRENT), format!("{name}\n").into_bytes())?;
+        let all = target.snapshots()?;
+        for old in all.iter().take(all.len().saturating_sub(keep.max(1))) {
+            let _ = bucket.delete_all(&target.dir.join(SNAPSHOTS).join(old));
+        }
+        target.snapshot(&name, Some(bucket))
     }
 }
 
@@ -453,7 +601,7 @@ impl SnapshotWriter {
         for old in all.iter().take(all.len().saturating_sub(keep.max(1))) {
             let _ = std::fs::remove_dir_all(self.store.dir.join(SNAPSHOTS).join(old));
         }
-        self.store.snapshot(&self.name)
+        self.store.snapshot(&self.name, None)
     }
 }
 
