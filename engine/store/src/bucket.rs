@@ -56,6 +56,15 @@ impl Bucket {
         Ok(Bucket { url, store })
     }
 
+    /// A store at `url` through a client made elsewhere (tests give one for a stand-in).
+    #[cfg(test)]
+    pub(crate) fn with_client(url: &str, store: Arc<dyn ObjectStore>) -> Bucket {
+        Bucket {
+            url: url.to_string(),
+            store,
+        }
+    }
+
     /// The address of the store, for messages and for scans.
     pub fn url(&self) -> &str {
         &self.url
@@ -282,9 +291,13 @@ impl Bucket {
 
 /// An S3 client for `bucket`, configured from the environment.
 fn s3(bucket: &str) -> Result<Arc<dyn ObjectStore>, String> {
+    client(AmazonS3Builder::from_env().with_bucket_name(bucket))
+}
+
+/// The client `builder` configures, its requests on the I/O runtime.
+pub(crate) fn client(builder: AmazonS3Builder) -> Result<Arc<dyn ObjectStore>, String> {
     let runtime = io_runtime()?;
-    let store = AmazonS3Builder::from_env()
-        .with_bucket_name(bucket)
+    let store = builder
         .with_http_connector(object_store::client::SpawnedReqwestConnector::new(
             runtime.handle().clone(),
         ))

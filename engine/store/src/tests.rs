@@ -191,3 +191,54 @@ fn a_first_sync_that_fails_leaves_no_store_folder_behind() {
         .collect();
     assert_eq!(names, ["000001"]);
 }
+
+/// A table bigger than one part goes up in parts that the store puts back together byte
+/// for byte; a small file in one request.
+#[test]
+fn a_big_file_is_uploaded_in_parts_and_comes_back_whole() {
+    let s3 = svodka_emulator_s3::S3::start("key", "secret").unwrap();
+    s3.create_bucket("b");
+    let client = bucket::client(
+        object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name("b")
+            .with_endpoint(&s3.endpoint)
+            .with_allow_http(true)
+            .with_region(svodka_emulator_s3::REGION)
+            .with_access_key_id("key")
+            .with_secret_access_key("secret"),
+    )
+    .unwrap();
+    let bucket = Bucket::with_client("s3://b/store", client);
+    let dir = tempfile::tempdir().unwrap();
+    let big: Vec<u8> = (0..(40 << 20) + 123u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(dir.path().join("big"), &big).unwrap();
+    std::fs::write(dir.path().join("small"), b"000001\n").unwrap();
+    let sent = bucket
+        .upload(&dir.path().join("big"), &bucket.join("t/big.parquet"))
+        .unwrap();
+    assert_eq!(sent, big.len() as u64);
+    bucket
+        .upload(&dir.path().join("small"), &bucket.join("CURRENT"))
+        .unwrap();
+    assert_eq!(s3.object("b", "store/t/big.parquet").unwrap(), big);
+    assert_eq!(s3.object("b", "store/CURRENT").unwrap(), b"000001\n");
+    let log = s3.log();
+    let parts = log.iter().filter(|r| r.contains("partNumber=")).count();
+    assert_eq!(parts, 3, "{log:?}");
+    assert_eq!(s3.open_uploads(), 0);
+    assert_eq!(
+        bucket
+            .get(&bucket.join("t/big.parquet"))
+            .unwrap()
+            .unwrap()
+            .len(),
+        big.len()
+    );
+    assert!(bucket.get(&bucket.join("absent")).unwrap().is_none());
+    assert_eq!(
+        bucket.folders(&bucket.join("")).unwrap(),
+        vec!["t".to_string()]
+    );
+}

@@ -78,7 +78,11 @@ impl S3 {
                 }
             };
             rt.block_on(async move {
-                let app = Router::new().fallback(handle).with_state(shared);
+                // S3 takes parts and objects of up to 5 GiB in one request.
+                let app = Router::new()
+                    .fallback(handle)
+                    .layer(axum::extract::DefaultBodyLimit::max(5 << 30))
+                    .with_state(shared);
                 let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
                     Ok(l) => l,
                     Err(e) => {
