@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use svodka_results::{BlockResult, ColumnMeta, ReportResult};
 
 use crate::RenderError;
-use crate::table::{Row, Table, table};
+use crate::table::{Row, Table, rows_of, table, table_without_rows};
 use crate::values::Cell;
 
 /// The whole report, ready to serialize (`serde_json::to_writer_pretty`, axum's `Json`).
@@ -75,13 +75,25 @@ impl Serialize for ReportJson<'_> {
 pub struct BlockJson<'a> {
     block: &'a BlockResult,
     table: Table,
+    /// The zone its rows are laid out in as they are written, batch by batch (a block
+    /// without child levels: a list of a million rows never waits whole as cells); none
+    /// when `table` holds them.
+    streamed: Option<chrono_tz::Tz>,
 }
 
 impl<'a> BlockJson<'a> {
     pub fn new(block: &'a BlockResult, tz: chrono_tz::Tz) -> Result<Self, RenderError> {
-        Ok(BlockJson {
-            block,
-            table: table(block, tz)?,
+        Ok(match table_without_rows(block, tz)? {
+            Some(table) => BlockJson {
+                block,
+                table,
+                streamed: Some(tz),
+            },
+            None => BlockJson {
+                block,
+                table: table(block, tz)?,
+                streamed: None,
+            },
         })
     }
 }
@@ -93,7 +105,10 @@ impl Serialize for BlockJson<'_> {
         m.serialize_entry("id", &self.block.id)?;
         m.serialize_entry("title", &self.block.title)?;
         m.serialize_entry("columns", &Columns(&t.columns))?;
-        m.serialize_entry("rows", &Rows(t))?;
+        match self.streamed {
+            Some(tz) => m.serialize_entry("rows", &BatchRows(self.block, tz))?,
+            None => m.serialize_entry("rows", &Rows(t))?,
+        }
         if let Some(totals) = &t.totals {
             m.serialize_entry("totals", &Object(&t.columns, totals))?;
         }
@@ -177,6 +192,26 @@ impl Serialize for Rows<'_> {
         let mut seq = s.serialize_seq(Some(t.rows.len()))?;
         for row in &t.rows {
             seq.serialize_element(&RowJson(t, row))?;
+        }
+        seq.end()
+    }
+}
+
+/// A block's rows laid out batch by batch while written (`BlockJson::streamed`).
+struct BatchRows<'a>(&'a BlockResult, chrono_tz::Tz);
+
+impl Serialize for BatchRows<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (block, tz) = (self.0, self.1);
+        let mut seq = s.serialize_seq(Some(block.row_count()))?;
+        for batch in &block.batches {
+            // Checked by `table_without_rows`: a refusal here would be a broken invariant,
+            // reported as a write error rather than a panic.
+            let rows =
+                rows_of(&block.id, &block.columns, batch, tz).map_err(serde::ser::Error::custom)?;
+            for cells in &rows {
+                seq.serialize_element(&Object(&block.columns, cells))?;
+            }
         }
         seq.end()
     }

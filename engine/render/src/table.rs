@@ -153,6 +153,27 @@ pub fn table(block: &BlockResult, tz: Tz) -> Result<Table, RenderError> {
                 }),
         );
     }
+    around(block, tz, rows)
+}
+
+/// `table` without its rows, for a writer that lays them out batch by batch (`rows_of`)
+/// so that a long list never waits whole as cells; `None` for a block with child levels
+/// (each row's children are found by its cells). Whatever laying out the rows could
+/// refuse — a missing column, a type that is not the column's — depends on the columns
+/// only, and is refused here.
+pub fn table_without_rows(block: &BlockResult, tz: Tz) -> Result<Option<Table>, RenderError> {
+    if !block.children.is_empty() {
+        return Ok(None);
+    }
+    for batch in &block.batches {
+        rows_of(&block.id, &block.columns, &batch.slice(0, 0), tz)?;
+    }
+    around(block, tz, Vec::new()).map(Some)
+}
+
+/// The table of `rows`: the block's columns, its totals and comparison rows, and the rows
+/// of its child levels under each row.
+fn around(block: &BlockResult, tz: Tz, mut rows: Vec<Row>) -> Result<Table, RenderError> {
     let one = |batch: &RecordBatch| -> Result<Option<Vec<Cell>>, RenderError> {
         Ok(rows_of(&block.id, &block.columns, batch, tz)?.pop())
     };
