@@ -62,16 +62,22 @@ impl Bucket {
         String::from_utf8(out.stderr).unwrap()
     }
 
-    /// Pushes store folder `store` to `url`.
-    pub fn push(&self, store: &Path, url: &str) -> String {
-        let out = self.svodka(&[
+    /// `svodka store push` of store folder `store` to `url`, with `extra` arguments.
+    pub fn push_command(&self, store: &Path, url: &str, extra: &[&str]) -> Output {
+        let args = [
             "store",
             "push",
             "--store",
             store.to_str().unwrap(),
             "--to",
             url,
-        ]);
+        ];
+        self.svodka(&[&args[..], extra].concat())
+    }
+
+    /// Pushes store folder `store` to `url`.
+    pub fn push(&self, store: &Path, url: &str) -> String {
+        let out = self.push_command(store, url, &[]);
         assert!(
             out.status.success(),
             "push failed:\n{}",
@@ -161,14 +167,9 @@ fn a_push_is_current_only_once_whole_and_old_snapshots_go() {
     // bucket's current snapshot is still the first, whole.
     let second = import_store(&fixture("edges"));
     bucket.s3.deny_after(Some(3));
-    let err = bucket.fails(&[
-        "store",
-        "push",
-        "--store",
-        second.path().to_str().unwrap(),
-        "--to",
-        url,
-    ]);
+    let out = bucket.push_command(second.path(), url, &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("s3://reports/acme/") && err.contains("access denied"),
         "{err}"
@@ -181,16 +182,7 @@ fn a_push_is_current_only_once_whole_and_old_snapshots_go() {
     assert_eq!(bucket.ok(&run_args("forgotten", url)), before);
     // Pushed again, it is the next snapshot after the broken one; with --keep 1 the
     // others go.
-    let out = bucket.svodka(&[
-        "store",
-        "push",
-        "--store",
-        second.path().to_str().unwrap(),
-        "--to",
-        url,
-        "--keep",
-        "1",
-    ]);
+    let out = bucket.push_command(second.path(), url, &["--keep", "1"]);
     assert!(
         out.status.success(),
         "{}",
@@ -295,7 +287,7 @@ fn a_bucket_that_cannot_be_read_is_named_with_what_to_check() {
 /// folder: `svodka serve` as a process, asked over a socket.
 #[test]
 fn the_service_serves_a_client_whose_store_is_in_a_bucket() {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{Read, Write};
     let bucket = Bucket::start();
     let store = import_store(&fixture("forgotten"));
     bucket.push(store.path(), "s3://reports/acme");
@@ -313,23 +305,9 @@ fn the_service_serves_a_client_whose_store_is_in_a_bucket() {
             ),
         );
     }
-    let mut child = svodka_command()
-        .envs(bucket.env.iter().map(|(k, v)| (k, v)))
-        .args(["serve", "--addr", "127.0.0.1:0", "--config"])
-        .arg(config.path())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr: std::net::SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or_else(|| panic!("{line}"))
-        .parse()
-        .unwrap();
+    let mut cmd = svodka_command();
+    cmd.envs(bucket.env.iter().map(|(k, v)| (k, v)));
+    let (mut child, addr) = crate::util::serve_process(cmd, config.path());
     let get = |client: &str| {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         write!(

@@ -962,24 +962,9 @@ fn clicking_an_employee_refilters_the_live_page_and_again_clears_it() {
 
 #[test]
 fn shutdown_finishes_the_requests_in_flight() {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{Read, Write};
     let dir = config();
-    let mut child = crate::util::svodka_command()
-        .args(["serve", "--addr", "127.0.0.1:0", "--config"])
-        .arg(dir.path())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr: std::net::SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or_else(|| panic!("{line}"))
-        .parse()
-        .unwrap();
+    let (mut child, addr) = crate::util::serve_process(crate::util::svodka_command(), dir.path());
     let request = std::thread::spawn(move || {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         write!(

@@ -240,3 +240,28 @@ pub fn import_store(data: &Path) -> tempfile::TempDir {
     ]);
     store
 }
+
+/// Starts `svodka serve --addr 127.0.0.1:0 --config CONFIG` from `cmd` (the binary with
+/// its environment) and reads the address it listens on from its first line.
+pub fn serve_process(
+    mut cmd: Command,
+    config: &Path,
+) -> (std::process::Child, std::net::SocketAddr) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .args(["serve", "--addr", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("svodka serve starts");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("piped"));
+    let mut line = String::new();
+    stderr.read_line(&mut line).expect("its first line");
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (child, addr)
+}
