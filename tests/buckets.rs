@@ -284,17 +284,20 @@ fn a_bucket_that_cannot_be_read_is_named_with_what_to_check() {
 }
 
 /// A client whose `data:` is a store in a bucket is served as the same client over the
-/// folder: `svodka serve` as a process, asked over a socket.
+/// folder: `svodka serve` as a process, asked over a socket. A snapshot pushed later is
+/// served after a refresh, as a client over its folder serves it.
 #[test]
 fn the_service_serves_a_client_whose_store_is_in_a_bucket() {
     use std::io::{Read, Write};
     let bucket = Bucket::start();
     let store = import_store(&fixture("forgotten"));
+    let later = import_store(&fixture("edges"));
     bucket.push(store.path(), "s3://reports/acme");
     let config = tempfile::tempdir().unwrap();
     for (name, data) in [
         ("acme", "s3://reports/acme".to_string()),
         ("beta", store.path().display().to_string()),
+        ("gamma", later.path().display().to_string()),
     ] {
         crate::util::write(
             &config.path().join("clients").join(name),
@@ -308,22 +311,48 @@ fn the_service_serves_a_client_whose_store_is_in_a_bucket() {
     let mut cmd = svodka_command();
     cmd.envs(bucket.env.iter().map(|(k, v)| (k, v)));
     let (mut child, addr) = crate::util::serve_process(cmd, config.path());
-    let get = |client: &str| {
+    let call = |method: &str, path: &str, client: &str| {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         write!(
             s,
-            "GET /api/reports/forgotten?from=2024-04-01&to=2024-04-30 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok-{client}\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok-{client}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
         let mut response = String::new();
         s.read_to_string(&mut response).unwrap();
         response
     };
-    let (acme, beta) = (get("acme"), get("beta"));
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(acme.starts_with("HTTP/1.1 200"), "{acme}");
     let body = |r: &str| r[r.find("\r\n\r\n").unwrap() + 4..].to_string();
+    let report = |client: &str| {
+        call(
+            "GET",
+            "/api/reports/forgotten?from=2024-04-01&to=2024-04-30",
+            client,
+        )
+    };
+    let (acme, beta) = (report("acme"), report("beta"));
+    assert!(acme.starts_with("HTTP/1.1 200"), "{acme}");
     assert_eq!(body(&acme), body(&beta));
     assert!(body(&acme).contains("\"forgotten_deals\""), "{acme}");
+    // The next snapshot goes to the bucket; a refresh serves it.
+    bucket.push(later.path(), "s3://reports/acme");
+    let job: serde_json::Value =
+        serde_json::from_str(&body(&call("POST", "/api/refresh", "acme"))).unwrap();
+    let job = job["job"].as_str().unwrap().to_string();
+    let mut state = String::new();
+    for _ in 0..600 {
+        let j: serde_json::Value =
+            serde_json::from_str(&body(&call("GET", &format!("/api/jobs/{job}"), "acme"))).unwrap();
+        state = j["state"].as_str().unwrap_or_default().to_string();
+        if state != "running" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (acme, gamma) = (report("acme"), report("gamma"));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(state, "done");
+    assert_eq!(body(&acme), body(&gamma));
+    assert_ne!(body(&acme), body(&beta));
 }
