@@ -356,3 +356,22 @@ fn the_service_serves_a_client_whose_store_is_in_a_bucket() {
     assert_eq!(body(&acme), body(&gamma));
     assert_ne!(body(&acme), body(&beta));
 }
+
+/// A prefix is a path of any characters S3 takes: spaces, Cyrillic, `+`.
+#[test]
+fn a_prefix_with_spaces_and_cyrillic_reads_back() {
+    let bucket = Bucket::start();
+    let store = import_store(&fixture("forgotten"));
+    let url = "s3://reports/клиенты 2026/a+b";
+    bucket.push(store.path(), url);
+    assert!(
+        bucket
+            .s3
+            .object("reports", "клиенты 2026/a+b/CURRENT")
+            .is_some()
+    );
+    assert_eq!(
+        bucket.ok(&run_args("forgotten", url)),
+        ok(&run_args("forgotten", store.path().to_str().unwrap()))
+    );
+}
