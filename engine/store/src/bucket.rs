@@ -26,6 +26,9 @@ const PART_BYTES: usize = 16 << 20;
 pub struct Bucket {
     /// `s3://bucket/prefix`, without a trailing slash.
     url: String,
+    /// `s3://bucket`: what the bucket's client is registered under, and what every key
+    /// is relative to.
+    root: url::Url,
     /// The client, its requests spawned on the I/O runtime whichever runtime awaits them.
     store: Arc<dyn ObjectStore>,
 }
@@ -52,15 +55,20 @@ impl Bucket {
         if parsed.query().is_some() || parsed.fragment().is_some() {
             return Err(bad("a bucket address has no `?` or `#` part".into()));
         }
+        let root = url::Url::parse(&format!("s3://{name}"))
+            .map_err(|e| bad(format!("not a bucket name: {e}")))?;
         let store = s3(name).map_err(bad)?;
-        Ok(Bucket { url, store })
+        Ok(Bucket { url, root, store })
     }
 
     /// A store at `url` through a client made elsewhere (tests give one for a stand-in).
     #[cfg(test)]
     pub(crate) fn with_client(url: &str, store: Arc<dyn ObjectStore>) -> Bucket {
+        let name = url::Url::parse(url).expect("a test's address");
         Bucket {
             url: url.to_string(),
+            root: url::Url::parse(&format!("s3://{}", name.host_str().unwrap_or_default()))
+                .expect("a test's bucket"),
             store,
         }
     }
@@ -73,22 +81,15 @@ impl Bucket {
     /// The object store serving `s3://bucket`, and that address: a run registers it so
     /// that its scans reach the bucket.
     pub fn registration(&self) -> (url::Url, Arc<dyn ObjectStore>) {
-        let root = url::Url::parse(&self.url).expect("checked when opened");
-        let base = url::Url::parse(&format!(
-            "s3://{}",
-            root.host_str().expect("checked when opened")
-        ))
-        .expect("a bucket name makes an address");
-        (base, Arc::clone(&self.store))
+        (self.root.clone(), Arc::clone(&self.store))
     }
 
     /// The object key of `path`, an address inside this store (`s3://bucket/prefix/x`).
     fn key(&self, path: &Path) -> Result<Key, StoreError> {
         let text = path.to_string_lossy();
-        let root = url::Url::parse(&self.url).expect("checked when opened");
-        let bucket_root = format!("s3://{}/", root.host_str().expect("checked when opened"));
         let rest = text
-            .strip_prefix(&bucket_root)
+            .strip_prefix(self.root.as_str())
+            .and_then(|r| r.strip_prefix('/'))
             .ok_or_else(|| StoreError::Bucket {
                 url: text.to_string(),
                 message: format!("not inside {}", self.url),
