@@ -156,13 +156,7 @@ pub fn sync(a: SyncArgs, clock: svodka_config::Clock) -> Result<()> {
                 dir.join("client.yaml").display()
             );
         }
-        store = store.or_else(|| {
-            Some(if svodka_sources::in_bucket(&config.data.folder) {
-                config.data.folder.clone()
-            } else {
-                dir.join(&config.data.folder)
-            })
-        });
+        store = store.or_else(|| Some(svodka_sources::client_data(&dir, &config.data.folder)));
         target.timezone = target.timezone.or(config.timezone.clone());
         target.retention = target.retention.or(Some(config.retention_months));
         target.name = Some(config.name.clone());

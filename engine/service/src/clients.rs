@@ -392,12 +392,7 @@ fn load_catalog(dir: &Path) -> Result<Catalog, ServiceError> {
 /// Opens the client's data and reads every table now, so that a broken file is found
 /// at load or refresh, not by the first request.
 pub fn load_data(dir: &Path, config: &ClientConfig, version: u64) -> Result<Data, ServiceError> {
-    let folder = &config.data.folder;
-    let folder = if folder.is_absolute() || svodka_sources::in_bucket(folder) {
-        folder.clone()
-    } else {
-        dir.join(folder)
-    };
+    let folder = svodka_sources::client_data(dir, &config.data.folder);
     let (tables, info) =
         svodka_sources::open_data(&folder, |_| {}).map_err(|e| ServiceError::Data {
             client: dir.display().to_string(),

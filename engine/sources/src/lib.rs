@@ -82,7 +82,17 @@ pub const BIG_CSV_BYTES: u64 = 100 << 20;
 
 /// True when a data location names a store in a bucket (`s3://…`) rather than a folder.
 pub fn in_bucket(location: &Path) -> bool {
-    svodka_store::Bucket::of(location).is_some()
+    svodka_store::bucket::is_address(location)
+}
+
+/// Where a client's data is: its `data.folder` as written when a bucket's address or an
+/// absolute path, else relative to the client's folder.
+pub fn client_data(client_dir: &Path, folder: &Path) -> PathBuf {
+    if in_bucket(folder) {
+        folder.to_path_buf()
+    } else {
+        client_dir.join(folder)
+    }
 }
 
 /// A data folder as engine tables (each read on first use), with its description: a

@@ -33,11 +33,17 @@ pub struct Bucket {
     store: Arc<dyn ObjectStore>,
 }
 
+/// Whether a store location is a bucket's address (`s3://…`): what it says, without
+/// opening a client.
+pub fn is_address(location: &Path) -> bool {
+    location.to_str().is_some_and(|t| t.starts_with(SCHEME))
+}
+
 impl Bucket {
-    /// The bucket a store location names, if it names one (`s3://…`).
+    /// The bucket a store location names, if it names one (`s3://…`), with its client.
     pub fn of(location: &Path) -> Option<Result<Bucket, StoreError>> {
         let text = location.to_str()?;
-        text.starts_with(SCHEME).then(|| Bucket::open(text))
+        is_address(location).then(|| Bucket::open(text))
     }
 
     fn open(text: &str) -> Result<Bucket, StoreError> {
@@ -71,11 +77,6 @@ impl Bucket {
                 .expect("a test's bucket"),
             store,
         }
-    }
-
-    /// The address of the store, for messages and for scans.
-    pub fn url(&self) -> &str {
-        &self.url
     }
 
     /// The object store serving `s3://bucket`, and that address: a run registers it so
@@ -116,8 +117,7 @@ impl Bucket {
             }
         })? {
             Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if no_bucket(&e) => Err(failed(path, "reading", e)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) if absent(&e) => Ok(None),
             Err(e) => Err(failed(path, "reading", e)),
         }
     }
@@ -128,8 +128,7 @@ impl Bucket {
         let store = Arc::clone(&self.store);
         match on_io(async move { store.head(&key).await })? {
             Ok(_) => Ok(true),
-            Err(e) if no_bucket(&e) => Err(failed(path, "looking at", e)),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) if absent(&e) => Ok(false),
             Err(e) => Err(failed(path, "looking at", e)),
         }
     }
@@ -153,31 +152,21 @@ impl Bucket {
             let got = store.get_opts(&key, options).await?;
             let size = got.meta.size;
             let tail = got.bytes().await?;
-            if tail.len() < 8 {
-                return Ok((size, tail));
+            match footer_len(&tail) {
+                // A footer bigger than the first read: read it whole.
+                Some(len) if len + 8 > tail.len() as u64 && len + 8 <= size => {
+                    let whole = store.get_range(&key, size - 8 - len..size).await?;
+                    Ok((size, whole))
+                }
+                _ => Ok::<_, object_store::Error>((size, tail)),
             }
-            let footer = &tail[tail.len() - 8..];
-            let meta_len = u32::from_le_bytes(footer[..4].try_into().expect("four bytes")) as u64;
-            if meta_len + 8 <= tail.len() as u64 || meta_len + 8 > size {
-                return Ok((size, tail));
-            }
-            // A footer bigger than the first read: read it whole.
-            let start = size - 8 - meta_len;
-            let whole = store.get_range(&key, start..size).await?;
-            Ok::<_, object_store::Error>((size, whole))
         })?
         .map_err(|e| failed(path, "reading", e))?;
-        if tail.len() < 8 || &tail[tail.len() - 4..] != b"PAR1" {
-            return Err(bad(format!("not a Parquet file ({size} bytes, no footer)")));
-        }
-        let meta_len = u32::from_le_bytes(
-            tail[tail.len() - 8..tail.len() - 4]
-                .try_into()
-                .expect("four bytes"),
-        ) as usize;
+        let meta_len = footer_len(&tail)
+            .ok_or_else(|| bad(format!("not a Parquet file ({size} bytes, no footer)")))?;
         let end = tail.len() - 8;
         let meta = end
-            .checked_sub(meta_len)
+            .checked_sub(meta_len as usize)
             .map(|start| &tail[start..end])
             .ok_or_else(|| bad(format!("its footer claims {meta_len} bytes of {size}")))?;
         let metadata =
@@ -272,22 +261,28 @@ impl Bucket {
 
     /// Deletes every object under `path`.
     pub fn delete_all(&self, path: &Path) -> Result<(), StoreError> {
-        use futures::TryStreamExt;
+        use futures::{StreamExt, TryStreamExt};
         let key = self.key(path)?;
         let store = Arc::clone(&self.store);
         on_io(async move {
-            let keys: Vec<Key> = store
-                .list(Some(&key))
-                .map_ok(|meta| meta.location)
-                .try_collect()
-                .await?;
-            for k in keys {
-                store.delete(&k).await?;
-            }
-            Ok(())
+            // Listed, then deleted a thousand keys a request (S3's DeleteObjects).
+            let keys = store.list(Some(&key)).map_ok(|meta| meta.location).boxed();
+            store
+                .delete_stream(keys)
+                .try_collect::<Vec<Key>>()
+                .await
+                .map(|_| ())
         })?
         .map_err(|e| failed(path, "deleting", e))
     }
+}
+
+/// The length of a Parquet file's metadata, from the last 8 bytes of `tail` (the file's
+/// end): `None` when they are not a Parquet footer.
+fn footer_len(tail: &[u8]) -> Option<u64> {
+    let footer = tail.get(tail.len().checked_sub(8)?..)?;
+    (&footer[4..] == b"PAR1")
+        .then(|| u32::from_le_bytes(footer[..4].try_into().expect("four bytes")) as u64)
 }
 
 /// An S3 client for `bucket`, configured from the environment.
@@ -310,6 +305,11 @@ pub(crate) fn client(builder: AmazonS3Builder) -> Result<Arc<dyn ObjectStore>, S
 /// Whether a "not found" is the bucket's, not an object's (S3 says `NoSuchBucket`).
 fn no_bucket(e: &object_store::Error) -> bool {
     matches!(e, object_store::Error::NotFound { .. }) && e.to_string().contains("NoSuchBucket")
+}
+
+/// Whether an error says only that the object is not there (in a bucket that is).
+fn absent(e: &object_store::Error) -> bool {
+    matches!(e, object_store::Error::NotFound { .. }) && !no_bucket(e)
 }
 
 /// An object store error as a message that says what to check.

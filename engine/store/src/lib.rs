@@ -256,7 +256,7 @@ impl Store {
     /// True when `dir` is a store (it has a `CURRENT`); a bucket's address is taken for
     /// one (reading it says if it is not).
     pub fn is_store(dir: &Path) -> bool {
-        Bucket::of(dir).is_some() || dir.join(CURRENT).is_file()
+        bucket::is_address(dir) || dir.join(CURRENT).is_file()
     }
 
     /// The current snapshot.
@@ -335,8 +335,14 @@ impl Store {
 
     /// The complete snapshots, oldest first.
     pub fn snapshots(&self) -> Result<Vec<String>, StoreError> {
+        self.snapshots_in(Bucket::of(&self.dir).transpose()?.as_ref())
+    }
+
+    /// The complete snapshots, oldest first, listed through `bucket` when the store is
+    /// in one (opened by the caller).
+    fn snapshots_in(&self, bucket: Option<&Bucket>) -> Result<Vec<String>, StoreError> {
         let root = self.dir.join(SNAPSHOTS);
-        let mut names: Vec<String> = match Bucket::of(&self.dir).transpose()? {
+        let mut names: Vec<String> = match bucket {
             Some(b) => b.folders(&root)?,
             None => {
                 if !root.exists() {
@@ -354,21 +360,10 @@ impl Store {
         Ok(names)
     }
 
-    /// The name the next snapshot gets.
-    fn next_name(&self) -> Result<String, StoreError> {
-        let next = self
-            .snapshots()?
-            .last()
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(0)
-            + 1;
-        Ok(format!("{next:06}"))
-    }
-
     /// Starts a new snapshot beside the current one. Leftovers of a sync that died are
     /// removed first. A store in a bucket is written by `push` only.
     pub fn begin(&self, origin: &str) -> Result<SnapshotWriter, StoreError> {
-        if Bucket::of(&self.dir).is_some() {
+        if bucket::is_address(&self.dir) {
             return Err(StoreError::Bucket {
                 url: self.dir.display().to_string(),
                 message: "a snapshot is written into a store folder, then copied to a bucket \
@@ -387,7 +382,7 @@ impl Store {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
-        let name = self.next_name()?;
+        let name = next_name(&self.snapshots()?);
         let dir = root.join(format!("{name}.partial"));
         std::fs::create_dir_all(&dir).map_err(io(&dir, "creating"))?;
         Ok(SnapshotWriter {
@@ -422,14 +417,14 @@ impl Store {
                 });
             }
         };
-        if Bucket::of(&self.dir).is_some() {
+        if bucket::is_address(&self.dir) {
             return Err(StoreError::Bucket {
                 url: self.dir.display().to_string(),
                 message: "pushed from a store folder, not from a bucket".into(),
             });
         }
         let from = self.current()?;
-        let name = target.next_name()?;
+        let name = next_name(&target.snapshots_in(Some(&bucket))?);
         let dir = target.dir.join(SNAPSHOTS).join(&name);
         let mut files: Vec<(String, PathBuf)> = std::fs::read_dir(&from.dir)
             .map_err(io(&from.dir, "listing"))?
@@ -451,12 +446,27 @@ impl Store {
         }
         // CURRENT is one object, replaced whole: readers see the old name or the new.
         bucket.put(&target.dir.join(CURRENT), format!("{name}\n").into_bytes())?;
-        let all = target.snapshots()?;
-        for old in all.iter().take(all.len().saturating_sub(keep.max(1))) {
+        for old in beyond_keep(target.snapshots_in(Some(&bucket))?, keep) {
             let _ = bucket.delete_all(&target.dir.join(SNAPSHOTS).join(old));
         }
         target.snapshot(&name, Some(bucket))
     }
+}
+
+/// The name the snapshot after `names` (oldest first) gets.
+fn next_name(names: &[String]) -> String {
+    let next = names
+        .last()
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0)
+        + 1;
+    format!("{next:06}")
+}
+
+/// The snapshots of `names` (oldest first) older than the newest `keep` (one at least).
+fn beyond_keep(mut names: Vec<String>, keep: usize) -> Vec<String> {
+    names.truncate(names.len().saturating_sub(keep.max(1)));
+    names
 }
 
 /// A snapshot being written: tables go into a `.partial` folder; `commit` makes it the
@@ -597,8 +607,7 @@ impl SnapshotWriter {
         let tmp = self.store.dir.join("CURRENT.tmp");
         std::fs::write(&tmp, format!("{}\n", self.name)).map_err(io(&tmp, "writing"))?;
         std::fs::rename(&tmp, &current).map_err(io(&current, "renaming into"))?;
-        let all = self.store.snapshots()?;
-        for old in all.iter().take(all.len().saturating_sub(keep.max(1))) {
+        for old in beyond_keep(self.store.snapshots()?, keep) {
             let _ = std::fs::remove_dir_all(self.store.dir.join(SNAPSHOTS).join(old));
         }
         self.store.snapshot(&self.name, None)
