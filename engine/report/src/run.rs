@@ -616,15 +616,20 @@ async fn materialize(
         })
         .map_err(|e| model_error(m, e))?;
     }
+    let shared: Vec<String> = shared_models(catalog, &direct)
+        .into_iter()
+        .filter(|m| reached.contains(m))
+        .collect();
+    let widths = shared_columns(compiler, report, &shared, &narrowed)?;
     let mut kept = Vec::new();
-    for m in shared_models(catalog, &direct) {
-        if !reached.contains(&m) {
-            continue;
-        }
+    for m in shared {
         compiler.forget_frames_except(&kept);
-        let frame = compiler.model_frame(&m, false, &mut Vec::new())?;
+        let full = compiler.model_frame(&m, false, &mut Vec::new())?;
+        let schema = full.schema().clone();
+        let frame = only_columns(full, &m, &widths[&m]).map_err(|e| model_error(&m, e))?;
         let cached = in_memory(frame, &m).await.map_err(|e| model_error(&m, e))?;
-        compiler.set_frame(&m, false, cached);
+        let frame = unread_as_nulls(cached, &m, &schema).map_err(|e| model_error(&m, e))?;
+        compiler.set_frame(&m, false, frame);
         release_freed_memory();
         kept.push((m.clone(), false));
         timings.lap(format!("model {m}{label}"));
@@ -634,16 +639,7 @@ async fn materialize(
         narrowed.iter().map(|n| (n.model.clone(), true)).collect();
     for n in narrowed {
         let m = &n.model;
-        let keep: Vec<Expr> = n
-            .columns
-            .iter()
-            .map(|c| Expr::Column(Column::new(Some(m.as_str()), c)))
-            .collect();
-        let frame = compiler
-            .model_frame(m, true, &mut Vec::new())?
-            .select(keep)
-            .and_then(|d| d.alias(m))
-            .map_err(|e| model_error(m, e))?;
+        let frame = narrowed_frame(compiler, report, m, true, &n.columns)?;
         compiler.set_frame(m, true, frame);
         let columns = n.columns.len();
         // A model one block reads is kept as that block reads it (its `where` applied,
@@ -674,6 +670,105 @@ async fn materialize(
     // only the frames blocks read stay (a streamed one still holds what it reads).
     compiler.forget_frames_except(&read_by_blocks);
     Ok(())
+}
+
+/// Model `model`'s frame (`filtered`: as blocks read it) with only `columns`, under the
+/// model's name.
+fn narrowed_frame(
+    compiler: &Compiler<'_>,
+    report: &Report,
+    model: &str,
+    filtered: bool,
+    columns: &[String],
+) -> Result<datafusion::prelude::DataFrame, ReportError> {
+    let df = compiler.model_frame(model, filtered, &mut Vec::new())?;
+    only_columns(df, model, columns)
+        .map_err(|e| execution_error(report.id(), &format!("model {model}"), e))
+}
+
+/// `df` (model `model`'s frame) with only `columns`, under the model's name.
+fn only_columns(
+    df: datafusion::prelude::DataFrame,
+    model: &str,
+    columns: &[String],
+) -> datafusion::error::Result<datafusion::prelude::DataFrame> {
+    let keep: Vec<Expr> = columns
+        .iter()
+        .map(|c| Expr::Column(Column::new(Some(model), c)))
+        .collect();
+    df.select(keep)?.alias(model)
+}
+
+/// A shared model's kept rows (`cached`, with the columns the run reads) with every other
+/// column of its `schema` back as a typed null: the plans of the models over it name
+/// every column a join takes, though the run reads only some. Never computed — nothing
+/// reads them, so the optimizer drops them from every plan.
+fn unread_as_nulls(
+    cached: datafusion::prelude::DataFrame,
+    model: &str,
+    schema: &datafusion::common::DFSchema,
+) -> datafusion::error::Result<datafusion::prelude::DataFrame> {
+    let columns: Vec<Expr> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            if cached.schema().has_column_with_unqualified_name(f.name()) {
+                Ok(Expr::Column(Column::new(Some(model), f.name())))
+            } else {
+                let null = datafusion::common::ScalarValue::try_from(f.data_type())?;
+                Ok(datafusion::prelude::lit(null).alias(f.name()))
+            }
+        })
+        .collect::<datafusion::error::Result<_>>()?;
+    cached.select(columns)?.alias(model)
+}
+
+/// The columns of each of the `shared` models (dependencies first) that the models over
+/// them read: the `narrowed` models the blocks read, and the shared models over other
+/// shared ones. Found as the blocks' columns are (`columns_read`: the plans compiled over
+/// stand-ins and pruned), so that a shared model is computed and kept with those columns
+/// only — `entity_activity` keeps 5 columns of the activities, not all 13.
+fn shared_columns(
+    compiler: &Compiler<'_>,
+    report: &Report,
+    shared: &[String],
+    narrowed: &[Narrowed],
+) -> Result<std::collections::HashMap<String, Vec<String>>, ReportError> {
+    let mut real = Vec::new();
+    for m in shared {
+        real.push((m.clone(), compiler.model_frame(m, false, &mut Vec::new())?));
+    }
+    let stand_ins: Vec<(String, bool)> = shared.iter().map(|m| (m.clone(), false)).collect();
+    compiler.forget_frames_except(&[]);
+    for (m, df) in &real {
+        compiler.set_frame(m, false, stand_in(compiler, report, m, df)?);
+    }
+    let mut read = ColumnsRead::of(shared);
+    for n in narrowed {
+        read.add(
+            compiler,
+            report,
+            narrowed_frame(compiler, report, &n.model, true, &n.columns)?,
+        )?;
+    }
+    // Readers first: a shared model's columns are all known once every model over it
+    // is added; it is then built over the stand-ins of the ones it reads, and added too.
+    let mut out = std::collections::HashMap::new();
+    for (m, df) in real.iter().rev() {
+        let columns = read.of_frame(m, df);
+        let others: Vec<(String, bool)> =
+            stand_ins.iter().filter(|(s, _)| s != m).cloned().collect();
+        compiler.forget_frames_except(&others);
+        read.add(
+            compiler,
+            report,
+            narrowed_frame(compiler, report, m, false, &columns)?,
+        )?;
+        compiler.set_frame(m, false, stand_in(compiler, report, m, df)?);
+        out.insert(m.clone(), columns);
+    }
+    compiler.forget_frames_except(&[]);
+    Ok(out)
 }
 
 /// A frame's rows computed and kept in memory, named `model` for the plans over them.
@@ -707,27 +802,10 @@ fn columns_read(
     blocks: &[usize],
     models: &[String],
 ) -> Result<Vec<Narrowed>, ReportError> {
-    use datafusion::common::tree_node::TreeNodeRecursion;
-    use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
     let mut real = Vec::new();
     for m in models {
         let df = compiler.model_frame(m, true, &mut Vec::new())?;
-        let schema = Arc::new(df.schema().as_arrow().clone());
-        let stand_in = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])
-            .and_then(|t| {
-                LogicalPlanBuilder::scan(
-                    m.as_str(),
-                    datafusion::datasource::provider_as_source(Arc::new(t)),
-                    None,
-                )?
-                .build()
-            })
-            .map_err(|e| execution_error(report.id(), &format!("model {m}"), e))?;
-        compiler.set_frame(
-            m,
-            true,
-            datafusion::prelude::DataFrame::new(compiler.state().clone(), stand_in),
-        );
+        compiler.set_frame(m, true, stand_in(compiler, report, m, &df)?);
         real.push((m.clone(), df));
     }
     let mut plans = Vec::new();
@@ -737,57 +815,23 @@ fn columns_read(
         plans.extend(c.totals.map(|t| (i, t)));
         plans.extend(c.children.into_iter().map(|ch| (i, ch.rows)));
     }
-    let mut out: std::collections::HashMap<String, std::collections::BTreeSet<String>> = models
-        .iter()
-        .map(|m| (m.clone(), Default::default()))
-        .collect();
+    let mut read = ColumnsRead::of(models);
     let mut scans: std::collections::HashMap<String, Vec<usize>> = Default::default();
-    let pruning = projection_pruning();
     for (i, df) in plans {
-        let plan = pruned(compiler.state(), &pruning, df)
-            .map_err(|e| execution_error(report.id(), "columns read", e))?;
-        plan.apply_with_subqueries(|node| {
-            if let LogicalPlan::TableScan(scan) = node
-                && let Some(cols) = out.get_mut(scan.table_name.table())
-            {
-                cols.extend(
-                    scan.projected_schema
-                        .fields()
-                        .iter()
-                        .map(|f| f.name().clone()),
-                );
-                scans
-                    .entry(scan.table_name.table().to_string())
-                    .or_default()
-                    .push(i);
-            }
-            Ok(TreeNodeRecursion::Continue)
-        })
-        .map_err(|e| execution_error(report.id(), "columns read", e))?;
+        for scanned in read.add(compiler, report, df)? {
+            scans.entry(scanned).or_default().push(i);
+        }
     }
     // Back to the real frames, for the caller to narrow and compute. (Scans of tables
     // that share a model's name may have added names: only the model's columns count.)
     let mut narrowed = Vec::new();
     for (m, df) in real {
-        let read = &out[&m];
-        let mut cols: Vec<String> = df
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .filter(|c| read.contains(c))
-            .collect();
-        // A block that only counts rows still needs the rows: keep one column.
-        if cols.is_empty()
-            && let Some(f) = df.schema().fields().first()
-        {
-            cols.push(f.name().clone());
-        }
+        let columns = read.of_frame(&m, &df);
         compiler.set_frame(&m, true, df);
         let scans = scans.remove(&m).unwrap_or_default();
         narrowed.push(Narrowed {
             model: m,
-            columns: cols,
+            columns,
             scans,
         });
     }
@@ -835,6 +879,102 @@ impl Narrowed {
     fn only_reader(&self) -> Option<usize> {
         let first = *self.scans.first()?;
         self.scans.iter().all(|&b| b == first).then_some(first)
+    }
+}
+
+/// An empty table of `df`'s columns named `model`: what a plan over the model is
+/// compiled against to learn which of its columns it reads, without computing it.
+fn stand_in(
+    compiler: &Compiler<'_>,
+    report: &Report,
+    model: &str,
+    df: &datafusion::prelude::DataFrame,
+) -> Result<datafusion::prelude::DataFrame, ReportError> {
+    use datafusion::logical_expr::LogicalPlanBuilder;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let plan = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])
+        .and_then(|t| {
+            LogicalPlanBuilder::scan(
+                model,
+                datafusion::datasource::provider_as_source(Arc::new(t)),
+                None,
+            )?
+            .build()
+        })
+        .map_err(|e| execution_error(report.id(), &format!("model {model}"), e))?;
+    Ok(datafusion::prelude::DataFrame::new(
+        compiler.state().clone(),
+        plan,
+    ))
+}
+
+/// The columns of stand-ins that plans read, as DataFusion's projection pushdown leaves
+/// their scans.
+struct ColumnsRead {
+    /// Per stand-in (model name), the columns read so far.
+    columns: std::collections::HashMap<String, std::collections::BTreeSet<String>>,
+    pruning: datafusion::optimizer::Optimizer,
+}
+
+impl ColumnsRead {
+    fn of(models: &[String]) -> Self {
+        ColumnsRead {
+            columns: models
+                .iter()
+                .map(|m| (m.clone(), Default::default()))
+                .collect(),
+            pruning: projection_pruning(),
+        }
+    }
+
+    /// Adds the columns `df`'s plan reads of each stand-in; returns the stand-ins it
+    /// scans, once per scan.
+    fn add(
+        &mut self,
+        compiler: &Compiler<'_>,
+        report: &Report,
+        df: datafusion::prelude::DataFrame,
+    ) -> Result<Vec<String>, ReportError> {
+        use datafusion::common::tree_node::TreeNodeRecursion;
+        use datafusion::logical_expr::LogicalPlan;
+        let failed = |e| execution_error(report.id(), "columns read", e);
+        let plan = pruned(compiler.state(), &self.pruning, df).map_err(failed)?;
+        let mut scanned = Vec::new();
+        plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node
+                && let Some(cols) = self.columns.get_mut(scan.table_name.table())
+            {
+                cols.extend(
+                    scan.projected_schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().clone()),
+                );
+                scanned.push(scan.table_name.table().to_string());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .map_err(failed)?;
+        Ok(scanned)
+    }
+
+    /// The columns of `df` (a model's real frame) read, in its order; one column when
+    /// none is (a plan that only counts rows still needs the rows).
+    fn of_frame(&self, model: &str, df: &datafusion::prelude::DataFrame) -> Vec<String> {
+        let read = &self.columns[model];
+        let mut cols: Vec<String> = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|c| read.contains(c))
+            .collect();
+        if cols.is_empty()
+            && let Some(f) = df.schema().fields().first()
+        {
+            cols.push(f.name().clone());
+        }
+        cols
     }
 }
 
