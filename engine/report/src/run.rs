@@ -605,22 +605,32 @@ async fn materialize(
         let plan = compiler
             .model_frame(m, true, &mut Vec::new())?
             .into_unoptimized_plan();
-        plan.apply_with_subqueries(|node| {
-            if let LogicalPlan::SubqueryAlias(a) = node {
-                let name = a.alias.table().to_string();
-                if !reached.contains(&name) {
-                    reached.push(name);
+        // Below the model's own name: the models it reads.
+        let below = match &plan {
+            LogicalPlan::SubqueryAlias(a) => a.input.as_ref().clone(),
+            other => other.clone(),
+        };
+        below
+            .apply_with_subqueries(|node| {
+                if let LogicalPlan::SubqueryAlias(a) = node {
+                    let name = a.alias.table().to_string();
+                    if !reached.contains(&name) {
+                        reached.push(name);
+                    }
                 }
-            }
-            Ok(TreeNodeRecursion::Continue)
-        })
-        .map_err(|e| model_error(m, e))?;
+                Ok(TreeNodeRecursion::Continue)
+            })
+            .map_err(|e| model_error(m, e))?;
     }
-    let shared: Vec<String> = shared_models(catalog, &direct)
+    let inner: Vec<String> = dependency_order(catalog, &direct)
         .into_iter()
         .filter(|m| reached.contains(m))
         .collect();
-    let widths = shared_columns(compiler, report, &shared, &narrowed)?;
+    let widths = inner_columns(compiler, report, &inner, &narrowed)?;
+    let shared: Vec<String> = shared_models(catalog, &direct)
+        .into_iter()
+        .filter(|m| widths.contains_key(m))
+        .collect();
     let mut kept = Vec::new();
     for m in shared {
         compiler.forget_frames_except(&kept);
@@ -628,7 +638,8 @@ async fn materialize(
         let schema = full.schema().clone();
         let frame = only_columns(full, &m, &widths[&m]).map_err(|e| model_error(&m, e))?;
         let cached = in_memory(frame, &m).await.map_err(|e| model_error(&m, e))?;
-        let frame = unread_as_nulls(cached, &m, &schema).map_err(|e| model_error(&m, e))?;
+        let frame =
+            crate::compile::unread_as_nulls(cached, &m, &schema).map_err(|e| model_error(&m, e))?;
         compiler.set_frame(&m, false, frame);
         release_freed_memory();
         kept.push((m.clone(), false));
@@ -699,71 +710,51 @@ fn only_columns(
     df.select(keep)?.alias(model)
 }
 
-/// A shared model's kept rows (`cached`, with the columns the run reads) with every other
-/// column of its `schema` back as a typed null: the plans of the models over it name
-/// every column a join takes, though the run reads only some. Never computed — nothing
-/// reads them, so the optimizer drops them from every plan.
-fn unread_as_nulls(
-    cached: datafusion::prelude::DataFrame,
-    model: &str,
-    schema: &datafusion::common::DFSchema,
-) -> datafusion::error::Result<datafusion::prelude::DataFrame> {
-    let columns: Vec<Expr> = schema
-        .fields()
-        .iter()
-        .map(|f| {
-            if cached.schema().has_column_with_unqualified_name(f.name()) {
-                Ok(Expr::Column(Column::new(Some(model), f.name())))
-            } else {
-                let null = datafusion::common::ScalarValue::try_from(f.data_type())?;
-                Ok(datafusion::prelude::lit(null).alias(f.name()))
-            }
-        })
-        .collect::<datafusion::error::Result<_>>()?;
-    cached.select(columns)?.alias(model)
-}
-
-/// The columns of each of the `shared` models (dependencies first) that the models over
-/// them read: the `narrowed` models the blocks read, and the shared models over other
-/// shared ones. Found as the blocks' columns are (`columns_read`: the plans compiled over
-/// stand-ins and pruned), so that a shared model is computed and kept with those columns
-/// only — `entity_activity` keeps 5 columns of the activities, not all 13.
-fn shared_columns(
+/// The columns of each of the `inner` models (the models the `narrowed` ones read, and
+/// the models those read; dependencies first) that the models over them read, for those
+/// read at all. Found as the blocks' columns are (`columns_read`: the plans compiled over
+/// stand-ins and pruned). Each inner model is then narrowed to them (`narrow_inner`): its
+/// joins that bring none of them are left out — `clients`' `crm_unmatched` reads `deals`
+/// without the activity facts — and a shared one is computed and kept with those columns
+/// only (`entity_activity` keeps 5 columns of the activities, not all 13).
+fn inner_columns(
     compiler: &Compiler<'_>,
     report: &Report,
-    shared: &[String],
+    inner: &[String],
     narrowed: &[Narrowed],
 ) -> Result<std::collections::HashMap<String, Vec<String>>, ReportError> {
+    let mut out = std::collections::HashMap::new();
+    if inner.is_empty() {
+        return Ok(out);
+    }
     let mut real = Vec::new();
-    for m in shared {
+    for m in inner {
         real.push((m.clone(), compiler.model_frame(m, false, &mut Vec::new())?));
     }
-    let stand_ins: Vec<(String, bool)> = shared.iter().map(|m| (m.clone(), false)).collect();
+    let stand_ins: Vec<(String, bool)> = inner.iter().map(|m| (m.clone(), false)).collect();
     compiler.forget_frames_except(&[]);
     for (m, df) in &real {
         compiler.set_frame(m, false, stand_in(compiler, report, m, df)?);
     }
-    let mut read = ColumnsRead::of(shared);
+    let mut read = ColumnsRead::of(inner);
+    let mut scanned: Vec<String> = Vec::new();
     for n in narrowed {
-        read.add(
-            compiler,
-            report,
-            narrowed_frame(compiler, report, &n.model, true, &n.columns)?,
-        )?;
+        let df = narrowed_frame(compiler, report, &n.model, true, &n.columns)?;
+        scanned.extend(read.add(compiler, report, df)?);
     }
-    // Readers first: a shared model's columns are all known once every model over it
-    // is added; it is then built over the stand-ins of the ones it reads, and added too.
-    let mut out = std::collections::HashMap::new();
+    // Readers first: a model's columns are all known once every model over it is added;
+    // it is then narrowed, built over the stand-ins of the ones it reads, and added too.
     for (m, df) in real.iter().rev() {
+        if !scanned.contains(m) {
+            continue;
+        }
         let columns = read.of_frame(m, df);
+        compiler.narrow_inner(m, &columns, Arc::new(df.schema().clone()));
         let others: Vec<(String, bool)> =
             stand_ins.iter().filter(|(s, _)| s != m).cloned().collect();
         compiler.forget_frames_except(&others);
-        read.add(
-            compiler,
-            report,
-            narrowed_frame(compiler, report, m, false, &columns)?,
-        )?;
+        let df_read = narrowed_frame(compiler, report, m, false, &columns)?;
+        scanned.extend(read.add(compiler, report, df_read)?);
         compiler.set_frame(m, false, stand_in(compiler, report, m, df)?);
         out.insert(m.clone(), columns);
     }
@@ -1007,7 +998,14 @@ fn shared_models(catalog: &Catalog, direct: &[String]) -> Vec<String> {
             })
             .count()
     };
-    // Depth-first, dependencies before readers.
+    dependency_order(catalog, direct)
+        .into_iter()
+        .filter(|m| readers(m) >= 2)
+        .collect()
+}
+
+/// `direct` and every model they read, dependencies before their readers.
+fn dependency_order(catalog: &Catalog, direct: &[String]) -> Vec<String> {
     fn visit(catalog: &Catalog, m: &str, seen: &mut Vec<String>, order: &mut Vec<String>) {
         if seen.iter().any(|s| s == m) {
             return;
@@ -1030,10 +1028,8 @@ fn shared_models(catalog: &Catalog, direct: &[String]) -> Vec<String> {
     for m in direct {
         visit(catalog, m, &mut seen, &mut order);
     }
+    order.retain(|m| catalog.models.contains_key(m));
     order
-        .into_iter()
-        .filter(|m| catalog.models.contains_key(m) && readers(m) >= 2)
-        .collect()
 }
 
 /// The models blocks read directly (`from` and qualifiers), in first-use order.

@@ -38,6 +38,7 @@ use crate::time::Grain;
 
 mod list;
 mod models;
+pub(crate) use models::unread_as_nulls;
 mod names;
 mod periods;
 mod steps;
@@ -112,6 +113,10 @@ pub struct Compiler<'a> {
     /// (`narrow`): a join that brings none of them, directly or through the model's
     /// derived columns, and cannot change the row count, is left out of the model.
     needed: Mutex<HashMap<String, HashSet<String>>>,
+    /// Per model read through other models, the columns they read of it and its whole
+    /// schema, once known (`narrow_inner`): it is built as `needed` narrows a block's
+    /// model, its other columns typed nulls that no plan computes.
+    inner: Mutex<HashMap<String, (HashSet<String>, datafusion::common::DFSchemaRef)>>,
     /// A block's rows of a model after the block's `where`, when the run computed them
     /// once for all the block's groupings (`run::materialize`), by (model, block index).
     scopes: Mutex<HashMap<(String, usize), DataFrame>>,
@@ -235,6 +240,7 @@ impl<'a> Compiler<'a> {
             frames: Mutex::new(HashMap::new()),
             measures: Mutex::new(HashMap::new()),
             needed: Mutex::new(HashMap::new()),
+            inner: Mutex::new(HashMap::new()),
             scopes: Mutex::new(HashMap::new()),
             variants: std::sync::Weak::new(),
         }
@@ -319,6 +325,20 @@ impl<'a> Compiler<'a> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(model.to_string(), columns.iter().cloned().collect());
+    }
+
+    /// From now on the model, as other models read it, is built for these columns only,
+    /// with the rest of `schema` (its whole) as typed nulls.
+    pub fn narrow_inner(
+        &self,
+        model: &str,
+        columns: &[String],
+        schema: datafusion::common::DFSchemaRef,
+    ) {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            model.to_string(),
+            (columns.iter().cloned().collect(), schema),
+        );
     }
 
     /// Forgets every model frame but `keep`'s, so that frames are built again over the

@@ -13,14 +13,19 @@ impl<'a> Compiler<'a> {
     pub(super) fn narrowing(
         &self,
         model: &Model,
+        filtered: bool,
         stack: &[String],
     ) -> Option<(HashSet<String>, HashSet<usize>)> {
-        let mut required = self
-            .needed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&model.spec.model)
-            .cloned()?;
+        let name = &model.spec.model;
+        let mut required = if filtered {
+            self.needed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(name)
+                .cloned()?
+        } else {
+            self.inner_schema(name)?.0
+        };
         let spec = &model.spec;
         required.extend(spec.filters.values().cloned());
         required.extend(spec.key.iter().cloned());
@@ -244,8 +249,8 @@ impl<'a> Compiler<'a> {
             df = self.filter(df, &site("where", context.clone()), w)?;
         }
         let grouped = model.spec.group_by.is_some();
-        let narrowing = (filtered && !grouped)
-            .then(|| self.narrowing(&model, stack))
+        let narrowing = (!grouped)
+            .then(|| self.narrowing(&model, filtered, stack))
             .flatten();
         for (i, j) in model.spec.joins.iter().enumerate() {
             if !narrowing.as_ref().is_some_and(|(_, out)| out.contains(&i)) {
@@ -308,12 +313,28 @@ impl<'a> Compiler<'a> {
                 ))
                 .into());
         }
+        if !filtered && let Some((_, schema)) = self.inner_schema(name) {
+            df = unread_as_nulls(df, name, &schema)
+                .map_err(|e| df_error(src, "model", &context, e))?;
+        }
         stack.pop();
         self.frames
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, df.clone());
         Ok(df)
+    }
+
+    /// The columns other models read of `model` and its whole schema, once known.
+    fn inner_schema(
+        &self,
+        model: &str,
+    ) -> Option<(HashSet<String>, datafusion::common::DFSchemaRef)> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(model)
+            .cloned()
     }
 
     pub(super) fn join(
@@ -666,4 +687,28 @@ pub(super) fn default_empty(expr: &Expr) -> Empty {
         Expr::AggregateFunction(f) if matches!(f.func.name(), "count" | "sum") => Empty::Zero,
         _ => Empty::Null,
     }
+}
+
+/// `df` (model `model`'s rows, or some of its columns) with every column of `schema` (the
+/// model's whole), those `df` lacks as typed nulls: the plans over a model name every
+/// column a join takes, though a run may read only some. Nothing reads the nulls, so the
+/// optimizer drops them from every plan.
+pub(crate) fn unread_as_nulls(
+    df: DataFrame,
+    model: &str,
+    schema: &DFSchema,
+) -> datafusion::error::Result<DataFrame> {
+    let columns: Vec<Expr> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            if df.schema().has_column_with_unqualified_name(f.name()) {
+                Ok(Expr::Column(Column::new(Some(model), f.name())))
+            } else {
+                let null = ScalarValue::try_from(f.data_type())?;
+                Ok(datafusion::prelude::lit(null).alias(f.name()))
+            }
+        })
+        .collect::<datafusion::error::Result<_>>()?;
+    df.select(columns)?.alias(model)
 }
