@@ -222,3 +222,57 @@ fn a_reopened_deal_visits_a_stage_twice() {
         ]
     );
 }
+
+/// The rank (`deal_won_ranks.won_rank`) and the first win (`client_first_wins`) agree on
+/// the `edges` fixture's tie, read by a report of its own: deals 1 and 2 of company 10
+/// (client 20) were won at the same instant, deal 3 is open.
+#[test]
+fn the_first_win_and_the_rank_break_a_tie_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::util::write(
+        dir.path(),
+        "wins.yaml",
+        r#"report: wins
+title: Wins
+blocks:
+  - id: ranks
+    title: Ranks
+    from: deal_won_ranks
+    by: [id, repeat_client, won_by_as_of]
+    measures:
+      rank: max(won_rank)
+    sort: [id]
+  - id: first
+    title: First
+    from: client_first_wins
+    by: [repeat_client]
+    measures:
+      first: max(first_won_id)
+"#,
+    );
+    let data = crate::util::fixture("edges");
+    let out = crate::util::json(&[
+        "run",
+        "wins",
+        "--reports",
+        dir.path().to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--from",
+        "2024-04-01",
+        "--to",
+        "2024-04-30",
+    ]);
+    assert_eq!(
+        block(&out, "ranks")["rows"],
+        json!([
+            {"id": 1, "repeat_client": 20, "won_by_as_of": true, "rank": 1},
+            {"id": 2, "repeat_client": 20, "won_by_as_of": true, "rank": 2},
+            {"id": 3, "repeat_client": 40, "won_by_as_of": false, "rank": 1},
+        ])
+    );
+    assert_eq!(
+        block(&out, "first")["rows"],
+        json!([{"repeat_client": 20, "first": 1}])
+    );
+}
