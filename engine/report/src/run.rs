@@ -569,9 +569,9 @@ fn check_shippable(
 
 /// Computes the models `blocks` read, once, in memory, for `compiler`, with only the
 /// columns those blocks read: each model is narrowed to them (its joins that bring none
-/// of them left out), then the models that two or more models read and that the narrowed
-/// ones still reach (the per-entity activity facts, say) are computed, then the narrowed
-/// models over them. Each step's time goes to `timings`, labelled with `label`. Not
+/// of them left out), and so is each model they read through to the columns read of it;
+/// then the models that two or more models read and that the narrowed ones still reach
+/// (the per-entity activity facts, say) are computed, then the narrowed models over them. Each step's time goes to `timings`, labelled with `label`. Not
 /// `local`: the models are only narrowed, and stay plans inlined in every block's plan.
 async fn materialize(
     compiler: &Compiler<'_>,
@@ -596,9 +596,6 @@ async fn materialize(
         compiler.narrow(&n.model, &n.columns);
     }
     compiler.forget_frames_except(&[]);
-    if !local {
-        return Ok(());
-    }
     // Which models the narrowed ones still read.
     let mut reached: Vec<String> = Vec::new();
     for m in &read {
@@ -627,6 +624,9 @@ async fn materialize(
         .filter(|m| reached.contains(m))
         .collect();
     let widths = inner_columns(compiler, report, &inner, &narrowed)?;
+    if !local {
+        return Ok(());
+    }
     let shared: Vec<String> = shared_models(catalog, &direct)
         .into_iter()
         .filter(|m| widths.contains_key(m))
