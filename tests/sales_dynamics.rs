@@ -170,19 +170,24 @@ fn time_in_stage_per_visit_with_a_row_per_stage() {
 /// The `edges` fixture: deals 1 and 2 of company 10 won at the same instant (the tie goes
 /// to the lower id), deal 3 taken back into work after being lost.
 fn run_edges(block_id: &str) -> Value {
+    edges_april("sales_dynamics", &["--block", block_id])
+}
+
+/// `report` run over the `edges` fixture for April 2024, with `extra` arguments.
+fn edges_april(report: &str, extra: &[&str]) -> Value {
     let data = crate::util::fixture("edges");
-    crate::util::json(&[
+    let mut args = vec![
         "run",
-        "sales_dynamics",
+        report,
         "--data",
         data.to_str().unwrap(),
         "--from",
         "2024-04-01",
         "--to",
         "2024-04-30",
-        "--block",
-        block_id,
-    ])
+    ];
+    args.extend_from_slice(extra);
+    crate::util::json(&args)
 }
 
 #[test]
@@ -250,19 +255,7 @@ blocks:
       first: max(first_won_id)
 "#,
     );
-    let data = crate::util::fixture("edges");
-    let out = crate::util::json(&[
-        "run",
-        "wins",
-        "--reports",
-        dir.path().to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--from",
-        "2024-04-01",
-        "--to",
-        "2024-04-30",
-    ]);
+    let out = edges_april("wins", &["--reports", dir.path().to_str().unwrap()]);
     assert_eq!(
         block(&out, "ranks")["rows"],
         json!([
