@@ -176,18 +176,9 @@ fn run_edges(block_id: &str) -> Value {
 /// `report` run over the `edges` fixture for April 2024, with `extra` arguments.
 fn edges_april(report: &str, extra: &[&str]) -> Value {
     let data = crate::util::fixture("edges");
-    let mut args = vec![
-        "run",
-        report,
-        "--data",
-        data.to_str().unwrap(),
-        "--from",
-        "2024-04-01",
-        "--to",
-        "2024-04-30",
-    ];
-    args.extend_from_slice(extra);
-    crate::util::json(&args)
+    let mut args = crate::util::run_args(report, &data, "2024-04-01", "2024-04-30");
+    args.extend(extra.iter().map(|s| s.to_string()));
+    crate::util::json(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 #[test]

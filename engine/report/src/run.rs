@@ -604,8 +604,8 @@ async fn materialize(
             .into_unoptimized_plan();
         // Below the model's own name: the models it reads.
         let below = match &plan {
-            LogicalPlan::SubqueryAlias(a) => a.input.as_ref().clone(),
-            other => other.clone(),
+            LogicalPlan::SubqueryAlias(a) => a.input.as_ref(),
+            other => other,
         };
         below
             .apply_with_subqueries(|node| {
