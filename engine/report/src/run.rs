@@ -10,7 +10,7 @@ use datafusion::prelude::Expr;
 use datafusion::prelude::SessionConfig;
 
 use crate::catalog::{Catalog, Report};
-use crate::compile::{CompiledBlock, Compiler};
+use crate::compile::{CompiledBlock, Compiler, variant_stand_in};
 use crate::definition::join;
 use crate::error::{Diagnostic, ReportError, did_you_mean};
 use crate::expr::Bindings;
@@ -86,10 +86,7 @@ impl Engine {
 /// A DataFusion session with the report language's functions for time zone `tz`, its
 /// operators' memory bounded by `memory_limit` bytes when given.
 pub fn session(tz: Tz, memory_limit: Option<usize>) -> SessionContext {
-    let partitions = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
-    let config = SessionConfig::new().with_target_partitions(partitions);
+    let config = SessionConfig::new().with_target_partitions(parallelism());
     let ctx = match memory_limit {
         Some(bytes) => {
             let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
@@ -388,6 +385,78 @@ async fn one_batch(
         .map_err(|e| execution_error(report, block, e.into()))
 }
 
+/// How many plans a run executes at a time: the cores.
+fn parallelism() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+/// Executes one compiled block's plans: its rows, totals, children and, when it is
+/// compared with another period, its row over that period (`previous`).
+async fn run_block(
+    report: &str,
+    spec: crate::spec::BlockSpec,
+    compiled: CompiledBlock,
+    previous: Option<(
+        crate::spec::Shift,
+        crate::result::RunInfo,
+        datafusion::prelude::DataFrame,
+    )>,
+) -> Result<BlockResult, ReportError> {
+    let CompiledBlock {
+        kind,
+        rows,
+        totals,
+        columns,
+        children,
+    } = compiled;
+    let mut child_results = Vec::new();
+    for child in children {
+        let batches = child
+            .rows
+            .collect()
+            .await
+            .map_err(|e| execution_error(report, &format!("{}.{}", spec.id, child.id), e))?;
+        child_results.push(ChildResult {
+            id: child.id,
+            title: child.title,
+            parent_keys: child.parent_keys,
+            columns: child.columns,
+            batches,
+        });
+    }
+    let batches = rows
+        .collect()
+        .await
+        .map_err(|e| execution_error(report, &spec.id, e))?;
+    let totals = match totals {
+        Some(t) => Some(one_batch(t, report, &spec.id).await?),
+        None => None,
+    };
+    let previous = match previous {
+        Some((shift, params, rows)) => Some(Previous {
+            shift,
+            params,
+            row: one_batch(rows, report, &spec.id).await?,
+        }),
+        None => None,
+    };
+    Ok(BlockResult {
+        id: spec.id,
+        title: spec.title,
+        description: spec.description,
+        kind,
+        columns,
+        batches,
+        totals,
+        previous,
+        children: child_results,
+        chart: spec.chart,
+        pivot: spec.pivot,
+    })
+}
+
 /// Runs a report over `source`. Models read by blocks are computed once and shared
 /// between the blocks.
 pub async fn run(
@@ -405,36 +474,33 @@ pub async fn run(
     }
     timings.lap("load tables".into());
     // Compiling the blocks for the run's own period notes which other periods they read
-    // (a measure's `shift`, a block's own month); blocks compared with another period
-    // (`compare`) read it too. Each such period's models are then computed once, for all
-    // the blocks that read them.
+    // (a measure's `shift`, a block's own month, `compare`) and which columns of each
+    // period's models they read. Each such period's models are then computed once, for
+    // all the blocks that read them.
     let local = req.engine.is_local();
+    let mut read = columns_read(&p.compiler, &p.variants, catalog, report, &p.blocks)?;
+    timings.lap("columns read".into());
     materialize(
         &p.compiler,
         catalog,
         report,
-        &p.blocks,
+        read.main,
         local,
         "",
         &mut timings,
     )
     .await?;
-    for &i in &p.blocks {
-        if let Some(shift) = report.spec.blocks[i].compare {
-            p.variants.noting(i, || p.compiler.shifted(shift));
-        }
-    }
-    for (variant, blocks) in p.variants.readers() {
-        if blocks.is_empty() {
+    for (index, variant) in p.variants.made() {
+        let Some(narrowed) = read.variants.remove(&index) else {
             continue;
-        }
+        };
         let v = variant.params();
         let label = format!(" ({}…{}, as of {})", v.from, v.to, v.as_of);
         materialize(
             &variant,
             catalog,
             report,
-            &blocks,
+            narrowed,
             local,
             &label,
             &mut timings,
@@ -442,69 +508,34 @@ pub async fn run(
         .await?;
     }
     // Every block compiles before any runs: a bad definition fails fast and whole.
-    let compiled: Vec<(usize, CompiledBlock)> = p
-        .blocks
-        .iter()
-        .map(|&i| p.compiler.block(report, i).map(|c| (i, c)))
-        .collect::<Result<_, _>>()?;
-    let mut blocks = Vec::new();
-    for (i, compiled) in compiled {
-        let spec = &report.spec.blocks[i];
-        let CompiledBlock {
-            kind,
-            rows,
-            totals,
-            columns,
-            children,
-        } = compiled;
-        let mut child_results = Vec::new();
-        for child in children {
-            let batches = child.rows.collect().await.map_err(|e| {
-                execution_error(report.id(), &format!("{}.{}", spec.id, child.id), e)
-            })?;
-            child_results.push(ChildResult {
-                id: child.id,
-                title: child.title,
-                parent_keys: child.parent_keys,
-                columns: child.columns,
-                batches,
-            });
-        }
-        let batches = rows
-            .collect()
-            .await
-            .map_err(|e| execution_error(report.id(), &spec.id, e))?;
-        let totals = match totals {
-            Some(t) => Some(one_batch(t, report.id(), &spec.id).await?),
+    let mut compiled = Vec::new();
+    for &i in &p.blocks {
+        let block = p.compiler.block(report, i)?;
+        let previous = match report.spec.blocks[i].compare {
+            Some(shift) => Some((shift, p.compiler.shifted(shift).block(report, i)?.rows)),
             None => None,
         };
-        let previous = match spec.compare {
-            Some(shift) => {
-                let compiler = p.compiler.shifted(shift);
-                let row = one_batch(compiler.block(report, i)?.rows, report.id(), &spec.id).await?;
-                Some(Previous {
-                    shift,
-                    params: req.params.shifted(shift).info(),
-                    row,
-                })
-            }
-            None => None,
-        };
-        timings.lap(format!("block {}", spec.id));
-        blocks.push(BlockResult {
-            id: spec.id.clone(),
-            title: spec.title.clone(),
-            description: spec.description.clone(),
-            kind,
-            columns,
-            batches,
-            totals,
-            previous,
-            children: child_results,
-            chart: spec.chart.clone(),
-            pivot: spec.pivot.clone(),
+        compiled.push((i, block, previous));
+    }
+    let mut work = Vec::new();
+    for (i, compiled, previous) in compiled {
+        let spec = report.spec.blocks[i].clone();
+        let report_id = report.id().to_string();
+        let previous =
+            previous.map(|(shift, rows)| (shift, req.params.shifted(shift).info(), rows));
+        work.push(async move {
+            let started = std::time::Instant::now();
+            let block = run_block(&report_id, spec, compiled, previous).await;
+            (block, started.elapsed().as_secs_f64())
         });
     }
+    let mut blocks = Vec::new();
+    for (block, seconds) in side_by_side(work).await {
+        let block = block?;
+        timings.laps.push((format!("block {}", block.id), seconds));
+        blocks.push(block);
+    }
+    timings.lap("blocks side by side".into());
     Ok(ReportResult {
         report: report.id().to_string(),
         title: report.spec.title.clone(),
@@ -567,17 +598,19 @@ fn check_shippable(
     Ok(())
 }
 
-/// Computes the models `blocks` read, once, in memory, for `compiler`, with only the
-/// columns those blocks read: each model is narrowed to them (its joins that bring none
-/// of them left out), and so is each model they read through to the columns read of it;
-/// then the models that two or more models read and that the narrowed ones still reach
-/// (the per-entity activity facts, say) are computed, then the narrowed models over them. Each step's time goes to `timings`, labelled with `label`. Not
-/// `local`: the models are only narrowed, and stay plans inlined in every block's plan.
+/// Computes the models blocks read (`narrowed`: the models with the columns read of
+/// them), once, in memory, for `compiler`, with only those columns: each model is
+/// narrowed to them (its joins that bring none of them left out), and so is each model
+/// they read through to the columns read of it; then the models that two or more models
+/// read and that the narrowed ones still reach (the per-entity activity facts, say) are
+/// computed, then the narrowed models over them. Each step's time goes to `timings`,
+/// labelled with `label`. Not `local`: the models are only narrowed, and stay plans
+/// inlined in every block's plan.
 async fn materialize(
     compiler: &Compiler<'_>,
     catalog: &Catalog,
     report: &Report,
-    blocks: &[usize],
+    narrowed: Vec<Narrowed>,
     local: bool,
     label: &str,
     timings: &mut Stopwatch,
@@ -585,13 +618,8 @@ async fn materialize(
     use datafusion::common::tree_node::TreeNodeRecursion;
     use datafusion::logical_expr::LogicalPlan;
     let model_error = |m: &str, e| execution_error(report.id(), &format!("model {m}"), e);
-    let direct = direct_models(report, blocks);
-    let read: Vec<String> = direct
-        .iter()
-        .filter(|m| catalog.models.contains_key(*m))
-        .cloned()
-        .collect();
-    let narrowed = columns_read(compiler, report, blocks, &read)?;
+    let read: Vec<String> = narrowed.iter().map(|n| n.model.clone()).collect();
+    let direct = &read;
     for n in &narrowed {
         compiler.narrow(&n.model, &n.columns);
     }
@@ -619,35 +647,49 @@ async fn materialize(
             })
             .map_err(|e| model_error(m, e))?;
     }
-    let inner: Vec<String> = dependency_order(catalog, &direct)
+    let inner: Vec<String> = dependency_order(catalog, direct)
         .into_iter()
         .filter(|m| reached.contains(m))
         .collect();
     let widths = inner_columns(compiler, report, &inner, &narrowed)?;
+    timings.lap(format!("columns read through models{label}"));
     if !local {
         return Ok(());
     }
-    let shared: Vec<String> = shared_models(catalog, &direct)
+    let shared: Vec<String> = shared_models(catalog, direct)
         .into_iter()
         .filter(|m| widths.contains_key(m))
         .collect();
     let mut kept = Vec::new();
-    for m in shared {
+    // A wave's models read none of each other: they are computed side by side.
+    for wave in in_waves(catalog, &shared) {
         compiler.forget_frames_except(&kept);
-        let full = compiler.model_frame(&m, false, &mut Vec::new())?;
-        let schema = full.schema().clone();
-        let frame = only_columns(full, &m, &widths[&m]).map_err(|e| model_error(&m, e))?;
-        let cached = in_memory(frame, &m).await.map_err(|e| model_error(&m, e))?;
-        let frame =
-            crate::compile::unread_as_nulls(cached, &m, &schema).map_err(|e| model_error(&m, e))?;
-        compiler.set_frame(&m, false, frame);
+        let mut schemas = Vec::new();
+        let mut work = Vec::new();
+        for m in wave {
+            let full = compiler.model_frame(&m, false, &mut Vec::new())?;
+            schemas.push(full.schema().clone());
+            let frame = only_columns(full, &m, &widths[&m]).map_err(|e| model_error(&m, e))?;
+            work.push(timed(in_memory(frame, m)));
+        }
+        for ((m, cached, seconds), schema) in side_by_side(work).await.into_iter().zip(schemas) {
+            let cached = cached.map_err(|e| model_error(&m, e))?;
+            let frame = crate::compile::unread_as_nulls(cached, &m, &schema)
+                .map_err(|e| model_error(&m, e))?;
+            compiler.set_frame(&m, false, frame);
+            kept.push((m.clone(), false));
+            timings.laps.push((format!("model {m}{label}"), seconds));
+        }
         release_freed_memory();
-        kept.push((m.clone(), false));
-        timings.lap(format!("model {m}{label}"));
+        timings.lap(format!("models side by side{label}"));
     }
     compiler.forget_frames_except(&kept);
     let read_by_blocks: Vec<(String, bool)> =
         narrowed.iter().map(|n| (n.model.clone(), true)).collect();
+    // The models blocks read read none of each other (a model reads another as models
+    // do, unfiltered): computed side by side too.
+    let mut work = Vec::new();
+    let mut kept_for = Vec::new();
     for n in narrowed {
         let m = &n.model;
         let frame = narrowed_frame(compiler, report, m, true, &n.columns)?;
@@ -656,26 +698,39 @@ async fn materialize(
         // A model one block reads is kept as that block reads it (its `where` applied,
         // for the block's groupings to share), and not at all when the block reads it
         // once: the rows then stream into the block's aggregate.
-        let what = match n.only_reader() {
+        let (rows, reader) = match n.only_reader() {
             Some(_) if n.scans.len() == 1 => {
                 timings.lap(format!("model {m}{label} ({columns} columns, streamed)"));
                 continue;
             }
-            Some(b) => {
-                let rows = compiler.block_input(report, b, m, None)?;
-                let rows = in_memory(rows, m).await.map_err(|e| model_error(m, e))?;
-                compiler.set_block_input(m, b, rows);
-                format!(" for block {}", report.spec.blocks[b].id)
-            }
-            None => {
-                let rows = compiler.model_frame(m, true, &mut Vec::new())?;
-                let rows = in_memory(rows, m).await.map_err(|e| model_error(m, e))?;
-                compiler.set_frame(m, true, rows);
-                String::new()
-            }
+            Some(b) => (compiler.block_input(report, b, m, None)?, Some(b)),
+            None => (compiler.model_frame(m, true, &mut Vec::new())?, None),
         };
+        work.push(timed(in_memory(rows, m.clone())));
+        kept_for.push((reader, columns));
+    }
+    if !work.is_empty() {
+        for ((m, rows, seconds), (reader, columns)) in
+            side_by_side(work).await.into_iter().zip(kept_for)
+        {
+            let rows = rows.map_err(|e| model_error(&m, e))?;
+            let what = match reader {
+                Some(b) => {
+                    compiler.set_block_input(&m, b, rows);
+                    format!(" for block {}", report.spec.blocks[b].id)
+                }
+                None => {
+                    compiler.set_frame(&m, true, rows);
+                    String::new()
+                }
+            };
+            timings.laps.push((
+                format!("model {m}{label} ({columns} columns){what}"),
+                seconds,
+            ));
+        }
         release_freed_memory();
-        timings.lap(format!("model {m}{label} ({columns} columns){what}"));
+        timings.lap(format!("models side by side{label}"));
     }
     // The shared models' rows are needed no more where the models over them are kept:
     // only the frames blocks read stay (a streamed one still holds what it reads).
@@ -734,14 +789,20 @@ fn inner_columns(
     let stand_ins: Vec<(String, bool)> = inner.iter().map(|m| (m.clone(), false)).collect();
     compiler.forget_frames_except(&[]);
     for (m, df) in &real {
-        compiler.set_frame(m, false, stand_in(compiler, report, m, df)?);
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        compiler.set_frame(m, false, stand_in(compiler, report, m, m, schema)?);
     }
     let mut read = ColumnsRead::of(inner);
     let mut scanned: Vec<String> = Vec::new();
-    for n in narrowed {
-        let df = narrowed_frame(compiler, report, &n.model, true, &n.columns)?;
-        scanned.extend(read.add(compiler, report, df)?);
-    }
+    let frames = narrowed
+        .iter()
+        .map(|n| narrowed_frame(compiler, report, &n.model, true, &n.columns))
+        .collect::<Result<Vec<_>, _>>()?;
+    scanned.extend(
+        read.add_all(compiler, report, frames)?
+            .into_iter()
+            .flatten(),
+    );
     // Readers first: a model's columns are all known once every model over it is added;
     // it is then narrowed, built over the stand-ins of the ones it reads, and added too.
     for (m, df) in real.iter().rev() {
@@ -755,19 +816,117 @@ fn inner_columns(
         compiler.forget_frames_except(&others);
         let df_read = narrowed_frame(compiler, report, m, false, &columns)?;
         scanned.extend(read.add(compiler, report, df_read)?);
-        compiler.set_frame(m, false, stand_in(compiler, report, m, df)?);
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        compiler.set_frame(m, false, stand_in(compiler, report, m, m, schema)?);
         out.insert(m.clone(), columns);
     }
     compiler.forget_frames_except(&[]);
     Ok(out)
 }
 
-/// A frame's rows computed and kept in memory, named `model` for the plans over them.
+/// A frame's rows computed and kept in memory, named `model` for the plans over them;
+/// returned with the name.
 async fn in_memory(
     frame: datafusion::prelude::DataFrame,
-    model: &str,
-) -> datafusion::error::Result<datafusion::prelude::DataFrame> {
-    frame.cache().await?.alias(model)
+    model: String,
+) -> (
+    String,
+    datafusion::error::Result<datafusion::prelude::DataFrame>,
+) {
+    let rows = async { frame.cache().await?.alias(&model) }.await;
+    (model, rows)
+}
+
+/// `work` with the seconds it took.
+async fn timed<T>(work: impl std::future::Future<Output = (String, T)>) -> (String, T, f64) {
+    let started = std::time::Instant::now();
+    let (name, out) = work.await;
+    (name, out, started.elapsed().as_secs_f64())
+}
+
+/// Runs each of `work` as its own task, as many at a time as there are cores (at small
+/// data a plan's time is mostly planning, which runs on one core); their outputs in order.
+async fn side_by_side<T: Send + 'static>(
+    work: Vec<impl std::future::Future<Output = T> + Send + 'static>,
+) -> Vec<T> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(parallelism()));
+    let running: Vec<_> = work
+        .into_iter()
+        .map(|w| {
+            let slots = slots.clone();
+            tokio::spawn(async move {
+                let _slot = slots.acquire_owned().await;
+                w.await
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(running.len());
+    for task in running {
+        match task.await {
+            Ok(done) => out.push(done),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    out
+}
+
+/// `f` of each of `items`, in order, on as many threads as there are cores (for CPU-bound
+/// work outside the async runtime's tasks: planning that borrows the run's compiler).
+fn in_parallel<T: Send, U: Send>(items: Vec<T>, f: impl Fn(T) -> U + Sync) -> Vec<U> {
+    let threads = parallelism().min(items.len());
+    if threads <= 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let mut groups: Vec<Vec<(usize, T)>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        groups[i % threads].push((i, item));
+    }
+    let f = &f;
+    let mut out: Vec<(usize, U)> = std::thread::scope(|scope| {
+        let running: Vec<_> = groups
+            .into_iter()
+            .map(|group| {
+                scope.spawn(move || {
+                    group
+                        .into_iter()
+                        .map(|(i, item)| (i, f(item)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        running
+            .into_iter()
+            .flat_map(|t| match t.join() {
+                Ok(done) => done,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    });
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, u)| u).collect()
+}
+
+/// `models` (dependencies first) in waves: each model after every wave with a model it
+/// reads, directly or through others.
+fn in_waves(catalog: &Catalog, models: &[String]) -> Vec<Vec<String>> {
+    let mut waves: Vec<Vec<String>> = Vec::new();
+    let mut wave_of: std::collections::HashMap<&str, usize> = Default::default();
+    for m in models {
+        let reads = reachable_models(catalog, vec![m.clone()]);
+        let wave = reads
+            .iter()
+            .filter(|r| *r != m)
+            .filter_map(|r| wave_of.get(r.as_str()))
+            .map(|w| w + 1)
+            .max()
+            .unwrap_or(0);
+        wave_of.insert(m, wave);
+        if waves.len() <= wave {
+            waves.resize(wave + 1, Vec::new());
+        }
+        waves[wave].push(m.clone());
+    }
+    waves
 }
 
 /// Hands the memory a computation freed back to the system. glibc's allocator keeps freed
@@ -782,51 +941,100 @@ fn release_freed_memory() {
     }
 }
 
-/// The columns of each model in `models` that the run's blocks read: every block is
-/// compiled over a stand-in of each model (an empty table of its columns) and optimized,
-/// and DataFusion's projection pushdown tells which columns each stand-in's scan keeps.
-/// The models are then computed with those columns only, so the derived columns, joins
-/// and window functions no block reaches are never planned.
+/// The columns of each model the run's blocks read, in the run's period and in each
+/// other period they read (`variants`): every block is compiled over a stand-in of each
+/// model (an empty table of its columns; one per period) and optimized, and DataFusion's
+/// projection pushdown tells which columns each stand-in's scan keeps. The models are
+/// then computed with those columns only, so the derived columns, joins and window
+/// functions no block reaches are never planned.
 fn columns_read(
     compiler: &Compiler<'_>,
+    variants: &crate::compile::Variants<'_>,
+    catalog: &Catalog,
     report: &Report,
     blocks: &[usize],
-    models: &[String],
-) -> Result<Vec<Narrowed>, ReportError> {
+) -> Result<RunColumns, ReportError> {
+    let models: Vec<String> = direct_models(report, blocks)
+        .into_iter()
+        .filter(|m| catalog.models.contains_key(m))
+        .collect();
     let mut real = Vec::new();
-    for m in models {
+    let mut schemas = std::collections::HashMap::new();
+    for m in &models {
         let df = compiler.model_frame(m, true, &mut Vec::new())?;
-        compiler.set_frame(m, true, stand_in(compiler, report, m, &df)?);
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        compiler.set_frame(m, true, stand_in(compiler, report, m, m, schema.clone())?);
+        schemas.insert(m.clone(), schema);
         real.push((m.clone(), df));
     }
     let mut plans = Vec::new();
-    for &i in blocks {
-        let c = compiler.block_noting_variants(report, i)?;
-        plans.push((i, c.rows));
-        plans.extend(c.totals.map(|t| (i, t)));
-        plans.extend(c.children.into_iter().map(|ch| (i, ch.rows)));
+    variants.with_stand_ins(schemas, || -> Result<(), ReportError> {
+        for &i in blocks {
+            let c = variants.noting(i, || compiler.block(report, i))?;
+            plans.push((i, c.rows));
+            plans.extend(c.totals.map(|t| (i, t)));
+            plans.extend(c.children.into_iter().map(|ch| (i, ch.rows)));
+            if let Some(shift) = report.spec.blocks[i].compare {
+                let c = variants.noting(i, || compiler.shifted(shift).block(report, i))?;
+                plans.push((i, c.rows));
+            }
+        }
+        Ok(())
+    })?;
+    let made = variants.made();
+    let mut tables = models.clone();
+    for (v, _) in &made {
+        tables.extend(models.iter().map(|m| variant_stand_in(m, *v)));
     }
-    let mut read = ColumnsRead::of(models);
+    let mut read = ColumnsRead::of(&tables);
     let mut scans: std::collections::HashMap<String, Vec<usize>> = Default::default();
-    for (i, df) in plans {
-        for scanned in read.add(compiler, report, df)? {
+    let (blocks_of, plans): (Vec<usize>, Vec<_>) = plans.into_iter().unzip();
+    for (i, scanned) in blocks_of
+        .into_iter()
+        .zip(read.add_all(compiler, report, plans)?)
+    {
+        for scanned in scanned {
             scans.entry(scanned).or_default().push(i);
         }
     }
     // Back to the real frames, for the caller to narrow and compute. (Scans of tables
     // that share a model's name may have added names: only the model's columns count.)
-    let mut narrowed = Vec::new();
+    let mut out = RunColumns {
+        main: Vec::new(),
+        variants: Default::default(),
+    };
+    for (v, _) in &made {
+        for (m, df) in &real {
+            let table = variant_stand_in(m, *v);
+            // A model another period's blocks never scan is not computed for it.
+            let Some(scans) = scans.remove(&table) else {
+                continue;
+            };
+            out.variants.entry(*v).or_default().push(Narrowed {
+                model: m.clone(),
+                columns: read.of_frame(&table, df),
+                scans,
+            });
+        }
+    }
     for (m, df) in real {
         let columns = read.of_frame(&m, &df);
         compiler.set_frame(&m, true, df);
         let scans = scans.remove(&m).unwrap_or_default();
-        narrowed.push(Narrowed {
+        out.main.push(Narrowed {
             model: m,
             columns,
             scans,
         });
     }
-    Ok(narrowed)
+    Ok(out)
+}
+
+/// The models a run's blocks read, with the columns read of them: in the run's period,
+/// and per other period they read (by the index of its variant compiler).
+struct RunColumns {
+    main: Vec<Narrowed>,
+    variants: std::collections::HashMap<usize, Vec<Narrowed>>,
 }
 
 /// The optimizer rules that tell which columns a plan reads: expressions simplified
@@ -873,30 +1081,16 @@ impl Narrowed {
     }
 }
 
-/// An empty table of `df`'s columns named `model`: what a plan over the model is
-/// compiled against to learn which of its columns it reads, without computing it.
+/// A stand-in of `model` scanned as `table` (`compile::stand_in`), its errors named.
 fn stand_in(
     compiler: &Compiler<'_>,
     report: &Report,
+    table: &str,
     model: &str,
-    df: &datafusion::prelude::DataFrame,
+    schema: arrow::datatypes::SchemaRef,
 ) -> Result<datafusion::prelude::DataFrame, ReportError> {
-    use datafusion::logical_expr::LogicalPlanBuilder;
-    let schema = Arc::new(df.schema().as_arrow().clone());
-    let plan = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])
-        .and_then(|t| {
-            LogicalPlanBuilder::scan(
-                model,
-                datafusion::datasource::provider_as_source(Arc::new(t)),
-                None,
-            )?
-            .build()
-        })
-        .map_err(|e| execution_error(report.id(), &format!("model {model}"), e))?;
-    Ok(datafusion::prelude::DataFrame::new(
-        compiler.state().clone(),
-        plan,
-    ))
+    crate::compile::stand_in(compiler.state(), table, model, schema)
+        .map_err(|e| execution_error(report.id(), &format!("model {model}"), e))
 }
 
 /// The columns of stand-ins that plans read, as DataFusion's projection pushdown leaves
@@ -926,10 +1120,40 @@ impl ColumnsRead {
         report: &Report,
         df: datafusion::prelude::DataFrame,
     ) -> Result<Vec<String>, ReportError> {
+        let plan = pruned(compiler.state(), &self.pruning, df)
+            .map_err(|e| execution_error(report.id(), "columns read", e))?;
+        self.add_pruned(report, &plan)
+    }
+
+    /// `add` for each of `dfs`, pruned side by side on the machine's cores (pruning is
+    /// most of a small run's analysis).
+    fn add_all(
+        &mut self,
+        compiler: &Compiler<'_>,
+        report: &Report,
+        dfs: Vec<datafusion::prelude::DataFrame>,
+    ) -> Result<Vec<Vec<String>>, ReportError> {
+        let pruning = &self.pruning;
+        let plans = in_parallel(dfs, |df| pruned(compiler.state(), pruning, df));
+        plans
+            .into_iter()
+            .map(|plan| {
+                let plan = plan.map_err(|e| execution_error(report.id(), "columns read", e))?;
+                self.add_pruned(report, &plan)
+            })
+            .collect()
+    }
+
+    /// Adds the columns a pruned plan reads of each stand-in; returns the stand-ins it
+    /// scans, once per scan.
+    fn add_pruned(
+        &mut self,
+        report: &Report,
+        plan: &datafusion::logical_expr::LogicalPlan,
+    ) -> Result<Vec<String>, ReportError> {
         use datafusion::common::tree_node::TreeNodeRecursion;
         use datafusion::logical_expr::LogicalPlan;
         let failed = |e| execution_error(report.id(), "columns read", e);
-        let plan = pruned(compiler.state(), &self.pruning, df).map_err(failed)?;
         let mut scanned = Vec::new();
         plan.apply_with_subqueries(|node| {
             if let LogicalPlan::TableScan(scan) = node

@@ -132,6 +132,10 @@ pub struct Compiler<'a> {
 pub struct Variants<'a> {
     made: Mutex<Vec<(RunParams, Arc<Compiler<'a>>)>>,
     noting: Mutex<Noting>,
+    /// While the run learns which columns its blocks read (`with_stand_ins`), the schema
+    /// of each model blocks read: a variant made meanwhile reads stand-ins of those models
+    /// (empty tables scanned as `variant_stand_in`) instead of planning them whole.
+    stand_ins: Mutex<Option<HashMap<String, arrow::datatypes::SchemaRef>>>,
 }
 
 /// The block being compiled, and every (variant index, block) pair seen so far.
@@ -160,23 +164,51 @@ impl<'a> Variants<'a> {
         out
     }
 
-    /// Every variant made so far with the blocks noted as reading it.
-    pub fn readers(&self) -> Vec<(Arc<Compiler<'a>>, Vec<usize>)> {
+    /// Every variant made so far, by index (what `variant_stand_in` names it by).
+    pub fn made(&self) -> Vec<(usize, Arc<Compiler<'a>>)> {
         let made = self.made.lock().unwrap_or_else(|e| e.into_inner());
-        let noting = self.noting.lock().unwrap_or_else(|e| e.into_inner());
-        made.iter()
-            .enumerate()
-            .map(|(i, (_, c))| {
-                let blocks = noting
-                    .read
-                    .iter()
-                    .filter(|(v, _)| *v == i)
-                    .map(|(_, b)| *b)
-                    .collect();
-                (c.clone(), blocks)
-            })
-            .collect()
+        made.iter().map(|(_, c)| c.clone()).enumerate().collect()
     }
+
+    /// Runs `compile` with every variant made meanwhile reading stand-ins of the models
+    /// in `schemas` (name → columns) instead of the models; the variants then forget
+    /// them, to plan the models when they are asked next.
+    pub fn with_stand_ins<T>(
+        &self,
+        schemas: HashMap<String, arrow::datatypes::SchemaRef>,
+        compile: impl FnOnce() -> T,
+    ) -> T {
+        *self.stand_ins.lock().unwrap_or_else(|e| e.into_inner()) = Some(schemas);
+        let out = compile();
+        *self.stand_ins.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        for (_, c) in self.made() {
+            c.forget_frames_except(&[]);
+        }
+        out
+    }
+}
+
+/// An empty table of `schema`'s columns, scanned as `table` and named `model`: what a
+/// plan over the model is compiled against to learn which of its columns it reads,
+/// without computing it.
+pub(crate) fn stand_in(
+    state: &SessionState,
+    table: &str,
+    model: &str,
+    schema: arrow::datatypes::SchemaRef,
+) -> datafusion::error::Result<DataFrame> {
+    let rows = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?;
+    let mut plan = LogicalPlanBuilder::scan(table, provider_as_source(Arc::new(rows)), None)?;
+    if table != model {
+        plan = plan.alias(model)?;
+    }
+    Ok(DataFrame::new(state.clone(), plan.build()?))
+}
+
+/// The table a stand-in of `model` is scanned as in the run's variant `index`: told
+/// apart from the run's own period's.
+pub(crate) fn variant_stand_in(model: &str, index: usize) -> String {
+    format!("{model}@{index}")
 }
 
 /// One aggregation of a table block: a model, over the run's period or a shifted one.
@@ -254,19 +286,6 @@ impl<'a> Compiler<'a> {
         variants
     }
 
-    /// Compiles block `i` (as `block`), noting it as the reader of every other period it
-    /// asks for.
-    pub fn block_noting_variants(
-        &self,
-        report: &Report,
-        i: usize,
-    ) -> Result<CompiledBlock, ReportError> {
-        match self.variants.upgrade() {
-            Some(v) => v.noting(i, || self.block(report, i)),
-            None => self.block(report, i),
-        }
-    }
-
     /// The run's parameters.
     pub fn params(&self) -> &RunParams {
         &self.params
@@ -310,8 +329,18 @@ impl<'a> Compiler<'a> {
                 Some(i) => (i, made[i].1.clone()),
                 None => {
                     let c = make(params.clone());
+                    let index = made.len();
+                    let stand_ins = variants.stand_ins.lock().unwrap_or_else(|e| e.into_inner());
+                    for (model, schema) in stand_ins.iter().flatten() {
+                        let table = variant_stand_in(model, index);
+                        // Without a stand-in the variant plans the model itself: slower
+                        // to analyse, the same columns.
+                        if let Ok(df) = stand_in(&self.state, &table, model, schema.clone()) {
+                            c.set_frame(model, true, df);
+                        }
+                    }
                     made.push((params, c.clone()));
-                    (made.len() - 1, c)
+                    (index, c)
                 }
             }
         };
