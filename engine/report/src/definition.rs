@@ -21,6 +21,14 @@ pub struct DefinitionFile {
     /// The name shown in messages (a path relative to where it was found).
     pub name: String,
     pub text: String,
+    /// Found on first use: only messages need positions, and indexing every file costs a
+    /// parse of its own on every run.
+    positions: std::sync::OnceLock<Positions>,
+}
+
+/// Where each value and each mapping key of a file is, by path.
+#[derive(Debug, Clone, Default)]
+struct Positions {
     values: HashMap<String, (Pos, Style)>,
     keys: HashMap<String, Pos>,
 }
@@ -37,20 +45,28 @@ enum Style {
 }
 
 impl DefinitionFile {
-    /// Indexes `text`. A YAML syntax error is not reported here: serde_yaml reports it,
-    /// with its own location, when the file is deserialised.
+    /// A file of `text`, indexed when a position is first asked for.
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
-        let text = text.into();
-        let mut indexer = Indexer::default();
-        let mut parser = Parser::new_from_str(&text);
-        // A syntax error stops indexing; the positions found so far stay usable.
-        let _ = parser.load(&mut indexer, false);
         DefinitionFile {
             name: name.into(),
-            values: indexer.values,
-            keys: indexer.keys,
-            text,
+            text: text.into(),
+            positions: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The positions in the text. A YAML syntax error is not reported here: serde_yaml
+    /// reports it, with its own location, when the file is deserialised.
+    fn positions(&self) -> &Positions {
+        self.positions.get_or_init(|| {
+            let mut indexer = Indexer::default();
+            let mut parser = Parser::new_from_str(&self.text);
+            // A syntax error stops indexing; the positions found so far stay usable.
+            let _ = parser.load(&mut indexer, false);
+            Positions {
+                values: indexer.values,
+                keys: indexer.keys,
+            }
+        })
     }
 
     /// The position of the value at `path`, else of the nearest enclosing node that has
@@ -58,7 +74,7 @@ impl DefinitionFile {
     pub fn pos(&self, path: &str) -> Pos {
         let mut path = path;
         loop {
-            if let Some((pos, _)) = self.values.get(path) {
+            if let Some((pos, _)) = self.positions().values.get(path) {
                 return *pos;
             }
             match parent(path) {
@@ -70,7 +86,8 @@ impl DefinitionFile {
 
     /// The position of the key that names the entry at `path` (falls back to `pos`).
     pub fn key_pos(&self, path: &str) -> Pos {
-        self.keys
+        self.positions()
+            .keys
             .get(path)
             .copied()
             .unwrap_or_else(|| self.pos(path))
@@ -79,7 +96,7 @@ impl DefinitionFile {
     /// The file position of 1-based (`line`, `column`) inside the scalar at `path`. Exact
     /// for the first line of a plain or quoted scalar; the scalar's start otherwise.
     pub fn pos_in_value(&self, path: &str, line: usize, column: usize) -> Pos {
-        match self.values.get(path).copied() {
+        match self.positions().values.get(path).copied() {
             Some((start, Style::Plain)) if line == 1 => Pos {
                 line: start.line,
                 column: start.column + column.saturating_sub(1),
@@ -95,7 +112,7 @@ impl DefinitionFile {
     /// The position of the first occurrence of `needle` inside the single-line scalar at
     /// `path`; the scalar's own position when it cannot be pinned down.
     pub fn pos_within(&self, path: &str, needle: &str) -> Pos {
-        let Some((start, style)) = self.values.get(path).copied() else {
+        let Some((start, style)) = self.positions().values.get(path).copied() else {
             return self.pos(path);
         };
         let shift = match style {

@@ -480,7 +480,7 @@ pub async fn run(
     let local = req.engine.is_local();
     let mut read = columns_read(&p.compiler, &p.variants, catalog, report, &p.blocks)?;
     timings.lap("columns read".into());
-    materialize(
+    let mut streaming = materialize(
         &p.compiler,
         catalog,
         report,
@@ -496,7 +496,7 @@ pub async fn run(
         };
         let v = variant.params();
         let label = format!(" ({}…{}, as of {})", v.from, v.to, v.as_of);
-        materialize(
+        let more = materialize(
             &variant,
             catalog,
             report,
@@ -506,6 +506,7 @@ pub async fn run(
             &mut timings,
         )
         .await?;
+        streaming.extend(more);
     }
     // Every block compiles before any runs: a bad definition fails fast and whole.
     let mut compiled = Vec::new();
@@ -517,6 +518,9 @@ pub async fn run(
         };
         compiled.push((i, block, previous));
     }
+    // A block that computes a model in its own plan (`streamed`) is the longest: started
+    // first, it runs beside the others instead of after them.
+    compiled.sort_by_key(|(i, _, _)| !streaming.contains(i));
     let mut work = Vec::new();
     for (i, compiled, previous) in compiled {
         let spec = report.spec.blocks[i].clone();
@@ -526,11 +530,13 @@ pub async fn run(
         work.push(async move {
             let started = std::time::Instant::now();
             let block = run_block(&report_id, spec, compiled, previous).await;
-            (block, started.elapsed().as_secs_f64())
+            (i, block, started.elapsed().as_secs_f64())
         });
     }
+    let mut done = side_by_side(work).await;
+    done.sort_by_key(|(i, _, _)| *i);
     let mut blocks = Vec::new();
-    for (block, seconds) in side_by_side(work).await {
+    for (_, block, seconds) in done {
         let block = block?;
         timings.laps.push((format!("block {}", block.id), seconds));
         blocks.push(block);
@@ -605,7 +611,8 @@ fn check_shippable(
 /// read and that the narrowed ones still reach (the per-entity activity facts, say) are
 /// computed, then the narrowed models over them. Each step's time goes to `timings`,
 /// labelled with `label`. Not `local`: the models are only narrowed, and stay plans
-/// inlined in every block's plan.
+/// inlined in every block's plan. Returns the blocks that compute a model in their own
+/// plan (the one block that reads it, once: its rows stream into the block).
 async fn materialize(
     compiler: &Compiler<'_>,
     catalog: &Catalog,
@@ -614,7 +621,7 @@ async fn materialize(
     local: bool,
     label: &str,
     timings: &mut Stopwatch,
-) -> Result<(), ReportError> {
+) -> Result<Vec<usize>, ReportError> {
     use datafusion::common::tree_node::TreeNodeRecursion;
     use datafusion::logical_expr::LogicalPlan;
     let model_error = |m: &str, e| execution_error(report.id(), &format!("model {m}"), e);
@@ -654,7 +661,7 @@ async fn materialize(
     let widths = inner_columns(compiler, report, &inner, &narrowed)?;
     timings.lap(format!("columns read through models{label}"));
     if !local {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let shared: Vec<String> = shared_models(catalog, direct)
         .into_iter()
@@ -690,6 +697,7 @@ async fn materialize(
     // do, unfiltered): computed side by side too.
     let mut work = Vec::new();
     let mut kept_for = Vec::new();
+    let mut streaming = Vec::new();
     for n in narrowed {
         let m = &n.model;
         let frame = narrowed_frame(compiler, report, m, true, &n.columns)?;
@@ -699,8 +707,9 @@ async fn materialize(
         // for the block's groupings to share), and not at all when the block reads it
         // once: the rows then stream into the block's aggregate.
         let (rows, reader) = match n.only_reader() {
-            Some(_) if n.scans.len() == 1 => {
+            Some(b) if n.scans.len() == 1 => {
                 timings.lap(format!("model {m}{label} ({columns} columns, streamed)"));
+                streaming.push(b);
                 continue;
             }
             Some(b) => (compiler.block_input(report, b, m, None)?, Some(b)),
@@ -735,7 +744,7 @@ async fn materialize(
     // The shared models' rows are needed no more where the models over them are kept:
     // only the frames blocks read stay (a streamed one still holds what it reads).
     compiler.forget_frames_except(&read_by_blocks);
-    Ok(())
+    Ok(streaming)
 }
 
 /// Model `model`'s frame (`filtered`: as blocks read it) with only `columns`, under the

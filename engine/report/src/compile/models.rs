@@ -495,14 +495,75 @@ impl<'a> Compiler<'a> {
                 cycle.join(" → ")
             )))
         })?;
+        // Columns that read none of each other go in one projection: a projection per
+        // column rebuilds the plan's schema once per column (quadratic in the columns).
+        let mut pending: Vec<(String, Expr)> = Vec::new();
         for name in order {
             let (site, resolved) = &parsed[&name];
+            let deps = deps(&name);
+            if pending.iter().any(|(p, _)| deps.contains(p)) {
+                df = self.add_columns(df, std::mem::take(&mut pending), &parsed)?;
+            }
             let e = self.plan(site, resolved, df.schema())?;
-            df = df
-                .with_column(&name, e)
-                .map_err(|e| df_error(src, &site.path, &site.context, e))?;
+            if datafusion::logical_expr::utils::find_window_exprs([&e]).is_empty() {
+                pending.push((name, e));
+            } else {
+                // A window function gets a plan step of its own (`with_column` makes it).
+                df = self.add_columns(df, std::mem::take(&mut pending), &parsed)?;
+                df = self.add_columns(df, vec![(name, e)], &parsed)?;
+            }
         }
-        Ok(df)
+        self.add_columns(df, pending, &parsed)
+    }
+
+    /// `df` with `columns` (name, expression over `df`) added, or in place of its columns
+    /// of those names; each named by its site in `parsed` when it fails.
+    fn add_columns(
+        &self,
+        df: DataFrame,
+        columns: Vec<(String, Expr)>,
+        parsed: &IndexMap<String, (ExprSite, Resolved)>,
+    ) -> Result<DataFrame, ReportError> {
+        let one = |df: DataFrame, name: &str, e: Expr| {
+            let site = &parsed[name].0;
+            df.with_column(name, e)
+                .map_err(|e| df_error(&site.src, &site.path, &site.context, e))
+        };
+        if columns.len() <= 1 {
+            return match columns.into_iter().next() {
+                Some((name, e)) => one(df, &name, e),
+                None => Ok(df),
+            };
+        }
+        let (state, plan) = df.clone().into_parts();
+        let mut fields: Vec<(Expr, bool)> = plan
+            .schema()
+            .iter()
+            .map(
+                |(qualifier, field)| match columns.iter().find(|(n, _)| n == field.name()) {
+                    Some((n, e)) => (e.clone().alias(n), true),
+                    None => (
+                        Expr::Column(datafusion::common::Column::from((qualifier, field))),
+                        false,
+                    ),
+                },
+            )
+            .collect();
+        for (n, e) in &columns {
+            if plan.schema().fields().iter().all(|f| f.name() != n) {
+                fields.push((e.clone().alias(n), true));
+            }
+        }
+        match LogicalPlanBuilder::from(plan)
+            .project_with_validation(fields)
+            .and_then(|b| b.build())
+        {
+            Ok(plan) => Ok(DataFrame::new(state, plan)),
+            // One by one, to name the column at fault.
+            Err(_) => columns
+                .into_iter()
+                .try_fold(df, |df, (name, e)| one(df, &name, e)),
+        }
     }
 
     pub(super) fn apply_filters(
