@@ -816,3 +816,68 @@ blocks:
     let r = run_yaml("stages", &plain, "2024-01-01", "2024-05-31", &[]);
     assert_eq!(block(&r, "by_stage")["rows"].as_array().unwrap().len(), 2);
 }
+
+/// A model's derived columns see each other in dependency order, whatever the order they
+/// are written in and however they are grouped into plan steps: a column that replaces a
+/// source column is what the columns over it read, a column over another waits for it,
+/// and a window function's column is read by the columns after it. Company 1's deals:
+/// 1 (1 000), 2 (2 000), 4 (5 000), 5 (3 000); ranked by id, last first.
+#[test]
+fn derived_columns_read_each_other_in_dependency_order() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "chained.yaml",
+        r#"model: chained
+from: tables.deals
+where: company_id = 1
+columns:
+  after_rank: rank_in_company * 10 + quad
+  quad: double * 2
+  double: amount * 2
+  amount: { expr: amount + 1, replace: true }
+  rank_in_company: row_number() over (partition by company_id order by id desc)
+  title_length: character_length(title)
+"#,
+    );
+    write(
+        dir.path(),
+        "chain.yaml",
+        r#"report: chain
+title: Chain
+blocks:
+  - id: deals
+    title: Deals
+    from: chained
+    by: [id]
+    measures:
+      amount: max(amount)
+      double: max(double)
+      quad: max(quad)
+      rank: max(rank_in_company)
+      after_rank: max(after_rank)
+    sort: [id]
+"#,
+    );
+    let out = run_on_fixture("chain", Some(dir.path()), "2024-04-01", "2024-04-30", &[]);
+    let rows: Vec<Vec<f64>> = block(&out, "deals")["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            ["id", "amount", "double", "quad", "rank", "after_rank"]
+                .iter()
+                .map(|c| r[c].as_f64().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            vec![1.0, 1001.0, 2002.0, 4004.0, 4.0, 4044.0],
+            vec![2.0, 2001.0, 4002.0, 8004.0, 3.0, 8034.0],
+            vec![4.0, 5001.0, 10002.0, 20004.0, 2.0, 20024.0],
+            vec![5.0, 3001.0, 6002.0, 12004.0, 1.0, 12014.0],
+        ]
+    );
+}
