@@ -967,6 +967,14 @@ fn columns_read(
         .into_iter()
         .filter(|m| catalog.models.contains_key(m))
         .collect();
+    // Only the schemas of the models blocks read are needed here: each model below them
+    // is built over stand-ins of the ones it reads, dependencies first, instead of every
+    // model planning the whole tree under it.
+    for m in dependency_order(catalog, &models) {
+        let df = compiler.model_frame(&m, false, &mut Vec::new())?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        compiler.set_frame(&m, false, stand_in(compiler, report, &m, &m, schema)?);
+    }
     let mut real = Vec::new();
     let mut schemas = std::collections::HashMap::new();
     for m in &models {
