@@ -385,6 +385,15 @@ async fn one_batch(
         .map_err(|e| execution_error(report, block, e.into()))
 }
 
+/// Where and how many at a time a run executes its plans.
+#[derive(Debug, Clone, Copy)]
+struct Executing {
+    /// In this process (models computed and kept in memory), not on a remote engine.
+    local: bool,
+    /// Plans executed side by side at most.
+    slots: usize,
+}
+
 /// How many plans a run executes at a time: the cores.
 fn parallelism() -> usize {
     std::thread::available_parallelism()
@@ -477,7 +486,14 @@ pub async fn run(
     // (a measure's `shift`, a block's own month, `compare`) and which columns of each
     // period's models they read. Each such period's models are then computed once, for
     // all the blocks that read them.
-    let local = req.engine.is_local();
+    let how = Executing {
+        local: req.engine.is_local(),
+        // A run with a memory bound executes one plan at a time, each with the whole bound.
+        slots: match req.memory_limit {
+            Some(_) => 1,
+            None => parallelism(),
+        },
+    };
     let mut read = columns_read(&p.compiler, &p.variants, catalog, report, &p.blocks)?;
     timings.lap("columns read".into());
     let mut streaming = materialize(
@@ -485,7 +501,7 @@ pub async fn run(
         catalog,
         report,
         read.main,
-        local,
+        how,
         "",
         &mut timings,
     )
@@ -501,7 +517,7 @@ pub async fn run(
             catalog,
             report,
             narrowed,
-            local,
+            how,
             &label,
             &mut timings,
         )
@@ -533,7 +549,7 @@ pub async fn run(
             (i, block, started.elapsed().as_secs_f64())
         });
     }
-    let mut done = side_by_side(work).await;
+    let mut done = side_by_side(work, how.slots).await;
     done.sort_by_key(|(i, _, _)| *i);
     let mut blocks = Vec::new();
     for (_, block, seconds) in done {
@@ -610,15 +626,16 @@ fn check_shippable(
 /// they read through to the columns read of it; then the models that two or more models
 /// read and that the narrowed ones still reach (the per-entity activity facts, say) are
 /// computed, then the narrowed models over them. Each step's time goes to `timings`,
-/// labelled with `label`. Not `local`: the models are only narrowed, and stay plans
-/// inlined in every block's plan. Returns the blocks that compute a model in their own
-/// plan (the one block that reads it, once: its rows stream into the block).
+/// labelled with `label`. Not `how.local`: the models are only narrowed, and stay plans
+/// inlined in every block's plan. Returns the blocks that
+/// compute a model in their own plan (the one block that reads it, once: its rows stream
+/// into the block).
 async fn materialize(
     compiler: &Compiler<'_>,
     catalog: &Catalog,
     report: &Report,
     narrowed: Vec<Narrowed>,
-    local: bool,
+    how: Executing,
     label: &str,
     timings: &mut Stopwatch,
 ) -> Result<Vec<usize>, ReportError> {
@@ -660,7 +677,7 @@ async fn materialize(
         .collect();
     let widths = inner_columns(compiler, report, &inner, &narrowed)?;
     timings.lap(format!("columns read through models{label}"));
-    if !local {
+    if !how.local {
         return Ok(Vec::new());
     }
     let shared: Vec<String> = shared_models(catalog, direct)
@@ -679,7 +696,9 @@ async fn materialize(
             let frame = only_columns(full, &m, &widths[&m]).map_err(|e| model_error(&m, e))?;
             work.push(timed(in_memory(frame, m)));
         }
-        for ((m, cached, seconds), schema) in side_by_side(work).await.into_iter().zip(schemas) {
+        for ((m, cached, seconds), schema) in
+            side_by_side(work, how.slots).await.into_iter().zip(schemas)
+        {
             let cached = cached.map_err(|e| model_error(&m, e))?;
             let frame = crate::compile::unread_as_nulls(cached, &m, &schema)
                 .map_err(|e| model_error(&m, e))?;
@@ -719,8 +738,10 @@ async fn materialize(
         kept_for.push((reader, columns));
     }
     if !work.is_empty() {
-        for ((m, rows, seconds), (reader, columns)) in
-            side_by_side(work).await.into_iter().zip(kept_for)
+        for ((m, rows, seconds), (reader, columns)) in side_by_side(work, how.slots)
+            .await
+            .into_iter()
+            .zip(kept_for)
         {
             let rows = rows.map_err(|e| model_error(&m, e))?;
             let what = match reader {
@@ -853,12 +874,13 @@ async fn timed<T>(work: impl std::future::Future<Output = (String, T)>) -> (Stri
     (name, out, started.elapsed().as_secs_f64())
 }
 
-/// Runs each of `work` as its own task, as many at a time as there are cores (at small
-/// data a plan's time is mostly planning, which runs on one core); their outputs in order.
+/// Runs each of `work` as its own task, `slots` at a time (the cores: at small data a
+/// plan's time is mostly planning, which runs on one core); their outputs in order.
 async fn side_by_side<T: Send + 'static>(
     work: Vec<impl std::future::Future<Output = T> + Send + 'static>,
+    slots: usize,
 ) -> Vec<T> {
-    let slots = Arc::new(tokio::sync::Semaphore::new(parallelism()));
+    let slots = Arc::new(tokio::sync::Semaphore::new(slots.max(1)));
     let running: Vec<_> = work
         .into_iter()
         .map(|w| {
