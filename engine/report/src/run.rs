@@ -482,10 +482,10 @@ pub async fn run(
         check_shippable(source, &tables, remote.as_ref())?;
     }
     timings.lap("load tables".into());
-    // Compiling the blocks for the run's own period notes which other periods they read
-    // (a measure's `shift`, a block's own month, `compare`) and which columns of each
-    // period's models they read. Each such period's models are then computed once, for
-    // all the blocks that read them.
+    // Compiling the blocks for the run's own period makes a compiler for each other
+    // period they read (a measure's `shift`, a block's own month, `compare`) and tells
+    // which columns of each period's models they read. Each such period's models are then
+    // computed once, for all the blocks that read them.
     let how = Executing {
         local: req.engine.is_local(),
         // A run with a memory bound executes one plan at a time, each with the whole bound.
@@ -525,15 +525,16 @@ pub async fn run(
         streaming.extend(more);
     }
     // Every block compiles before any runs: a bad definition fails fast and whole.
-    let mut compiled = Vec::new();
-    for &i in &p.blocks {
-        let block = p.compiler.block(report, i)?;
+    let compiler = &p.compiler;
+    let compiled = in_parallel(p.blocks.clone(), |i| {
+        let block = compiler.block(report, i)?;
         let previous = match report.spec.blocks[i].compare {
-            Some(shift) => Some((shift, p.compiler.shifted(shift).block(report, i)?.rows)),
+            Some(shift) => Some((shift, compiler.shifted(shift).block(report, i)?.rows)),
             None => None,
         };
-        compiled.push((i, block, previous));
-    }
+        Ok::<_, ReportError>((i, block, previous))
+    });
+    let mut compiled = compiled.into_iter().collect::<Result<Vec<_>, _>>()?;
     // A block that computes a model in its own plan (`streamed`) is the longest: started
     // first, it runs beside the others instead of after them.
     compiled.sort_by_key(|(i, _, _)| !streaming.contains(i));
@@ -1006,20 +1007,25 @@ fn columns_read(
         schemas.insert(m.clone(), schema);
         real.push((m.clone(), df));
     }
+    // Blocks compile on the cores side by side: planning is most of a small run.
+    let compiled = variants.with_stand_ins(schemas, || {
+        in_parallel(blocks.to_vec(), |i| {
+            let c = compiler.block(report, i)?;
+            let compared = match report.spec.blocks[i].compare {
+                Some(shift) => Some(compiler.shifted(shift).block(report, i)?.rows),
+                None => None,
+            };
+            Ok::<_, ReportError>((i, c, compared))
+        })
+    });
     let mut plans = Vec::new();
-    variants.with_stand_ins(schemas, || -> Result<(), ReportError> {
-        for &i in blocks {
-            let c = variants.noting(i, || compiler.block(report, i))?;
-            plans.push((i, c.rows));
-            plans.extend(c.totals.map(|t| (i, t)));
-            plans.extend(c.children.into_iter().map(|ch| (i, ch.rows)));
-            if let Some(shift) = report.spec.blocks[i].compare {
-                let c = variants.noting(i, || compiler.shifted(shift).block(report, i))?;
-                plans.push((i, c.rows));
-            }
-        }
-        Ok(())
-    })?;
+    for compiled in compiled {
+        let (i, c, compared) = compiled?;
+        plans.push((i, c.rows));
+        plans.extend(c.totals.map(|t| (i, t)));
+        plans.extend(c.children.into_iter().map(|ch| (i, ch.rows)));
+        plans.extend(compared.map(|rows| (i, rows)));
+    }
     let made = variants.made();
     let mut tables = models.clone();
     for (v, _) in &made {

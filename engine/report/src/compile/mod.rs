@@ -126,44 +126,17 @@ pub struct Compiler<'a> {
 
 /// The compilers of one run for parameters other than its own (a shifted period, a
 /// block's own month): each made once and shared by every block that asks for it, so that
-/// the run can compute its models once (`run::materialize`). It also notes which blocks
-/// asked for which, while a block is compiled under `noting`.
+/// the run can compute its models once (`run::materialize`).
 #[derive(Default)]
 pub struct Variants<'a> {
     made: Mutex<Vec<(RunParams, Arc<Compiler<'a>>)>>,
-    noting: Mutex<Noting>,
     /// While the run learns which columns its blocks read (`with_stand_ins`), the schema
     /// of each model blocks read: a variant made meanwhile reads stand-ins of those models
     /// (empty tables scanned as `variant_stand_in`) instead of planning them whole.
     stand_ins: Mutex<Option<HashMap<String, arrow::datatypes::SchemaRef>>>,
 }
 
-/// The block being compiled, and every (variant index, block) pair seen so far.
-#[derive(Default)]
-struct Noting {
-    block: Option<usize>,
-    read: Vec<(usize, usize)>,
-}
-
 impl<'a> Variants<'a> {
-    /// Notes that the block being compiled, if any, reads the variant at `index`.
-    fn note(&self, index: usize) {
-        let mut noting = self.noting.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(b) = noting.block
-            && !noting.read.contains(&(index, b))
-        {
-            noting.read.push((index, b));
-        }
-    }
-
-    /// Runs `compile` with `block` noted as the reader of every variant asked for meanwhile.
-    pub fn noting<T>(&self, block: usize, compile: impl FnOnce() -> T) -> T {
-        self.noting.lock().unwrap_or_else(|e| e.into_inner()).block = Some(block);
-        let out = compile();
-        self.noting.lock().unwrap_or_else(|e| e.into_inner()).block = None;
-        out
-    }
-
     /// Every variant made so far, by index (what `variant_stand_in` names it by).
     pub fn made(&self) -> Vec<(usize, Arc<Compiler<'a>>)> {
         let made = self.made.lock().unwrap_or_else(|e| e.into_inner());
@@ -323,29 +296,23 @@ impl<'a> Compiler<'a> {
         let Some(variants) = self.variants.upgrade() else {
             return make(params);
         };
-        let (index, compiler) = {
-            let mut made = variants.made.lock().unwrap_or_else(|e| e.into_inner());
-            match made.iter().position(|(p, _)| *p == params) {
-                Some(i) => (i, made[i].1.clone()),
-                None => {
-                    let c = make(params.clone());
-                    let index = made.len();
-                    let stand_ins = variants.stand_ins.lock().unwrap_or_else(|e| e.into_inner());
-                    for (model, schema) in stand_ins.iter().flatten() {
-                        let table = variant_stand_in(model, index);
-                        // Without a stand-in the variant plans the model itself: slower
-                        // to analyse, the same columns.
-                        if let Ok(df) = stand_in(&self.state, &table, model, schema.clone()) {
-                            c.set_frame(model, true, df);
-                        }
-                    }
-                    made.push((params, c.clone()));
-                    (index, c)
-                }
+        let mut made = variants.made.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = made.iter().position(|(p, _)| *p == params) {
+            return made[i].1.clone();
+        }
+        let c = make(params.clone());
+        let index = made.len();
+        let stand_ins = variants.stand_ins.lock().unwrap_or_else(|e| e.into_inner());
+        for (model, schema) in stand_ins.iter().flatten() {
+            let table = variant_stand_in(model, index);
+            // Without a stand-in the variant plans the model itself: slower to analyse,
+            // the same columns.
+            if let Ok(df) = stand_in(&self.state, &table, model, schema.clone()) {
+                c.set_frame(model, true, df);
             }
-        };
-        variants.note(index);
-        compiler
+        }
+        made.push((params, c.clone()));
+        c
     }
 
     /// From now on the model (as blocks read it) is built for these columns only.
