@@ -914,25 +914,30 @@ fn in_parallel<T: Send, U: Send>(items: Vec<T>, f: impl Fn(T) -> U + Sync) -> Ve
         groups[i % threads].push((i, item));
     }
     let f = &f;
+    let work = move |group: Vec<(usize, T)>| -> Vec<(usize, U)> {
+        group.into_iter().map(|(i, item)| (i, f(item))).collect()
+    };
+    let here = groups.remove(0);
     let mut out: Vec<(usize, U)> = std::thread::scope(|scope| {
+        // Planning recurses as deep as an expression nests: each thread gets the stack a
+        // main thread has.
         let running: Vec<_> = groups
             .into_iter()
             .map(|group| {
-                scope.spawn(move || {
-                    group
-                        .into_iter()
-                        .map(|(i, item)| (i, f(item)))
-                        .collect::<Vec<_>>()
-                })
+                std::thread::Builder::new()
+                    .stack_size(8 << 20)
+                    .spawn_scoped(scope, move || work(group))
+                    .expect("the system starts a thread")
             })
             .collect();
-        running
-            .into_iter()
-            .flat_map(|t| match t.join() {
-                Ok(done) => done,
+        let mut out = work(here);
+        for t in running {
+            match t.join() {
+                Ok(done) => out.extend(done),
                 Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
+            }
+        }
+        out
     });
     out.sort_by_key(|(i, _)| *i);
     out.into_iter().map(|(_, u)| u).collect()
