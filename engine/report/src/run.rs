@@ -544,16 +544,14 @@ pub async fn run(
         let report_id = report.id().to_string();
         let previous =
             previous.map(|(shift, rows)| (shift, req.params.shifted(shift).info(), rows));
-        work.push(async move {
-            let started = std::time::Instant::now();
-            let block = run_block(&report_id, spec, compiled, previous).await;
-            (i, block, started.elapsed().as_secs_f64())
-        });
+        work.push(timed(async move {
+            (i, run_block(&report_id, spec, compiled, previous).await)
+        }));
     }
     let mut done = side_by_side(work, how.slots).await;
-    done.sort_by_key(|(i, _, _)| *i);
+    done.sort_by_key(|((i, _), _)| *i);
     let mut blocks = Vec::new();
-    for (_, block, seconds) in done {
+    for ((_, block), seconds) in done {
         let block = block?;
         timings.laps.push((format!("block {}", block.id), seconds));
         blocks.push(block);
@@ -628,9 +626,8 @@ fn check_shippable(
 /// read and that the narrowed ones still reach (the per-entity activity facts, say) are
 /// computed, then the narrowed models over them. Each step's time goes to `timings`,
 /// labelled with `label`. Not `how.local`: the models are only narrowed, and stay plans
-/// inlined in every block's plan. Returns the blocks that
-/// compute a model in their own plan (the one block that reads it, once: its rows stream
-/// into the block).
+/// inlined in every block's plan. Returns the blocks that compute a model in their own
+/// plan (the one block that reads it, once: its rows stream into the block).
 async fn materialize(
     compiler: &Compiler<'_>,
     catalog: &Catalog,
@@ -644,7 +641,6 @@ async fn materialize(
     use datafusion::logical_expr::LogicalPlan;
     let model_error = |m: &str, e| execution_error(report.id(), &format!("model {m}"), e);
     let read: Vec<String> = narrowed.iter().map(|n| n.model.clone()).collect();
-    let direct = &read;
     for n in &narrowed {
         compiler.narrow(&n.model, &n.columns);
     }
@@ -672,7 +668,7 @@ async fn materialize(
             })
             .map_err(|e| model_error(m, e))?;
     }
-    let inner: Vec<String> = dependency_order(catalog, direct)
+    let inner: Vec<String> = dependency_order(catalog, &read)
         .into_iter()
         .filter(|m| reached.contains(m))
         .collect();
@@ -681,7 +677,7 @@ async fn materialize(
     if !how.local {
         return Ok(Vec::new());
     }
-    let shared: Vec<String> = shared_models(catalog, direct)
+    let shared: Vec<String> = shared_models(catalog, &read)
         .into_iter()
         .filter(|m| widths.contains_key(m))
         .collect();
@@ -697,7 +693,7 @@ async fn materialize(
             let frame = only_columns(full, &m, &widths[&m]).map_err(|e| model_error(&m, e))?;
             work.push(timed(in_memory(frame, m)));
         }
-        for ((m, cached, seconds), schema) in
+        for (((m, cached), seconds), schema) in
             side_by_side(work, how.slots).await.into_iter().zip(schemas)
         {
             let cached = cached.map_err(|e| model_error(&m, e))?;
@@ -739,7 +735,7 @@ async fn materialize(
         kept_for.push((reader, columns));
     }
     if !work.is_empty() {
-        for ((m, rows, seconds), (reader, columns)) in side_by_side(work, how.slots)
+        for (((m, rows), seconds), (reader, columns)) in side_by_side(work, how.slots)
             .await
             .into_iter()
             .zip(kept_for)
@@ -820,8 +816,7 @@ fn inner_columns(
     let stand_ins: Vec<(String, bool)> = inner.iter().map(|m| (m.clone(), false)).collect();
     compiler.forget_frames_except(&[]);
     for (m, df) in &real {
-        let schema = Arc::new(df.schema().as_arrow().clone());
-        compiler.set_frame(m, false, stand_in(compiler, report, m, m, schema)?);
+        compiler.set_frame(m, false, stand_in(compiler, report, m, df)?);
     }
     let mut read = ColumnsRead::of(inner);
     let mut scanned: Vec<String> = Vec::new();
@@ -847,8 +842,7 @@ fn inner_columns(
         compiler.forget_frames_except(&others);
         let df_read = narrowed_frame(compiler, report, m, false, &columns)?;
         scanned.extend(read.add(compiler, report, df_read)?);
-        let schema = Arc::new(df.schema().as_arrow().clone());
-        compiler.set_frame(m, false, stand_in(compiler, report, m, m, schema)?);
+        compiler.set_frame(m, false, stand_in(compiler, report, m, df)?);
         out.insert(m.clone(), columns);
     }
     compiler.forget_frames_except(&[]);
@@ -868,11 +862,11 @@ async fn in_memory(
     (model, rows)
 }
 
-/// `work` with the seconds it took.
-async fn timed<T>(work: impl std::future::Future<Output = (String, T)>) -> (String, T, f64) {
+/// `work`'s output with the seconds it took.
+async fn timed<T>(work: impl std::future::Future<Output = T>) -> (T, f64) {
     let started = std::time::Instant::now();
-    let (name, out) = work.await;
-    (name, out, started.elapsed().as_secs_f64())
+    let out = work.await;
+    (out, started.elapsed().as_secs_f64())
 }
 
 /// Runs each of `work` as its own task, `slots` at a time (the cores: at small data a
@@ -1000,16 +994,14 @@ fn columns_read(
     // model planning the whole tree under it.
     for m in dependency_order(catalog, &models) {
         let df = compiler.model_frame(&m, false, &mut Vec::new())?;
-        let schema = Arc::new(df.schema().as_arrow().clone());
-        compiler.set_frame(&m, false, stand_in(compiler, report, &m, &m, schema)?);
+        compiler.set_frame(&m, false, stand_in(compiler, report, &m, &df)?);
     }
     let mut real = Vec::new();
     let mut schemas = std::collections::HashMap::new();
     for m in &models {
         let df = compiler.model_frame(m, true, &mut Vec::new())?;
-        let schema = Arc::new(df.schema().as_arrow().clone());
-        compiler.set_frame(m, true, stand_in(compiler, report, m, m, schema.clone())?);
-        schemas.insert(m.clone(), schema);
+        compiler.set_frame(m, true, stand_in(compiler, report, m, &df)?);
+        schemas.insert(m.clone(), Arc::new(df.schema().as_arrow().clone()));
         real.push((m.clone(), df));
     }
     // Blocks compile on the cores side by side: planning is most of a small run.
@@ -1131,15 +1123,15 @@ impl Narrowed {
     }
 }
 
-/// A stand-in of `model` scanned as `table` (`compile::stand_in`), its errors named.
+/// A stand-in of `model` with `df`'s columns (`compile::stand_in`), its errors named.
 fn stand_in(
     compiler: &Compiler<'_>,
     report: &Report,
-    table: &str,
     model: &str,
-    schema: arrow::datatypes::SchemaRef,
+    df: &datafusion::prelude::DataFrame,
 ) -> Result<datafusion::prelude::DataFrame, ReportError> {
-    crate::compile::stand_in(compiler.state(), table, model, schema)
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    crate::compile::stand_in(compiler.state(), model, model, schema)
         .map_err(|e| execution_error(report.id(), &format!("model {model}"), e))
 }
 
