@@ -6,8 +6,8 @@ use std::sync::Arc;
 use chrono_tz::Tz;
 use datafusion::common::Column;
 use datafusion::execution::context::SessionContext;
-use datafusion::prelude::Expr;
 use datafusion::prelude::SessionConfig;
+use datafusion::prelude::{DataFrame, Expr};
 
 use crate::catalog::{Catalog, Report};
 use crate::compile::{CompiledBlock, Compiler, variant_stand_in};
@@ -496,45 +496,64 @@ pub async fn run(
     };
     let mut read = columns_read(&p.compiler, &p.variants, catalog, report, &p.blocks)?;
     timings.lap("columns read".into());
-    let mut streaming = materialize(
-        &p.compiler,
-        catalog,
-        report,
-        read.main,
-        how,
-        "",
-        &mut timings,
-    )
-    .await?;
-    for (index, variant) in p.variants.made() {
-        let Some(narrowed) = read.variants.remove(&index) else {
+    // The run's own period, then each other period its blocks read.
+    let made = p.variants.made();
+    let mut periods = vec![(&p.compiler, read.main, String::new())];
+    for (index, variant) in &made {
+        let Some(narrowed) = read.variants.remove(index) else {
             continue;
         };
         let v = variant.params();
         let label = format!(" ({}…{}, as of {})", v.from, v.to, v.as_of);
-        let more = materialize(
-            &variant,
-            catalog,
-            report,
-            narrowed,
-            how,
-            &label,
-            &mut timings,
-        )
-        .await?;
-        streaming.extend(more);
+        periods.push((variant.as_ref(), narrowed, label));
     }
-    // Every block compiles before any runs: a bad definition fails fast and whole.
-    let compiler = &p.compiler;
-    let compiled = in_parallel(p.blocks.clone(), |i| {
-        let block = compiler.block(report, i)?;
-        let previous = match report.spec.blocks[i].compare {
-            Some(shift) => Some((shift, compiler.shifted(shift).block(report, i)?.rows)),
-            None => None,
-        };
-        Ok::<_, ReportError>((i, block, previous))
+    // Each period's models are narrowed by a compiler of its own: side by side.
+    let narrowed = in_parallel(periods, |(compiler, narrowed, label)| {
+        timed_now(|| narrow_period(compiler, catalog, report, narrowed, label))
     });
-    let mut compiled = compiled.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let mut periods = Vec::new();
+    for (period, seconds) in narrowed {
+        let period = period?;
+        timings.laps.push((
+            format!("columns read through models{}", period.label),
+            seconds,
+        ));
+        periods.push(period);
+    }
+    timings.lap("columns read through models, side by side".into());
+    let streaming = materialize(report, &periods, how, &mut timings).await?;
+    drop(periods);
+    // Every block compiled before any runs: a bad definition fails fast and whole. A
+    // block's plans from the analysis, re-pointed at the computed models, are what it
+    // executes, optimized already; a block that computes a model in its own plan (and
+    // every block on a remote engine) is compiled again, over the models as they are now.
+    let compiler = &p.compiler;
+    let planned = planned_state(compiler.state());
+    let mut compiled = Vec::new();
+    let mut again = Vec::new();
+    let total = read.blocks.len();
+    for (i, block, compared) in read.blocks {
+        if !how.local || streaming.contains(&i) {
+            again.push(i);
+            continue;
+        }
+        let repointed = map_plans(block, compared, |df| {
+            repoint(df.logical_plan(), i, compiler, &made)
+                .map(|plan| DataFrame::new(planned.clone(), plan))
+        });
+        match repointed {
+            Ok((block, compared)) => compiled.push((i, block, compared)),
+            Err(_) => again.push(i),
+        }
+    }
+    let reused = compiled.len();
+    let recompiled = in_parallel(again, |i| compile_block(compiler, report, i));
+    for block in recompiled {
+        compiled.push(block?);
+    }
+    timings.lap(format!(
+        "blocks compiled ({reused} of {total} planned by the analysis)"
+    ));
     // A block that computes a model in its own plan (`streamed`) is the longest: started
     // first, it runs beside the others instead of after them.
     compiled.sort_by_key(|(i, _, _)| !streaming.contains(i));
@@ -542,8 +561,10 @@ pub async fn run(
     for (i, compiled, previous) in compiled {
         let spec = report.spec.blocks[i].clone();
         let report_id = report.id().to_string();
-        let previous =
-            previous.map(|(shift, rows)| (shift, req.params.shifted(shift).info(), rows));
+        let previous = spec
+            .compare
+            .zip(previous)
+            .map(|(shift, rows)| (shift, req.params.shifted(shift).info(), rows));
         work.push(timed(async move {
             (i, run_block(&report_id, spec, compiled, previous).await)
         }));
@@ -569,6 +590,16 @@ pub async fn run(
         filters: filters_of(catalog, report),
         timings: timings.laps,
     })
+}
+
+/// `state` executing plans as they are given: optimized already, by the analysis.
+fn planned_state(
+    state: &datafusion::execution::SessionState,
+) -> datafusion::execution::SessionState {
+    datafusion::execution::SessionStateBuilder::new_from_existing(state.clone())
+        .with_analyzer_rules(vec![])
+        .with_optimizer_rules(vec![])
+        .build()
 }
 
 /// Where a run's time went: each step and its seconds.
@@ -619,24 +650,32 @@ fn check_shippable(
     Ok(())
 }
 
-/// Computes the models blocks read (`narrowed`: the models with the columns read of
-/// them), once, in memory, for `compiler`, with only those columns: each model is
-/// narrowed to them (its joins that bring none of them left out), and so is each model
-/// they read through to the columns read of it; then the models that two or more models
-/// read and that the narrowed ones still reach (the per-entity activity facts, say) are
-/// computed, then the narrowed models over them. Each step's time goes to `timings`,
-/// labelled with `label`. Not `how.local`: the models are only narrowed, and stay plans
-/// inlined in every block's plan. Returns the blocks that compute a model in their own
-/// plan (the one block that reads it, once: its rows stream into the block).
-async fn materialize(
-    compiler: &Compiler<'_>,
+/// One period's models, narrowed to what the run reads and ready to compute.
+struct PeriodModels<'c> {
+    compiler: &'c Compiler<'c>,
+    /// Told after each model's name in `--timings` (empty for the run's own period).
+    label: String,
+    /// The models blocks read, with the columns read of them.
+    narrowed: Vec<Narrowed>,
+    /// The models those read that two or more read and that the narrowed ones still
+    /// reach, in waves (each reads only models of earlier waves), with the columns read
+    /// of each.
+    waves: Vec<Vec<String>>,
+    widths: std::collections::HashMap<String, Vec<String>>,
+}
+
+/// Narrows the models blocks read in `compiler`'s period (`narrowed`: the models with
+/// the columns read of them): each model to those columns (its joins that bring none of
+/// them left out), and each model they read through to the columns read of it; then tells
+/// which models that two or more models read the narrowed ones still reach (the
+/// per-entity activity facts, say), to be computed first.
+fn narrow_period<'c>(
+    compiler: &'c Compiler<'c>,
     catalog: &Catalog,
     report: &Report,
     narrowed: Vec<Narrowed>,
-    how: Executing,
-    label: &str,
-    timings: &mut Stopwatch,
-) -> Result<Vec<usize>, ReportError> {
+    label: String,
+) -> Result<PeriodModels<'c>, ReportError> {
     use datafusion::common::tree_node::TreeNodeRecursion;
     use datafusion::logical_expr::LogicalPlan;
     let model_error = |m: &str, e| execution_error(report.id(), &format!("model {m}"), e);
@@ -673,95 +712,142 @@ async fn materialize(
         .filter(|m| reached.contains(m))
         .collect();
     let widths = inner_columns(compiler, report, &inner, &narrowed)?;
-    timings.lap(format!("columns read through models{label}"));
-    if !how.local {
-        return Ok(Vec::new());
-    }
     let shared: Vec<String> = shared_models(catalog, &read)
         .into_iter()
         .filter(|m| widths.contains_key(m))
         .collect();
-    let mut kept = Vec::new();
+    Ok(PeriodModels {
+        compiler,
+        label,
+        narrowed,
+        waves: in_waves(catalog, &shared),
+        widths,
+    })
+}
+
+/// Computes the models blocks read, once, in memory, for every period the run reads
+/// (`periods`, each narrowed by `narrow_period`), with only the columns read: first the
+/// shared models under them wave by wave, then the models blocks read — every period's
+/// side by side, so that one period's small models run beside another's big ones. Each
+/// model's time goes to `timings`. Not `how.local`: the models are only narrowed, and stay
+/// plans inlined in every block's plan. Returns the blocks that compute a model in their
+/// own plan (the one block that reads it, once: its rows stream into the block).
+async fn materialize(
+    report: &Report,
+    periods: &[PeriodModels<'_>],
+    how: Executing,
+    timings: &mut Stopwatch,
+) -> Result<Vec<usize>, ReportError> {
+    if !how.local {
+        return Ok(Vec::new());
+    }
+    let model_error = |m: &str, e| execution_error(report.id(), &format!("model {m}"), e);
+    // Per period, the shared models computed so far.
+    let mut kept: Vec<Vec<(String, bool)>> = vec![Vec::new(); periods.len()];
+    let waves = periods.iter().map(|p| p.waves.len()).max().unwrap_or(0);
     // A wave's models read none of each other: they are computed side by side.
-    for wave in in_waves(catalog, &shared) {
-        compiler.forget_frames_except(&kept);
+    for wave in 0..waves {
         let mut schemas = Vec::new();
         let mut work = Vec::new();
-        for m in wave {
-            let full = compiler.model_frame(&m, false, &mut Vec::new())?;
-            schemas.push(full.schema().clone());
-            let frame = only_columns(full, &m, &widths[&m]).map_err(|e| model_error(&m, e))?;
-            work.push(timed(in_memory(frame, m)));
+        for (at, period) in periods.iter().enumerate() {
+            let Some(models) = period.waves.get(wave) else {
+                continue;
+            };
+            period.compiler.forget_frames_except(&kept[at]);
+            for m in models {
+                let full = period.compiler.model_frame(m, false, &mut Vec::new())?;
+                schemas.push((at, full.schema().clone()));
+                let frame =
+                    only_columns(full, m, &period.widths[m]).map_err(|e| model_error(m, e))?;
+                work.push(timed(in_memory(frame, m.clone())));
+            }
         }
-        for (((m, cached), seconds), schema) in
+        for (((m, cached), seconds), (at, schema)) in
             side_by_side(work, how.slots).await.into_iter().zip(schemas)
         {
+            let period = &periods[at];
             let cached = cached.map_err(|e| model_error(&m, e))?;
             let frame = crate::compile::unread_as_nulls(cached, &m, &schema)
                 .map_err(|e| model_error(&m, e))?;
-            compiler.set_frame(&m, false, frame);
-            kept.push((m.clone(), false));
-            timings.laps.push((format!("model {m}{label}"), seconds));
+            period.compiler.set_frame(&m, false, frame);
+            kept[at].push((m.clone(), false));
+            timings
+                .laps
+                .push((format!("model {m}{}", period.label), seconds));
         }
         release_freed_memory();
-        timings.lap(format!("models side by side{label}"));
+        timings.lap("models side by side".into());
     }
-    compiler.forget_frames_except(&kept);
-    let read_by_blocks: Vec<(String, bool)> =
-        narrowed.iter().map(|n| (n.model.clone(), true)).collect();
     // The models blocks read read none of each other (a model reads another as models
     // do, unfiltered): computed side by side too.
     let mut work = Vec::new();
     let mut kept_for = Vec::new();
     let mut streaming = Vec::new();
-    for n in narrowed {
-        let m = &n.model;
-        let frame = narrowed_frame(compiler, report, m, true, &n.columns)?;
-        compiler.set_frame(m, true, frame);
-        let columns = n.columns.len();
-        // A model one block reads is kept as that block reads it (its `where` applied,
-        // for the block's groupings to share), and not at all when the block reads it
-        // once: the rows then stream into the block's aggregate.
-        let (rows, reader) = match n.only_reader() {
-            Some(b) if n.scans.len() == 1 => {
-                timings.lap(format!("model {m}{label} ({columns} columns, streamed)"));
-                streaming.push(b);
-                continue;
-            }
-            Some(b) => (compiler.block_input(report, b, m, None)?, Some(b)),
-            None => (compiler.model_frame(m, true, &mut Vec::new())?, None),
-        };
-        work.push(timed(in_memory(rows, m.clone())));
-        kept_for.push((reader, columns));
+    for (at, period) in periods.iter().enumerate() {
+        let (compiler, label) = (period.compiler, &period.label);
+        compiler.forget_frames_except(&kept[at]);
+        for n in &period.narrowed {
+            let m = &n.model;
+            let (frame, seconds) =
+                timed_now(|| narrowed_frame(compiler, report, m, true, &n.columns));
+            compiler.set_frame(m, true, frame?);
+            let columns = n.columns.len();
+            // A model one block reads is kept as that block reads it (its `where`
+            // applied, for the block's groupings to share), and not at all when the block
+            // reads it once: the rows then stream into the block's aggregate.
+            let (rows, reader) = match n.only_reader() {
+                Some(b) if n.scans.len() == 1 => {
+                    let block = &report.spec.blocks[b].id;
+                    timings.laps.push((
+                        format!("model {m}{label} ({columns} columns, planned, streamed into block {block})"),
+                        seconds,
+                    ));
+                    streaming.push(b);
+                    continue;
+                }
+                Some(b) => (compiler.block_input(report, b, m, None)?, Some(b)),
+                None => (compiler.model_frame(m, true, &mut Vec::new())?, None),
+            };
+            work.push(timed(in_memory(rows, m.clone())));
+            kept_for.push((at, reader, columns));
+        }
     }
     if !work.is_empty() {
-        for (((m, rows), seconds), (reader, columns)) in side_by_side(work, how.slots)
+        for (((m, rows), seconds), (at, reader, columns)) in side_by_side(work, how.slots)
             .await
             .into_iter()
             .zip(kept_for)
         {
+            let period = &periods[at];
             let rows = rows.map_err(|e| model_error(&m, e))?;
             let what = match reader {
                 Some(b) => {
-                    compiler.set_block_input(&m, b, rows);
+                    period.compiler.set_block_input(&m, b, rows);
                     format!(" for block {}", report.spec.blocks[b].id)
                 }
                 None => {
-                    compiler.set_frame(&m, true, rows);
+                    period.compiler.set_frame(&m, true, rows);
                     String::new()
                 }
             };
             timings.laps.push((
-                format!("model {m}{label} ({columns} columns){what}"),
+                format!("model {m}{} ({columns} columns){what}", period.label),
                 seconds,
             ));
         }
         release_freed_memory();
-        timings.lap(format!("models side by side{label}"));
+        timings.lap("models side by side".into());
     }
     // The shared models' rows are needed no more where the models over them are kept:
     // only the frames blocks read stay (a streamed one still holds what it reads).
-    compiler.forget_frames_except(&read_by_blocks);
+    for period in periods {
+        let read_by_blocks: Vec<(String, bool)> = period
+            .narrowed
+            .iter()
+            .map(|n| (n.model.clone(), true))
+            .collect();
+        period.compiler.forget_frames_except(&read_by_blocks);
+    }
     Ok(streaming)
 }
 
@@ -860,6 +946,13 @@ async fn in_memory(
 ) {
     let rows = async { frame.cache().await?.alias(&model) }.await;
     (model, rows)
+}
+
+/// `work`'s output with the seconds it took.
+fn timed_now<T>(work: impl FnOnce() -> T) -> (T, f64) {
+    let started = std::time::Instant::now();
+    let out = work();
+    (out, started.elapsed().as_secs_f64())
 }
 
 /// `work`'s output with the seconds it took.
@@ -977,7 +1070,8 @@ fn release_freed_memory() {
 /// model (an empty table of its columns; one per period) and optimized, and DataFusion's
 /// projection pushdown tells which columns each stand-in's scan keeps. The models are
 /// then computed with those columns only, so the derived columns, joins and window
-/// functions no block reaches are never planned.
+/// functions no block reaches are never planned. The optimized blocks come back too, for
+/// the run to execute once re-pointed at the computed models (`repoint`).
 fn columns_read(
     compiler: &Compiler<'_>,
     variants: &crate::compile::Variants<'_>,
@@ -1006,23 +1100,9 @@ fn columns_read(
     }
     // Blocks compile on the cores side by side: planning is most of a small run.
     let compiled = variants.with_stand_ins(schemas, || {
-        in_parallel(blocks.to_vec(), |i| {
-            let c = compiler.block(report, i)?;
-            let compared = match report.spec.blocks[i].compare {
-                Some(shift) => Some(compiler.shifted(shift).block(report, i)?.rows),
-                None => None,
-            };
-            Ok::<_, ReportError>((i, c, compared))
-        })
+        in_parallel(blocks.to_vec(), |i| compile_block(compiler, report, i))
     });
-    let mut plans = Vec::new();
-    for compiled in compiled {
-        let (i, c, compared) = compiled?;
-        plans.push((i, c.rows));
-        plans.extend(c.totals.map(|t| (i, t)));
-        plans.extend(c.children.into_iter().map(|ch| (i, ch.rows)));
-        plans.extend(compared.map(|rows| (i, rows)));
-    }
+    let compiled = compiled.into_iter().collect::<Result<Vec<_>, _>>()?;
     let made = variants.made();
     let mut tables = models.clone();
     for (v, _) in &made {
@@ -1030,20 +1110,39 @@ fn columns_read(
     }
     let mut read = ColumnsRead::of(&tables);
     let mut scans: std::collections::HashMap<String, Vec<usize>> = Default::default();
-    let (blocks_of, plans): (Vec<usize>, Vec<_>) = plans.into_iter().unzip();
-    for (i, scanned) in blocks_of
-        .into_iter()
-        .zip(read.add_all(compiler, report, plans)?)
-    {
-        for scanned in scanned {
+    // Every plan optimized as it will run, side by side on the cores: what each scan of a
+    // stand-in keeps is what the block reads of that model, and the plans, re-pointed at
+    // the models once they are computed (`repoint`), are what the blocks execute.
+    let mut frames = Vec::new();
+    for (i, block, compared) in &compiled {
+        frames.extend(plans_of(block, compared.as_ref()).map(|df| (*i, df.clone())));
+    }
+    let state = compiler.state();
+    let optimized = in_parallel(frames, |(i, df)| (i, state.optimize(df.logical_plan())));
+    let mut plans = Vec::new();
+    for (i, plan) in optimized {
+        let plan = plan.map_err(|e| execution_error(report.id(), "columns read", e))?;
+        for scanned in read.add_pruned(report, &plan)? {
             scans.entry(scanned).or_default().push(i);
         }
+        plans.push(plan);
     }
-    // Back to the real frames, for the caller to narrow and compute. (Scans of tables
-    // that share a model's name may have added names: only the model's columns count.)
+    let mut plans = plans.into_iter();
+    let mut blocks_optimized = Vec::new();
+    for (i, block, compared) in compiled {
+        let (block, compared) = map_plans(block, compared, |df| {
+            let plan = plans
+                .next()
+                .expect("one optimized plan per plan of the blocks");
+            Ok::<_, ReportError>(DataFrame::new(df.into_parts().0, plan))
+        })?;
+        blocks_optimized.push((i, block, compared));
+    }
+    // Back to the real frames, for the caller to narrow and compute.
     let mut out = RunColumns {
         main: Vec::new(),
         variants: Default::default(),
+        blocks: blocks_optimized,
     };
     for (v, _) in &made {
         for (m, df) in &real {
@@ -1077,6 +1176,123 @@ fn columns_read(
 struct RunColumns {
     main: Vec<Narrowed>,
     variants: std::collections::HashMap<usize, Vec<Narrowed>>,
+    /// Each block (by index) compiled over the stand-ins and optimized, with its rows
+    /// over the period it is compared with.
+    blocks: Vec<(usize, CompiledBlock, Option<DataFrame>)>,
+}
+
+/// Block `i` compiled, with its rows over the period it is compared with.
+fn compile_block(
+    compiler: &Compiler<'_>,
+    report: &Report,
+    i: usize,
+) -> Result<(usize, CompiledBlock, Option<DataFrame>), ReportError> {
+    let block = compiler.block(report, i)?;
+    let compared = match report.spec.blocks[i].compare {
+        Some(shift) => Some(compiler.shifted(shift).block(report, i)?.rows),
+        None => None,
+    };
+    Ok((i, block, compared))
+}
+
+/// A block's plans, in the order `map_plans` maps them: its rows, totals, children's rows
+/// and its rows over the period it is compared with.
+fn plans_of<'b>(
+    block: &'b CompiledBlock,
+    compared: Option<&'b DataFrame>,
+) -> impl Iterator<Item = &'b DataFrame> {
+    std::iter::once(&block.rows)
+        .chain(block.totals.as_ref())
+        .chain(block.children.iter().map(|c| &c.rows))
+        .chain(compared)
+}
+
+/// A block with each of its plans (in `plans_of`'s order) replaced by `f` of it.
+fn map_plans<E>(
+    mut block: CompiledBlock,
+    compared: Option<DataFrame>,
+    mut f: impl FnMut(DataFrame) -> Result<DataFrame, E>,
+) -> Result<(CompiledBlock, Option<DataFrame>), E> {
+    block.rows = f(block.rows)?;
+    block.totals = block.totals.map(&mut f).transpose()?;
+    for child in &mut block.children {
+        child.rows = f(child.rows.clone())?;
+    }
+    let compared = compared.map(&mut f).transpose()?;
+    Ok((block, compared))
+}
+
+/// `plan` (block `block`'s, optimized over stand-ins) reading the rows the run computed
+/// instead: each scan of a stand-in becomes a scan of its model's rows (of its period,
+/// as kept for the block), with the same columns. An error when a model was not computed
+/// as rows (a plan, streamed into the block) or its rows differ in a column's type.
+fn repoint<'a>(
+    plan: &datafusion::logical_expr::LogicalPlan,
+    block: usize,
+    compiler: &Compiler<'a>,
+    made: &[(usize, Arc<Compiler<'a>>)],
+) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
+    use datafusion::common::tree_node::Transformed;
+    use datafusion::datasource::source_as_provider;
+    use datafusion::error::DataFusionError;
+    use datafusion::logical_expr::{LogicalPlan, TableScanBuilder};
+    let not_rows = |what: String| DataFusionError::Plan(format!("not re-pointed: {what}"));
+    plan.clone()
+        .transform_up_with_subqueries(|node| {
+            let LogicalPlan::TableScan(scan) = &node else {
+                return Ok(Transformed::no(node));
+            };
+            let provider = source_as_provider(&scan.source)?;
+            let any: &dyn std::any::Any = provider.as_ref();
+            let Some(stand_in) = any.downcast_ref::<crate::compile::StandIn>() else {
+                return Ok(Transformed::no(node));
+            };
+            let holder = match stand_in.variant {
+                None => compiler,
+                Some(v) => match made.iter().find(|(i, _)| *i == v) {
+                    Some((_, c)) => c.as_ref(),
+                    None => return Err(not_rows(format!("no period {v}"))),
+                },
+            };
+            let model = &stand_in.model;
+            let held = holder
+                .held_frame(model, block)
+                .ok_or_else(|| not_rows(format!("{model} not held")))?;
+            // Computed rows are a scan of them under the model's name.
+            let rows = match held.logical_plan() {
+                LogicalPlan::SubqueryAlias(a) => match a.input.as_ref() {
+                    LogicalPlan::TableScan(t)
+                        if t.projection.is_none() && t.filters.is_empty() && t.fetch.is_none() =>
+                    {
+                        t.source.clone()
+                    }
+                    _ => return Err(not_rows(format!("{model} is a plan"))),
+                },
+                _ => return Err(not_rows(format!("{model} is a plan"))),
+            };
+            let ours = provider.schema();
+            let theirs = rows.schema();
+            let wanted: Vec<usize> = match &scan.projection {
+                Some(p) => p.clone(),
+                None => (0..ours.fields().len()).collect(),
+            };
+            let projection = wanted
+                .iter()
+                .map(|&k| theirs.index_of(ours.field(k).name()))
+                .collect::<Result<Vec<_>, _>>()?;
+            let scan2 = TableScanBuilder::new(scan.table_name.clone(), rows)
+                .with_projection(Some(projection))
+                .with_filters(scan.filters.clone())
+                .with_fetch(scan.fetch)
+                .build()?;
+            if scan2.projected_schema != scan.projected_schema {
+                return Err(not_rows(format!(
+                    "{model}'s rows differ in a column's type"
+                )));
+            }
+            Ok(Transformed::yes(LogicalPlan::TableScan(scan2)))
+        })
+        .map(|t| t.data)
 }
 
 /// The optimizer rules that tell which columns a plan reads: expressions simplified
@@ -1131,7 +1347,7 @@ fn stand_in(
     df: &datafusion::prelude::DataFrame,
 ) -> Result<datafusion::prelude::DataFrame, ReportError> {
     let schema = Arc::new(df.schema().as_arrow().clone());
-    crate::compile::stand_in(compiler.state(), model, model, schema)
+    crate::compile::stand_in(compiler.state(), model, None, schema)
         .map_err(|e| execution_error(report.id(), &format!("model {model}"), e))
 }
 
@@ -1186,8 +1402,8 @@ impl ColumnsRead {
             .collect()
     }
 
-    /// Adds the columns a pruned plan reads of each stand-in; returns the stand-ins it
-    /// scans, once per scan.
+    /// Adds the columns a pruned (or optimized) plan reads of each stand-in; returns the
+    /// stand-ins it scans, once per scan.
     fn add_pruned(
         &mut self,
         report: &Report,
@@ -1199,6 +1415,7 @@ impl ColumnsRead {
         let mut scanned = Vec::new();
         plan.apply_with_subqueries(|node| {
             if let LogicalPlan::TableScan(scan) = node
+                && is_stand_in(scan)
                 && let Some(cols) = self.columns.get_mut(scan.table_name.table())
             {
                 cols.extend(
@@ -1233,6 +1450,14 @@ impl ColumnsRead {
         }
         cols
     }
+}
+
+/// Whether `scan` reads a stand-in of a model (not a table of the same name).
+fn is_stand_in(scan: &datafusion::logical_expr::TableScan) -> bool {
+    datafusion::datasource::source_as_provider(&scan.source).is_ok_and(|p| {
+        let any: &dyn std::any::Any = p.as_ref();
+        any.is::<crate::compile::StandIn>()
+    })
 }
 
 /// The filters the report's models accept, in first-seen order.

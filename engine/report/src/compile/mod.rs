@@ -161,17 +161,61 @@ impl<'a> Variants<'a> {
     }
 }
 
-/// An empty table of `schema`'s columns, scanned as `table` and named `model`: what a
-/// plan over the model is compiled against to learn which of its columns it reads,
-/// without computing it.
+/// An empty table of a model's columns: what a plan over the model is compiled against
+/// to learn which of its columns it reads, without computing it. Its scans are later
+/// re-pointed at the model's computed rows (`run`), so each one says which model, of which
+/// period, it stands for.
+#[derive(Debug)]
+pub(crate) struct StandIn {
+    /// The model stood for.
+    pub model: String,
+    /// The run's variant (another period) whose model it is; `None`: the run's own.
+    pub variant: Option<usize>,
+    schema: arrow::datatypes::SchemaRef,
+}
+
+#[async_trait::async_trait]
+impl datafusion::catalog::TableProvider for StandIn {
+    fn schema(&self) -> arrow::datatypes::SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> datafusion::logical_expr::TableType {
+        datafusion::logical_expr::TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        let schema = datafusion::physical_plan::project_schema(&self.schema, projection)?;
+        Ok(Arc::new(datafusion::physical_plan::empty::EmptyExec::new(
+            schema,
+        )))
+    }
+}
+
+/// A stand-in (`StandIn`) of `model` (of the run's `variant`, if given) with `schema`'s
+/// columns, named `model`.
 pub(crate) fn stand_in(
     state: &SessionState,
-    table: &str,
     model: &str,
+    variant: Option<usize>,
     schema: arrow::datatypes::SchemaRef,
 ) -> datafusion::error::Result<DataFrame> {
-    let rows = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?;
-    let mut plan = LogicalPlanBuilder::scan(table, provider_as_source(Arc::new(rows)), None)?;
+    let table = match variant {
+        Some(index) => variant_stand_in(model, index),
+        None => model.to_string(),
+    };
+    let rows = StandIn {
+        model: model.to_string(),
+        variant,
+        schema,
+    };
+    let mut plan = LogicalPlanBuilder::scan(&table, provider_as_source(Arc::new(rows)), None)?;
     if table != model {
         plan = plan.alias(model)?;
     }
@@ -304,10 +348,9 @@ impl<'a> Compiler<'a> {
         let index = made.len();
         let stand_ins = variants.stand_ins.lock().unwrap_or_else(|e| e.into_inner());
         for (model, schema) in stand_ins.iter().flatten() {
-            let table = variant_stand_in(model, index);
             // Without a stand-in the variant plans the model itself: slower to analyse,
             // the same columns.
-            if let Ok(df) = stand_in(&self.state, &table, model, schema.clone()) {
+            if let Ok(df) = stand_in(&self.state, model, Some(index), schema.clone()) {
                 c.set_frame(model, true, df);
             }
         }
@@ -360,6 +403,24 @@ impl<'a> Compiler<'a> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert((model.to_string(), i), df);
+    }
+
+    /// What the run holds of `model` for block `i`: the rows kept for the block, else the
+    /// model's frame as blocks read it (its rows once computed); `None` before either.
+    pub fn held_frame(&self, model: &str, i: usize) -> Option<DataFrame> {
+        let kept = self
+            .scopes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(model.to_string(), i))
+            .cloned();
+        kept.or_else(|| {
+            self.frames
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&(model.to_string(), true))
+                .cloned()
+        })
     }
 
     /// The rows of `model` block `i` reads: the model's, filtered by the block's `where`

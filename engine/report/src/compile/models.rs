@@ -7,9 +7,9 @@ use crate::catalog::Input;
 impl<'a> Compiler<'a> {
     /// For a model narrowed by the run (`narrow`): the columns it must still compute, and
     /// the joins (by index) it leaves out — those that bring no column the run reads,
-    /// directly or through derived columns, report filters or the keys of the joins kept,
-    /// and match at most one row (`one_row_per_key`), so that leaving them out changes no
-    /// row.
+    /// directly or through derived columns, the filters the run sets (`filtered`) or the
+    /// keys of the joins kept, and match at most one row (`one_row_per_key`), so that
+    /// leaving them out changes no row.
     pub(super) fn narrowing(
         &self,
         model: &Model,
@@ -27,7 +27,16 @@ impl<'a> Compiler<'a> {
             self.inner_schema(name)?.0
         };
         let spec = &model.spec;
-        required.extend(spec.filters.values().cloned());
+        if filtered {
+            // A filter the run does not set reads nothing: its column (the stage visit's
+            // employee, found through the lead and the deal) is not computed for it.
+            required.extend(
+                spec.filters
+                    .iter()
+                    .filter(|(f, _)| !self.filter_values(f).is_empty())
+                    .map(|(_, c)| c.clone()),
+            );
+        }
         required.extend(spec.key.iter().cloned());
         let kept = |j: &crate::spec::JoinSpec, required: &HashSet<String>| {
             j.take.iter().any(|(name, _)| required.contains(name))
@@ -261,7 +270,7 @@ impl<'a> Compiler<'a> {
             df = self.derived_columns(df, &model, narrowing.as_ref().map(|(r, _)| r))?;
         }
         if filtered {
-            df = self.apply_filters(df, &model)?;
+            df = self.apply_filters(df, &model, narrowing.is_some())?;
         }
         if let Some(group_by) = &model.spec.group_by {
             let mut groups = Vec::new();
@@ -566,15 +575,22 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// `df` (model `model`'s rows) with the report filters the run sets applied. A
+    /// `narrowed` frame lacks the columns of the filters the run does not set.
     pub(super) fn apply_filters(
         &self,
         mut df: DataFrame,
         model: &Model,
+        narrowed: bool,
     ) -> Result<DataFrame, ReportError> {
         let cols = frame_columns(&df);
         for (filter, col_name) in &model.spec.filters {
             let path = join("filters", filter);
+            let values = self.filter_values(filter);
             if !cols.contains(col_name) {
+                if narrowed && values.is_empty() {
+                    continue;
+                }
                 return Err(Diagnostic::at(
                     &model.src,
                     &path,
@@ -586,12 +602,6 @@ impl<'a> Compiler<'a> {
                 )
                 .into());
             }
-            let values = self
-                .filters
-                .iter()
-                .find(|(f, _)| f == filter)
-                .map(|(_, v)| v.as_slice())
-                .unwrap_or_default();
             if values.is_empty() {
                 continue;
             }
@@ -604,6 +614,15 @@ impl<'a> Compiler<'a> {
                 .map_err(|e| df_error(&model.src, &path, &model.spec.model, e))?;
         }
         Ok(df)
+    }
+
+    /// The values the run filters `filter` by; none when it does not filter by it.
+    fn filter_values(&self, filter: &str) -> &[ScalarValue] {
+        self.filters
+            .iter()
+            .find(|(f, _)| f == filter)
+            .map(|(_, v)| v.as_slice())
+            .unwrap_or_default()
     }
 
     /// The measures of a model, parsed and classified (once per compiler).
