@@ -521,62 +521,69 @@ pub async fn run(
         periods.push(period);
     }
     timings.lap("columns read through models, side by side".into());
-    let streaming = materialize(report, &periods, how, &mut timings).await?;
-    drop(periods);
+    let kept = compute_shared(report, &periods, how, &mut timings).await?;
+    let models = block_models(report, &periods, &kept, how, &mut timings)?;
     // Every block compiled before any runs: a bad definition fails fast and whole. A
-    // block's plans from the analysis, re-pointed at the computed models, are what it
-    // executes, optimized already; a block that computes a model in its own plan (and
-    // every block on a remote engine) is compiled again, over the models as they are now.
-    let compiler = &p.compiler;
-    let planned = planned_state(compiler.state());
-    let mut compiled = Vec::new();
-    let mut again = Vec::new();
-    let total = read.blocks.len();
-    for (i, block, compared) in read.blocks {
-        if !how.local || streaming.contains(&i) {
-            again.push(i);
-            continue;
-        }
-        let repointed = map_plans(block, compared, |df| {
-            repoint(df.logical_plan(), i, compiler, &made)
-                .map(|plan| DataFrame::new(planned.clone(), plan))
-        });
-        match repointed {
-            Ok((block, compared)) => compiled.push((i, block, compared)),
-            Err(_) => again.push(i),
-        }
-    }
-    let reused = compiled.len();
-    let recompiled = in_parallel(again, |i| compile_block(compiler, report, i));
-    for block in recompiled {
-        compiled.push(block?);
-    }
-    timings.lap(format!(
-        "blocks compiled ({reused} of {total} planned by the analysis)"
-    ));
-    // A block that computes a model in its own plan (`streamed`) is the longest: started
-    // first, it runs beside the others instead of after them.
-    compiled.sort_by_key(|(i, _, _)| !streaming.contains(i));
-    let mut work = Vec::new();
-    for (i, compiled, previous) in compiled {
-        let spec = report.spec.blocks[i].clone();
-        let report_id = report.id().to_string();
-        let previous = spec
-            .compare
-            .zip(previous)
-            .map(|(shift, rows)| (shift, req.params.shifted(shift).info(), rows));
-        work.push(timed(async move {
-            (i, run_block(&report_id, spec, compiled, previous).await)
-        }));
-    }
-    let mut done = side_by_side(work, how.slots).await;
-    done.sort_by_key(|((i, _), _)| *i);
+    // block that reads none of the models computed as rows (only models streamed into it,
+    // or tables) starts beside those models instead of after them.
+    let (first, later): (Vec<_>, Vec<_>) = read
+        .blocks
+        .into_iter()
+        .partition(|(i, _, _)| how.local && !models.waiting.contains(i));
+    let total = first.len() + later.len();
+    let (first, first_reused) =
+        blocks_to_run(first, report, &p.compiler, &made, &models.streaming, how)?;
+    let mut tasks: Vec<Task> = models
+        .work
+        .into_iter()
+        .map(|w| -> Task {
+            Box::pin(async move {
+                let ((m, rows), seconds) = w.await;
+                Done::Model(m, rows, seconds)
+            })
+        })
+        .collect();
+    tasks.extend(block_tasks(first, report, req));
     let mut blocks = Vec::new();
-    for ((_, block), seconds) in done {
-        let block = block?;
-        timings.laps.push((format!("block {}", block.id), seconds));
-        blocks.push(block);
+    let mut computed = Vec::new();
+    for done in side_by_side(tasks, how.slots).await {
+        match done {
+            Done::Model(m, rows, seconds) => computed.push(((m, rows), seconds)),
+            Done::Block(i, block, seconds) => blocks.push((i, *block, seconds)),
+        }
     }
+    keep_models(report, &periods, computed, models.kept_for, &mut timings)?;
+    for (_, block, seconds) in &blocks {
+        if let Ok(b) = block {
+            timings.laps.push((format!("block {}", b.id), *seconds));
+        }
+    }
+    release_freed_memory();
+    timings.lap("models side by side".into());
+    drop(periods);
+    let (later, later_reused) =
+        blocks_to_run(later, report, &p.compiler, &made, &models.streaming, how)?;
+    timings.lap(format!(
+        "blocks compiled ({} of {total} planned by the analysis)",
+        first_reused + later_reused
+    ));
+    let tasks = block_tasks(later, report, req);
+    let mut rest = Vec::new();
+    for done in side_by_side(tasks, how.slots).await {
+        if let Done::Block(i, block, seconds) = done {
+            let block = *block;
+            if let Ok(b) = &block {
+                timings.laps.push((format!("block {}", b.id), seconds));
+            }
+            rest.push((i, block, seconds));
+        }
+    }
+    blocks.extend(rest);
+    blocks.sort_by_key(|(i, _, _)| *i);
+    let blocks = blocks
+        .into_iter()
+        .map(|(_, block, _)| block)
+        .collect::<Result<Vec<_>, _>>()?;
     timings.lap("blocks side by side".into());
     Ok(ReportResult {
         report: report.id().to_string(),
@@ -725,25 +732,23 @@ fn narrow_period<'c>(
     })
 }
 
-/// Computes the models blocks read, once, in memory, for every period the run reads
-/// (`periods`, each narrowed by `narrow_period`), with only the columns read: first the
-/// shared models under them wave by wave, then the models blocks read — every period's
+/// Computes the models that two or more models read under the models blocks read (the
+/// per-entity facts), once, in memory, for every period the run reads (`periods`, each
+/// narrowed by `narrow_period`), with only the columns read: wave by wave, every period's
 /// side by side, so that one period's small models run beside another's big ones. Each
-/// model's time goes to `timings`. Not `how.local`: the models are only narrowed, and stay
-/// plans inlined in every block's plan. Returns the blocks that compute a model in their
-/// own plan (the one block that reads it, once: its rows stream into the block).
-async fn materialize(
+/// model's time goes to `timings`. Returns, per period, the models computed. Not
+/// `how.local`: nothing is computed, the models stay plans inlined in every block's plan.
+async fn compute_shared(
     report: &Report,
     periods: &[PeriodModels<'_>],
     how: Executing,
     timings: &mut Stopwatch,
-) -> Result<Vec<usize>, ReportError> {
+) -> Result<Vec<Vec<(String, bool)>>, ReportError> {
+    let mut kept: Vec<Vec<(String, bool)>> = vec![Vec::new(); periods.len()];
     if !how.local {
-        return Ok(Vec::new());
+        return Ok(kept);
     }
     let model_error = |m: &str, e| execution_error(report.id(), &format!("model {m}"), e);
-    // Per period, the shared models computed so far.
-    let mut kept: Vec<Vec<(String, bool)>> = vec![Vec::new(); periods.len()];
     let waves = periods.iter().map(|p| p.waves.len()).max().unwrap_or(0);
     // A wave's models read none of each other: they are computed side by side.
     for wave in 0..waves {
@@ -778,11 +783,53 @@ async fn materialize(
         release_freed_memory();
         timings.lap("models side by side".into());
     }
-    // The models blocks read read none of each other (a model reads another as models
-    // do, unfiltered): computed side by side too.
-    let mut work = Vec::new();
-    let mut kept_for = Vec::new();
-    let mut streaming = Vec::new();
+    Ok(kept)
+}
+
+/// A model's rows being computed, with its name and the seconds it took.
+type ModelWork = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = ((String, datafusion::error::Result<DataFrame>), f64)>
+            + Send,
+    >,
+>;
+
+/// The models blocks read, each either computed as rows (`work`, for the blocks to share)
+/// or left a plan that streams into the one block that reads it.
+struct BlockModels {
+    /// Each model computed as rows; `kept_for` says, in the same order, its period (by
+    /// index), the one block it is kept for (its `where` applied), and its columns.
+    work: Vec<ModelWork>,
+    kept_for: Vec<(usize, Option<usize>, usize)>,
+    /// The blocks that compute a model in their own plan (the one block that reads it,
+    /// once): compiled again over the model's plan.
+    streaming: Vec<usize>,
+    /// The blocks that read a model computed as rows: they run once it is computed.
+    waiting: std::collections::BTreeSet<usize>,
+}
+
+/// Makes each period's models that blocks read (`periods`; the shared models under them
+/// computed already: `kept`) ready to compute: narrowed, and as rows only where two or
+/// more of a block's plans, or two or more blocks, read them. A model one block reads is
+/// kept as that block reads it (its `where` applied, for the block's groupings to share),
+/// and not at all when the block reads it once: the rows then stream into the block's
+/// aggregate. Not `how.local`: nothing to compute.
+fn block_models(
+    report: &Report,
+    periods: &[PeriodModels<'_>],
+    kept: &[Vec<(String, bool)>],
+    how: Executing,
+    timings: &mut Stopwatch,
+) -> Result<BlockModels, ReportError> {
+    let mut out = BlockModels {
+        work: Vec::new(),
+        kept_for: Vec::new(),
+        streaming: Vec::new(),
+        waiting: Default::default(),
+    };
+    if !how.local {
+        return Ok(out);
+    }
     for (at, period) in periods.iter().enumerate() {
         let (compiler, label) = (period.compiler, &period.label);
         compiler.forget_frames_except(&kept[at]);
@@ -792,9 +839,6 @@ async fn materialize(
                 timed_now(|| narrowed_frame(compiler, report, m, true, &n.columns));
             compiler.set_frame(m, true, frame?);
             let columns = n.columns.len();
-            // A model one block reads is kept as that block reads it (its `where`
-            // applied, for the block's groupings to share), and not at all when the block
-            // reads it once: the rows then stream into the block's aggregate.
             let (rows, reader) = match n.only_reader() {
                 Some(b) if n.scans.len() == 1 => {
                     let block = &report.spec.blocks[b].id;
@@ -802,44 +846,48 @@ async fn materialize(
                         format!("model {m}{label} ({columns} columns, planned, streamed into block {block})"),
                         seconds,
                     ));
-                    streaming.push(b);
+                    out.streaming.push(b);
                     continue;
                 }
                 Some(b) => (compiler.block_input(report, b, m, None)?, Some(b)),
                 None => (compiler.model_frame(m, true, &mut Vec::new())?, None),
             };
-            work.push(timed(in_memory(rows, m.clone())));
-            kept_for.push((at, reader, columns));
+            out.waiting.extend(n.scans.iter().copied());
+            out.work.push(Box::pin(timed(in_memory(rows, m.clone()))));
+            out.kept_for.push((at, reader, columns));
         }
     }
-    if !work.is_empty() {
-        for (((m, rows), seconds), (at, reader, columns)) in side_by_side(work, how.slots)
-            .await
-            .into_iter()
-            .zip(kept_for)
-        {
-            let period = &periods[at];
-            let rows = rows.map_err(|e| model_error(&m, e))?;
-            let what = match reader {
-                Some(b) => {
-                    period.compiler.set_block_input(&m, b, rows);
-                    format!(" for block {}", report.spec.blocks[b].id)
-                }
-                None => {
-                    period.compiler.set_frame(&m, true, rows);
-                    String::new()
-                }
-            };
-            timings.laps.push((
-                format!("model {m}{} ({columns} columns){what}", period.label),
-                seconds,
-            ));
-        }
-        release_freed_memory();
-        timings.lap("models side by side".into());
+    Ok(out)
+}
+
+/// Hands each computed model's rows (`computed`, in the order of `kept_for`) to its
+/// period's compiler, for the blocks to read; then forgets the shared models' rows, needed
+/// no more where the models over them are kept (a streamed one still holds what it reads).
+fn keep_models(
+    report: &Report,
+    periods: &[PeriodModels<'_>],
+    computed: Vec<((String, datafusion::error::Result<DataFrame>), f64)>,
+    kept_for: Vec<(usize, Option<usize>, usize)>,
+    timings: &mut Stopwatch,
+) -> Result<(), ReportError> {
+    for (((m, rows), seconds), (at, reader, columns)) in computed.into_iter().zip(kept_for) {
+        let period = &periods[at];
+        let rows = rows.map_err(|e| execution_error(report.id(), &format!("model {m}"), e))?;
+        let what = match reader {
+            Some(b) => {
+                period.compiler.set_block_input(&m, b, rows);
+                format!(" for block {}", report.spec.blocks[b].id)
+            }
+            None => {
+                period.compiler.set_frame(&m, true, rows);
+                String::new()
+            }
+        };
+        timings.laps.push((
+            format!("model {m}{} ({columns} columns){what}", period.label),
+            seconds,
+        ));
     }
-    // The shared models' rows are needed no more where the models over them are kept:
-    // only the frames blocks read stay (a streamed one still holds what it reads).
     for period in periods {
         let read_by_blocks: Vec<(String, bool)> = period
             .narrowed
@@ -848,7 +896,79 @@ async fn materialize(
             .collect();
         period.compiler.forget_frames_except(&read_by_blocks);
     }
-    Ok(streaming)
+    Ok(())
+}
+
+/// What one of the run's tasks gave: a model's rows, or a block's result; with its seconds.
+enum Done {
+    Model(String, datafusion::error::Result<DataFrame>, f64),
+    Block(usize, Box<Result<BlockResult, ReportError>>, f64),
+}
+
+/// A model or a block being computed.
+type Task = std::pin::Pin<Box<dyn std::future::Future<Output = Done> + Send>>;
+
+/// The blocks `blocks` (by index, compiled and optimized by the analysis) ready to run:
+/// each plan re-pointed at the models as computed, so that it is only physically planned;
+/// a block that computes a model in its own plan (`streaming`), and every block on
+/// a remote engine, compiled again over the models as they are now. The longest first:
+/// those that compute a model. Returns them with how many were planned by the analysis.
+#[allow(clippy::type_complexity)]
+fn blocks_to_run<'a>(
+    blocks: Vec<(usize, CompiledBlock, Option<DataFrame>)>,
+    report: &Report,
+    compiler: &Compiler<'a>,
+    made: &[(usize, Arc<Compiler<'a>>)],
+    streaming: &[usize],
+    how: Executing,
+) -> Result<(Vec<(usize, CompiledBlock, Option<DataFrame>)>, usize), ReportError> {
+    let planned = planned_state(compiler.state());
+    let mut compiled = Vec::new();
+    let mut again = Vec::new();
+    for (i, block, compared) in blocks {
+        if !how.local || streaming.contains(&i) {
+            again.push(i);
+            continue;
+        }
+        let repointed = map_plans(block, compared, |df| {
+            repoint(df.logical_plan(), i, compiler, made)
+                .map(|plan| DataFrame::new(planned.clone(), plan))
+        });
+        match repointed {
+            Ok((block, compared)) => compiled.push((i, block, compared)),
+            Err(_) => again.push(i),
+        }
+    }
+    let reused = compiled.len();
+    for block in in_parallel(again, |i| compile_block(compiler, report, i)) {
+        compiled.push(block?);
+    }
+    compiled.sort_by_key(|(i, _, _)| !streaming.contains(i));
+    Ok((compiled, reused))
+}
+
+/// A task running each of `blocks` (compiled, with its rows over the period it is
+/// compared with).
+fn block_tasks(
+    blocks: Vec<(usize, CompiledBlock, Option<DataFrame>)>,
+    report: &Report,
+    req: &RunRequest,
+) -> Vec<Task> {
+    blocks
+        .into_iter()
+        .map(|(i, compiled, previous)| -> Task {
+            let spec = report.spec.blocks[i].clone();
+            let report_id = report.id().to_string();
+            let previous = spec
+                .compare
+                .zip(previous)
+                .map(|(shift, rows)| (shift, req.params.shifted(shift).info(), rows));
+            Box::pin(async move {
+                let (block, seconds) = timed(run_block(&report_id, spec, compiled, previous)).await;
+                Done::Block(i, Box::new(block), seconds)
+            })
+        })
+        .collect()
 }
 
 /// Model `model`'s frame (`filtered`: as blocks read it) with only `columns`, under the

@@ -118,7 +118,7 @@ pub struct Compiler<'a> {
     /// model, its other columns typed nulls that no plan computes.
     inner: Mutex<HashMap<String, (HashSet<String>, datafusion::common::DFSchemaRef)>>,
     /// A block's rows of a model after the block's `where`, when the run computed them
-    /// once for all the block's groupings (`run::materialize`), by (model, block index).
+    /// once for all the block's groupings (`run::block_models`), by (model, block index).
     scopes: Mutex<HashMap<(String, usize), DataFrame>>,
     /// The run's compilers for other parameters, shared (empty when the run keeps none).
     variants: std::sync::Weak<Variants<'a>>,
@@ -126,7 +126,7 @@ pub struct Compiler<'a> {
 
 /// The compilers of one run for parameters other than its own (a shifted period, a
 /// block's own month): each made once and shared by every block that asks for it, so that
-/// the run can compute its models once (`run::materialize`).
+/// the run can compute its models once (`run::compute_shared`, `run::block_models`).
 #[derive(Default)]
 pub struct Variants<'a> {
     made: Mutex<Vec<(RunParams, Arc<Compiler<'a>>)>>,
