@@ -545,19 +545,9 @@ pub async fn run(
         .collect();
     tasks.extend(block_tasks(first, report, req));
     let mut blocks = Vec::new();
-    let mut computed = Vec::new();
-    for done in side_by_side(tasks, how.slots).await {
-        match done {
-            Done::Model(m, rows, seconds) => computed.push(((m, rows), seconds)),
-            Done::Block(i, block, seconds) => blocks.push((i, *block, seconds)),
-        }
-    }
+    let computed = finished(side_by_side(tasks, how.slots).await, &mut blocks);
     keep_models(report, &periods, computed, models.kept_for, &mut timings)?;
-    for (_, block, seconds) in &blocks {
-        if let Ok(b) = block {
-            timings.laps.push((format!("block {}", b.id), *seconds));
-        }
-    }
+    lap_blocks(&mut timings, &blocks);
     release_freed_memory();
     timings.lap("models side by side".into());
     drop(periods);
@@ -568,17 +558,9 @@ pub async fn run(
         first_reused + later_reused
     ));
     let tasks = block_tasks(later, report, req);
-    let mut rest = Vec::new();
-    for done in side_by_side(tasks, how.slots).await {
-        if let Done::Block(i, block, seconds) = done {
-            let block = *block;
-            if let Ok(b) = &block {
-                timings.laps.push((format!("block {}", b.id), seconds));
-            }
-            rest.push((i, block, seconds));
-        }
-    }
-    blocks.extend(rest);
+    let before = blocks.len();
+    finished(side_by_side(tasks, how.slots).await, &mut blocks);
+    lap_blocks(&mut timings, &blocks[before..]);
     blocks.sort_by_key(|(i, _, _)| *i);
     let blocks = blocks
         .into_iter()
@@ -907,6 +889,34 @@ enum Done {
 
 /// A model or a block being computed.
 type Task = std::pin::Pin<Box<dyn std::future::Future<Output = Done> + Send>>;
+
+/// A block's result by its index, with its seconds.
+type FinishedBlock = (usize, Result<BlockResult, ReportError>, f64);
+
+/// Sorts what tasks gave (`done`): the blocks' results go to `blocks`; the models' rows
+/// are returned, in order, with their seconds.
+fn finished(
+    done: Vec<Done>,
+    blocks: &mut Vec<FinishedBlock>,
+) -> Vec<((String, datafusion::error::Result<DataFrame>), f64)> {
+    let mut models = Vec::new();
+    for d in done {
+        match d {
+            Done::Model(m, rows, seconds) => models.push(((m, rows), seconds)),
+            Done::Block(i, block, seconds) => blocks.push((i, *block, seconds)),
+        }
+    }
+    models
+}
+
+/// Each block's time (of those that ran without error) to `timings`.
+fn lap_blocks(timings: &mut Stopwatch, blocks: &[FinishedBlock]) {
+    for (_, block, seconds) in blocks {
+        if let Ok(b) = block {
+            timings.laps.push((format!("block {}", b.id), *seconds));
+        }
+    }
+}
 
 /// The blocks `blocks` (by index, compiled and optimized by the analysis) ready to run:
 /// each plan re-pointed at the models as computed, so that it is only physically planned;

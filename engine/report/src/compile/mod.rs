@@ -405,16 +405,19 @@ impl<'a> Compiler<'a> {
             .insert((model.to_string(), i), df);
     }
 
-    /// What the run holds of `model` for block `i`: the rows kept for the block, else the
-    /// model's frame as blocks read it (its rows once computed); `None` before either.
-    pub fn held_frame(&self, model: &str, i: usize) -> Option<DataFrame> {
-        let kept = self
-            .scopes
+    /// The rows of `model` the run kept for block `i` (`set_block_input`), if any.
+    fn kept_input(&self, model: &str, i: usize) -> Option<DataFrame> {
+        self.scopes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&(model.to_string(), i))
-            .cloned();
-        kept.or_else(|| {
+            .cloned()
+    }
+
+    /// What the run holds of `model` for block `i`: the rows kept for the block, else the
+    /// model's frame as blocks read it (its rows once computed); `None` before either.
+    pub fn held_frame(&self, model: &str, i: usize) -> Option<DataFrame> {
+        self.kept_input(model, i).or_else(|| {
             self.frames
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -432,13 +435,8 @@ impl<'a> Compiler<'a> {
         model: &str,
         what: Option<&str>,
     ) -> Result<DataFrame, ReportError> {
-        if let Some(df) = self
-            .scopes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&(model.to_string(), i))
-        {
-            return Ok(df.clone());
+        if let Some(df) = self.kept_input(model, i) {
+            return Ok(df);
         }
         let df = self.model_frame(model, true, &mut Vec::new())?;
         match &report.spec.blocks[i].filter {
