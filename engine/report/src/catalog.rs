@@ -116,33 +116,24 @@ impl Catalog {
     pub fn from_sources_lenient(files: Vec<DefinitionFile>) -> (Catalog, Vec<Diagnostic>) {
         let mut catalog = Catalog::default();
         let mut problems = Vec::new();
-        for file in files {
-            if let Err(mut d) = catalog.add(file) {
-                problems.append(&mut d);
+        // Parsed side by side (YAML parsing is most of a small run's start), added in the
+        // files' order: a later file of the same name replaces an earlier one.
+        for parsed in crate::run::in_parallel(files, parse) {
+            match parsed {
+                Ok(Parsed::Model(model)) => {
+                    catalog
+                        .models
+                        .insert(model.spec.model.clone(), Arc::new(model));
+                }
+                Ok(Parsed::Report(report)) => {
+                    catalog
+                        .reports
+                        .insert(report.spec.report.clone(), Arc::new(report));
+                }
+                Err(mut d) => problems.append(&mut d),
             }
         }
         (catalog, problems)
-    }
-
-    /// Adds one file (a model or a report).
-    pub fn add(&mut self, file: DefinitionFile) -> Result<(), Vec<Diagnostic>> {
-        let src = Arc::new(file);
-        let kind = file_kind(&src).map_err(|d| vec![d])?;
-        match kind {
-            FileKind::Model => {
-                let spec: ModelSpec = deserialize(&src).map_err(|d| vec![d])?;
-                let model = check_model(spec, src)?;
-                self.models
-                    .insert(model.spec.model.clone(), Arc::new(model));
-            }
-            FileKind::Report => {
-                let spec: ReportSpec = deserialize(&src).map_err(|d| vec![d])?;
-                let report = check_report(spec, src)?;
-                self.reports
-                    .insert(report.spec.report.clone(), Arc::new(report));
-            }
-        }
-        Ok(())
     }
 
     /// The report of this id, or an error suggesting the nearest one.
@@ -194,6 +185,27 @@ pub fn read_file(path: &Path) -> Result<DefinitionFile, ReportError> {
 enum FileKind {
     Model,
     Report,
+}
+
+/// A definition file parsed and checked on its own.
+enum Parsed {
+    Model(Model),
+    Report(Report),
+}
+
+/// Parses and checks one file (a model or a report).
+fn parse(file: DefinitionFile) -> Result<Parsed, Vec<Diagnostic>> {
+    let src = Arc::new(file);
+    match file_kind(&src).map_err(|d| vec![d])? {
+        FileKind::Model => {
+            let spec: ModelSpec = deserialize(&src).map_err(|d| vec![d])?;
+            Ok(Parsed::Model(check_model(spec, src)?))
+        }
+        FileKind::Report => {
+            let spec: ReportSpec = deserialize(&src).map_err(|d| vec![d])?;
+            Ok(Parsed::Report(check_report(spec, src)?))
+        }
+    }
 }
 
 fn file_kind(src: &DefinitionFile) -> Result<FileKind, Diagnostic> {

@@ -1121,33 +1121,37 @@ async fn side_by_side<T: Send + 'static>(
 
 /// `f` of each of `items`, in order, on as many threads as there are cores (for CPU-bound
 /// work outside the async runtime's tasks: planning that borrows the run's compiler).
-fn in_parallel<T: Send, U: Send>(items: Vec<T>, f: impl Fn(T) -> U + Sync) -> Vec<U> {
+pub(crate) fn in_parallel<T: Send, U: Send>(items: Vec<T>, f: impl Fn(T) -> U + Sync) -> Vec<U> {
     let threads = parallelism().min(items.len());
     if threads <= 1 {
         return items.into_iter().map(f).collect();
     }
-    let mut groups: Vec<Vec<(usize, T)>> = (0..threads).map(|_| Vec::new()).collect();
-    for (i, item) in items.into_iter().enumerate() {
-        groups[i % threads].push((i, item));
-    }
-    let f = &f;
-    let work = move |group: Vec<(usize, T)>| -> Vec<(usize, U)> {
-        group.into_iter().map(|(i, item)| (i, f(item))).collect()
+    // Each thread takes the next item when done with its last: plans differ in size
+    // tenfold, and a thread handed a fixed share could be left with the big ones.
+    let queue = std::sync::Mutex::new(items.into_iter().enumerate());
+    let (f, queue) = (&f, &queue);
+    let work = move || -> Vec<(usize, U)> {
+        let mut done = Vec::new();
+        loop {
+            let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+            match next {
+                Some((i, item)) => done.push((i, f(item))),
+                None => return done,
+            }
+        }
     };
-    let here = groups.remove(0);
     let mut out: Vec<(usize, U)> = std::thread::scope(|scope| {
         // Planning recurses as deep as an expression nests: each thread gets the stack a
         // main thread has.
-        let running: Vec<_> = groups
-            .into_iter()
-            .map(|group| {
+        let running: Vec<_> = (1..threads)
+            .map(|_| {
                 std::thread::Builder::new()
                     .stack_size(8 << 20)
-                    .spawn_scoped(scope, move || work(group))
+                    .spawn_scoped(scope, work)
                     .expect("the system starts a thread")
             })
             .collect();
-        let mut out = work(here);
+        let mut out = work();
         for t in running {
             match t.join() {
                 Ok(done) => out.extend(done),

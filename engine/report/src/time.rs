@@ -31,38 +31,50 @@ pub fn local_date(micros: i64, tz: Tz) -> NaiveDate {
     utc.with_timezone(&tz).date_naive()
 }
 
-/// Local date as Date32 days, with a cache of the current UTC offset: offsets change a
-/// few times a year, so consecutive values almost always share one.
+/// Local date as Date32 days, remembering each UTC day's offset: offsets change a few
+/// times a year, while the values of a column spread over hundreds of days, so a column's
+/// values look up each day's offset once instead of each value its own.
 pub struct LocalDays {
     tz: Tz,
-    /// [start, end) in µs where `offset_micros` holds, verified by probing both ends.
-    window: Option<(i64, i64, i64)>,
+    /// Direct-mapped by UTC day: the day and its offset (µs) where the offset holds for
+    /// the whole day; allocated on first use.
+    known: Vec<(i64, i64)>,
 }
+
+/// How many UTC days `LocalDays` remembers: three years of values fit with few clashes.
+const KNOWN_DAYS: usize = 1024;
 
 impl LocalDays {
     pub fn new(tz: Tz) -> Self {
-        LocalDays { tz, window: None }
+        LocalDays {
+            tz,
+            known: Vec::new(),
+        }
     }
 
     pub fn days(&mut self, micros: i64) -> i32 {
-        if let Some((lo, hi, offset)) = self.window
-            && micros >= lo
-            && micros < hi
-        {
-            return (micros + offset).div_euclid(86_400 * MICROS_PER_SECOND) as i32;
-        }
-        let offset = self.offset_micros(micros);
-        // Assume the offset holds for the surrounding UTC day when it is the same at both
-        // ends; transitions happen at most once or twice a day in any real zone, so a
-        // window that agrees at both ends cannot contain one and come back.
         let day = 86_400 * MICROS_PER_SECOND;
-        let lo = micros.div_euclid(day) * day;
-        let hi = lo + day;
-        if self.offset_micros(lo) == offset && self.offset_micros(hi - 1) == offset {
-            self.window = Some((lo, hi, offset));
-        } else {
-            self.window = None;
+        let utc_day = micros.div_euclid(day);
+        if self.known.is_empty() {
+            self.known = vec![(i64::MIN, 0); KNOWN_DAYS];
         }
+        let slot = utc_day.rem_euclid(KNOWN_DAYS as i64) as usize;
+        let offset = match self.known[slot] {
+            (d, offset) if d == utc_day => offset,
+            _ => {
+                // The offset holds for the whole UTC day when it is the same at both ends:
+                // transitions happen at most once or twice a day in any real zone, so a
+                // day that agrees at both ends cannot contain one and come back.
+                let lo = utc_day * day;
+                let first = self.offset_micros(lo);
+                if self.offset_micros(lo.saturating_add(day - 1)) == first {
+                    self.known[slot] = (utc_day, first);
+                    first
+                } else {
+                    self.offset_micros(micros)
+                }
+            }
+        };
         (micros + offset).div_euclid(day) as i32
     }
 
@@ -184,6 +196,28 @@ mod tests {
             let t = start + i * 17 * 60 * MICROS_PER_SECOND;
             assert_eq!(date_from_days(cached.days(t)), local_date(t, tz), "at {t}");
         }
+    }
+
+    #[test]
+    fn remembered_days_agree_with_direct_conversion_in_any_order() {
+        let tz = chrono_tz::America::New_York;
+        let mut cached = LocalDays::new(tz);
+        let start = day_start_micros(NaiveDate::from_ymd_opt(2021, 1, 1).unwrap(), tz);
+        let hour = 3600 * MICROS_PER_SECOND;
+        // Five years jumping back and forth by 1 024 days and a few hours: days that share
+        // a remembered slot, and the days of every transition, in no particular order.
+        let mut t = start;
+        for i in 0..5_000i64 {
+            t = start + (i * 7_919 % 1_826) * 24 * hour + (i * 5 % 24) * hour;
+            assert_eq!(date_from_days(cached.days(t)), local_date(t, tz), "at {t}");
+            let far = t + 1_024 * 24 * hour;
+            assert_eq!(
+                date_from_days(cached.days(far)),
+                local_date(far, tz),
+                "at {far}"
+            );
+        }
+        assert!(t > start);
     }
 
     #[test]
