@@ -25,8 +25,8 @@ pub struct NextColumn {
     pub of: &'static str,
 }
 
-/// The derived column of a table, if it has one (the table is stored sorted by its
-/// partition and order, so a table has at most one).
+/// The derived column of a table, if it has one (the table is stored sorted by it, so a
+/// table has at most one).
 pub fn derived_column(table: &str) -> Option<&'static NextColumn> {
     match table {
         "stage_history" => Some(&NextColumn {
@@ -67,9 +67,9 @@ pub fn delivered_columns(table: &str, schema: &Schema) -> Vec<usize> {
 const BATCH_ROWS: usize = 64 * 1024;
 
 /// A checked table with its derived column (re)computed and appended, its rows sorted by
-/// that column's partition and order (so that a Parquet file of it keeps each entity's
-/// rows together and its row-group statistics prune). Tables without a derived column
-/// come back as they are.
+/// that column (the rows of each entity's latest change last, by time), so that the
+/// statistics of a Parquet file of it prune a scan for the latest rows before a day.
+/// Tables without a derived column come back as they are.
 pub fn derive(
     table: &str,
     schema: SchemaRef,
@@ -98,7 +98,8 @@ pub fn derive(
         .as_any()
         .downcast_ref::<TimestampMicrosecondArray>()
         .ok_or_else(|| ArrowError::SchemaError(format!("column `{}` is not a timestamp", d.of)))?;
-    let next: TimestampMicrosecondArray = indices
+    // The next change of each row, in partition order.
+    let next: Vec<Option<i64>> = indices
         .iter()
         .zip(indices.iter().skip(1).map(Some).chain([None]))
         .map(|(&i, following)| {
@@ -108,6 +109,22 @@ pub fn derive(
                 .and_then(|j| of.is_valid(j).then(|| of.value(j)))
         })
         .collect();
+    // Stored by when the entity changed next, each entity's latest row last (by time):
+    // "the latest row before `as_of`" then reads only the rows whose next change is
+    // after `as_of`, and the statistics of the row groups and pages before them skip
+    // them unread. Rows of one entity keep their order, so deriving again gives the same.
+    let mut stored: Vec<usize> = (0..indices.len()).collect();
+    stored.sort_by_key(|&p| {
+        let row = indices[p] as usize;
+        (
+            next[p].is_none(),
+            next[p],
+            of.is_valid(row).then(|| of.value(row)),
+            p,
+        )
+    });
+    let next: TimestampMicrosecondArray = stored.iter().map(|&p| next[p]).collect();
+    let indices: Vec<u32> = stored.iter().map(|&p| indices[p]).collect();
     let sorted = take_record_batch(&all, &arrow::array::UInt32Array::from(indices))?;
     drop(all);
     let mut fields: Vec<Field> = sorted
@@ -222,12 +239,13 @@ mod tests {
         assert!(has_derived("stage_history", &out));
         assert_eq!(
             lines(&batches),
+            // Rows with a next change first, by it; then each entity's latest, by time.
             vec![
-                ("deal".into(), 1, 20, None),
                 ("deal".into(), 2, 10, Some(20)),
                 ("deal".into(), 2, 20, Some(30)),
-                ("deal".into(), 2, 30, None),
                 ("lead".into(), 2, 5, None),
+                ("deal".into(), 1, 20, None),
+                ("deal".into(), 2, 30, None),
             ]
         );
     }

@@ -510,7 +510,7 @@ impl SnapshotWriter {
                 table: name.to_string(),
                 message: e.to_string(),
             })?;
-        // Stored with the columns derived from its rows (and sorted by entity and time),
+        // Stored with the columns derived from its rows (and sorted by them),
         // so that runs scan them instead of computing them.
         let (schema, batches) =
             svodka_schema::derive(name, schema, batches.to_vec()).map_err(|e| {

@@ -31,7 +31,7 @@ fn tables_come_back_equal() {
         let (schema, batches) = store.current().unwrap().read(t.name).unwrap();
         assert_eq!(schema, csv.schema, "{}", t.name);
         let a = concat_batches(&schema, &batches).unwrap();
-        // Tables with derived columns are stored sorted by entity and time; `read` gives
+        // Tables with derived columns are stored sorted by the next change; `read` gives
         // them back without those columns.
         let (derived, sorted) = svodka_schema::derive(t.name, csv.schema, csv.batches).unwrap();
         let b = concat_batches(&derived, &sorted)
