@@ -672,9 +672,17 @@ fn narrow_period<'c>(
     for n in &narrowed {
         compiler.narrow(&n.model, &n.columns);
     }
-    compiler.forget_frames_except(&[]);
-    // Which models the narrowed ones still read.
-    let mut reached: Vec<String> = Vec::new();
+    // The models blocks read are built again, narrowed; the models under them, as other
+    // models read them, are not narrowed yet: their stand-ins (left by `columns_read`)
+    // still hold, and building over them is what keeps this step cheap.
+    let unfiltered: Vec<(String, bool)> = dependency_order(catalog, &read)
+        .into_iter()
+        .map(|m| (m, false))
+        .collect();
+    compiler.forget_frames_except(&unfiltered);
+    // Which models the narrowed ones read (a stand-in's scan, or a model's frame under
+    // its name), and every model those read.
+    let mut direct: Vec<String> = Vec::new();
     for m in &read {
         let plan = compiler
             .model_frame(m, true, &mut Vec::new())?
@@ -686,16 +694,21 @@ fn narrow_period<'c>(
         };
         below
             .apply_with_subqueries(|node| {
-                if let LogicalPlan::SubqueryAlias(a) = node {
-                    let name = a.alias.table().to_string();
-                    if !reached.contains(&name) {
-                        reached.push(name);
+                let name = match node {
+                    LogicalPlan::SubqueryAlias(a) => a.alias.table().to_string(),
+                    LogicalPlan::TableScan(scan) if is_stand_in(scan) => {
+                        scan.table_name.table().to_string()
                     }
+                    _ => return Ok(TreeNodeRecursion::Continue),
+                };
+                if !direct.contains(&name) {
+                    direct.push(name);
                 }
                 Ok(TreeNodeRecursion::Continue)
             })
             .map_err(|e| model_error(m, e))?;
     }
+    let reached = reachable_models(catalog, direct);
     let inner: Vec<String> = dependency_order(catalog, &read)
         .into_iter()
         .filter(|m| reached.contains(m))
@@ -1220,9 +1233,14 @@ fn columns_read(
     // Only the schemas of the models blocks read are needed here: each model below them
     // is built over stand-ins of the ones it reads, dependencies first, instead of every
     // model planning the whole tree under it.
-    for m in dependency_order(catalog, &models) {
-        let df = compiler.model_frame(&m, false, &mut Vec::new())?;
-        compiler.set_frame(&m, false, stand_in(compiler, report, &m, &df)?);
+    let order = dependency_order(catalog, &models);
+    for m in &order {
+        // A model blocks read and no other model reads is only read filtered, below.
+        if models.contains(m) && !order.iter().any(|r| reads(catalog, r, m)) {
+            continue;
+        }
+        let df = compiler.model_frame(m, false, &mut Vec::new())?;
+        compiler.set_frame(m, false, stand_in(compiler, report, m, &df)?);
     }
     let mut real = Vec::new();
     let mut schemas = std::collections::HashMap::new();
@@ -1613,20 +1631,20 @@ pub fn filters_of(catalog: &Catalog, report: &Report) -> Vec<String> {
 /// once. (A model read by blocks directly is cached separately, with the run's filters.)
 fn shared_models(catalog: &Catalog, direct: &[String]) -> Vec<String> {
     let reachable = reachable_models(catalog, direct.to_vec());
-    let readers = |name: &str| {
-        reachable
-            .iter()
-            .filter(|m| m.as_str() != name)
-            .filter(|m| {
-                let spec = &catalog.models[m.as_str()].spec;
-                spec.from == name || spec.joins.iter().any(|j| j.from == name)
-            })
-            .count()
-    };
+    let readers = |name: &str| reachable.iter().filter(|m| reads(catalog, m, name)).count();
     dependency_order(catalog, direct)
         .into_iter()
         .filter(|m| readers(m) >= 2)
         .collect()
+}
+
+/// Whether model `reader` reads model `model` (its `from` or a join's; a model reading
+/// the table of its own name reads no model).
+fn reads(catalog: &Catalog, reader: &str, model: &str) -> bool {
+    reader != model
+        && catalog.models.get(reader).is_some_and(|r| {
+            r.spec.from == model || r.spec.joins.iter().any(|j| j.from == model)
+        })
 }
 
 /// `direct` and every model they read, dependencies before their readers.
