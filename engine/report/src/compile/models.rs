@@ -4,6 +4,10 @@
 use super::*;
 use crate::catalog::Input;
 
+/// How the columns a join adds for its keys begin (`{JOIN_SCRATCH}{join}_ours{key}`, and
+/// `_theirs`): left out of the model's columns.
+const JOIN_SCRATCH: &str = "__join";
+
 impl<'a> Compiler<'a> {
     /// For a model narrowed by the run (`narrow`): the columns it must still compute, and
     /// the joins (by index) it leaves out — those that bring no column the run reads,
@@ -298,10 +302,12 @@ impl<'a> Compiler<'a> {
             }
             df = aggregate(df, groups, aggs).map_err(|e| df_error(src, "group_by", &context, e))?;
         }
-        // One flat namespace under the model's name, whatever the joins left qualified.
+        // One flat namespace under the model's name, whatever the joins left qualified,
+        // without the joins' keys.
         let flat: Vec<Expr> = df
             .schema()
             .iter()
+            .filter(|(_, f)| !f.name().starts_with(JOIN_SCRATCH))
             .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())).alias(f.name()))
             .collect();
         df = df
@@ -378,18 +384,16 @@ impl<'a> Compiler<'a> {
         }
         // Our side of a key is a column or an expression over the model's columns so far.
         let mut df = df;
-        let mut scratch = Vec::new();
         for (k, (ours, theirs)) in j.on.iter().enumerate() {
             let on_path = join(&join(&path, "on"), ours);
             let left_key = if left_cols.contains(ours) {
                 ours.clone()
             } else {
                 let e = self.row_expr(&site(&on_path), ours, &df)?;
-                let name = format!("__lkey{k}");
+                let name = format!("{JOIN_SCRATCH}{i}_ours{k}");
                 df = df
                     .with_column(&name, e)
                     .map_err(|e| df_error(src, &on_path, &context, e))?;
-                scratch.push(name.clone());
                 name
             };
             if !right_cols.contains(theirs) {
@@ -401,7 +405,7 @@ impl<'a> Compiler<'a> {
                     ))
                     .into());
             }
-            let key = format!("__key{k}");
+            let key = format!("{JOIN_SCRATCH}{i}_theirs{k}");
             select.push(column(theirs).alias(&key));
             left_keys.push(left_key);
             right_keys.push(key);
@@ -424,10 +428,9 @@ impl<'a> Compiler<'a> {
             .map_err(|e| df_error(src, &path, &context, e))?;
         let lk: Vec<&str> = left_keys.iter().map(String::as_str).collect();
         let rk: Vec<&str> = right_keys.iter().map(String::as_str).collect();
-        let mut dropped = rk.clone();
-        dropped.extend(scratch.iter().map(String::as_str));
+        // The keys stay until the model's last projection leaves them out: one
+        // projection per join to drop them costs more to plan than the join itself.
         df.join(right, JoinType::Left, &lk, &rk, None)
-            .and_then(|d| d.drop_columns(&dropped))
             .map_err(|e| df_error(src, &path, &context, e))
     }
 
