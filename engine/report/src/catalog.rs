@@ -120,20 +120,31 @@ impl Catalog {
         // files' order: a later file of the same name replaces an earlier one.
         for parsed in crate::run::in_parallel(files, parse) {
             match parsed {
-                Ok(Parsed::Model(model)) => {
-                    catalog
-                        .models
-                        .insert(model.spec.model.clone(), Arc::new(model));
-                }
-                Ok(Parsed::Report(report)) => {
-                    catalog
-                        .reports
-                        .insert(report.spec.report.clone(), Arc::new(report));
-                }
+                Ok(parsed) => catalog.insert(parsed),
                 Err(mut d) => problems.append(&mut d),
             }
         }
         (catalog, problems)
+    }
+
+    /// Adds one file (a model or a report).
+    pub fn add(&mut self, file: DefinitionFile) -> Result<(), Vec<Diagnostic>> {
+        self.insert(parse(file)?);
+        Ok(())
+    }
+
+    /// Adds a parsed file, in place of one of the same name.
+    fn insert(&mut self, parsed: Parsed) {
+        match parsed {
+            Parsed::Model(model) => {
+                self.models
+                    .insert(model.spec.model.clone(), Arc::new(model));
+            }
+            Parsed::Report(report) => {
+                self.reports
+                    .insert(report.spec.report.clone(), Arc::new(report));
+            }
+        }
     }
 
     /// The report of this id, or an error suggesting the nearest one.

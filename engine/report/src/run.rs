@@ -1642,9 +1642,10 @@ fn shared_models(catalog: &Catalog, direct: &[String]) -> Vec<String> {
 /// the table of its own name reads no model).
 fn reads(catalog: &Catalog, reader: &str, model: &str) -> bool {
     reader != model
-        && catalog.models.get(reader).is_some_and(|r| {
-            r.spec.from == model || r.spec.joins.iter().any(|j| j.from == model)
-        })
+        && catalog
+            .models
+            .get(reader)
+            .is_some_and(|r| r.spec.from == model || r.spec.joins.iter().any(|j| j.from == model))
 }
 
 /// `direct` and every model they read, dependencies before their readers.
