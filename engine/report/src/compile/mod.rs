@@ -222,6 +222,36 @@ pub(crate) fn stand_in(
     Ok(DataFrame::new(state.clone(), plan.build()?))
 }
 
+/// `df` with `columns` (name, expression over `df`) in one projection: a column of the
+/// same name replaced where it stands, the others added after the last, in order — what
+/// `DataFrame::with_column` does, one projection each. A plan step per column makes
+/// every optimizer rule walk one node more.
+pub(crate) fn with_columns(
+    df: DataFrame,
+    columns: &[(String, Expr)],
+) -> datafusion::error::Result<DataFrame> {
+    let (state, plan) = df.into_parts();
+    let mut fields: Vec<(Expr, bool)> = plan
+        .schema()
+        .iter()
+        .map(
+            |(qualifier, field)| match columns.iter().find(|(n, _)| n == field.name()) {
+                Some((n, e)) => (e.clone().alias(n), true),
+                None => (Expr::Column(Column::from((qualifier, field))), false),
+            },
+        )
+        .collect();
+    for (n, e) in columns {
+        if plan.schema().fields().iter().all(|f| f.name() != n) {
+            fields.push((e.clone().alias(n), true));
+        }
+    }
+    let plan = LogicalPlanBuilder::from(plan)
+        .project_with_validation(fields)?
+        .build()?;
+    Ok(DataFrame::new(state, plan))
+}
+
 /// The table a stand-in of `model` is scanned as in the run's variant `index`: told
 /// apart from the run's own period's.
 pub(crate) fn variant_stand_in(model: &str, index: usize) -> String {

@@ -547,30 +547,8 @@ impl<'a> Compiler<'a> {
                 None => Ok(df),
             };
         }
-        let (state, plan) = df.clone().into_parts();
-        let mut fields: Vec<(Expr, bool)> = plan
-            .schema()
-            .iter()
-            .map(
-                |(qualifier, field)| match columns.iter().find(|(n, _)| n == field.name()) {
-                    Some((n, e)) => (e.clone().alias(n), true),
-                    None => (
-                        Expr::Column(datafusion::common::Column::from((qualifier, field))),
-                        false,
-                    ),
-                },
-            )
-            .collect();
-        for (n, e) in &columns {
-            if plan.schema().fields().iter().all(|f| f.name() != n) {
-                fields.push((e.clone().alias(n), true));
-            }
-        }
-        match LogicalPlanBuilder::from(plan)
-            .project_with_validation(fields)
-            .and_then(|b| b.build())
-        {
-            Ok(plan) => Ok(DataFrame::new(state, plan)),
+        match with_columns(df.clone(), &columns) {
+            Ok(df) => Ok(df),
             // One by one, to name the column at fault.
             Err(_) => columns
                 .into_iter()

@@ -605,14 +605,25 @@ impl<'a> Compiler<'a> {
             df = df.select(exprs).map_err(err)?;
         }
 
-        // Measures over measures, copies and lookups, in the analysed order.
+        // Measures over measures, copies and lookups, in the analysed order: the columns
+        // that read none of each other in one projection, a new one where a column reads
+        // one still pending, a lookup or a window in a step of its own.
+        let mut pending: Vec<(String, Expr)> = Vec::new();
+        let flush = |df: DataFrame, pending: &mut Vec<(String, Expr)>| match pending.len() {
+            0 => Ok(df),
+            _ => with_columns(df, &std::mem::take(pending)),
+        };
         for c in &plan.order {
             if let Some(source) = plan.copies.get(c) {
-                df = df.with_column(c, column(source)).map_err(err)?;
+                if pending.iter().any(|(p, _)| p == source) {
+                    df = flush(df, &mut pending).map_err(err)?;
+                }
+                pending.push((c.clone(), column(source)));
                 continue;
             }
             if let Some(k) = c.strip_prefix("__lookup") {
                 let k: usize = k.parse().expect("lookup steps are numbered");
+                df = flush(df, &mut pending).map_err(err)?;
                 df = self.lookup(df, report, i, k, &plan.lookup_deps[c])?;
                 continue;
             }
@@ -620,12 +631,25 @@ impl<'a> Compiler<'a> {
                 continue; // brought in by its lookup
             }
             let (resolved, site) = &plan.derived[c];
+            if resolved
+                .refs
+                .iter()
+                .any(|t| pending.iter().any(|(p, _)| *p == t.column))
+            {
+                df = flush(df, &mut pending).map_err(err)?;
+            }
             let e = self.plan(site, resolved, df.schema())?;
             if !find_aggregate_exprs([&e]).is_empty() {
                 return Err(site.error("an aggregate of a measure is not allowed; aggregate rows in a measure of its own").into());
             }
-            df = df.with_column(c, e).map_err(err)?;
+            if datafusion::logical_expr::utils::find_window_exprs([&e]).is_empty() {
+                pending.push((c.clone(), e));
+            } else {
+                df = flush(df, &mut pending).map_err(err)?;
+                df = df.with_column(c, e).map_err(err)?;
+            }
         }
+        df = flush(df, &mut pending).map_err(err)?;
 
         // Output: dimensions, then measures under their public names.
         let mut select: Vec<Expr> = dim_names.iter().map(|d| column(d)).collect();
