@@ -136,24 +136,29 @@ fn reachable_models(catalog: &Catalog, seeds: Vec<String>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut queue = std::collections::VecDeque::from(seeds);
     while let Some(m) = queue.pop_front() {
-        let Some(model) = catalog.models.get(&m) else {
-            continue;
-        };
-        if out.contains(&m) {
+        if !catalog.models.contains_key(&m) || out.contains(&m) {
             continue;
         }
-        let names =
-            std::iter::once(&model.spec.from).chain(model.spec.joins.iter().map(|j| &j.from));
-        for name in names {
-            if let crate::catalog::Input::Model(read) =
-                catalog.input(name, std::slice::from_ref(&m))
-            {
-                queue.push_back(read.to_string());
-            }
-        }
+        queue.extend(models_read(catalog, &m).into_iter().map(str::to_string));
         out.push(m);
     }
     out
+}
+
+/// The models model `m` reads (its `from` and its joins'), as `Catalog::input` names
+/// them: a model reading the table of its own name, or `tables.x`, reads no model.
+fn models_read<'c>(catalog: &'c Catalog, m: &str) -> Vec<&'c str> {
+    let Some(model) = catalog.models.get(m) else {
+        return Vec::new();
+    };
+    let within = [m.to_string()];
+    std::iter::once(&model.spec.from)
+        .chain(model.spec.joins.iter().map(|j| &j.from))
+        .filter_map(|name| match catalog.input(name, &within) {
+            crate::catalog::Input::Model(read) => Some(read),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The settings of these models; one name declared twice must have one type.
@@ -679,10 +684,8 @@ fn narrow_period<'c>(
     // The models blocks read are built again, narrowed; the models under them, as other
     // models read them, are not narrowed yet: their stand-ins (left by `columns_read`)
     // still hold, and building over them is what keeps this step cheap.
-    let unfiltered: Vec<(String, bool)> = dependency_order(catalog, &read)
-        .into_iter()
-        .map(|m| (m, false))
-        .collect();
+    let order = dependency_order(catalog, &read);
+    let unfiltered: Vec<(String, bool)> = order.iter().map(|m| (m.clone(), false)).collect();
     compiler.forget_frames_except(&unfiltered);
     // Which models the narrowed ones read (a stand-in's scan, or a model's frame under
     // its name), and every model those read.
@@ -713,10 +716,7 @@ fn narrow_period<'c>(
             .map_err(|e| model_error(m, e))?;
     }
     let reached = reachable_models(catalog, direct);
-    let inner: Vec<String> = dependency_order(catalog, &read)
-        .into_iter()
-        .filter(|m| reached.contains(m))
-        .collect();
+    let inner: Vec<String> = order.into_iter().filter(|m| reached.contains(m)).collect();
     let widths = inner_columns(compiler, report, &inner, &narrowed)?;
     let shared: Vec<String> = shared_models(catalog, &read)
         .into_iter()
@@ -1642,14 +1642,9 @@ fn shared_models(catalog: &Catalog, direct: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Whether model `reader` reads model `model` (its `from` or a join's; a model reading
-/// the table of its own name reads no model).
+/// Whether model `reader` reads model `model`.
 fn reads(catalog: &Catalog, reader: &str, model: &str) -> bool {
-    reader != model
-        && catalog
-            .models
-            .get(reader)
-            .is_some_and(|r| r.spec.from == model || r.spec.joins.iter().any(|j| j.from == model))
+    models_read(catalog, reader).contains(&model)
 }
 
 /// `direct` and every model they read, dependencies before their readers.
@@ -1659,15 +1654,11 @@ fn dependency_order(catalog: &Catalog, direct: &[String]) -> Vec<String> {
             return;
         }
         seen.push(m.to_string());
-        let Some(model) = catalog.models.get(m) else {
+        if !catalog.models.contains_key(m) {
             return;
-        };
-        let deps =
-            std::iter::once(&model.spec.from).chain(model.spec.joins.iter().map(|j| &j.from));
-        for d in deps {
-            if d != m {
-                visit(catalog, d, seen, order);
-            }
+        }
+        for d in models_read(catalog, m) {
+            visit(catalog, d, seen, order);
         }
         order.push(m.to_string());
     }
@@ -1676,7 +1667,6 @@ fn dependency_order(catalog: &Catalog, direct: &[String]) -> Vec<String> {
     for m in direct {
         visit(catalog, m, &mut seen, &mut order);
     }
-    order.retain(|m| catalog.models.contains_key(m));
     order
 }
 
