@@ -1091,8 +1091,59 @@ async fn in_memory(
     String,
     datafusion::error::Result<datafusion::prelude::DataFrame>,
 ) {
-    let rows = async { frame.cache().await?.alias(&model) }.await;
+    let rows = async { kept_rows(frame).await?.alias(&model) }.await;
     (model, rows)
+}
+
+/// `frame`'s rows computed and held in memory, as a frame that reads them. Text read from
+/// a store is a view into the Parquet pages it was decoded from, and a kept view would
+/// hold its whole page: kept rows get text of their own where they use less than half of
+/// the buffers they point into.
+async fn kept_rows(
+    frame: datafusion::prelude::DataFrame,
+) -> datafusion::error::Result<datafusion::prelude::DataFrame> {
+    use datafusion::datasource::{MemTable, provider_as_source};
+    use datafusion::logical_expr::{LogicalPlanBuilder, UNNAMED_TABLE};
+    let (state, plan) = frame.into_parts();
+    let physical = state.create_physical_plan(&plan).await?;
+    let schema = physical.schema();
+    let partitions =
+        datafusion::physical_plan::collect_partitioned(physical, state.task_ctx()).await?;
+    let partitions = partitions
+        .into_iter()
+        .map(|batches| batches.iter().map(own_text).collect())
+        .collect::<Result<Vec<_>, _>>()?;
+    let table = MemTable::try_new(schema, partitions)?;
+    let scan = LogicalPlanBuilder::scan(UNNAMED_TABLE, provider_as_source(Arc::new(table)), None)?
+        .build()?;
+    Ok(datafusion::prelude::DataFrame::new(state, scan))
+}
+
+/// `batch` with each text view column that uses less than half of the buffers it points
+/// into copied into buffers of its own (`kept_rows`).
+fn own_text(
+    batch: &arrow::record_batch::RecordBatch,
+) -> datafusion::error::Result<arrow::record_batch::RecordBatch> {
+    use arrow::array::AsArray;
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| match c.as_string_view_opt() {
+            Some(v) => {
+                let held: usize = v.data_buffers().iter().map(|b| b.capacity()).sum();
+                if v.total_buffer_bytes_used() * 2 < held {
+                    Arc::new(v.gc()) as arrow::array::ArrayRef
+                } else {
+                    c.clone()
+                }
+            }
+            None => c.clone(),
+        })
+        .collect();
+    Ok(arrow::record_batch::RecordBatch::try_new(
+        batch.schema(),
+        columns,
+    )?)
 }
 
 /// `work`'s output with the seconds it took.
@@ -1838,5 +1889,46 @@ async fn check_report(
         Ok(())
     } else {
         Err(ReportError::Invalid(problems))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray, StringViewArray};
+
+    fn batch_of(text: StringViewArray) -> arrow::record_batch::RecordBatch {
+        arrow::record_batch::RecordBatch::try_from_iter([("t", Arc::new(text) as _)]).unwrap()
+    }
+
+    fn held(batch: &arrow::record_batch::RecordBatch) -> usize {
+        let text = batch.column(0).as_string_view();
+        text.data_buffers().iter().map(|b| b.capacity()).sum()
+    }
+
+    #[test]
+    fn kept_text_owns_its_bytes_where_it_uses_few_of_those_it_points_into() {
+        let long: Vec<String> = (0..1000)
+            .map(|i| format!("a value longer than twelve {i}"))
+            .collect();
+        let all = StringViewArray::from_iter_values(&long);
+        // Three rows of a thousand: the kept rows get buffers of their own, same values.
+        let few = batch_of(all.slice(10, 3));
+        let kept = own_text(&few).unwrap();
+        assert_eq!(kept.column(0).as_string_view().value(1), long[11]);
+        assert_eq!(kept.column(0).len(), 3);
+        assert!(
+            held(&kept) < held(&few) / 10,
+            "{} of {}",
+            held(&kept),
+            held(&few)
+        );
+        // Rows that use their buffers whole are kept as they are, without a copy.
+        let whole = batch_of(all);
+        let kept = own_text(&whole).unwrap();
+        assert_eq!(
+            kept.column(0).as_string_view().data_buffers()[0].as_ptr(),
+            whole.column(0).as_string_view().data_buffers()[0].as_ptr()
+        );
     }
 }

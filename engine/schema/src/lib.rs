@@ -75,6 +75,9 @@ pub struct Table {
     /// table's key brings at most one row, so a join whose columns a run does not read
     /// can be left out.
     pub key: &'static [&'static str],
+    /// Its free text: long, mostly different in every row of a table that grows with the
+    /// business (a deal's title, a contact's name), read to be shown rather than compared.
+    pub free_text: &'static [&'static str],
 }
 
 impl Table {
@@ -163,11 +166,13 @@ pub const TABLES: &[Table] = &[
     Table {
         name: "departments",
         key: &["id"],
+        free_text: &[],
         columns: &[req("id", Id), req("name", Text), opt("parent_id", Id)],
     },
     Table {
         name: "users",
         key: &["id"],
+        free_text: &[],
         columns: &[
             req("id", Id),
             req("name", Text),
@@ -179,11 +184,13 @@ pub const TABLES: &[Table] = &[
     Table {
         name: "pipelines",
         key: &["id"],
+        free_text: &[],
         columns: &[req("id", Id), req("name", Text), req("sort", Int)],
     },
     Table {
         name: "stages",
         key: &["entity", "pipeline_id", "stage_id"],
+        free_text: &[],
         columns: &[
             req("entity", Text),
             opt("pipeline_id", Id),
@@ -196,11 +203,13 @@ pub const TABLES: &[Table] = &[
     Table {
         name: "sources",
         key: &["id"],
+        free_text: &[],
         columns: &[req("id", Text), req("name", Text)],
     },
     Table {
         name: "companies",
         key: &["id"],
+        free_text: &["title"],
         columns: &[
             req("id", Id),
             req("title", Text),
@@ -213,6 +222,7 @@ pub const TABLES: &[Table] = &[
     Table {
         name: "contacts",
         key: &["id"],
+        free_text: &["name"],
         columns: &[
             req("id", Id),
             req("name", Text),
@@ -223,6 +233,7 @@ pub const TABLES: &[Table] = &[
     Table {
         name: "leads",
         key: &["id"],
+        free_text: &["title"],
         columns: &[
             req("id", Id),
             req("title", Text),
@@ -249,6 +260,7 @@ pub const TABLES: &[Table] = &[
     Table {
         name: "deals",
         key: &["id"],
+        free_text: &["title"],
         columns: &[
             req("id", Id),
             req("title", Text),
@@ -275,6 +287,7 @@ pub const TABLES: &[Table] = &[
     Table {
         name: "activities",
         key: &["id"],
+        free_text: &[],
         columns: &[
             req("id", Id),
             req("kind", Text),
@@ -292,6 +305,7 @@ pub const TABLES: &[Table] = &[
     Table {
         name: "stage_history",
         key: &[],
+        free_text: &[],
         columns: &[
             req("entity", Text),
             req("entity_id", Id),
@@ -305,6 +319,7 @@ pub const TABLES: &[Table] = &[
     Table {
         name: "plans",
         key: &[],
+        free_text: &[],
         columns: &[
             req("month", Date),
             opt("department_id", Id),
@@ -318,11 +333,13 @@ pub const TABLES: &[Table] = &[
     Table {
         name: "bonus_tiers",
         key: &["min_won_count"],
+        free_text: &[],
         columns: &[req("min_won_count", Int), req("bonus", Money)],
     },
     Table {
         name: "onec_counterparties",
         key: &["id"],
+        free_text: &[],
         columns: &[
             req("id", Text),
             req("name", Text),
@@ -333,6 +350,7 @@ pub const TABLES: &[Table] = &[
     Table {
         name: "onec_sales",
         key: &["id"],
+        free_text: &[],
         columns: &[
             req("id", Text),
             req("date", Ts),

@@ -162,7 +162,7 @@ impl Snapshot {
             ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
         let config = ListingTableConfig::new(url)
             .with_listing_options(options)
-            .with_schema(schema);
+            .with_schema(Arc::new(scan_schema(table, &schema)));
         let table = ListingTable::try_new(config).map_err(|e| parquet(e.to_string()))?;
         Ok(Some(Arc::new(table)))
     }
@@ -612,6 +612,27 @@ impl SnapshotWriter {
         }
         self.store.snapshot(&self.name, None)
     }
+}
+
+/// The schema a snapshot's table is scanned with: its text as views into the Parquet pages
+/// it is decoded from, which joins, groups and filters move and compare without copying
+/// the text; its free text (`svodka_schema::Table::free_text`) as strings of their own, as
+/// a view of it would keep its whole page in memory for as long as its row is kept.
+fn scan_schema(table: &str, file: &arrow::datatypes::Schema) -> arrow::datatypes::Schema {
+    use arrow::datatypes::DataType;
+    let free_text = svodka_schema::table(table).map_or(&[][..], |t| t.free_text);
+    let fields: Vec<_> = file
+        .fields()
+        .iter()
+        .map(|f| {
+            if f.data_type() == &DataType::Utf8 && !free_text.contains(&f.name().as_str()) {
+                Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8View))
+            } else {
+                f.clone()
+            }
+        })
+        .collect();
+    arrow::datatypes::Schema::new_with_metadata(fields, file.metadata().clone())
 }
 
 #[cfg(test)]

@@ -51,6 +51,20 @@ fn tables_come_back_equal() {
         "stage_history",
         &scanned.schema()
     ));
+    // Text is scanned as views, except free text, which a view would keep whole pages of.
+    let deals = store.current().unwrap().scan("deals").unwrap().unwrap();
+    let type_of = |c: &str| {
+        deals
+            .schema()
+            .field_with_name(c)
+            .unwrap()
+            .data_type()
+            .clone()
+    };
+    assert_eq!(type_of("stage_id"), arrow::datatypes::DataType::Utf8View);
+    assert_eq!(type_of("utm_source"), arrow::datatypes::DataType::Utf8View);
+    assert_eq!(type_of("title"), arrow::datatypes::DataType::Utf8);
+    assert_eq!(type_of("id"), arrow::datatypes::DataType::Int64);
     let deals = snap
         .manifest
         .tables
