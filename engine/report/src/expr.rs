@@ -198,16 +198,13 @@ pub fn resolve_layered(
     scope: &Scope,
     in_aggregates: Option<&Scope>,
 ) -> Result<Resolved, Diagnostic> {
-    if let Some(message) = too_many_operators(text) {
-        return Err(site.error(message));
-    }
-    let dialect = state.config().options().sql_parser.dialect;
-    let parsed: ExprWithAlias = state.sql_to_expr_with_alias(text, &dialect).map_err(|e| {
-        site.error(format!(
-            "cannot parse SQL `{text}`: {}",
-            clean(&e.to_string())
-        ))
-    })?;
+    let parsed = match parse(state, text).as_ref() {
+        Parsed::TooBig(message) => return Err(site.error(message.clone())),
+        Parsed::Failed(message) => {
+            return Err(site.error(format!("cannot parse SQL `{text}`: {message}")));
+        }
+        Parsed::Expr(parsed) => parsed.clone(),
+    };
     if let Some(alias) = parsed.alias {
         return Err(site.error_at(
             alias.span.start.line,
@@ -260,6 +257,51 @@ pub fn resolve_layered(
         placeholders,
         aggregate,
     })
+}
+
+/// An expression's text as the parser reads it.
+pub enum Parsed {
+    /// Refused before parsing (`too_many_operators`), with why.
+    TooBig(String),
+    /// Not SQL, with the parser's message.
+    Failed(String),
+    /// Parsed.
+    Expr(ExprWithAlias),
+}
+
+/// The texts a session has parsed, each parsed once: a run builds each model for every
+/// period it reads and over stand-ins as well as rows, naming the same columns each time,
+/// and parsing them again was ~5 % of a small run's instructions. A session extension, so
+/// it lives as long as the run's session and is shared by all its compilers.
+#[derive(Default)]
+pub struct ParsedTexts(std::sync::Mutex<HashMap<String, Arc<Parsed>>>);
+
+/// `text` parsed in `state`'s dialect, once per session (`ParsedTexts`; parsed every time
+/// where the session has none).
+pub fn parse(state: &SessionState, text: &str) -> Arc<Parsed> {
+    let memo = state.config().get_extension::<ParsedTexts>();
+    if let Some(memo) = &memo
+        && let Some(parsed) = memo.0.lock().unwrap_or_else(|e| e.into_inner()).get(text)
+    {
+        return parsed.clone();
+    }
+    let parsed = Arc::new(match too_many_operators(text) {
+        Some(message) => Parsed::TooBig(message),
+        None => {
+            let dialect = state.config().options().sql_parser.dialect;
+            match state.sql_to_expr_with_alias(text, &dialect) {
+                Ok(parsed) => Parsed::Expr(parsed),
+                Err(e) => Parsed::Failed(clean(&e.to_string())),
+            }
+        }
+    });
+    if let Some(memo) = memo {
+        memo.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(text.to_string(), parsed.clone());
+    }
+    parsed
 }
 
 /// How many operators one expression may hold (`a + b + c …` holds one per term). The SQL

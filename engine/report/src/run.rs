@@ -91,6 +91,7 @@ pub fn session(tz: Tz, memory_limit: Option<usize>) -> SessionContext {
     // those after three (compared plan by plan), and a third pass over 20-odd plans is
     // ~2.5 % of a small run's instructions.
     config.options_mut().optimizer.max_passes = 2;
+    let config = config.with_extension(Arc::new(crate::expr::ParsedTexts::default()));
     let ctx = match memory_limit {
         Some(bytes) => {
             let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()

@@ -27,15 +27,11 @@ pub(super) fn parse_fragment(
     state: &SessionState,
     text: &str,
 ) -> Option<datafusion::sql::sqlparser::ast::Expr> {
-    let dialect = state.config().options().sql_parser.dialect;
-    // Too big to parse safely: `expr::resolve` refuses it with its place.
-    if expr::too_many_operators(text).is_some() {
-        return None;
+    // Too big to parse safely, or not SQL: `expr::resolve` refuses it with its place.
+    match expr::parse(state, text).as_ref() {
+        expr::Parsed::Expr(parsed) => Some(parsed.expr.clone()),
+        expr::Parsed::TooBig(_) | expr::Parsed::Failed(_) => None,
     }
-    state
-        .sql_to_expr_with_alias(text, &dialect)
-        .ok()
-        .map(|parsed| parsed.expr)
 }
 
 pub(super) fn qualifiers(state: &SessionState, text: &str) -> Vec<String> {
