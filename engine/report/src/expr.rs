@@ -203,7 +203,7 @@ pub fn resolve_layered(
         Parsed::Failed(message) => {
             return Err(site.error(format!("cannot parse SQL `{text}`: {message}")));
         }
-        Parsed::Expr(parsed) => parsed.clone(),
+        Parsed::Expr(parsed) => (**parsed).clone(),
     };
     if let Some(alias) = parsed.alias {
         return Err(site.error_at(
@@ -266,7 +266,7 @@ pub enum Parsed {
     /// Not SQL, with the parser's message.
     Failed(String),
     /// Parsed.
-    Expr(ExprWithAlias),
+    Expr(Box<ExprWithAlias>),
 }
 
 /// The texts a session has parsed, each parsed once: a run builds each model for every
@@ -290,7 +290,7 @@ pub fn parse(state: &SessionState, text: &str) -> Arc<Parsed> {
         None => {
             let dialect = state.config().options().sql_parser.dialect;
             match state.sql_to_expr_with_alias(text, &dialect) {
-                Ok(parsed) => Parsed::Expr(parsed),
+                Ok(parsed) => Parsed::Expr(Box::new(parsed)),
                 Err(e) => Parsed::Failed(clean(&e.to_string())),
             }
         }
