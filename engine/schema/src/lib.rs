@@ -339,7 +339,7 @@ pub const TABLES: &[Table] = &[
     Table {
         name: "onec_counterparties",
         key: &["id"],
-        free_text: &[],
+        free_text: &["name"],
         columns: &[
             req("id", Text),
             req("name", Text),
