@@ -269,6 +269,16 @@ pub enum Parsed {
     Expr(Box<ExprWithAlias>),
 }
 
+impl Parsed {
+    /// The expression, where the text parsed (too big or not SQL: none).
+    pub fn expr(&self) -> Option<&ast::Expr> {
+        match self {
+            Parsed::Expr(parsed) => Some(&parsed.expr),
+            Parsed::TooBig(_) | Parsed::Failed(_) => None,
+        }
+    }
+}
+
 /// The texts a session has parsed, each parsed once: a run builds each model for every
 /// period it reads and over stand-ins as well as rows, naming the same columns each time,
 /// and parsing them again was ~5 % of a small run's instructions. A session extension, so

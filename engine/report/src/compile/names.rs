@@ -20,27 +20,16 @@ pub(crate) fn block_model_names(
     out
 }
 
-/// The qualifiers (`x` in `x.y`) an expression uses, found syntactically.
-/// A SQL fragment as the parser reads it, in the session's dialect; None when it does not
-/// parse (the planner reports that, with its place).
-pub(super) fn parse_fragment(
-    state: &SessionState,
-    text: &str,
-) -> Option<datafusion::sql::sqlparser::ast::Expr> {
-    // Too big to parse safely, or not SQL: `expr::resolve` refuses it with its place.
-    match expr::parse(state, text).as_ref() {
-        expr::Parsed::Expr(parsed) => Some(parsed.expr.clone()),
-        expr::Parsed::TooBig(_) | expr::Parsed::Failed(_) => None,
-    }
-}
-
+/// The qualifiers (`x` in `x.y`) an expression uses, found syntactically (none where it
+/// does not parse: the planner reports that, with its place).
 pub(super) fn qualifiers(state: &SessionState, text: &str) -> Vec<String> {
     use datafusion::sql::sqlparser::ast;
-    let Some(parsed) = parse_fragment(state, text) else {
+    let parsed = expr::parse(state, text);
+    let Some(parsed) = parsed.expr() else {
         return vec![];
     };
     let mut out = Vec::new();
-    let _ = ast::visit_expressions(&parsed, |e| {
+    let _ = ast::visit_expressions(parsed, |e| {
         if let ast::Expr::CompoundIdentifier(parts) = e
             && parts.len() == 2
         {
@@ -58,11 +47,12 @@ pub(super) fn qualifiers(state: &SessionState, text: &str) -> Vec<String> {
 /// it reads.
 pub(super) fn identifiers(state: &SessionState, text: &str) -> Vec<String> {
     use datafusion::sql::sqlparser::ast;
-    let Some(parsed) = parse_fragment(state, text) else {
+    let parsed = expr::parse(state, text);
+    let Some(parsed) = parsed.expr() else {
         return vec![text.to_string()];
     };
     let mut out = Vec::new();
-    let _ = ast::visit_expressions(&parsed, |e| {
+    let _ = ast::visit_expressions(parsed, |e| {
         match e {
             ast::Expr::Identifier(id) => out.push(id.value.clone()),
             ast::Expr::CompoundIdentifier(parts) => {
@@ -102,8 +92,8 @@ pub(super) fn fixed_columns(state: &SessionState, text: &str) -> Vec<String> {
         }
     }
     let mut out = Vec::new();
-    if let Some(parsed) = parse_fragment(state, text) {
-        walk(&parsed, &mut out);
+    if let Some(parsed) = expr::parse(state, text).expr() {
+        walk(parsed, &mut out);
     }
     out
 }
