@@ -9,7 +9,7 @@
 
 use serde_json::{Value, json};
 
-use crate::util::{block, fixture, json, run_on_fixture, write};
+use crate::util::{block, fails, fixture, json, run_on_fixture, write};
 
 /// Runs report `report`, defined by `yaml` in a fresh folder, on the fixture.
 fn run_yaml(report: &str, yaml: &str, from: &str, to: &str, extra: &[&str]) -> Value {
@@ -202,6 +202,39 @@ fn window_columns_in_models() {
         "1",
     ]);
     assert_eq!(block(&r, "t")["rows"], json!([{"repeat": 2}]));
+}
+
+/// A model that fails as it is computed (its rows shared by two blocks) is named in the
+/// error, the run stops with it, and the blocks that read it never run on half its rows.
+#[test]
+fn a_model_that_fails_as_it_is_computed_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "models/broken.yaml",
+        "model: broken\nfrom: deals\ncolumns:\n  bad: cast(title as int)\nmeasures:\n  bad_sum: sum(bad)\n",
+    );
+    write(
+        dir.path(),
+        "rep.yaml",
+        "report: rep\ntitle: T\nblocks:\n  - id: a\n    title: A\n    from: broken\n    measures: [bad_sum]\n  - id: b\n    title: B\n    from: broken\n    by: [id]\n    measures: [bad_sum]\n  - id: c\n    title: C\n    from: deals\n    measures: { n: count(*) }\n",
+    );
+    let data = fixture("forgotten");
+    let err = fails(&[
+        "run",
+        "rep",
+        "--reports",
+        dir.path().to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    // Each cause once, though DataFusion's error quotes the Arrow error it wraps.
+    let (head, tail) = (
+        "error: report `rep`, model `broken`: Arrow error: Cast error: Cannot cast string '",
+        "' to value of Int32 type\n",
+    );
+    assert!(err.starts_with(head) && err.ends_with(tail), "{err}");
+    assert_eq!(err.matches("Cannot cast").count(), 1, "{err}");
 }
 
 const COMPARE: &str = r#"report: cmp

@@ -92,11 +92,12 @@ pub enum ReportError {
         engine: String,
         reason: String,
     },
-    /// DataFusion failed while planning or running a block.
-    #[error("report `{report}`, block `{block}`: {source}")]
+    /// DataFusion failed while planning or running a report's plan: `place` names it (a
+    /// block, a block's child level, a model, the analysis of the columns read).
+    #[error("report `{report}`, {place}: {source}")]
     Execution {
         report: String,
-        block: String,
+        place: String,
         #[source]
         source: Box<datafusion::error::DataFusionError>,
     },

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono_tz::Tz;
-use datafusion::common::Column;
+use datafusion::common::{Column, DFSchema};
 use datafusion::execution::context::SessionContext;
 use datafusion::prelude::SessionConfig;
 use datafusion::prelude::{DataFrame, Expr};
@@ -369,30 +369,29 @@ fn prepare<'a>(
 
 fn execution_error(
     report: &str,
-    block: &str,
+    place: &str,
     e: datafusion::error::DataFusionError,
 ) -> ReportError {
     ReportError::Execution {
         report: report.to_string(),
-        block: block.to_string(),
+        place: place.to_string(),
         source: Box::new(e),
     }
 }
 
-/// A frame's rows as one batch (a totals row, a block over the comparison period).
-async fn one_batch(
-    frame: datafusion::prelude::DataFrame,
-    report: &str,
-    block: &str,
-) -> Result<arrow::record_batch::RecordBatch, ReportError> {
-    let declared = Arc::new(frame.schema().as_arrow().clone());
-    let batches = frame
-        .collect()
-        .await
-        .map_err(|e| execution_error(report, block, e))?;
-    let schema = batches.first().map(|b| b.schema()).unwrap_or(declared);
+/// Where an error in the analysis of the columns a run's blocks read happened.
+const COLUMNS_READ: &str = "the analysis of the columns its blocks read";
+
+/// A plan's batches in one (a totals row, a compared period's row).
+fn one_batch(
+    declared: &DFSchema,
+    batches: Vec<arrow::record_batch::RecordBatch>,
+) -> Result<arrow::record_batch::RecordBatch, arrow::error::ArrowError> {
+    let schema = batches
+        .first()
+        .map(|b| b.schema())
+        .unwrap_or_else(|| Arc::new(declared.as_arrow().clone()));
     arrow::compute::concat_batches(&schema, &batches)
-        .map_err(|e| execution_error(report, block, e.into()))
 }
 
 /// Where and how many at a time a run executes its plans.
@@ -411,8 +410,9 @@ fn parallelism() -> usize {
         .unwrap_or(2)
 }
 
-/// Executes one compiled block's plans: its rows, totals, children and, when it is
-/// compared with another period, its row over that period (`previous`).
+/// Executes one compiled block's plans — its rows, totals, children and, when it is
+/// compared with another period, its row over that period (`previous`) — each as a task
+/// of its own in one of `slots`. Returns the block with the seconds its plans ran, in all.
 async fn run_block(
     report: &str,
     spec: crate::spec::BlockSpec,
@@ -422,7 +422,8 @@ async fn run_block(
         crate::result::RunInfo,
         datafusion::prelude::DataFrame,
     )>,
-) -> Result<BlockResult, ReportError> {
+    slots: Slots,
+) -> (Result<BlockResult, ReportError>, f64) {
     let CompiledBlock {
         kind,
         rows,
@@ -430,50 +431,83 @@ async fn run_block(
         columns,
         children,
     } = compiled;
+    // The place each plan's error names: the block, or the block's child level.
+    let mut places = Vec::new();
+    let mut plans = Vec::new();
     let mut child_results = Vec::new();
     for child in children {
-        let batches = child
-            .rows
-            .collect()
-            .await
-            .map_err(|e| execution_error(report, &format!("{}.{}", spec.id, child.id), e))?;
+        places.push(format!("block `{}`, child rows `{}`", spec.id, child.id));
+        plans.push(child.rows);
         child_results.push(ChildResult {
             id: child.id,
             title: child.title,
             parent_keys: child.parent_keys,
             columns: child.columns,
-            batches,
+            batches: Vec::new(),
         });
     }
-    let batches = rows
-        .collect()
-        .await
-        .map_err(|e| execution_error(report, &spec.id, e))?;
-    let totals = match totals {
-        Some(t) => Some(one_batch(t, report, &spec.id).await?),
-        None => None,
+    let block = format!("block `{}`", spec.id);
+    places.push(block.clone());
+    plans.push(rows);
+    let totals_schema = totals.as_ref().map(|t| t.schema().clone());
+    if let Some(t) = totals {
+        places.push(format!("{block}, totals row"));
+        plans.push(t);
+    }
+    let previous = previous.map(|(shift, params, rows)| {
+        places.push(format!("{block}, compared period"));
+        let schema = rows.schema().clone();
+        plans.push(rows);
+        (shift, params, schema)
+    });
+    let collected = spawned(
+        plans
+            .into_iter()
+            .map(|plan| slots.clone().run(plan.collect()))
+            .collect(),
+    )
+    .await;
+    let seconds = collected.iter().map(|(_, s)| s).sum();
+    let result = async {
+        let mut collected = collected
+            .into_iter()
+            .zip(places)
+            .map(|((batches, _), place)| batches.map_err(|e| execution_error(report, &place, e)));
+        let mut next = || collected.next().expect("one result per plan");
+        for child in &mut child_results {
+            child.batches = next()?;
+        }
+        let batches = next()?;
+        let in_one = |schema: &DFSchema, batches| {
+            one_batch(schema, batches).map_err(|e| execution_error(report, &block, e.into()))
+        };
+        let totals = match &totals_schema {
+            Some(schema) => Some(in_one(schema, next()?)?),
+            None => None,
+        };
+        let previous = match previous {
+            Some((shift, params, schema)) => Some(Previous {
+                shift,
+                params,
+                row: in_one(&schema, next()?)?,
+            }),
+            None => None,
+        };
+        Ok(BlockResult {
+            id: spec.id,
+            title: spec.title,
+            description: spec.description,
+            kind,
+            columns,
+            batches,
+            totals,
+            previous,
+            children: child_results,
+            chart: spec.chart,
+            pivot: spec.pivot,
+        })
     };
-    let previous = match previous {
-        Some((shift, params, rows)) => Some(Previous {
-            shift,
-            params,
-            row: one_batch(rows, report, &spec.id).await?,
-        }),
-        None => None,
-    };
-    Ok(BlockResult {
-        id: spec.id,
-        title: spec.title,
-        description: spec.description,
-        kind,
-        columns,
-        batches,
-        totals,
-        previous,
-        children: child_results,
-        chart: spec.chart,
-        pivot: spec.pivot,
-    })
+    (result.await, seconds)
 }
 
 /// Runs a report over `source`. Models read by blocks are computed once and shared
@@ -531,52 +565,102 @@ pub async fn run(
         periods.push(period);
     }
     timings.lap("columns read through models, side by side".into());
-    let kept = compute_shared(report, &periods, how, &mut timings).await?;
-    let models = block_models(report, &periods, &kept, how, &mut timings)?;
-    // Every block compiled before any runs: a bad definition fails fast and whole. A
-    // block that reads none of the models computed as rows (only models streamed into it,
-    // or tables) starts beside those models instead of after them.
+    let slots = Slots::new(how.slots);
+    let kept = compute_shared(report, &periods, how, &slots, &mut timings).await?;
+    let models = block_models(report, &periods, &kept, how, &slots, &mut timings)?;
+    // A block starts as soon as the models computed as rows that it reads are: a block
+    // that reads none of them (only models streamed into it, or tables) beside them.
+    let mut models_pending: std::collections::HashMap<usize, usize> = Default::default();
+    for kept in &models.kept_for {
+        for b in &kept.scanned_by {
+            *models_pending.entry(*b).or_default() += 1;
+        }
+    }
     let (first, later): (Vec<_>, Vec<_>) = read
         .blocks
         .into_iter()
-        .partition(|(i, _, _)| how.local && !models.waiting.contains(i));
-    let total = first.len() + later.len();
-    let (first, first_reused) =
-        blocks_to_run(first, report, &p.compiler, &made, &models.streaming, how)?;
-    let mut tasks: Vec<Task> = models
-        .work
-        .into_iter()
-        .map(|w| -> Task {
-            Box::pin(async move {
-                let ((m, rows), seconds) = w.await;
-                Done::Model(m, rows, seconds)
-            })
-        })
-        .collect();
-    tasks.extend(block_tasks(first, report, req));
+        .partition(|(i, _, _)| !models_pending.contains_key(i));
+    let mut later: std::collections::HashMap<usize, _> =
+        later.into_iter().map(|block| (block.0, block)).collect();
+    let total = models_pending.len() + first.len();
+    let (first, mut compiling) =
+        timed_now(|| blocks_to_run(first, report, &p.compiler, &made, &models.streaming, how));
+    let (first, mut reused) = first?;
+    let mut running = tokio::task::JoinSet::new();
+    for (k, work) in models.work.into_iter().enumerate() {
+        running.spawn(async move {
+            let ((m, rows), seconds) = work.await;
+            Done::Model(k, m, Box::new(rows), seconds)
+        });
+    }
+    for task in block_tasks(first, report, req, &slots) {
+        running.spawn(task);
+    }
+    let mut models_left = models.kept_for.len();
     let mut blocks = Vec::new();
-    let computed = finished(side_by_side(tasks, how.slots).await, &mut blocks);
-    keep_models(report, &periods, computed, models.kept_for, &mut timings)?;
-    lap_blocks(&mut timings, &blocks);
-    release_freed_memory();
-    timings.lap("models side by side".into());
+    // The first error stops new blocks from starting; those running are waited for.
+    let mut failed: Option<ReportError> = None;
+    while let Some(done) = running.join_next().await {
+        let done = done.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        let (k, m, rows, seconds) = match done {
+            Done::Block(i, block, seconds) => {
+                blocks.push((i, *block, seconds));
+                continue;
+            }
+            Done::Model(k, m, rows, seconds) => (k, m, rows, seconds),
+        };
+        models_left -= 1;
+        if failed.is_some() {
+            continue;
+        }
+        let kept = &models.kept_for[k];
+        if let Err(e) = keep_model(report, &periods, kept, &m, *rows, seconds, &mut timings) {
+            failed = Some(e);
+            continue;
+        }
+        if models_left == 0 {
+            forget_shared_models(&periods);
+            release_freed_memory();
+        }
+        let mut ready = Vec::new();
+        for b in &kept.scanned_by {
+            let left = models_pending.get_mut(b).expect("counted above");
+            *left -= 1;
+            if *left == 0 {
+                ready.extend(later.remove(b));
+            }
+        }
+        if ready.is_empty() {
+            continue;
+        }
+        let (compiled, seconds) =
+            timed_now(|| blocks_to_run(ready, report, &p.compiler, &made, &models.streaming, how));
+        compiling += seconds;
+        match compiled {
+            Ok((ready, planned)) => {
+                reused += planned;
+                for task in block_tasks(ready, report, req, &slots) {
+                    running.spawn(task);
+                }
+            }
+            Err(e) => failed = Some(e),
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
     drop(periods);
-    let (later, later_reused) =
-        blocks_to_run(later, report, &p.compiler, &made, &models.streaming, how)?;
-    timings.lap(format!(
-        "blocks compiled ({} of {total} planned by the analysis)",
-        first_reused + later_reused
+    timings.laps.push((
+        format!("blocks compiled ({reused} of {total} planned by the analysis)"),
+        compiling,
     ));
-    let tasks = block_tasks(later, report, req);
-    let before = blocks.len();
-    finished(side_by_side(tasks, how.slots).await, &mut blocks);
-    lap_blocks(&mut timings, &blocks[before..]);
+    lap_blocks(&mut timings, &blocks);
     blocks.sort_by_key(|(i, _, _)| *i);
     let blocks = blocks
         .into_iter()
         .map(|(_, block, _)| block)
         .collect::<Result<Vec<_>, _>>()?;
-    timings.lap("blocks side by side".into());
+    timings.lap("models and blocks side by side".into());
     Ok(ReportResult {
         report: report.id().to_string(),
         title: report.spec.title.clone(),
@@ -677,7 +761,7 @@ fn narrow_period<'c>(
 ) -> Result<PeriodModels<'c>, ReportError> {
     use datafusion::common::tree_node::TreeNodeRecursion;
     use datafusion::logical_expr::LogicalPlan;
-    let model_error = |m: &str, e| execution_error(report.id(), &format!("model {m}"), e);
+    let model_error = |m: &str, e| execution_error(report.id(), &format!("model `{m}`"), e);
     let read: Vec<String> = narrowed.iter().map(|n| n.model.clone()).collect();
     for n in &narrowed {
         compiler.narrow(&n.model, &n.columns);
@@ -742,13 +826,14 @@ async fn compute_shared(
     report: &Report,
     periods: &[PeriodModels<'_>],
     how: Executing,
+    slots: &Slots,
     timings: &mut Stopwatch,
 ) -> Result<Vec<Vec<(String, bool)>>, ReportError> {
     let mut kept: Vec<Vec<(String, bool)>> = vec![Vec::new(); periods.len()];
     if !how.local {
         return Ok(kept);
     }
-    let model_error = |m: &str, e| execution_error(report.id(), &format!("model {m}"), e);
+    let model_error = |m: &str, e| execution_error(report.id(), &format!("model `{m}`"), e);
     let waves = periods.iter().map(|p| p.waves.len()).max().unwrap_or(0);
     // A wave's models read none of each other: they are computed side by side.
     for wave in 0..waves {
@@ -764,12 +849,10 @@ async fn compute_shared(
                 schemas.push((at, full.schema().clone()));
                 let frame =
                     only_columns(full, m, &period.widths[m]).map_err(|e| model_error(m, e))?;
-                work.push(timed(in_memory(frame, m.clone())));
+                work.push(slots.clone().run(in_memory(frame, m.clone())));
             }
         }
-        for (((m, cached), seconds), (at, schema)) in
-            side_by_side(work, how.slots).await.into_iter().zip(schemas)
-        {
+        for (((m, cached), seconds), (at, schema)) in spawned(work).await.into_iter().zip(schemas) {
             let period = &periods[at];
             let cached = cached.map_err(|e| model_error(&m, e))?;
             let frame = crate::compile::unread_as_nulls(cached, &m, &schema)
@@ -797,15 +880,24 @@ type ModelWork = std::pin::Pin<
 /// The models blocks read, each either computed as rows (`work`, for the blocks to share)
 /// or left a plan that streams into the one block that reads it.
 struct BlockModels {
-    /// Each model computed as rows; `kept_for` says, in the same order, its period (by
-    /// index), the one block it is kept for (its `where` applied), and its columns.
+    /// Each model computed as rows, with what it is kept for in `kept_for`, in the same order.
     work: Vec<ModelWork>,
-    kept_for: Vec<(usize, Option<usize>, usize)>,
+    kept_for: Vec<KeptFor>,
     /// The blocks that compute a model in their own plan (the one block that reads it,
     /// once): compiled again over the model's plan.
     streaming: Vec<usize>,
-    /// The blocks that read a model computed as rows: they run once it is computed.
-    waiting: std::collections::BTreeSet<usize>,
+}
+
+/// What a model computed as rows is kept for.
+struct KeptFor {
+    /// Its period, by index.
+    period: usize,
+    /// The one block it is kept for (its `where` applied), or none: for every block.
+    reader: Option<usize>,
+    /// How many columns it has.
+    columns: usize,
+    /// The blocks that read it: each runs once it, and every other model it reads, is kept.
+    scanned_by: std::collections::BTreeSet<usize>,
 }
 
 /// Makes each period's models that blocks read (`periods`; the shared models under them
@@ -819,75 +911,99 @@ fn block_models(
     periods: &[PeriodModels<'_>],
     kept: &[Vec<(String, bool)>],
     how: Executing,
+    slots: &Slots,
     timings: &mut Stopwatch,
 ) -> Result<BlockModels, ReportError> {
     let mut out = BlockModels {
         work: Vec::new(),
         kept_for: Vec::new(),
         streaming: Vec::new(),
-        waiting: Default::default(),
     };
     if !how.local {
         return Ok(out);
     }
     for (at, period) in periods.iter().enumerate() {
-        let (compiler, label) = (period.compiler, &period.label);
-        compiler.forget_frames_except(&kept[at]);
-        for n in &period.narrowed {
-            let m = &n.model;
-            let (frame, seconds) =
-                timed_now(|| narrowed_frame(compiler, report, m, true, &n.columns));
-            compiler.set_frame(m, true, frame?);
-            let columns = n.columns.len();
-            let (rows, reader) = match n.only_reader() {
-                Some(b) if n.scans.len() == 1 => {
-                    let block = &report.spec.blocks[b].id;
-                    timings.laps.push((
-                        format!("model {m}{label} ({columns} columns, planned, streamed into block {block})"),
-                        seconds,
-                    ));
-                    out.streaming.push(b);
-                    continue;
-                }
-                Some(b) => (compiler.block_input(report, b, m, None)?, Some(b)),
-                None => (compiler.model_frame(m, true, &mut Vec::new())?, None),
-            };
-            out.waiting.extend(n.scans.iter().copied());
-            out.work.push(Box::pin(timed(in_memory(rows, m.clone()))));
-            out.kept_for.push((at, reader, columns));
-        }
+        period.compiler.forget_frames_except(&kept[at]);
+    }
+    // Each model's plan over the shared models' rows, none over another's: side by side.
+    let models: Vec<(usize, &Narrowed)> = periods
+        .iter()
+        .enumerate()
+        .flat_map(|(at, period)| period.narrowed.iter().map(move |n| (at, n)))
+        .collect();
+    let planned = in_parallel(models, |(at, n)| {
+        let (compiler, m) = (periods[at].compiler, &n.model);
+        let (frame, seconds) = timed_now(|| narrowed_frame(compiler, report, m, true, &n.columns));
+        compiler.set_frame(m, true, frame?);
+        // Rows to compute (and the one block they are kept for), or the block it streams into.
+        let rows = match n.only_reader() {
+            Some(b) if n.scans.len() == 1 => Err(b),
+            Some(b) => Ok((compiler.block_input(report, b, m, None)?, Some(b))),
+            None => Ok((compiler.model_frame(m, true, &mut Vec::new())?, None)),
+        };
+        Ok::<_, ReportError>((at, n, rows, seconds))
+    });
+    for model in planned {
+        let (at, n, rows, seconds) = model?;
+        let (m, columns) = (&n.model, n.columns.len());
+        let (rows, reader) = match rows {
+            Ok(rows) => rows,
+            Err(b) => {
+                let (label, block) = (&periods[at].label, &report.spec.blocks[b].id);
+                timings.laps.push((
+                    format!(
+                        "model {m}{label} ({columns} columns, planned, streamed into block {block})"
+                    ),
+                    seconds,
+                ));
+                out.streaming.push(b);
+                continue;
+            }
+        };
+        out.work
+            .push(Box::pin(slots.clone().run(in_memory(rows, m.clone()))));
+        out.kept_for.push(KeptFor {
+            period: at,
+            reader,
+            columns,
+            scanned_by: n.scans.iter().copied().collect(),
+        });
     }
     Ok(out)
 }
 
-/// Hands each computed model's rows (`computed`, in the order of `kept_for`) to its
-/// period's compiler, for the blocks to read; then forgets the shared models' rows, needed
-/// no more where the models over them are kept (a streamed one still holds what it reads).
-fn keep_models(
+/// Hands a computed model's rows to its period's compiler, for the blocks to read.
+fn keep_model(
     report: &Report,
     periods: &[PeriodModels<'_>],
-    computed: Vec<((String, datafusion::error::Result<DataFrame>), f64)>,
-    kept_for: Vec<(usize, Option<usize>, usize)>,
+    kept: &KeptFor,
+    m: &str,
+    rows: datafusion::error::Result<DataFrame>,
+    seconds: f64,
     timings: &mut Stopwatch,
 ) -> Result<(), ReportError> {
-    for (((m, rows), seconds), (at, reader, columns)) in computed.into_iter().zip(kept_for) {
-        let period = &periods[at];
-        let rows = rows.map_err(|e| execution_error(report.id(), &format!("model {m}"), e))?;
-        let what = match reader {
-            Some(b) => {
-                period.compiler.set_block_input(&m, b, rows);
-                format!(" for block {}", report.spec.blocks[b].id)
-            }
-            None => {
-                period.compiler.set_frame(&m, true, rows);
-                String::new()
-            }
-        };
-        timings.laps.push((
-            format!("model {m}{} ({columns} columns){what}", period.label),
-            seconds,
-        ));
-    }
+    let period = &periods[kept.period];
+    let rows = rows.map_err(|e| execution_error(report.id(), &format!("model `{m}`"), e))?;
+    let what = match kept.reader {
+        Some(b) => {
+            period.compiler.set_block_input(m, b, rows);
+            format!(" for block {}", report.spec.blocks[b].id)
+        }
+        None => {
+            period.compiler.set_frame(m, true, rows);
+            String::new()
+        }
+    };
+    timings.laps.push((
+        format!("model {m}{} ({} columns){what}", period.label, kept.columns),
+        seconds,
+    ));
+    Ok(())
+}
+
+/// Forgets the shared models' rows once every model over them is kept: needed no more
+/// (a streamed model still holds what it reads).
+fn forget_shared_models(periods: &[PeriodModels<'_>]) {
     for period in periods {
         let read_by_blocks: Vec<(String, bool)> = period
             .narrowed
@@ -896,12 +1012,17 @@ fn keep_models(
             .collect();
         period.compiler.forget_frames_except(&read_by_blocks);
     }
-    Ok(())
 }
 
-/// What one of the run's tasks gave: a model's rows, or a block's result; with its seconds.
+/// What one of the run's tasks gave: a model's rows (by its index in `BlockModels::work`,
+/// and its name), or a block's result; with its seconds.
 enum Done {
-    Model(String, datafusion::error::Result<DataFrame>, f64),
+    Model(
+        usize,
+        String,
+        Box<datafusion::error::Result<DataFrame>>,
+        f64,
+    ),
     Block(usize, Box<Result<BlockResult, ReportError>>, f64),
 }
 
@@ -910,22 +1031,6 @@ type Task = std::pin::Pin<Box<dyn std::future::Future<Output = Done> + Send>>;
 
 /// A block's result by its index, with its seconds.
 type FinishedBlock = (usize, Result<BlockResult, ReportError>, f64);
-
-/// Sorts what tasks gave (`done`): the blocks' results go to `blocks`; the models' rows
-/// are returned, in order, with their seconds.
-fn finished(
-    done: Vec<Done>,
-    blocks: &mut Vec<FinishedBlock>,
-) -> Vec<((String, datafusion::error::Result<DataFrame>), f64)> {
-    let mut models = Vec::new();
-    for d in done {
-        match d {
-            Done::Model(m, rows, seconds) => models.push(((m, rows), seconds)),
-            Done::Block(i, block, seconds) => blocks.push((i, *block, seconds)),
-        }
-    }
-    models
-}
 
 /// Each block's time (of those that ran without error) to `timings`.
 fn lap_blocks(timings: &mut Stopwatch, blocks: &[FinishedBlock]) {
@@ -981,6 +1086,7 @@ fn block_tasks(
     blocks: Vec<(usize, CompiledBlock, Option<DataFrame>)>,
     report: &Report,
     req: &RunRequest,
+    slots: &Slots,
 ) -> Vec<Task> {
     blocks
         .into_iter()
@@ -991,8 +1097,9 @@ fn block_tasks(
                 .compare
                 .zip(previous)
                 .map(|(shift, rows)| (shift, req.params.shifted(shift).info(), rows));
+            let slots = slots.clone();
             Box::pin(async move {
-                let (block, seconds) = timed(run_block(&report_id, spec, compiled, previous)).await;
+                let (block, seconds) = run_block(&report_id, spec, compiled, previous, slots).await;
                 Done::Block(i, Box::new(block), seconds)
             })
         })
@@ -1010,7 +1117,7 @@ fn narrowed_frame(
 ) -> Result<datafusion::prelude::DataFrame, ReportError> {
     let df = compiler.model_frame(model, filtered, &mut Vec::new())?;
     only_columns(df, model, columns)
-        .map_err(|e| execution_error(report.id(), &format!("model {model}"), e))
+        .map_err(|e| execution_error(report.id(), &format!("model `{model}`"), e))
 }
 
 /// `df` (model `model`'s frame) with only `columns`, under the model's name.
@@ -1107,13 +1214,25 @@ async fn kept_rows(
     use datafusion::logical_expr::{LogicalPlanBuilder, UNNAMED_TABLE};
     let (state, plan) = frame.into_parts();
     let physical = state.create_physical_plan(&plan).await?;
-    let schema = physical.schema();
+    // The rows keep the columns as the plan declares them: a column the physical plan
+    // knows has no nulls is still nullable in the plan, and the blocks planned over the
+    // model's stand-in (`repoint`) read it as declared.
+    let declared = Arc::new(plan.schema().as_arrow().clone());
+    let schema = match declared.contains(&physical.schema()) {
+        true => declared,
+        false => physical.schema(),
+    };
     let partitions =
         datafusion::physical_plan::collect_partitioned(physical, state.task_ctx()).await?;
     let partitions = partitions
         .into_iter()
-        .map(|batches| batches.iter().map(own_text).collect())
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|batches| {
+            batches
+                .iter()
+                .map(|b| Ok(own_text(b)?.with_schema(schema.clone())?))
+                .collect()
+        })
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
     let table = MemTable::try_new(schema, partitions)?;
     let scan = LogicalPlanBuilder::scan(UNNAMED_TABLE, provider_as_source(Arc::new(table)), None)?
         .build()?;
@@ -1161,23 +1280,31 @@ async fn timed<T>(work: impl std::future::Future<Output = T>) -> (T, f64) {
     (out, started.elapsed().as_secs_f64())
 }
 
-/// Runs each of `work` as its own task, `slots` at a time (the cores: at small data a
-/// plan's time is mostly planning, which runs on one core); their outputs in order.
-async fn side_by_side<T: Send + 'static>(
+/// The plans a run executes at a time: one per core (at small data a plan's time is
+/// mostly planning, which runs on one core), one in all under a memory bound. Every plan
+/// a run executes — a model's rows, each of a block's rows, totals, child levels and
+/// compared period — takes a slot, so that a block's plans run side by side too.
+#[derive(Clone)]
+struct Slots(Arc<tokio::sync::Semaphore>);
+
+impl Slots {
+    fn new(slots: usize) -> Slots {
+        Slots(Arc::new(tokio::sync::Semaphore::new(slots.max(1))))
+    }
+
+    /// `work` once a slot is free, holding the slot, with the seconds it ran (the wait for
+    /// the slot not counted).
+    async fn run<T>(self, work: impl std::future::Future<Output = T>) -> (T, f64) {
+        let _slot = self.0.acquire_owned().await;
+        timed(work).await
+    }
+}
+
+/// Runs each of `work` as a task of its own; their outputs in order.
+async fn spawned<T: Send + 'static>(
     work: Vec<impl std::future::Future<Output = T> + Send + 'static>,
-    slots: usize,
 ) -> Vec<T> {
-    let slots = Arc::new(tokio::sync::Semaphore::new(slots.max(1)));
-    let running: Vec<_> = work
-        .into_iter()
-        .map(|w| {
-            let slots = slots.clone();
-            tokio::spawn(async move {
-                let _slot = slots.acquire_owned().await;
-                w.await
-            })
-        })
-        .collect();
+    let running: Vec<_> = work.into_iter().map(tokio::spawn).collect();
     let mut out = Vec::with_capacity(running.len());
     for task in running {
         match task.await {
@@ -1300,11 +1427,17 @@ fn columns_read(
     }
     let mut real = Vec::new();
     let mut schemas = std::collections::HashMap::new();
-    for m in &models {
-        let df = compiler.model_frame(m, true, &mut Vec::new())?;
-        compiler.set_frame(m, true, stand_in(compiler, report, m, &df)?);
+    // Each over the stand-ins of the models it reads, none over another: side by side.
+    let built = in_parallel(models.clone(), |m| {
+        let df = compiler.model_frame(&m, true, &mut Vec::new())?;
+        let stand_in = stand_in(compiler, report, &m, &df)?;
+        Ok::<_, ReportError>((m, df, stand_in))
+    });
+    for model in built {
+        let (m, df, stand_in) = model?;
+        compiler.set_frame(&m, true, stand_in);
         schemas.insert(m.clone(), Arc::new(df.schema().as_arrow().clone()));
-        real.push((m.clone(), df));
+        real.push((m, df));
     }
     // Blocks compile on the cores side by side: planning is most of a small run.
     let compiled = variants.with_stand_ins(schemas, || {
@@ -1329,7 +1462,7 @@ fn columns_read(
     let optimized = in_parallel(frames, |(i, df)| (i, state.optimize(df.logical_plan())));
     let mut plans = Vec::new();
     for (i, plan) in optimized {
-        let plan = plan.map_err(|e| execution_error(report.id(), "columns read", e))?;
+        let plan = plan.map_err(|e| execution_error(report.id(), COLUMNS_READ, e))?;
         for scanned in read.add_pruned(report, &plan)? {
             scans.entry(scanned).or_default().push(i);
         }
@@ -1556,7 +1689,7 @@ fn stand_in(
 ) -> Result<datafusion::prelude::DataFrame, ReportError> {
     let schema = Arc::new(df.schema().as_arrow().clone());
     crate::compile::stand_in(compiler.state(), model, None, schema)
-        .map_err(|e| execution_error(report.id(), &format!("model {model}"), e))
+        .map_err(|e| execution_error(report.id(), &format!("model `{model}`"), e))
 }
 
 /// The columns of stand-ins that plans read, as DataFusion's projection pushdown leaves
@@ -1587,7 +1720,7 @@ impl ColumnsRead {
         df: datafusion::prelude::DataFrame,
     ) -> Result<Vec<String>, ReportError> {
         let plan = pruned(compiler.state(), &self.pruning, df)
-            .map_err(|e| execution_error(report.id(), "columns read", e))?;
+            .map_err(|e| execution_error(report.id(), COLUMNS_READ, e))?;
         self.add_pruned(report, &plan)
     }
 
@@ -1604,7 +1737,7 @@ impl ColumnsRead {
         plans
             .into_iter()
             .map(|plan| {
-                let plan = plan.map_err(|e| execution_error(report.id(), "columns read", e))?;
+                let plan = plan.map_err(|e| execution_error(report.id(), COLUMNS_READ, e))?;
                 self.add_pruned(report, &plan)
             })
             .collect()
@@ -1619,7 +1752,7 @@ impl ColumnsRead {
     ) -> Result<Vec<String>, ReportError> {
         use datafusion::common::tree_node::TreeNodeRecursion;
         use datafusion::logical_expr::LogicalPlan;
-        let failed = |e| execution_error(report.id(), "columns read", e);
+        let failed = |e| execution_error(report.id(), COLUMNS_READ, e);
         let mut scanned = Vec::new();
         plan.apply_with_subqueries(|node| {
             if let LogicalPlan::TableScan(scan) = node
@@ -1780,7 +1913,7 @@ pub async fn explain(
         let plan = compiled
             .rows
             .into_optimized_plan()
-            .map_err(|e| execution_error(report.id(), &spec.id, e))?;
+            .map_err(|e| execution_error(report.id(), &format!("block `{}`", spec.id), e))?;
         let _ = writeln!(out, "  plan:");
         for line in plan.display_indent().to_string().lines() {
             let _ = writeln!(out, "    {line}");
@@ -1931,5 +2064,29 @@ mod tests {
             kept.column(0).as_string_view().data_buffers()[0].as_ptr(),
             whole.column(0).as_string_view().data_buffers()[0].as_ptr()
         );
+    }
+
+    #[tokio::test]
+    async fn kept_rows_keep_the_columns_as_the_plan_declares_them() {
+        use arrow::array::BooleanArray;
+        use datafusion::prelude::{col, lit};
+        // `true or flag` may be null as written; the physical plan, simplified, knows it
+        // is not. Blocks planned over the model read it as written: so do its kept rows.
+        let flags = BooleanArray::from(vec![Some(true), None, Some(false)]);
+        let batch =
+            arrow::record_batch::RecordBatch::try_from_iter([("flag", Arc::new(flags) as _)])
+                .unwrap();
+        let ctx = session(Tz::UTC, None);
+        let frame = ctx
+            .read_batch(batch)
+            .unwrap()
+            .select(vec![lit(true).or(col("flag")).alias("counted")])
+            .unwrap();
+        assert!(frame.schema().field(0).is_nullable());
+        let kept = kept_rows(frame).await.unwrap();
+        assert!(kept.schema().field(0).is_nullable());
+        let batches = kept.collect().await.unwrap();
+        let counted = batches[0].column(0).as_boolean();
+        assert_eq!(counted.iter().collect::<Vec<_>>(), vec![Some(true); 3]);
     }
 }
