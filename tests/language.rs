@@ -9,7 +9,7 @@
 
 use serde_json::{Value, json};
 
-use crate::util::{block, fails, fixture, json, run_on_fixture, write};
+use crate::util::{block, fails_on_fixture, fixture, json, run_on_fixture, write};
 
 /// Runs report `report`, defined by `yaml` in a fresh folder, on the fixture.
 fn run_yaml(report: &str, yaml: &str, from: &str, to: &str, extra: &[&str]) -> Value {
@@ -219,15 +219,7 @@ fn a_model_that_fails_as_it_is_computed_is_named() {
         "rep.yaml",
         "report: rep\ntitle: T\nblocks:\n  - id: a\n    title: A\n    from: broken\n    measures: [bad_sum]\n  - id: b\n    title: B\n    from: broken\n    by: [id]\n    measures: [bad_sum]\n  - id: c\n    title: C\n    from: deals\n    measures: { n: count(*) }\n",
     );
-    let data = fixture("forgotten");
-    let err = fails(&[
-        "run",
-        "rep",
-        "--reports",
-        dir.path().to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-    ]);
+    let err = fails_on_fixture("rep", &["--reports", dir.path().to_str().unwrap()]);
     // Each cause once, though DataFusion's error quotes the Arrow error it wraps.
     let (head, tail) = (
         "error: report `rep`, model `broken`: Arrow error: Cast error: Cannot cast string '",
