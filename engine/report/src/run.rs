@@ -582,7 +582,7 @@ pub async fn run(
         .partition(|(i, _, _)| !models_pending.contains_key(i));
     let mut later: std::collections::HashMap<usize, _> =
         later.into_iter().map(|block| (block.0, block)).collect();
-    let total = models_pending.len() + first.len();
+    let total = first.len() + later.len();
     let (first, mut compiling) =
         timed_now(|| blocks_to_run(first, report, &p.compiler, &made, &models.streaming, how));
     let (first, mut reused) = first?;
