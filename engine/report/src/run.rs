@@ -431,7 +431,8 @@ async fn run_block(
         columns,
         children,
     } = compiled;
-    // The place each plan's error names: the block, or the block's child level.
+    // Each plan with the place its error names: a child level, the rows, the totals row,
+    // the compared period.
     let mut places = Vec::new();
     let mut plans = Vec::new();
     let mut child_results = Vec::new();
@@ -468,7 +469,8 @@ async fn run_block(
     )
     .await;
     let seconds = collected.iter().map(|(_, s)| s).sum();
-    let result = async {
+    // In the order they were pushed: children, rows, totals, compared period.
+    let result = (|| -> Result<BlockResult, ReportError> {
         let mut collected = collected
             .into_iter()
             .zip(places)
@@ -506,8 +508,8 @@ async fn run_block(
             chart: spec.chart,
             pivot: spec.pivot,
         })
-    };
-    (result.await, seconds)
+    })();
+    (result, seconds)
 }
 
 /// Runs a report over `source`. Models read by blocks are computed once and shared
