@@ -379,6 +379,11 @@ fn execution_error(
     }
 }
 
+/// DataFusion failed while planning or computing model `model`'s rows.
+fn model_error(report: &str, model: &str, e: datafusion::error::DataFusionError) -> ReportError {
+    execution_error(report, &format!("model `{model}`"), e)
+}
+
 /// Where an error in the analysis of the columns a run's blocks read happened.
 const COLUMNS_READ: &str = "the analysis of the columns its blocks read";
 
@@ -763,7 +768,6 @@ fn narrow_period<'c>(
 ) -> Result<PeriodModels<'c>, ReportError> {
     use datafusion::common::tree_node::TreeNodeRecursion;
     use datafusion::logical_expr::LogicalPlan;
-    let model_error = |m: &str, e| execution_error(report.id(), &format!("model `{m}`"), e);
     let read: Vec<String> = narrowed.iter().map(|n| n.model.clone()).collect();
     for n in &narrowed {
         compiler.narrow(&n.model, &n.columns);
@@ -800,7 +804,7 @@ fn narrow_period<'c>(
                 }
                 Ok(TreeNodeRecursion::Continue)
             })
-            .map_err(|e| model_error(m, e))?;
+            .map_err(|e| model_error(report.id(), m, e))?;
     }
     let reached = reachable_models(catalog, direct);
     let inner: Vec<String> = order.into_iter().filter(|m| reached.contains(m)).collect();
@@ -835,7 +839,6 @@ async fn compute_shared(
     if !how.local {
         return Ok(kept);
     }
-    let model_error = |m: &str, e| execution_error(report.id(), &format!("model `{m}`"), e);
     let waves = periods.iter().map(|p| p.waves.len()).max().unwrap_or(0);
     // A wave's models read none of each other: they are computed side by side.
     for wave in 0..waves {
@@ -849,16 +852,16 @@ async fn compute_shared(
             for m in models {
                 let full = period.compiler.model_frame(m, false, &mut Vec::new())?;
                 schemas.push((at, full.schema().clone()));
-                let frame =
-                    only_columns(full, m, &period.widths[m]).map_err(|e| model_error(m, e))?;
+                let frame = only_columns(full, m, &period.widths[m])
+                    .map_err(|e| model_error(report.id(), m, e))?;
                 work.push(slots.clone().run(in_memory(frame, m.clone())));
             }
         }
         for (((m, cached), seconds), (at, schema)) in spawned(work).await.into_iter().zip(schemas) {
             let period = &periods[at];
-            let cached = cached.map_err(|e| model_error(&m, e))?;
+            let cached = cached.map_err(|e| model_error(report.id(), &m, e))?;
             let frame = crate::compile::unread_as_nulls(cached, &m, &schema)
-                .map_err(|e| model_error(&m, e))?;
+                .map_err(|e| model_error(report.id(), &m, e))?;
             period.compiler.set_frame(&m, false, frame);
             kept[at].push((m.clone(), false));
             timings
@@ -985,7 +988,7 @@ fn keep_model(
     timings: &mut Stopwatch,
 ) -> Result<(), ReportError> {
     let period = &periods[kept.period];
-    let rows = rows.map_err(|e| execution_error(report.id(), &format!("model `{m}`"), e))?;
+    let rows = rows.map_err(|e| model_error(report.id(), m, e))?;
     let what = match kept.reader {
         Some(b) => {
             period.compiler.set_block_input(m, b, rows);
@@ -1118,8 +1121,7 @@ fn narrowed_frame(
     columns: &[String],
 ) -> Result<datafusion::prelude::DataFrame, ReportError> {
     let df = compiler.model_frame(model, filtered, &mut Vec::new())?;
-    only_columns(df, model, columns)
-        .map_err(|e| execution_error(report.id(), &format!("model `{model}`"), e))
+    only_columns(df, model, columns).map_err(|e| model_error(report.id(), model, e))
 }
 
 /// `df` (model `model`'s frame) with only `columns`, under the model's name.
@@ -1691,7 +1693,7 @@ fn stand_in(
 ) -> Result<datafusion::prelude::DataFrame, ReportError> {
     let schema = Arc::new(df.schema().as_arrow().clone());
     crate::compile::stand_in(compiler.state(), model, None, schema)
-        .map_err(|e| execution_error(report.id(), &format!("model `{model}`"), e))
+        .map_err(|e| model_error(report.id(), model, e))
 }
 
 /// The columns of stand-ins that plans read, as DataFusion's projection pushdown leaves
