@@ -207,21 +207,21 @@ enum Parsed {
 /// Parses and checks one file (a model or a report).
 fn parse(file: DefinitionFile) -> Result<Parsed, Vec<Diagnostic>> {
     let src = Arc::new(file);
-    match file_kind(&src).map_err(|d| vec![d])? {
+    let value: serde_yaml::Value =
+        serde_yaml::from_str(&src.text).map_err(|e| vec![yaml_diagnostic(&src, &e)])?;
+    match file_kind(&src, &value).map_err(|d| vec![d])? {
         FileKind::Model => {
-            let spec: ModelSpec = deserialize(&src).map_err(|d| vec![d])?;
+            let spec: ModelSpec = deserialize(&src, value).map_err(|d| vec![d])?;
             Ok(Parsed::Model(check_model(spec, src)?))
         }
         FileKind::Report => {
-            let spec: ReportSpec = deserialize(&src).map_err(|d| vec![d])?;
+            let spec: ReportSpec = deserialize(&src, value).map_err(|d| vec![d])?;
             Ok(Parsed::Report(check_report(spec, src)?))
         }
     }
 }
 
-fn file_kind(src: &DefinitionFile) -> Result<FileKind, Diagnostic> {
-    let value: serde_yaml::Value =
-        serde_yaml::from_str(&src.text).map_err(|e| yaml_diagnostic(src, &e))?;
+fn file_kind(src: &DefinitionFile, value: &serde_yaml::Value) -> Result<FileKind, Diagnostic> {
     let map = value.as_mapping();
     let has = |k: &str| map.is_some_and(|m| m.contains_key(k));
     match (has("model"), has("report")) {
@@ -236,8 +236,16 @@ fn file_kind(src: &DefinitionFile) -> Result<FileKind, Diagnostic> {
     }
 }
 
-fn deserialize<T: serde::de::DeserializeOwned>(src: &DefinitionFile) -> Result<T, Diagnostic> {
-    serde_yaml::from_str(&src.text).map_err(|e| yaml_diagnostic(src, &e))
+/// `value` (`src` parsed) as a `T`. From the parsed tree, which saves scanning the text
+/// again (most of reading a catalog); when that fails, from the text, whose errors say
+/// where — and which takes a plain scalar as text where the tree holds a number.
+fn deserialize<T: serde::de::DeserializeOwned>(
+    src: &DefinitionFile,
+    value: serde_yaml::Value,
+) -> Result<T, Diagnostic> {
+    serde_yaml::from_value(value)
+        .or_else(|_| serde_yaml::from_str(&src.text))
+        .map_err(|e| yaml_diagnostic(src, &e))
 }
 
 /// Turns a serde_yaml error into a located diagnostic, with a suggestion for unknown keys.

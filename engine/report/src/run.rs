@@ -1443,11 +1443,22 @@ fn columns_read(
         schemas.insert(m.clone(), Arc::new(df.schema().as_arrow().clone()));
         real.push((m, df));
     }
-    // Blocks compile on the cores side by side: planning is most of a small run.
+    // Each block compiled and its plans optimized as they will run, blocks side by side
+    // on the cores (planning is most of a small run), one work item per block so that a
+    // core that finishes a block takes the next instead of waiting for the others to
+    // compile. What each scan of a stand-in keeps is what the block reads of that model,
+    // and the plans, re-pointed at the models once they are computed (`repoint`), are
+    // what the blocks execute.
+    let state = compiler.state();
     let compiled = variants.with_stand_ins(schemas, || {
-        in_parallel(blocks.to_vec(), |i| compile_block(compiler, report, i))
+        in_parallel(blocks.to_vec(), |i| {
+            let (i, block, compared) = compile_block(compiler, report, i)?;
+            let optimized: Vec<_> = plans_of(&block, compared.as_ref())
+                .map(|df| state.optimize(df.logical_plan()))
+                .collect();
+            Ok::<_, ReportError>((i, block, compared, optimized))
+        })
     });
-    let compiled = compiled.into_iter().collect::<Result<Vec<_>, _>>()?;
     let made = variants.made();
     let mut tables = models.clone();
     for (v, _) in &made {
@@ -1455,30 +1466,22 @@ fn columns_read(
     }
     let mut read = ColumnsRead::of(&tables);
     let mut scans: std::collections::HashMap<String, Vec<usize>> = Default::default();
-    // Every plan optimized as it will run, side by side on the cores: what each scan of a
-    // stand-in keeps is what the block reads of that model, and the plans, re-pointed at
-    // the models once they are computed (`repoint`), are what the blocks execute.
-    let mut frames = Vec::new();
-    for (i, block, compared) in &compiled {
-        frames.extend(plans_of(block, compared.as_ref()).map(|df| (*i, df.clone())));
-    }
-    let state = compiler.state();
-    let optimized = in_parallel(frames, |(i, df)| (i, state.optimize(df.logical_plan())));
-    let mut plans = Vec::new();
-    for (i, plan) in optimized {
-        let plan = plan.map_err(|e| execution_error(report.id(), COLUMNS_READ, e))?;
-        for scanned in read.add_pruned(report, &plan)? {
-            scans.entry(scanned).or_default().push(i);
-        }
-        plans.push(plan);
-    }
-    let mut plans = plans.into_iter();
     let mut blocks_optimized = Vec::new();
-    for (i, block, compared) in compiled {
+    for block in compiled {
+        let (i, block, compared, optimized) = block?;
+        let mut plans = Vec::new();
+        for plan in optimized {
+            let plan = plan.map_err(|e| execution_error(report.id(), COLUMNS_READ, e))?;
+            for scanned in read.add_pruned(report, &plan)? {
+                scans.entry(scanned).or_default().push(i);
+            }
+            plans.push(plan);
+        }
+        let mut plans = plans.into_iter();
         let (block, compared) = map_plans(block, compared, |df| {
             let plan = plans
                 .next()
-                .expect("one optimized plan per plan of the blocks");
+                .expect("one optimized plan per plan of the block");
             Ok::<_, ReportError>(DataFrame::new(df.into_parts().0, plan))
         })?;
         blocks_optimized.push((i, block, compared));

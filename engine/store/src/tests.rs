@@ -113,6 +113,54 @@ fn a_sync_that_dies_leaves_the_current_snapshot_whole() {
     assert!(left.iter().all(|n| !n.ends_with(".partial")), "{left:?}");
 }
 
+/// The codec of the first column chunk of the Parquet file at `path`.
+fn codec(path: &Path) -> Compression {
+    let file = std::fs::File::open(path).unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    reader.metadata().row_group(0).column(0).compression()
+}
+
+#[test]
+fn snapshots_written_with_zstd_before_read_as_they_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    import(&store);
+    let snap = store.current().unwrap();
+    let path = snap.table_path("deals");
+    assert_eq!(codec(&path), Compression::LZ4_RAW);
+    let (schema, before) = snap.read("deals").unwrap();
+    // The same file as a snapshot written before LZ4 holds it: every chunk in zstd.
+    let file = std::fs::File::open(&path).unwrap();
+    let rows: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let zstd = Compression::ZSTD(datafusion::parquet::basic::ZstdLevel::try_new(1).unwrap());
+    let props = WriterProperties::builder().set_compression(zstd).build();
+    let rewritten = path.with_extension("zstd");
+    let mut writer = ArrowWriter::try_new(
+        std::fs::File::create(&rewritten).unwrap(),
+        rows[0].schema(),
+        Some(props),
+    )
+    .unwrap();
+    for b in &rows {
+        writer.write(b).unwrap();
+    }
+    writer.close().unwrap();
+    std::fs::rename(&rewritten, &path).unwrap();
+    assert_eq!(codec(&path), zstd);
+    let (schema_after, after) = store.current().unwrap().read("deals").unwrap();
+    assert_eq!(schema_after, schema);
+    assert_eq!(
+        concat_batches(&schema, &after).unwrap(),
+        concat_batches(&schema, &before).unwrap()
+    );
+    assert!(before.iter().map(|b| b.num_rows()).sum::<usize>() > 0);
+}
+
 #[test]
 fn old_snapshots_beyond_keep_are_removed() {
     let dir = tempfile::tempdir().unwrap();
