@@ -590,9 +590,8 @@ pub async fn run(
     let mut later: std::collections::HashMap<usize, _> =
         later.into_iter().map(|block| (block.0, block)).collect();
     let total = first.len() + later.len();
-    let (first, mut compiling) =
-        timed_now(|| blocks_to_run(first, report, &p.compiler, &made, &models.streaming, how));
-    let (first, mut reused) = first?;
+    // The models first: they run while the blocks that wait for none of them are made
+    // ready (a block a model streams into is compiled again, on this thread).
     let mut running = tokio::task::JoinSet::new();
     for (k, work) in models.work.into_iter().enumerate() {
         running.spawn(async move {
@@ -600,6 +599,9 @@ pub async fn run(
             Done::Model(k, m, Box::new(rows), seconds)
         });
     }
+    let (first, mut compiling) =
+        timed_now(|| blocks_to_run(first, report, &p.compiler, &made, &models.streaming, how));
+    let (first, mut reused) = first?;
     for task in block_tasks(first, report, req, &slots) {
         running.spawn(task);
     }
