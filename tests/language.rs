@@ -577,6 +577,123 @@ fn lookup_finds_the_highest_tier_reached() {
     );
 }
 
+const SUMS: &str = r#"report: sums
+title: Суммы
+blocks:
+  - id: by_employee
+    title: По сотрудникам
+    from: deals
+    by: [employee]
+    measures:
+      n: { expr: count(*), total: sum }
+      amount: { expr: sum(amount), total: sum }
+      avg_amount: { expr: avg(amount), total: sum }
+      big: { expr: "max(case when amount > 100000 then amount end)", total: sum }
+      share: { expr: "100.0 * n / sum(n) over ()", total: none }
+      max_amount: max(amount)
+    totals: true
+    sort: [employee]
+  - id: top
+    title: Лучший
+    from: deals
+    by: [employee]
+    measures:
+      amount: { expr: sum(amount), total: sum }
+    totals: true
+    sort: [amount desc]
+    limit: 1
+  - id: by_department
+    title: По отделам
+    from: deals
+    by: [department, employee]
+    subtotals: [department]
+    measures:
+      n: { expr: count(*), total: sum }
+    totals: true
+"#;
+
+#[test]
+fn a_totals_row_sums_the_rows_where_asked() {
+    // Анна: deals 1, 2, 7 (1000 + 2000 + 400.50); Борис: 3 (no amount), 4 (5000), 9 (100);
+    // Вера: 5 (3000), 8 (900); Глеб: 6 (700).
+    let r = run_yaml("sums", SUMS, "2024-01-01", "2024-05-31", &[]);
+    let b = block(&r, "by_employee");
+    assert_eq!(
+        b["rows"][1],
+        json!({"employee": "Борис", "n": 3, "amount": 5100.0, "avg_amount": 2550.0, "big": null, "share": 33.33, "max_amount": 5000.0})
+    );
+    // Summed: the counts, the amounts, even the averages (1133.5 + 2550 + 1950 + 700);
+    // none of `big` is there, so its sum is empty; `share` has no total; `max_amount` is
+    // the measure over all rows.
+    assert_eq!(
+        b["totals"],
+        json!({"employee": null, "n": 9, "amount": 13100.5, "avg_amount": 6333.5, "big": null, "share": null, "max_amount": 5000.0})
+    );
+    // A block that shows its first row only still sums all of them.
+    let top = block(&r, "top");
+    assert_eq!(
+        top["rows"],
+        json!([{"employee": "Борис", "amount": 5100.0}])
+    );
+    assert_eq!(top["totals"]["amount"], json!(13100.5));
+    // Subtotal rows are not counted again.
+    let by_department = block(&r, "by_department");
+    assert_eq!(by_department["totals"]["n"], json!(9));
+}
+
+#[test]
+fn a_totals_row_cannot_sum_text() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "sums.yaml",
+        &SUMS.replace(
+            "max_amount: max(amount)",
+            "who: { expr: max(employee), total: sum }",
+        ),
+    );
+    let err = fails_on_fixture("sums", &["--reports", dir.path().to_str().unwrap()]);
+    assert!(err.contains("sums.yaml"), "{err}");
+    assert!(err.contains("by_employee"), "{err}");
+    assert!(err.contains("no function matches 'sum(Utf8)'"), "{err}");
+}
+
+const FUNNEL_BY: &str = r#"report: funnel
+title: Воронка
+blocks:
+  - id: steps
+    title: Шаги
+    from: deals
+    by: [employee]
+    measures:
+      created: count(*)
+      won: "count(*) filter (where semantic = 'success')"
+    unpivot:
+      name: step
+      rows: [created, won]
+      columns: { count: "{}" }
+"#;
+
+#[test]
+fn unpivot_rows_come_item_by_item_then_by_dimension() {
+    // Deals by employee: Анна 3 (none won), Борис 3 (deal 4 won), Вера 2 (deal 5 won),
+    // Глеб 1.
+    let r = run_yaml("funnel", FUNNEL_BY, "2024-01-01", "2024-05-31", &[]);
+    assert_eq!(
+        block(&r, "steps")["rows"],
+        json!([
+            {"employee": "Анна", "step": "created", "count": 3.0},
+            {"employee": "Борис", "step": "created", "count": 3.0},
+            {"employee": "Вера", "step": "created", "count": 2.0},
+            {"employee": "Глеб", "step": "created", "count": 1.0},
+            {"employee": "Анна", "step": "won", "count": 0.0},
+            {"employee": "Борис", "step": "won", "count": 1.0},
+            {"employee": "Вера", "step": "won", "count": 1.0},
+            {"employee": "Глеб", "step": "won", "count": 0.0},
+        ])
+    );
+}
+
 const MONTH_VS_PREVIOUS: &str = r#"report: mvp
 title: Месяц к предыдущему
 blocks:

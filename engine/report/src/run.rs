@@ -433,6 +433,7 @@ async fn run_block(
         kind,
         rows,
         totals,
+        totals_summed,
         columns,
         children,
     } = compiled;
@@ -491,6 +492,14 @@ async fn run_block(
         let totals = match &totals_schema {
             Some(schema) => Some(in_one(schema, next()?)?),
             None => None,
+        };
+        let totals = match totals {
+            Some(t) if !totals_summed.is_empty() => Some(
+                crate::compile::summed_totals(t, &batches, &totals_summed).map_err(|e| {
+                    execution_error(report, &format!("{block}, totals row"), e.into())
+                })?,
+            ),
+            t => t,
         };
         let previous = match previous {
             Some((shift, params, schema)) => Some(Previous {

@@ -47,6 +47,7 @@ mod table;
 use models::*;
 pub(crate) use names::block_model_names;
 use names::*;
+pub(crate) use steps::summed_totals;
 use steps::*;
 use table::*;
 
@@ -62,6 +63,8 @@ pub struct CompiledBlock {
     pub kind: BlockKind,
     pub rows: DataFrame,
     pub totals: Option<DataFrame>,
+    /// Measures of the totals row summed from the computed rows (`summed_totals`).
+    pub totals_summed: Vec<String>,
     pub columns: Vec<ColumnMeta>,
     pub children: Vec<CompiledChild>,
 }
@@ -632,6 +635,8 @@ impl<'a> Compiler<'a> {
             let all: Vec<String> = block.by.names().map(str::to_string).collect();
             let plan = self.table_plan(report, i)?;
             let (mut rows, columns) = self.table_grouping(report, &plan, &block.by.0)?;
+            // The rows a totals row sums (`total: sum`): without subtotal rows.
+            let detail = rows.clone();
             if !block.subtotals.is_empty() {
                 for (k, d) in block.subtotals.iter().enumerate() {
                     if !all.contains(d) {
@@ -655,13 +660,15 @@ impl<'a> Compiler<'a> {
                 let sub = align(sub, &rows).map_err(err)?;
                 rows = rows.union(sub).map_err(err)?;
             }
-            let totals = if block.totals {
+            let (totals, totals_summed) = if block.totals {
                 // Same columns as the rows: dimensions are typed nulls in the totals row.
                 let totals =
                     align(self.table_grouping(report, &plan, &[])?.0, &rows).map_err(err)?;
-                Some(self.totals_overrides(block, totals, &rows).map_err(err)?)
+                let (totals, summed) =
+                    self.totals_overrides(block, totals, &detail).map_err(err)?;
+                (Some(totals), summed)
             } else {
-                None
+                (None, vec![])
             };
             if let Some(h) = &block.having {
                 let site = self.block_site(report, i, "having", None);
@@ -709,6 +716,7 @@ impl<'a> Compiler<'a> {
                     kind: BlockKind::Table,
                     rows,
                     totals: None,
+                    totals_summed: vec![],
                     columns,
                     children: vec![],
                 });
@@ -738,6 +746,7 @@ impl<'a> Compiler<'a> {
                 kind: BlockKind::Table,
                 rows,
                 totals,
+                totals_summed,
                 columns,
                 children,
             })
@@ -747,6 +756,7 @@ impl<'a> Compiler<'a> {
                 kind: BlockKind::List,
                 rows,
                 totals: None,
+                totals_summed: vec![],
                 children: vec![],
                 columns,
             })

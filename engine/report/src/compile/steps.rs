@@ -2,6 +2,8 @@
 //! in dependency order.
 
 use super::*;
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
 
 impl<'a> Compiler<'a> {
     /// Adds the columns of lookup `k` of block `i` to `df`: the row of the looked-up table
@@ -83,24 +85,40 @@ impl<'a> Compiler<'a> {
     }
 
     /// Measures whose total is the sum of the rows' values (or nothing) instead of the
-    /// measure over all rows.
+    /// measure over all rows; `rows` are the block's rows without subtotal rows. When they
+    /// are all the rows the block shows (no `limit`, no subtotals) and the summed values
+    /// are numbers, a summed measure is a typed null here, summed from the rows once they
+    /// are computed (`summed_totals`): summing them in the plan would plan and compute
+    /// the rows a second time. Returns the totals and the measures left to sum so.
     pub(super) fn totals_overrides(
         &self,
         block: &crate::spec::BlockSpec,
         totals: DataFrame,
         rows: &DataFrame,
-    ) -> datafusion::error::Result<DataFrame> {
+    ) -> datafusion::error::Result<(DataFrame, Vec<String>)> {
         use crate::spec::TotalKind;
         use datafusion::functions_aggregate::expr_fn::sum;
         let kind = |name: &str| block.measures.get(name).and_then(|s| s.total);
-        let sums: Vec<Expr> = block
+        let summed: Vec<&String> = block
             .measures
             .iter()
             .filter(|(_, s)| s.total == Some(TotalKind::Sum) && !s.hidden)
-            .map(|(n, _)| sum(column(n)).alias(format!("__sum_{n}")))
+            .map(|(n, _)| n)
             .collect();
+        // Any other type is summed by the plan, which refuses what `sum` cannot add.
+        let later = block.limit.is_none()
+            && block.subtotals.is_empty()
+            && summed.iter().all(|n| {
+                rows.schema()
+                    .field_with_unqualified_name(n)
+                    .is_ok_and(|f| summed_as(f.data_type()).is_some())
+            });
         let mut totals = totals;
-        if !sums.is_empty() {
+        if !later && !summed.is_empty() {
+            let sums = summed
+                .iter()
+                .map(|n| sum(column(n)).alias(format!("__sum_{n}")))
+                .collect();
             let agg = rows.clone().aggregate(vec![], sums)?;
             let plan = LogicalPlanBuilder::from(totals.logical_plan().clone())
                 .cross_join(agg.logical_plan().clone())?
@@ -112,17 +130,21 @@ impl<'a> Compiler<'a> {
             .fields()
             .iter()
             .map(|f| match kind(f.name()) {
-                Some(TotalKind::Sum) => Ok(datafusion::logical_expr::cast(
+                Some(TotalKind::Sum) if !later => Ok(datafusion::logical_expr::cast(
                     column(&format!("__sum_{}", f.name())),
                     f.data_type().clone(),
                 )
                 .alias(f.name())),
-                Some(TotalKind::None) => ScalarValue::try_from(f.data_type())
+                Some(TotalKind::Sum | TotalKind::None) => ScalarValue::try_from(f.data_type())
                     .map(|null| Expr::Literal(null, None).alias(f.name())),
                 None => Ok(column(f.name())),
             })
             .collect::<datafusion::error::Result<Vec<Expr>>>()?;
-        totals.select(select)
+        let later = match later {
+            true => summed.into_iter().cloned().collect(),
+            false => vec![],
+        };
+        Ok((totals.select(select)?, later))
     }
 
     /// Turns each row of measures into one row per listed item: the item's name, then one
@@ -146,10 +168,13 @@ impl<'a> Compiler<'a> {
         };
         let dims: Vec<String> = block.by.names().map(str::to_string).collect();
         let have: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
-        let mut stacked: Option<DataFrame> = None;
+        if u.rows.is_empty() {
+            return Err(self
+                .block_site(report, i, "unpivot", None)
+                .error("`unpivot` needs `rows`")
+                .into());
+        }
         for (k, item) in u.rows.iter().enumerate() {
-            let mut select: Vec<Expr> = dims.iter().map(|d| column(d)).collect();
-            select.push(Expr::Literal(ScalarValue::Utf8(Some(item.clone())), None).alias(&u.name));
             for (out, pattern) in &u.columns {
                 let source = pattern.replace("{}", item);
                 if !have.contains(&source.as_str()) {
@@ -162,26 +187,72 @@ impl<'a> Compiler<'a> {
                         ))
                         .into());
                 }
-                select.push(
-                    datafusion::logical_expr::cast(
-                        column(&source),
-                        arrow::datatypes::DataType::Float64,
-                    )
-                    .alias(out),
-                );
             }
-            let part = rows.clone().select(select).map_err(err)?;
-            stacked = Some(match stacked {
-                None => part,
-                Some(s) => s.union(part).map_err(err)?,
-            });
         }
-        let Some(df) = stacked else {
-            return Err(self
-                .block_site(report, i, "unpivot", None)
-                .error("`unpivot` needs `rows`")
-                .into());
-        };
+        // Each row of measures crossed with the items, each output column the measure of
+        // the row's item: the rows are planned and computed once, not once per item.
+        const ITEM: &str = "__unpivot_item";
+        const NAME: &str = "__unpivot_name";
+        let is_item =
+            |k: usize| column(ITEM).eq(Expr::Literal(ScalarValue::Int64(Some(k as i64)), None));
+        let mut picks: Vec<Expr> = Vec::new();
+        for (out, pattern) in &u.columns {
+            let mut case: Option<datafusion::logical_expr::conditional_expressions::CaseBuilder> =
+                None;
+            for (k, item) in u.rows.iter().enumerate() {
+                let source = pattern.replace("{}", item);
+                let value = datafusion::logical_expr::cast(
+                    column(&source),
+                    arrow::datatypes::DataType::Float64,
+                );
+                case = Some(match case {
+                    None => datafusion::logical_expr::when(is_item(k), value),
+                    Some(mut b) => b.when(is_item(k), value),
+                });
+            }
+            if let Some(case) = case {
+                picks.push(case.end().map_err(err)?.alias(out));
+            }
+        }
+        let items: Vec<Vec<Expr>> = u
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(k, item)| {
+                vec![
+                    Expr::Literal(ScalarValue::Utf8(Some(item.clone())), None),
+                    Expr::Literal(ScalarValue::Int64(Some(k as i64)), None),
+                ]
+            })
+            .collect();
+        let mut select: Vec<Expr> = dims.iter().map(|d| column(d)).collect();
+        select.push(column(NAME).alias(&u.name));
+        select.extend(picks);
+        select.push(column(ITEM));
+        let mut kept: Vec<Expr> = dims.iter().map(|d| column(d)).collect();
+        kept.push(column(&u.name));
+        kept.extend(u.columns.keys().map(|out| column(out)));
+        // The order of `rows:`, then the block's dimensions.
+        let order: Vec<SortExpr> = std::iter::once(ITEM)
+            .chain(dims.iter().map(String::as_str))
+            .map(|c| SortExpr::new(column(c), true, false))
+            .collect();
+        let (state, rows) = rows.into_parts();
+        let df = LogicalPlanBuilder::values(items)
+            .and_then(|v| {
+                v.project(vec![
+                    column("column1").alias(NAME),
+                    column("column2").alias(ITEM),
+                ])
+            })
+            .and_then(|v| v.build())
+            .and_then(|items| LogicalPlanBuilder::from(rows).cross_join(items))
+            .and_then(|b| b.project(select))
+            .and_then(|b| b.sort(order))
+            .and_then(|b| b.project(kept))
+            .and_then(|b| b.build())
+            .map_err(err)?;
+        let df = DataFrame::new(state, df);
         if let Some(k) = u.labels.keys().find(|k| !u.columns.contains_key(*k)) {
             return Err(self
                 .block_site(report, i, &format!("unpivot.labels.{k}"), None)
@@ -226,23 +297,6 @@ impl<'a> Compiler<'a> {
                 value_labels: vec![],
             });
         }
-        // Keep the row order of `rows:` (the union has none of its own).
-        let mut case: Option<datafusion::logical_expr::conditional_expressions::CaseBuilder> = None;
-        for (k, item) in u.rows.iter().enumerate() {
-            let is_item =
-                column(&u.name).eq(Expr::Literal(ScalarValue::Utf8(Some(item.clone())), None));
-            let rank = Expr::Literal(ScalarValue::Int64(Some(k as i64)), None);
-            case = Some(match case {
-                None => datafusion::logical_expr::when(is_item, rank),
-                Some(mut b) => b.when(is_item, rank),
-            });
-        }
-        let df = match case {
-            Some(b) => df
-                .sort(vec![SortExpr::new(b.end().map_err(err)?, true, false)])
-                .map_err(err)?,
-            None => df,
-        };
         Ok((df, metas))
     }
 
@@ -369,4 +423,83 @@ pub(super) fn topo_order(
         visit(n, &deps, &mut done, &mut Vec::new())?;
     }
     Ok(done)
+}
+
+/// `totals` (a block's totals row) with each column of `summed` the sum of that column
+/// over `rows`, in the column's type; null where no row has a value. The sums of
+/// `total: sum` that `Compiler::totals_overrides` leaves to the computed rows.
+pub(crate) fn summed_totals(
+    totals: RecordBatch,
+    rows: &[RecordBatch],
+    summed: &[String],
+) -> Result<RecordBatch, ArrowError> {
+    use arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type, UInt64Type};
+    let schema = totals.schema();
+    let mut columns = totals.columns().to_vec();
+    for name in summed {
+        let k = schema.index_of(name)?;
+        let ty = schema.field(k).data_type();
+        let parts = rows
+            .iter()
+            .map(|b| {
+                b.column_by_name(name).cloned().ok_or_else(|| {
+                    ArrowError::SchemaError(format!("the rows have no column `{name}` to sum"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let n = totals.num_rows();
+        let sum = match summed_as(ty) {
+            Some(wide @ DataType::Decimal128(..)) => sum_as::<Decimal128Type>(&parts, &wide, n)?,
+            Some(wide @ DataType::Float64) => sum_as::<Float64Type>(&parts, &wide, n)?,
+            Some(wide @ DataType::Int64) => sum_as::<Int64Type>(&parts, &wide, n)?,
+            Some(wide @ DataType::UInt64) => sum_as::<UInt64Type>(&parts, &wide, n)?,
+            _ => {
+                return Err(ArrowError::InvalidArgumentError(format!(
+                    "a totals row cannot sum `{name}` of type {ty}"
+                )));
+            }
+        };
+        let options = arrow::compute::CastOptions {
+            safe: false,
+            ..Default::default()
+        };
+        columns[k] = arrow::compute::cast_with_options(&sum, ty, &options)?;
+    }
+    RecordBatch::try_new(schema, columns)
+}
+
+/// The type a column of type `ty` is summed in by `summed_totals`, as DataFusion's `sum`
+/// sums: decimals at full precision, integers in 64 bits, floats as doubles (the sum is
+/// then cast back, an overflow an error). None: not summed there.
+fn summed_as(ty: &arrow::datatypes::DataType) -> Option<arrow::datatypes::DataType> {
+    use arrow::datatypes::DataType;
+    match ty {
+        DataType::Decimal128(_, scale) => Some(DataType::Decimal128(38, *scale)),
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => Some(DataType::Float64),
+        t if t.is_signed_integer() => Some(DataType::Int64),
+        t if t.is_unsigned_integer() => Some(DataType::UInt64),
+        _ => None,
+    }
+}
+
+/// The sum of `parts` cast to `wide` (`T`'s type), repeated `n` times.
+fn sum_as<T: arrow::datatypes::ArrowNumericType>(
+    parts: &[arrow::array::ArrayRef],
+    wide: &arrow::datatypes::DataType,
+    n: usize,
+) -> Result<arrow::array::ArrayRef, ArrowError> {
+    use arrow::array::{AsArray, PrimitiveArray};
+    use arrow::datatypes::ArrowNativeTypeOp;
+    let mut total: Option<T::Native> = None;
+    for part in parts {
+        let part = arrow::compute::cast(part, wide)?;
+        if let Some(s) = arrow::compute::sum_checked(part.as_primitive::<T>())? {
+            total = Some(match total {
+                None => s,
+                Some(t) => t.add_checked(s)?,
+            });
+        }
+    }
+    let sums: PrimitiveArray<T> = std::iter::repeat_n(total, n).collect();
+    Ok(Arc::new(sums.with_data_type(wide.clone())))
 }
