@@ -694,6 +694,41 @@ fn unpivot_rows_come_item_by_item_then_by_dimension() {
     );
 }
 
+#[test]
+fn unpivot_without_columns_is_refused_at_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "funnel.yaml",
+        &FUNNEL_BY.replace("columns: { count: \"{}\" }", "columns: {}"),
+    );
+    let err = fails_on_fixture("funnel", &["--reports", dir.path().to_str().unwrap()]);
+    assert!(err.contains("funnel.yaml:"), "{err}");
+    assert!(err.contains("block `steps`"), "{err}");
+    assert!(err.contains("`unpivot` needs `columns`"), "{err}");
+}
+
+/// A measure no output reads still names columns of its model: the run, which computes
+/// the model with only the columns read, must not then miss them.
+#[test]
+fn a_hidden_measure_nothing_reads_does_not_break_the_block() {
+    let yaml = r#"report: hid
+title: Скрытое
+blocks:
+  - id: steps
+    title: Шаги
+    from: deals
+    by: [employee]
+    measures:
+      won: { expr: "count(*) filter (where semantic = 'success')", hidden: true }
+"#;
+    let r = run_yaml("hid", yaml, "2024-01-01", "2024-05-31", &[]);
+    assert_eq!(
+        block(&r, "steps")["rows"],
+        json!([{"employee": "Анна"}, {"employee": "Борис"}, {"employee": "Вера"}, {"employee": "Глеб"}])
+    );
+}
+
 const MONTH_VS_PREVIOUS: &str = r#"report: mvp
 title: Месяц к предыдущему
 blocks:

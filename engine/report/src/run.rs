@@ -1075,13 +1075,20 @@ fn blocks_to_run<'a>(
     let mut compiled = Vec::new();
     let mut again = Vec::new();
     for (i, block, compared) in blocks {
-        if !how.local || streaming.contains(&i) {
+        if !how.local {
             again.push(i);
             continue;
         }
+        // A model streamed into the block is its plan in place of the stand-in: the
+        // whole is optimized again, for the model's plan to be pruned to what is read.
+        let streamed = streaming.contains(&i);
+        let state = match streamed {
+            true => compiler.state(),
+            false => &planned,
+        };
         let repointed = map_plans(block, compared, |df| {
-            repoint(df.logical_plan(), i, compiler, made)
-                .map(|plan| DataFrame::new(planned.clone(), plan))
+            repoint(df.logical_plan(), i, compiler, made, streamed)
+                .map(|plan| DataFrame::new(state.clone(), plan))
         });
         match repointed {
             Ok((block, compared)) => compiled.push((i, block, compared)),
@@ -1583,18 +1590,21 @@ fn map_plans<E>(
 
 /// `plan` (block `block`'s, optimized over stand-ins) reading the rows the run computed
 /// instead: each scan of a stand-in becomes a scan of its model's rows (of its period,
-/// as kept for the block), with the same columns. An error when a model was not computed
-/// as rows (a plan, streamed into the block) or its rows differ in a column's type.
+/// as kept for the block), with the same columns — or, with `streamed`, the model's plan
+/// where it was not computed as rows (it streams into the block), for the caller to
+/// optimize. An error when a model is a plan and not `streamed`, or when what replaces
+/// a scan differs from it in a column's type.
 fn repoint<'a>(
     plan: &datafusion::logical_expr::LogicalPlan,
     block: usize,
     compiler: &Compiler<'a>,
     made: &[(usize, Arc<Compiler<'a>>)],
+    streamed: bool,
 ) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
     use datafusion::common::tree_node::Transformed;
     use datafusion::datasource::source_as_provider;
     use datafusion::error::DataFusionError;
-    use datafusion::logical_expr::{LogicalPlan, TableScanBuilder};
+    use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, TableScanBuilder};
     let not_rows = |what: String| DataFusionError::Plan(format!("not re-pointed: {what}"));
     plan.clone()
         .transform_up_with_subqueries(|node| {
@@ -1623,13 +1633,44 @@ fn repoint<'a>(
                     LogicalPlan::TableScan(t)
                         if t.projection.is_none() && t.filters.is_empty() && t.fetch.is_none() =>
                     {
-                        t.source.clone()
+                        Some(t.source.clone())
                     }
-                    _ => return Err(not_rows(format!("{model} is a plan"))),
+                    _ => None,
                 },
-                _ => return Err(not_rows(format!("{model} is a plan"))),
+                _ => None,
             };
             let ours = provider.schema();
+            let Some(rows) = rows else {
+                if !streamed {
+                    return Err(not_rows(format!("{model} is a plan")));
+                }
+                // The model's plan, its columns the scan's under the scan's name.
+                let columns: Vec<Expr> = match &scan.projection {
+                    Some(p) => p.iter().map(|&k| ours.field(k).name()).collect::<Vec<_>>(),
+                    None => ours.fields().iter().map(|f| f.name()).collect(),
+                }
+                .into_iter()
+                .map(|c| Expr::Column(Column::new(Some(model.as_str()), c)))
+                .collect();
+                let mut inlined = LogicalPlanBuilder::from(held.logical_plan().clone())
+                    .project(columns)?
+                    .alias(scan.table_name.clone())?;
+                if let Some(all) =
+                    datafusion::logical_expr::utils::conjunction(scan.filters.clone())
+                {
+                    inlined = inlined.filter(all)?;
+                }
+                if let Some(fetch) = scan.fetch {
+                    inlined = inlined.limit(0, Some(fetch))?;
+                }
+                let inlined = inlined.build()?;
+                if inlined.schema() != &scan.projected_schema {
+                    return Err(not_rows(format!(
+                        "{model}'s plan differs in a column's type"
+                    )));
+                }
+                return Ok(Transformed::yes(inlined));
+            };
             let theirs = rows.schema();
             let wanted: Vec<usize> = match &scan.projection {
                 Some(p) => p.clone(),

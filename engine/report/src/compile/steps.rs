@@ -174,6 +174,12 @@ impl<'a> Compiler<'a> {
                 .error("`unpivot` needs `rows`")
                 .into());
         }
+        if u.columns.is_empty() {
+            return Err(self
+                .block_site(report, i, "unpivot", None)
+                .error("`unpivot` needs `columns`: each output column with the measure it takes, `{}` standing for the row's item")
+                .into());
+        }
         for (k, item) in u.rows.iter().enumerate() {
             for (out, pattern) in &u.columns {
                 let source = pattern.replace("{}", item);
