@@ -738,14 +738,14 @@ async fn run(a: RunArgs, clock: svodka_config::Clock) -> Result<()> {
         }
         Format::Xlsx => Rendered::Bytes(svodka_render::xlsx::report_xlsx(&result, &options)?),
     };
-    let write = |out: &mut dyn Write| -> std::io::Result<()> {
+    let write = move |out: &mut dyn Write| -> std::io::Result<()> {
         let mut out = std::io::BufWriter::new(out);
-        match &rendered {
+        match rendered {
             Rendered::Json(json) => {
-                serde_json::to_writer_pretty(&mut out, json)?;
+                json.write_pretty(&mut out)?;
                 out.write_all(b"\n")?;
             }
-            Rendered::Bytes(bytes) => out.write_all(bytes)?,
+            Rendered::Bytes(bytes) => out.write_all(&bytes)?,
         }
         out.flush()
     };

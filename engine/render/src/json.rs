@@ -71,6 +71,117 @@ impl Serialize for ReportJson<'_> {
     }
 }
 
+impl ReportJson<'_> {
+    /// Writes the report as `serde_json::to_writer_pretty` would, byte for byte, but with
+    /// the rows of each block without child levels laid out and serialized on every core,
+    /// a few thousand rows per core at a time, written in order as they are done (a list
+    /// of a million rows still never waits whole in memory). The rest of the report is
+    /// serialized first with a marker in place of those rows: a string no value can
+    /// hold, as it carries a number drawn for this call.
+    pub fn write_pretty(mut self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        use std::hash::{BuildHasher, Hasher};
+        let drawn = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let mut marked = Vec::new();
+        for (i, b) in self.blocks.iter_mut().enumerate() {
+            if b.streamed.is_some() {
+                let marker = format!("\u{0}svodka-rows-{drawn:016x}-{i}");
+                // As the serializer writes it: the NUL escaped.
+                let written = format!("\"\\u0000svodka-rows-{drawn:016x}-{i}\"");
+                b.marker = Some(marker);
+                marked.push((i, written));
+            }
+        }
+        let skeleton = serde_json::to_vec_pretty(&self)?;
+        let mut rest = &skeleton[..];
+        for (i, written) in &marked {
+            let at = rest
+                .windows(written.len())
+                .position(|w| w == written.as_bytes())
+                .ok_or_else(|| std::io::Error::other("a block's rows marker went missing"))?;
+            out.write_all(&rest[..at])?;
+            let b = &self.blocks[*i];
+            let tz = b.streamed.expect("marked blocks stream their rows");
+            write_rows_pretty(b.block, tz, out)?;
+            rest = &rest[at + written.len()..];
+        }
+        out.write_all(rest)
+    }
+}
+
+/// Rows laid out and serialized per core at a time.
+const ROWS_PER_CHUNK: usize = 4096;
+
+/// A block's rows as `to_writer_pretty` writes the value of its `rows` key (at the depth
+/// of a block of the report), chunks of rows serialized side by side on the cores.
+fn write_rows_pretty(
+    block: &BlockResult,
+    tz: chrono_tz::Tz,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    // The rows are the elements of an array four levels in: report, blocks, block, rows.
+    const DEPTH: usize = 4;
+    if block.row_count() == 0 {
+        return out.write_all(b"[]");
+    }
+    let mut chunks = Vec::new();
+    let mut first = 0;
+    for batch in &block.batches {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let len = ROWS_PER_CHUNK.min(batch.num_rows() - offset);
+            chunks.push((first, batch.slice(offset, len)));
+            first += len;
+            offset += len;
+        }
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    out.write_all(b"[")?;
+    for window in chunks.chunks(cores) {
+        let written: Vec<std::io::Result<Vec<u8>>> = std::thread::scope(|scope| {
+            let running: Vec<_> = window
+                .iter()
+                .map(|(first, batch)| {
+                    scope.spawn(move || {
+                        let rows = rows_of(&block.id, &block.columns, batch, tz)
+                            .map_err(std::io::Error::other)?;
+                        let mut bytes = Vec::new();
+                        let indent = b"  ".repeat(DEPTH);
+                        for (k, cells) in rows.iter().enumerate() {
+                            let lead: &[u8] = if first + k == 0 { b"\n" } else { b",\n" };
+                            bytes.extend_from_slice(lead);
+                            bytes.extend_from_slice(&indent);
+                            // The formatter as it stands at the rows' depth.
+                            let mut pretty = serde_json::ser::PrettyFormatter::new();
+                            for _ in 0..DEPTH {
+                                serde_json::ser::Formatter::begin_array(
+                                    &mut pretty,
+                                    &mut std::io::sink(),
+                                )?;
+                            }
+                            let mut ser =
+                                serde_json::Serializer::with_formatter(&mut bytes, pretty);
+                            Object(&block.columns, cells).serialize(&mut ser)?;
+                        }
+                        Ok(bytes)
+                    })
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|r| r.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        });
+        for bytes in written {
+            out.write_all(&bytes?)?;
+        }
+    }
+    out.write_all(b"\n")?;
+    out.write_all(&b"  ".repeat(DEPTH - 1))?;
+    out.write_all(b"]")
+}
+
 /// One block, ready to serialize.
 pub struct BlockJson<'a> {
     block: &'a BlockResult,
@@ -79,6 +190,8 @@ pub struct BlockJson<'a> {
     /// without child levels: a list of a million rows never waits whole as cells); none
     /// when `table` holds them.
     streamed: Option<chrono_tz::Tz>,
+    /// Written in place of the rows, for `ReportJson::write_pretty` to find.
+    marker: Option<String>,
 }
 
 impl<'a> BlockJson<'a> {
@@ -88,11 +201,13 @@ impl<'a> BlockJson<'a> {
                 block,
                 table,
                 streamed: Some(tz),
+                marker: None,
             },
             None => BlockJson {
                 block,
                 table: table(block, tz)?,
                 streamed: None,
+                marker: None,
             },
         })
     }
@@ -105,9 +220,10 @@ impl Serialize for BlockJson<'_> {
         m.serialize_entry("id", &self.block.id)?;
         m.serialize_entry("title", &self.block.title)?;
         m.serialize_entry("columns", &Columns(&t.columns))?;
-        match self.streamed {
-            Some(tz) => m.serialize_entry("rows", &BatchRows(self.block, tz))?,
-            None => m.serialize_entry("rows", &Rows(t))?,
+        match (&self.marker, self.streamed) {
+            (Some(marker), _) => m.serialize_entry("rows", marker)?,
+            (None, Some(tz)) => m.serialize_entry("rows", &BatchRows(self.block, tz))?,
+            (None, None) => m.serialize_entry("rows", &Rows(t))?,
         }
         if let Some(totals) = &t.totals {
             m.serialize_entry("totals", &Object(&t.columns, totals))?;
@@ -275,5 +391,129 @@ impl Serialize for CellJson<'_> {
             Cell::Date(d) => s.collect_str(d),
             Cell::Timestamp(t) => s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Secs, true)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{
+        ArrayRef, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
+    };
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use arrow::record_batch::RecordBatch;
+    use svodka_results::{
+        BlockKind, BlockResult, ChildResult, ColumnMeta, ReportResult, RunInfo, ValueType,
+    };
+
+    use super::*;
+
+    fn column(name: &str, ty: ValueType, dimension: bool) -> ColumnMeta {
+        ColumnMeta {
+            name: name.into(),
+            label: name.into(),
+            ty,
+            definition: format!("{name} = …"),
+            description: None,
+            dimension,
+            lower_is_better: false,
+            value_labels: vec![],
+        }
+    }
+
+    /// Rows `from..to`: an id, a name with characters JSON escapes, an amount (some
+    /// missing, one not finite), an instant.
+    fn rows(from: i64, to: i64) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("amount", DataType::Float64, true),
+            Field::new(
+                "at",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+        ]));
+        let ids: Vec<i64> = (from..to).collect();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(ids.clone())),
+            Arc::new(StringArray::from_iter(ids.iter().map(|i| {
+                (i % 7 != 0).then(|| format!("«Клиент» \"{i}\"\t\u{0}\\"))
+            }))),
+            Arc::new(Float64Array::from_iter(ids.iter().map(|i| match i % 5 {
+                0 => None,
+                1 => Some(f64::NAN),
+                _ => Some(*i as f64 * 1.005),
+            }))),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter(
+                    ids.iter()
+                        .map(|i| (i % 3 != 0).then_some(1_790_000_000_000_000 + i)),
+                )
+                .with_timezone("UTC"),
+            ),
+        ];
+        RecordBatch::try_new(schema, columns).unwrap()
+    }
+
+    fn columns() -> Vec<ColumnMeta> {
+        vec![
+            column("id", ValueType::Id, true),
+            column("name", ValueType::Text, true),
+            column("amount", ValueType::Money, false),
+            column("at", ValueType::Timestamp, false),
+        ]
+    }
+
+    #[test]
+    fn written_pretty_is_what_serde_json_writes_pretty() {
+        // More rows than a chunk, in batches of uneven sizes (one empty), so that chunks
+        // are serialized side by side; a block of no rows; a block with a child level
+        // (written whole); a title that looks like a marker.
+        let mut big = BlockResult::of_rows(
+            "big",
+            "\u{0}svodka-rows-0000000000000000-0",
+            BlockKind::Table,
+            columns(),
+            vec![rows(0, 10_000), rows(10_000, 10_000), rows(10_000, 10_003)],
+        );
+        big.totals = Some(rows(99, 100));
+        let empty = BlockResult::of_rows("empty", "Пусто", BlockKind::List, columns(), vec![]);
+        let mut nested = BlockResult::of_rows(
+            "nested",
+            "Вложенные",
+            BlockKind::Table,
+            columns(),
+            vec![rows(0, 3)],
+        );
+        nested.children.push(ChildResult {
+            id: "more".into(),
+            title: None,
+            parent_keys: vec!["id".into()],
+            columns: columns(),
+            batches: vec![rows(1, 3)],
+        });
+        let info = RunInfo {
+            from: chrono::NaiveDate::from_ymd_opt(2026, 10, 1).unwrap(),
+            to: chrono::NaiveDate::from_ymd_opt(2026, 10, 31).unwrap(),
+            as_of: chrono::NaiveDate::from_ymd_opt(2026, 10, 31).unwrap(),
+            timezone: chrono_tz::Europe::Moscow,
+            filters: Default::default(),
+            portal_url: None,
+            links: Default::default(),
+        };
+        let result = ReportResult::of_blocks("r", info, vec![big, empty, nested]);
+        let expected = serde_json::to_vec_pretty(&ReportJson::new(&result).unwrap()).unwrap();
+        let mut written = Vec::new();
+        ReportJson::new(&result)
+            .unwrap()
+            .write_pretty(&mut written)
+            .unwrap();
+        assert!(expected.len() > 10_000 * 100, "{}", expected.len());
+        assert_eq!(
+            String::from_utf8(written).unwrap(),
+            String::from_utf8(expected).unwrap()
+        );
     }
 }
