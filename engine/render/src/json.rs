@@ -87,8 +87,8 @@ impl ReportJson<'_> {
         for (i, b) in self.blocks.iter_mut().enumerate() {
             if b.streamed.is_some() {
                 let marker = format!("\u{0}svodka-rows-{drawn:016x}-{i}");
-                // As the serializer writes it: the NUL escaped.
-                let written = format!("\"\\u0000svodka-rows-{drawn:016x}-{i}\"");
+                // As the serializer writes it (the NUL escaped).
+                let written = serde_json::to_string(&marker)?;
                 b.marker = Some(marker);
                 marked.push((i, written));
             }

@@ -600,7 +600,7 @@ pub async fn run(
         later.into_iter().map(|block| (block.0, block)).collect();
     let total = first.len() + later.len();
     // The models first: they run while the blocks that wait for none of them are made
-    // ready (a block a model streams into is compiled again, on this thread).
+    // ready, on this thread.
     let mut running = tokio::task::JoinSet::new();
     for (k, work) in models.work.into_iter().enumerate() {
         running.spawn(async move {
@@ -1058,9 +1058,10 @@ fn lap_blocks(timings: &mut Stopwatch, blocks: &[FinishedBlock]) {
 }
 
 /// The blocks `blocks` (by index, compiled and optimized by the analysis) ready to run:
-/// each plan re-pointed at the models as computed, so that it is only physically planned;
-/// a block that computes a model in its own plan (`streaming`), and every block on
-/// a remote engine, compiled again over the models as they are now. The longest first:
+/// each plan re-pointed at the models as computed, so that it is only physically planned
+/// — a block that computes a model in its own plan (`streaming`) gets the model's plan,
+/// and is optimized again; a block that cannot be re-pointed, and every block on a
+/// remote engine, compiled again over the models as they are now. The longest first:
 /// those that compute a model. Returns them with how many were planned by the analysis.
 #[allow(clippy::type_complexity)]
 fn blocks_to_run<'a>(
@@ -1640,18 +1641,19 @@ fn repoint<'a>(
                 _ => None,
             };
             let ours = provider.schema();
+            let wanted: Vec<usize> = match &scan.projection {
+                Some(p) => p.clone(),
+                None => (0..ours.fields().len()).collect(),
+            };
             let Some(rows) = rows else {
                 if !streamed {
                     return Err(not_rows(format!("{model} is a plan")));
                 }
                 // The model's plan, its columns the scan's under the scan's name.
-                let columns: Vec<Expr> = match &scan.projection {
-                    Some(p) => p.iter().map(|&k| ours.field(k).name()).collect::<Vec<_>>(),
-                    None => ours.fields().iter().map(|f| f.name()).collect(),
-                }
-                .into_iter()
-                .map(|c| Expr::Column(Column::new(Some(model.as_str()), c)))
-                .collect();
+                let columns: Vec<Expr> = wanted
+                    .iter()
+                    .map(|&k| Expr::Column(Column::new(Some(model.as_str()), ours.field(k).name())))
+                    .collect();
                 let mut inlined = LogicalPlanBuilder::from(held.logical_plan().clone())
                     .project(columns)?
                     .alias(scan.table_name.clone())?;
@@ -1672,10 +1674,6 @@ fn repoint<'a>(
                 return Ok(Transformed::yes(inlined));
             };
             let theirs = rows.schema();
-            let wanted: Vec<usize> = match &scan.projection {
-                Some(p) => p.clone(),
-                None => (0..ours.fields().len()).collect(),
-            };
             let projection = wanted
                 .iter()
                 .map(|&k| theirs.index_of(ours.field(k).name()))

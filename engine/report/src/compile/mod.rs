@@ -635,8 +635,9 @@ impl<'a> Compiler<'a> {
             let all: Vec<String> = block.by.names().map(str::to_string).collect();
             let plan = self.table_plan(report, i)?;
             let (mut rows, columns) = self.table_grouping(report, &plan, &block.by.0)?;
-            // The rows a totals row sums (`total: sum`): without subtotal rows.
-            let detail = rows.clone();
+            // The rows a totals row sums (`total: sum`): without subtotal rows, which the
+            // rows gain below.
+            let detail = (block.totals && !block.subtotals.is_empty()).then(|| rows.clone());
             if !block.subtotals.is_empty() {
                 for (k, d) in block.subtotals.iter().enumerate() {
                     if !all.contains(d) {
@@ -664,8 +665,9 @@ impl<'a> Compiler<'a> {
                 // Same columns as the rows: dimensions are typed nulls in the totals row.
                 let totals =
                     align(self.table_grouping(report, &plan, &[])?.0, &rows).map_err(err)?;
-                let (totals, summed) =
-                    self.totals_overrides(block, totals, &detail).map_err(err)?;
+                let (totals, summed) = self
+                    .totals_overrides(block, totals, detail.as_ref().unwrap_or(&rows))
+                    .map_err(err)?;
                 (Some(totals), summed)
             } else {
                 (None, vec![])

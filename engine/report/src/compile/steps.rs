@@ -140,11 +140,11 @@ impl<'a> Compiler<'a> {
                 None => Ok(column(f.name())),
             })
             .collect::<datafusion::error::Result<Vec<Expr>>>()?;
-        let later = match later {
+        let summed_later = match later {
             true => summed.into_iter().cloned().collect(),
             false => vec![],
         };
-        Ok((totals.select(select)?, later))
+        Ok((totals.select(select)?, summed_later))
     }
 
     /// Turns each row of measures into one row per listed item: the item's name, then one
@@ -442,6 +442,7 @@ pub(crate) fn summed_totals(
     use arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type, UInt64Type};
     let schema = totals.schema();
     let mut columns = totals.columns().to_vec();
+    let n = totals.num_rows();
     for name in summed {
         let k = schema.index_of(name)?;
         let ty = schema.field(k).data_type();
@@ -453,7 +454,6 @@ pub(crate) fn summed_totals(
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let n = totals.num_rows();
         let sum = match summed_as(ty) {
             Some(wide @ DataType::Decimal128(..)) => sum_as::<Decimal128Type>(&parts, &wide, n)?,
             Some(wide @ DataType::Float64) => sum_as::<Float64Type>(&parts, &wide, n)?,
