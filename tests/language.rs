@@ -9,7 +9,7 @@
 
 use serde_json::{Value, json};
 
-use crate::util::{block, fails_on_fixture, fixture, json, run_on_fixture, write};
+use crate::util::{block, fails_on_fixture, fixture, json, ok, run_on_fixture, write};
 
 /// Runs report `report`, defined by `yaml` in a fresh folder, on the fixture.
 fn run_yaml(report: &str, yaml: &str, from: &str, to: &str, extra: &[&str]) -> Value {
@@ -919,6 +919,77 @@ blocks:
             {"id": 2, "title": "Сделка два"},
         ])
     );
+}
+
+/// `case $param when … end` takes its branch when the run is planned: the rows are the
+/// branch's, and what only the other branches read (here a window over every row) is not
+/// in the plan at all.
+#[test]
+fn a_case_over_a_parameter_plans_only_the_branch_taken() {
+    let yaml = r#"report: pick
+title: Выбор
+parameters:
+  metric: { type: enum, values: [n, everyone], default: n }
+blocks:
+  - id: by_employee
+    title: По сотрудникам
+    from: deals
+    by: [employee]
+    measures:
+      n: { expr: count(*), hidden: true }
+      everyone: { expr: "sum(n) over ()", hidden: true }
+      value: "case $metric when 'n' then n when 'everyone' then everyone end"
+    sort: [employee]
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "pick.yaml", yaml);
+    let values = |metric: &str| {
+        let param = format!("metric={metric}");
+        let r = run_on_fixture(
+            "pick",
+            Some(dir.path()),
+            "2024-01-01",
+            "2024-05-31",
+            &["--param", &param],
+        );
+        block(&r, "by_employee")["rows"].clone()
+    };
+    // Deals per employee: Анна 1, 2, 7; Борис 3, 4, 9; Вера 5, 8; Глеб 6 — nine in all.
+    assert_eq!(
+        values("n"),
+        json!([
+            {"employee": "Анна", "value": 3},
+            {"employee": "Борис", "value": 3},
+            {"employee": "Вера", "value": 2},
+            {"employee": "Глеб", "value": 1},
+        ])
+    );
+    assert_eq!(
+        values("everyone"),
+        json!([
+            {"employee": "Анна", "value": 9},
+            {"employee": "Борис", "value": 9},
+            {"employee": "Вера", "value": 9},
+            {"employee": "Глеб", "value": 9},
+        ])
+    );
+    let data = fixture("forgotten");
+    let plan = |metric: &str| {
+        let param = format!("metric={metric}");
+        ok(&[
+            "explain",
+            "pick",
+            "--reports",
+            dir.path().to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--param",
+            &param,
+        ])
+    };
+    let taken = plan("n");
+    assert!(!taken.contains("WindowAggr"), "{taken}");
+    assert!(plan("everyone").contains("WindowAggr"));
 }
 
 /// `iso_week(ts)` labels a row by its ISO week in the client's zone, as text that sorts in

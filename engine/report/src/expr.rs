@@ -529,6 +529,7 @@ pub fn plan(
                     None,
                 )))
             }
+            Expr::Case(case) if chooses_by_value(&case) => Ok(Transformed::yes(searched(case))),
             other => Ok(Transformed::no(other)),
         })
         .map_err(|e| site.error(clean(&e.to_string())))?
@@ -548,6 +549,41 @@ pub fn plan(
         return Err(site.error(clean(&err.to_string())));
     }
     Ok(bound)
+}
+
+/// True for a simple `CASE` over a value known when the expression is planned, every
+/// `WHEN` a value of the same type: `case $metric when 'won_sum' then won_sum … end`.
+fn chooses_by_value(case: &datafusion::logical_expr::expr::Case) -> bool {
+    let Some(Expr::Literal(value, _)) = case.expr.as_deref() else {
+        return false;
+    };
+    let ty = value.data_type();
+    case.when_then_expr
+        .iter()
+        .all(|(when, _)| matches!(when.as_ref(), Expr::Literal(w, _) if w.data_type() == ty))
+}
+
+/// A simple `CASE` as the searched one it stands for: `case v when a then x … end` as
+/// `case when v = a then x … end` — the same rows, the same result type. Over values
+/// known when planned (`chooses_by_value`), DataFusion's simplifier folds each `v = a`
+/// and keeps only the branch taken, so the measures the other branches read (an index
+/// over a window, say) are neither planned nor computed; it does not fold the simple
+/// form.
+fn searched(case: datafusion::logical_expr::expr::Case) -> Expr {
+    let datafusion::logical_expr::expr::Case {
+        expr,
+        when_then_expr,
+        else_expr,
+    } = case;
+    let value = *expr.expect("a simple CASE has a value");
+    Expr::Case(datafusion::logical_expr::expr::Case {
+        expr: None,
+        when_then_expr: when_then_expr
+            .into_iter()
+            .map(|(when, then)| (Box::new(value.clone().eq(*when)), then))
+            .collect(),
+        else_expr,
+    })
 }
 
 /// DataFusion messages carry category prefixes, a bug-report hint and, for signature
