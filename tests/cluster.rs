@@ -372,9 +372,32 @@ fn an_executor_killed_mid_run_never_gives_a_wrong_number() {
     drop(cluster.executors.remove(0));
     let (status, err) = wait_with_timeout(&mut run, Duration::from_secs(120));
     if status.success() {
+        let remote = std::fs::read_to_string(&out_file).unwrap();
+        // The first line that differs, with its neighbours, says which number went wrong.
+        let first_difference = remote
+            .lines()
+            .zip(local.lines())
+            .position(|(r, l)| r != l)
+            .map(|at| {
+                let around = |text: &str| {
+                    let lines: Vec<&str> = text.lines().collect();
+                    lines[at.saturating_sub(3)..(at + 3).min(lines.len())].join("\n")
+                };
+                format!(
+                    "line {}:\nremote:\n{}\nlocal:\n{}",
+                    at + 1,
+                    around(&remote),
+                    around(&local)
+                )
+            });
         assert!(
-            std::fs::read_to_string(&out_file).unwrap() == local,
-            "a run that lost an executor must give the same result or fail"
+            remote == local,
+            "a run that lost an executor must give the same result or fail; {}",
+            first_difference.unwrap_or_else(|| format!(
+                "{} lines against {}",
+                remote.lines().count(),
+                local.lines().count()
+            ))
         );
     } else {
         // Failed naming the report, or stalled (Ballista 55 does not always recover a job
