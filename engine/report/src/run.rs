@@ -703,6 +703,20 @@ fn planned_state(
         .build()
 }
 
+/// `state` optimizing the blocks' plans in the analysis: in one optimizer pass, not the
+/// session's two. The second changes none of the shipped reports' block plans but in form
+/// (two projections left unmerged, a limit kept over a sort that already fetches as many
+/// rows) and costs 1.5–3.5 % of a small run's instructions, on the path every block waits
+/// on. A block a model streams into is optimized again, whole and in full, once the model
+/// is inlined; the models keep two passes (with one, a filter stays above a join).
+fn analysis_state(
+    state: &datafusion::execution::SessionState,
+) -> datafusion::execution::SessionState {
+    let mut state = state.clone();
+    state.config_mut().options_mut().optimizer.max_passes = 1;
+    state
+}
+
 /// Where a run's time went: each step and its seconds.
 struct Stopwatch {
     laps: Vec<(String, f64)>,
@@ -1468,14 +1482,7 @@ fn columns_read(
     // compile. What each scan of a stand-in keeps is what the block reads of that model,
     // and the plans, re-pointed at the models once they are computed (`repoint`), are
     // what the blocks execute.
-    // One optimizer pass over the blocks' plans, not the session's two: the second
-    // changes none of the shipped reports' block plans but in form (two projections left
-    // unmerged, a limit kept over a sort that already fetches as many rows) and costs 1.5–3.5 %
-    // of a small run's instructions, on the path every block waits on. A block a model
-    // streams into is optimized again, whole and in full, once the model is inlined.
-    let mut state = compiler.state().clone();
-    state.config_mut().options_mut().optimizer.max_passes = 1;
-    let state = &state;
+    let state = &analysis_state(compiler.state());
     let compiled = variants.with_stand_ins(schemas, || {
         in_parallel(blocks.to_vec(), |i| {
             let (i, block, compared) = compile_block(compiler, report, i)?;
