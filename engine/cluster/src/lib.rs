@@ -16,6 +16,7 @@ pub mod logging;
 pub mod scheduler;
 
 mod error;
+mod jobs;
 mod remote;
 
 pub use error::ClusterError;

@@ -89,11 +89,23 @@ impl svodka_report::RemoteEngine for Cluster {
             .options_mut()
             .set("ballista.planner.adaptive.enabled", "false")
             .map_err(|e| e.to_string())?;
+        // Job statuses pushed by the scheduler, not polled: a polled status comes from the
+        // scheduler's cache of running jobs, past the check that fails a job which redid
+        // finished work (`jobs`).
+        state
+            .config_mut()
+            .options_mut()
+            .set("ballista.client.pull", "false")
+            .map_err(|e| e.to_string())?;
         for f in ours {
             datafusion::execution::FunctionRegistry::register_udf(&mut state, f)
                 .map_err(|e| e.to_string())?;
         }
         Ok(state)
+    }
+
+    fn may_run_again(&self, message: &str) -> bool {
+        message.contains(crate::jobs::REDONE)
     }
 }
 

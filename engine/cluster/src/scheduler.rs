@@ -8,13 +8,17 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::routing::get;
 use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
+use ballista_core::utils::default_config_producer;
 use ballista_scheduler::cluster::BallistaCluster;
+use ballista_scheduler::cluster::memory::{InMemoryClusterState, InMemoryJobState};
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::create_scheduler;
 use ballista_scheduler::scheduler_server::SchedulerServer;
+use ballista_scheduler::state::session_manager::share_file_statistics_cache;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use tokio::net::TcpListener;
 
+use crate::jobs::CheckedJobState;
 use crate::remote::ExecutorStatus;
 use crate::{ClusterError, codec, handshake};
 
@@ -61,13 +65,20 @@ pub async fn serve(
         external_host: addr.ip().to_string(),
         override_logical_codec: Some(logical),
         override_physical_codec: Some(physical),
-        override_session_builder: Some(sessions_reading_buckets()),
         ..SchedulerConfig::default()
     };
     let config = Arc::new(config);
-    let cluster = BallistaCluster::new_from_config(&config)
-        .await
-        .map_err(|e| ballista(e.to_string()))?;
+    // Ballista's in-memory state, as `BallistaCluster::new_from_config` builds it, with
+    // the job state that fails a job which redid finished work (see `jobs`).
+    let jobs = InMemoryJobState::new(
+        config.scheduler_id.clone(),
+        share_file_statistics_cache(sessions_reading_buckets()),
+        Arc::new(default_config_producer),
+    );
+    let cluster = BallistaCluster::new(
+        Arc::new(InMemoryClusterState::default()),
+        Arc::new(CheckedJobState::new(jobs)),
+    );
     let scheduler: Server = create_scheduler(cluster, config.clone())
         .await
         .map_err(|e| ballista(e.to_string()))?;

@@ -75,11 +75,24 @@ pub trait RemoteEngine: std::fmt::Debug + Send + Sync {
         &self,
         state: datafusion::execution::SessionState,
     ) -> Result<datafusion::execution::SessionState, String>;
+    /// Whether a run that failed with `message` is to be started over as it is: the engine
+    /// threw away a result it could not vouch for (a cluster that lost an executor mid-job).
+    fn may_run_again(&self, message: &str) -> bool;
 }
+
+/// How many times a run is started on a remote engine that asks for it again.
+const REMOTE_ATTEMPTS: usize = 3;
 
 impl Engine {
     fn is_local(&self) -> bool {
         matches!(self, Engine::Local)
+    }
+
+    fn may_run_again(&self, error: &ReportError) -> bool {
+        match self {
+            Engine::Local => false,
+            Engine::Remote(remote) => remote.may_run_again(&error.to_string()),
+        }
     }
 }
 
@@ -527,8 +540,23 @@ async fn run_block(
 }
 
 /// Runs a report over `source`. Models read by blocks are computed once and shared
-/// between the blocks.
+/// between the blocks. A remote engine that discards a result it cannot vouch for gets
+/// the whole run again, up to `REMOTE_ATTEMPTS` times.
 pub async fn run(
+    catalog: &Catalog,
+    source: &dyn TableSet,
+    req: &RunRequest,
+) -> Result<ReportResult, ReportError> {
+    let mut attempt = 1;
+    loop {
+        match run_once(catalog, source, req).await {
+            Err(e) if attempt < REMOTE_ATTEMPTS && req.engine.may_run_again(&e) => attempt += 1,
+            result => return result,
+        }
+    }
+}
+
+async fn run_once(
     catalog: &Catalog,
     source: &dyn TableSet,
     req: &RunRequest,
