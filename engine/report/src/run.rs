@@ -483,7 +483,7 @@ async fn run_block(
     let collected = spawned(
         plans
             .into_iter()
-            .map(|plan| slots.clone().run(plan.collect()))
+            .map(|plan| slots.clone().run(BLOCK_RANK, plan.collect()))
             .collect(),
     )
     .await;
@@ -907,7 +907,7 @@ async fn compute_shared(
                 schemas.push((at, full.schema().clone()));
                 let frame = only_columns(full, m, &period.widths[m])
                     .map_err(|e| model_error(report.id(), m, e))?;
-                work.push(slots.clone().run(in_memory(frame, m.clone())));
+                work.push(slots.clone().run(0, in_memory(frame, m.clone())));
             }
         }
         for (((m, cached), seconds), (at, schema)) in spawned(work).await.into_iter().zip(schemas) {
@@ -1001,6 +1001,7 @@ fn block_models(
         };
         Ok::<_, ReportError>((at, n, rows, seconds))
     });
+    let mut computed = Vec::new();
     for model in planned {
         let (at, n, rows, seconds) = model?;
         let (m, columns) = (&n.model, n.columns.len());
@@ -1018,14 +1019,27 @@ fn block_models(
                 continue;
             }
         };
-        out.work
-            .push(Box::pin(slots.clone().run(in_memory(rows, m.clone()))));
-        out.kept_for.push(KeptFor {
-            period: at,
-            reader,
-            columns,
-            scanned_by: n.scans.iter().copied().collect(),
-        });
+        let nodes = plan_nodes(&rows);
+        computed.push((
+            rows,
+            m,
+            nodes,
+            KeptFor {
+                period: at,
+                reader,
+                columns,
+                scanned_by: n.scans.iter().copied().collect(),
+            },
+        ));
+    }
+    // The biggest plans first: blocks wait for every model they read, and the smaller
+    // ones fit beside the biggest on the other cores.
+    computed.sort_by_key(|(_, _, nodes, _)| std::cmp::Reverse(*nodes));
+    for (rank, (rows, m, _, kept)) in computed.into_iter().enumerate() {
+        out.work.push(Box::pin(
+            slots.clone().run(rank, in_memory(rows, m.clone())),
+        ));
+        out.kept_for.push(kept);
     }
     Ok(out)
 }
@@ -1348,20 +1362,103 @@ async fn timed<T>(work: impl std::future::Future<Output = T>) -> (T, f64) {
 /// The plans a run executes at a time: one per core (at small data a plan's time is
 /// mostly planning, which runs on one core), one in all under a memory bound. Every plan
 /// a run executes — a model's rows, each of a block's rows, totals, child levels and
-/// compared period — takes a slot, so that a block's plans run side by side too.
+/// compared period — takes a slot, so that a block's plans run side by side too. A free
+/// slot goes to the plan of the lowest rank waiting, then to the one that asked first:
+/// tasks start in no fixed order, and the biggest model, which blocks wait for, must not
+/// queue behind small ones that the other cores could take beside it.
 #[derive(Clone)]
-struct Slots(Arc<tokio::sync::Semaphore>);
+struct Slots(Arc<std::sync::Mutex<SlotQueue>>);
+
+/// The slots free, and the plans waiting for one by rank and order of asking.
+struct SlotQueue {
+    free: usize,
+    /// How many plans have asked so far.
+    asked: u64,
+    waiting: std::collections::BTreeMap<(usize, u64), tokio::sync::oneshot::Sender<Slot>>,
+}
+
+/// A slot held: handed to the next plan waiting when dropped, or freed.
+struct Slot(Slots);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let next = {
+            let mut queue = self.0.lock();
+            match queue.waiting.pop_first() {
+                Some((_, next)) => next,
+                None => {
+                    queue.free += 1;
+                    return;
+                }
+            }
+        };
+        // A plan that stopped waiting (its run was dropped) drops the slot it is sent, which
+        // hands it on in turn.
+        let _ = next.send(Slot(self.0.clone()));
+    }
+}
+
+/// How many nodes `frame`'s plan has: at small data a plan's time is mostly planning,
+/// which grows with them.
+fn plan_nodes(frame: &DataFrame) -> usize {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut nodes = 0;
+    // Counting never fails: the walk's `Result` is always `Ok`.
+    let _ = frame.logical_plan().apply(|_| {
+        nodes += 1;
+        Ok(TreeNodeRecursion::Continue)
+    });
+    nodes
+}
+
+/// The rank of the plans of blocks: after every model's.
+const BLOCK_RANK: usize = usize::MAX;
 
 impl Slots {
     fn new(slots: usize) -> Slots {
-        Slots(Arc::new(tokio::sync::Semaphore::new(slots.max(1))))
+        Slots(Arc::new(std::sync::Mutex::new(SlotQueue {
+            free: slots.max(1),
+            asked: 0,
+            waiting: Default::default(),
+        })))
     }
 
-    /// `work` once a slot is free, holding the slot, with the seconds it ran (the wait for
-    /// the slot not counted).
-    async fn run<T>(self, work: impl std::future::Future<Output = T>) -> (T, f64) {
-        let _slot = self.0.acquire_owned().await;
-        timed(work).await
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotQueue> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `work` once a slot is free and no plan of a lower rank (or of the same rank, asked
+    /// earlier) waits, holding the slot, with the seconds it ran (the wait not counted).
+    /// The plan asks for its slot here, not when first polled: plans asked for in rank
+    /// order take the free slots in that order, whichever of their tasks starts first.
+    fn run<T>(
+        self,
+        rank: usize,
+        work: impl std::future::Future<Output = T>,
+    ) -> impl std::future::Future<Output = (T, f64)> {
+        let asked = {
+            let mut queue = self.lock();
+            if queue.free > 0 {
+                queue.free -= 1;
+                Ok(Slot(self.clone()))
+            } else {
+                let (give, given) = tokio::sync::oneshot::channel();
+                queue.asked += 1;
+                let asked = queue.asked;
+                queue.waiting.insert((rank, asked), give);
+                Err(given)
+            }
+        };
+        async move {
+            let _slot = match asked {
+                Ok(slot) => slot,
+                // A waiting plan leaves the queue only when a slot is sent to it.
+                Err(given) => given
+                    .await
+                    .expect("a slot is sent to each plan taken from the queue"),
+            };
+            timed(work).await
+        }
     }
 }
 
@@ -2187,5 +2284,60 @@ mod tests {
         let batches = kept.collect().await.unwrap();
         let counted = batches[0].column(0).as_boolean();
         assert_eq!(counted.iter().collect::<Vec<_>>(), vec![Some(true); 3]);
+    }
+
+    /// The order in which plans get the one slot of a run once the plan holding it ends:
+    /// each plan asks with its rank, in the order given; those named in `gone` stop
+    /// waiting (their run is dropped) before the slot is freed.
+    async fn turns(asks: &[(usize, &'static str)], gone: &[&str]) -> (Vec<&'static str>, usize) {
+        let slots = Slots::new(1);
+        let (end, ended) = tokio::sync::oneshot::channel::<()>();
+        let holder = tokio::spawn(slots.clone().run(0, async move { ended.await.ok() }));
+        let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut waiting = Vec::new();
+        for &(rank, name) in asks {
+            let ran = ran.clone();
+            let plan = slots.clone().run(rank, async move {
+                ran.lock().unwrap().push(name);
+            });
+            match gone.contains(&name) {
+                true => drop(plan),
+                false => waiting.push(tokio::spawn(plan)),
+            }
+        }
+        end.send(()).unwrap();
+        holder.await.unwrap();
+        for plan in waiting {
+            plan.await.unwrap();
+        }
+        let free = slots.lock().free;
+        let ran = ran.lock().unwrap().clone();
+        (ran, free)
+    }
+
+    #[tokio::test]
+    async fn a_freed_slot_goes_to_the_lowest_rank_then_to_the_first_to_ask() {
+        let asks = [(3, "c"), (1, "a"), (2, "b"), (1, "a, asked later")];
+        let (ran, free) = turns(&asks, &[]).await;
+        assert_eq!(ran, ["a", "a, asked later", "b", "c"]);
+        assert_eq!(free, 1);
+    }
+
+    #[tokio::test]
+    async fn a_plan_that_stops_waiting_does_not_take_a_slot_with_it() {
+        let asks = [(0, "gone"), (1, "b"), (0, "gone too"), (2, "c")];
+        let (ran, free) = turns(&asks, &["gone", "gone too"]).await;
+        assert_eq!(ran, ["b", "c"]);
+        assert_eq!(free, 1);
+    }
+
+    #[tokio::test]
+    async fn a_plan_dropped_before_it_runs_hands_its_slot_on() {
+        let slots = Slots::new(1);
+        let first = slots.clone().run(5, async {});
+        let second = slots.clone().run(0, async { "second" });
+        drop(first);
+        assert_eq!(second.await.0, "second");
+        assert_eq!(slots.lock().free, 1);
     }
 }
