@@ -1044,6 +1044,19 @@ fn block_models(
     Ok(out)
 }
 
+/// How many nodes `frame`'s plan has: at small data a plan's time is mostly planning,
+/// which grows with them.
+fn plan_nodes(frame: &DataFrame) -> usize {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut nodes = 0;
+    // Counting never fails: the walk's `Result` is always `Ok`.
+    let _ = frame.logical_plan().apply(|_| {
+        nodes += 1;
+        Ok(TreeNodeRecursion::Continue)
+    });
+    nodes
+}
+
 /// Hands a computed model's rows to its period's compiler, for the blocks to read.
 fn keep_model(
     report: &Report,
@@ -1396,19 +1409,6 @@ impl Drop for Slot {
         // hands it on in turn.
         let _ = next.send(Slot(self.0.clone()));
     }
-}
-
-/// How many nodes `frame`'s plan has: at small data a plan's time is mostly planning,
-/// which grows with them.
-fn plan_nodes(frame: &DataFrame) -> usize {
-    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-    let mut nodes = 0;
-    // Counting never fails: the walk's `Result` is always `Ok`.
-    let _ = frame.logical_plan().apply(|_| {
-        nodes += 1;
-        Ok(TreeNodeRecursion::Continue)
-    });
-    nodes
 }
 
 /// The rank of the plans of blocks: after every model's.
