@@ -341,7 +341,7 @@ fn what_cannot_be_shipped_is_refused_with_the_way_out() {
 }
 
 #[test]
-fn an_executor_killed_mid_run_never_gives_a_wrong_number() {
+fn a_run_that_loses_an_executor_finishes_with_the_local_numbers() {
     let (_demo, store) = crate::util::demo_and_store("3000");
     let mut cluster = LocalCluster::start(2);
     let local = run_json("sales_plan", store.path(), None);
@@ -361,7 +361,7 @@ fn an_executor_killed_mid_run_never_gives_a_wrong_number() {
             "--out",
             out_file.to_str().unwrap(),
             "--timeout",
-            "45",
+            "150",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -370,46 +370,40 @@ fn an_executor_killed_mid_run_never_gives_a_wrong_number() {
     // sales_plan runs for seconds on this store: the executor dies in the middle.
     std::thread::sleep(Duration::from_millis(1500));
     drop(cluster.executors.remove(0));
-    let (status, err) = wait_with_timeout(&mut run, Duration::from_secs(120));
-    if status.success() {
-        // Ballista may list a result it redid beside the lost one; the scheduler fails
-        // such a job and the run starts over, so a run that succeeds has the local numbers.
-        let remote = std::fs::read_to_string(&out_file).unwrap();
-        // The first line that differs, with its neighbours, says which number went wrong.
-        let first_difference = remote
-            .lines()
-            .zip(local.lines())
-            .position(|(r, l)| r != l)
-            .map(|at| {
-                let around = |text: &str| {
-                    let lines: Vec<&str> = text.lines().collect();
-                    lines[at.saturating_sub(3)..(at + 3).min(lines.len())].join("\n")
-                };
-                format!(
-                    "line {}:\nremote:\n{}\nlocal:\n{}",
-                    at + 1,
-                    around(&remote),
-                    around(&local)
-                )
-            });
-        assert!(
-            remote == local,
-            "a run that lost an executor must give the same result or fail; {}",
-            first_difference.unwrap_or_else(|| format!(
-                "{} lines against {}",
-                remote.lines().count(),
-                local.lines().count()
-            ))
-        );
-    } else {
-        // Failed naming the report, or stalled (Ballista 55 does not always recover a job
-        // that lost an executor) and gave up at --timeout: never a number.
-        assert!(
-            err.contains("sales_plan") && !err.contains("panicked"),
-            "{err}"
-        );
-        assert!(!out_file.exists(), "a failed run writes no result");
-    }
+    let (status, err) = wait_with_timeout(&mut run, Duration::from_secs(200));
+    // The run finishes: the scheduler gives back the slots of tasks whose stage was
+    // rolled back, so the executor left keeps taking work (on a busy 2-core machine, a
+    // debug build took up to 49 s).
+    assert!(status.success(), "{err}");
+    // Ballista may list a result it redid beside the lost one; the scheduler fails such a
+    // job and the run starts over, so the run has the local numbers.
+    let remote = std::fs::read_to_string(&out_file).unwrap();
+    // The first line that differs, with its neighbours, says which number went wrong.
+    let first_difference = remote
+        .lines()
+        .zip(local.lines())
+        .position(|(r, l)| r != l)
+        .map(|at| {
+            let around = |text: &str| {
+                let lines: Vec<&str> = text.lines().collect();
+                lines[at.saturating_sub(3)..(at + 3).min(lines.len())].join("\n")
+            };
+            format!(
+                "line {}:\nremote:\n{}\nlocal:\n{}",
+                at + 1,
+                around(&remote),
+                around(&local)
+            )
+        });
+    assert!(
+        remote == local,
+        "a run that lost an executor must give the same result; {}",
+        first_difference.unwrap_or_else(|| format!(
+            "{} lines against {}",
+            remote.lines().count(),
+            local.lines().count()
+        ))
+    );
 }
 
 fn wait_with_timeout(child: &mut Child, limit: Duration) -> (std::process::ExitStatus, String) {

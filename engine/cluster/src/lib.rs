@@ -16,8 +16,11 @@ pub mod logging;
 pub mod scheduler;
 
 mod error;
+#[cfg(test)]
+mod graph_fixture;
 mod jobs;
 mod remote;
+mod slots;
 
 pub use error::ClusterError;
 pub use remote::{Cluster, ExecutorStatus, status};

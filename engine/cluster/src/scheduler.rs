@@ -10,7 +10,7 @@ use axum::routing::get;
 use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
 use ballista_core::utils::default_config_producer;
 use ballista_scheduler::cluster::BallistaCluster;
-use ballista_scheduler::cluster::memory::{InMemoryClusterState, InMemoryJobState};
+use ballista_scheduler::cluster::memory::InMemoryJobState;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::create_scheduler;
 use ballista_scheduler::scheduler_server::SchedulerServer;
@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 
 use crate::jobs::CheckedJobState;
 use crate::remote::ExecutorStatus;
+use crate::slots::SlotCheckedClusterState;
 use crate::{ClusterError, codec, handshake};
 
 type Server = SchedulerServer<LogicalPlanNode, PhysicalPlanNode>;
@@ -69,14 +70,15 @@ pub async fn serve(
     };
     let config = Arc::new(config);
     // Ballista's in-memory state, as `BallistaCluster::new_from_config` builds it, with
-    // the job state that fails a job which redid finished work (see `jobs`).
+    // the job state that fails a job which redid finished work (see `jobs`) and the
+    // cluster state that gives back the slots of abandoned tasks (see `slots`).
     let jobs = InMemoryJobState::new(
         config.scheduler_id.clone(),
         share_file_statistics_cache(sessions_reading_buckets()),
         Arc::new(default_config_producer),
     );
     let cluster = BallistaCluster::new(
-        Arc::new(InMemoryClusterState::default()),
+        Arc::new(SlotCheckedClusterState::default()),
         Arc::new(CheckedJobState::new(jobs)),
     );
     let scheduler: Server = create_scheduler(cluster, config.clone())
