@@ -269,3 +269,43 @@ blocks:
         }
     }
 }
+
+/// The size a run chooses its allocator by: a store's rows as its snapshot lists them,
+/// a CSV folder's told from its bytes to within a factor of two.
+#[test]
+fn a_data_folder_tells_about_how_many_rows_it_holds() {
+    let (demo, store) = crate::util::demo_and_store("300");
+    let snapshot = svodka_store::Store::new(store.path()).current().unwrap();
+    let counted: u64 = snapshot
+        .manifest
+        .tables
+        .iter()
+        .map(|(table, _)| {
+            let (_, batches) = snapshot.read(table).unwrap();
+            batches.iter().map(|b| b.num_rows() as u64).sum::<u64>()
+        })
+        .sum();
+    assert!(counted > 1000, "{counted}");
+    assert_eq!(
+        svodka_sources::approximate_rows(store.path()),
+        Some(counted)
+    );
+
+    let mut lines = 0u64;
+    for entry in std::fs::read_dir(demo.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "csv") {
+            // Less the header; a quoted value never spans lines in the demo's files.
+            lines += std::fs::read_to_string(&path).unwrap().lines().count() as u64 - 1;
+        }
+    }
+    let told = svodka_sources::approximate_rows(demo.path()).unwrap();
+    assert!(
+        told * 2 > lines && told < lines * 2,
+        "{told} rows told for {lines}"
+    );
+    assert_eq!(
+        svodka_sources::approximate_rows(&demo.path().join("no such folder")),
+        None
+    );
+}

@@ -10,6 +10,7 @@ macro_rules! outln {
     };
 }
 
+mod alloc;
 mod cases;
 mod data;
 mod describe;
@@ -401,6 +402,9 @@ fn parse_date(s: &str) -> Result<NaiveDate, String> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| format!("expected YYYY-MM-DD, got {s:?}"))
 }
 
+#[global_allocator]
+static ALLOCATOR: alloc::Chosen = alloc::Chosen;
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
@@ -617,6 +621,10 @@ async fn client_run(
     let (config, owned) = (a.config.clone(), name.to_string());
     // Loading checks definitions on a runtime of its own: off this one's threads.
     let client = tokio::task::spawn_blocking(move || load_client(&config, &owned)).await??;
+    data::choose_allocator(&svodka_sources::client_data(
+        &client.dir,
+        &client.config.data.folder,
+    ));
     let p = &a.params;
     let mut pairs: Vec<(String, String)> = Vec::new();
     for (key, date) in [("from", p.from), ("to", p.to), ("as_of", p.as_of)] {

@@ -1,0 +1,99 @@
+//! The process's allocator: glibc's, or mimalloc once a run has found its data small.
+//!
+//! Why: at 20 000 deals a run is mostly many small allocations, which mimalloc serves
+//! with fewer page faults (~16 000 → ~2 600) and less CPU; at a million deals mimalloc
+//! keeps freed memory for a while and a run's peak passes 1.5 GB where glibc's stays
+//! under 1.4 GB. Memory goes back to the allocator that gave it, whichever is chosen then.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use libmimalloc_sys as mi;
+
+/// Allocates from mimalloc after [`prefer_mimalloc`], else from the system's allocator.
+pub struct Chosen;
+
+static MIMALLOC: AtomicBool = AtomicBool::new(false);
+
+/// New allocations come from mimalloc from now on.
+pub fn prefer_mimalloc() {
+    MIMALLOC.store(true, Ordering::Relaxed);
+}
+
+fn from_mimalloc(ptr: *mut u8) -> bool {
+    // SAFETY: a lookup in mimalloc's own page map; any address may be asked.
+    unsafe { mi::mi_is_in_heap_region(ptr as *const c_void) }
+}
+
+// SAFETY: each block is freed or resized by the allocator that made it, which
+// `from_mimalloc` tells; both allocators honour the layout's alignment.
+unsafe impl GlobalAlloc for Chosen {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if MIMALLOC.load(Ordering::Relaxed) {
+            unsafe { mi::mi_malloc_aligned(layout.size(), layout.align()) as *mut u8 }
+        } else {
+            unsafe { System.alloc(layout) }
+        }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if MIMALLOC.load(Ordering::Relaxed) {
+            unsafe { mi::mi_zalloc_aligned(layout.size(), layout.align()) as *mut u8 }
+        } else {
+            unsafe { System.alloc_zeroed(layout) }
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if from_mimalloc(ptr) {
+            unsafe { mi::mi_free(ptr as *mut c_void) }
+        } else {
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if from_mimalloc(ptr) {
+            unsafe {
+                mi::mi_realloc_aligned(ptr as *mut c_void, new_size, layout.align()) as *mut u8
+            }
+        } else {
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A block of each allocator, resized and freed after the choice changed, goes back
+    /// to the one that made it (the test binary runs on this allocator too).
+    #[test]
+    fn memory_goes_back_to_the_allocator_that_gave_it() {
+        let layout = Layout::from_size_align(4096, 64).unwrap();
+        let fill = |ptr: *mut u8, byte: u8| unsafe { ptr.write_bytes(byte, layout.size()) };
+        let from_glibc = unsafe { Chosen.alloc(layout) };
+        assert!(!from_glibc.is_null() && !from_mimalloc(from_glibc));
+        fill(from_glibc, 1);
+        prefer_mimalloc();
+        let from_mi = unsafe { Chosen.alloc_zeroed(layout) };
+        assert!(from_mimalloc(from_mi));
+        assert_eq!(from_mi as usize % 64, 0);
+        assert_eq!(unsafe { *from_mi.add(4095) }, 0);
+        let grown = unsafe { Chosen.realloc(from_glibc, layout, 1 << 20) };
+        assert!(!from_mimalloc(grown));
+        assert_eq!(unsafe { *grown.add(4095) }, 1);
+        let grown_mi = unsafe { Chosen.realloc(from_mi, layout, 1 << 20) };
+        assert!(from_mimalloc(grown_mi));
+        let big = Layout::from_size_align(1 << 20, 64).unwrap();
+        unsafe {
+            Chosen.dealloc(grown, big);
+            Chosen.dealloc(grown_mi, big);
+        }
+        // Everything the process allocates from now on works as before.
+        let v: Vec<String> = (0..10_000).map(|i| i.to_string()).collect();
+        assert_eq!(v[9999], "9999");
+    }
+}
