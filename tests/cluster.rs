@@ -1,7 +1,8 @@
 //! The cluster: a scheduler and two executors, each a `svodka cluster` process on
 //! loopback, run every report on a store; the JSON must be byte-identical to the local
-//! run's. Also: what cannot be shipped is refused, a killed executor never yields a wrong
-//! number, and peers of another version are turned away.
+//! run's. Also: what cannot be shipped is refused, a run that loses an executor finishes
+//! with the local numbers, a silent executor is dropped within a minute, and peers of
+//! another version are turned away.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -164,6 +165,19 @@ fn every_report_on_the_cluster_reads_a_store_in_a_bucket() {
 
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
+}
+
+/// An executor that dies without a word (killed, its machine gone) is dropped within
+/// the scheduler's timeout, not Ballista's three minutes: its work goes to the others.
+#[test]
+fn a_silent_executor_is_taken_for_lost_within_a_minute() {
+    let mut cluster = LocalCluster::start(2);
+    drop(cluster.executors.remove(0));
+    // `wait_for` gives up after a minute.
+    wait_for(
+        || cluster.status_lines().len() == 1,
+        "the killed executor to go",
+    );
 }
 
 fn wait_for(mut ready: impl FnMut() -> bool, what: &str) {

@@ -18,6 +18,10 @@ use datafusion::prelude::SessionConfig;
 
 use crate::{ClusterError, codec, handshake};
 
+/// How often an executor tells the scheduler it is alive (Ballista's default: a minute),
+/// so that a lost one is noticed within [`crate::scheduler::EXECUTOR_TIMEOUT_SECONDS`].
+pub const HEARTBEAT_SECONDS: u64 = 5;
+
 /// How an executor runs.
 #[derive(Debug, Clone)]
 pub struct ExecutorOptions {
@@ -77,6 +81,7 @@ pub async fn run(options: ExecutorOptions) -> Result<(), ClusterError> {
         override_create_grpc_client_endpoint: Some(handshake::introduce()),
         override_execution_engine: Some(Arc::new(WithoutOperatorMetrics::default())),
         override_runtime_producer: Some(runtime),
+        executor_heartbeat_interval_seconds: HEARTBEAT_SECONDS,
         ..ExecutorProcessConfig::default()
     };
     start_executor_process(Arc::new(config))

@@ -28,6 +28,12 @@ type Server = SchedulerServer<LogicalPlanNode, PhysicalPlanNode>;
 /// The path of the status page.
 pub const STATUS_PATH: &str = "/svodka/executors";
 
+/// An executor silent this long is taken for lost and its work given to the others: four
+/// of its heartbeats ([`crate::executor::HEARTBEAT_SECONDS`]) missed. Ballista's default,
+/// three minutes, held a run that lost an executor mid-task for as long whenever no other
+/// executor happened to ask the lost one for data.
+pub const EXECUTOR_TIMEOUT_SECONDS: u64 = 20;
+
 /// Ballista's sessions, with the object stores of stores in buckets: the scheduler lists
 /// a table's files when it plans a scan.
 fn sessions_reading_buckets() -> ballista_scheduler::scheduler_server::SessionBuilder {
@@ -66,6 +72,8 @@ pub async fn serve(
         external_host: addr.ip().to_string(),
         override_logical_codec: Some(logical),
         override_physical_codec: Some(physical),
+        executor_timeout_seconds: EXECUTOR_TIMEOUT_SECONDS,
+        expire_dead_executor_interval_seconds: 5,
         ..SchedulerConfig::default()
     };
     let config = Arc::new(config);
