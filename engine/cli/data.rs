@@ -86,14 +86,13 @@ pub fn demo_dir() -> Result<std::path::PathBuf> {
     Ok(dir)
 }
 
-/// Data of fewer rows than this is run with mimalloc (see `alloc`): ~165 000 deals in
-/// the demo's proportions. At 20 000 deals (476 000 rows) mimalloc makes a run 10–20 %
-/// faster; at a million (24 M rows) glibc's allocator keeps the peak under 1.5 GB.
-const SMALL_DATA_ROWS: u64 = 4_000_000;
-
-/// Runs over `dir` allocate from mimalloc from now on when it holds small data.
-pub fn choose_allocator(dir: &Path) {
-    if svodka_sources::approximate_rows(dir).is_some_and(|rows| rows < SMALL_DATA_ROWS) {
+/// Runs over `tables` allocate from mimalloc from now on when they hold small data
+/// (`svodka_report::tables::SMALL_DATA_ROWS`; see `alloc`).
+pub fn choose_allocator(tables: &dyn svodka_report::tables::TableSet) {
+    if tables
+        .rows()
+        .is_some_and(|rows| rows < svodka_report::tables::SMALL_DATA_ROWS)
+    {
         crate::alloc::prefer_mimalloc();
     }
 }
@@ -101,10 +100,9 @@ pub fn choose_allocator(dir: &Path) {
 /// A data folder as engine tables, with notes of absent or empty tables on standard error.
 /// A run's allocator is chosen by its size.
 pub fn open(dir: &Path) -> Result<(LazyTables, Option<DatasetInfo>)> {
-    choose_allocator(dir);
-    Ok(svodka_sources::open_data(dir, |note| {
-        eprintln!("note: {note}")
-    })?)
+    let (tables, info) = svodka_sources::open_data(dir, |note| eprintln!("note: {note}"))?;
+    choose_allocator(&tables);
+    Ok((tables, info))
 }
 
 /// A progress line on a terminal (rewritten in place), plain lines every 10% otherwise.

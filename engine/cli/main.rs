@@ -621,10 +621,6 @@ async fn client_run(
     let (config, owned) = (a.config.clone(), name.to_string());
     // Loading checks definitions on a runtime of its own: off this one's threads.
     let client = tokio::task::spawn_blocking(move || load_client(&config, &owned)).await??;
-    data::choose_allocator(&svodka_sources::client_data(
-        &client.dir,
-        &client.config.data.folder,
-    ));
     let p = &a.params;
     let mut pairs: Vec<(String, String)> = Vec::new();
     for (key, date) in [("from", p.from), ("to", p.to), ("as_of", p.as_of)] {
@@ -651,6 +647,7 @@ async fn client_run(
         .unwrap_or(svodka_report::Engine::Local);
     let req = query.request(&client, &a.report, a.block.clone(), None, clock, engine)?;
     let data = client.data();
+    data::choose_allocator(&data.tables);
     let inputs = RunInputs {
         catalog: client.catalog(),
         info: data.info.clone(),

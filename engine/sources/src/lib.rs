@@ -84,26 +84,18 @@ pub const BIG_CSV_BYTES: u64 = 100 << 20;
 /// rows); for telling a folder's size in rows without reading it.
 const CSV_BYTES_PER_ROW: u64 = 100;
 
-/// About how many rows a data folder holds in all its tables: a store's, as its current
-/// snapshot lists them; a CSV folder's, from its files' sizes. `None` when that cannot be
-/// told (no such folder, a snapshot that does not load) or not worth the asking (a store
-/// in a bucket: its manifest is a request away).
-pub fn approximate_rows(dir: &Path) -> Option<u64> {
-    if in_bucket(dir) {
-        return None;
-    }
-    if svodka_store::Store::is_store(dir) {
-        let snapshot = svodka_store::Store::new(dir).current().ok()?;
-        return Some(snapshot.manifest.tables.iter().map(|(_, rows)| rows).sum());
-    }
-    let bytes = std::fs::read_dir(dir)
-        .ok()?
+/// About how many rows the CSV files of `dir` hold, told from their sizes.
+fn csv_rows(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let bytes: u64 = entries
         .filter_map(Result::ok)
         .filter(|e| e.path().extension().is_some_and(|x| x == "csv"))
         .filter_map(|e| e.metadata().ok())
         .map(|m| m.len())
-        .sum::<u64>();
-    Some(bytes / CSV_BYTES_PER_ROW)
+        .sum();
+    bytes / CSV_BYTES_PER_ROW
 }
 
 /// True when a data location names a store in a bucket (`s3://…`) rather than a folder.
@@ -138,6 +130,7 @@ pub fn open_data(
         .unwrap_or(2);
     if svodka_store::Store::is_store(dir) {
         let snapshot = svodka_store::Store::new(dir).current()?;
+        let rows = snapshot.manifest.tables.iter().map(|(_, rows)| rows).sum();
         let info = snapshot.info.clone();
         let bucket = snapshot.bucket().map(svodka_store::Bucket::registration);
         let store_dir = dir.to_path_buf();
@@ -153,7 +146,8 @@ pub fn open_data(
             }
             let (schema, batches) = snapshot.read(name).map_err(|e| e.to_string())?;
             Ok(Opened::Loaded(Loaded { schema, batches }))
-        });
+        })
+        .with_rows(rows);
         let tables = match bucket {
             Some(at) => tables.with_object_store(at),
             None => tables,
@@ -179,7 +173,8 @@ pub fn open_data(
         read_folder_table(&owned, name, note)
             .map(Opened::Loaded)
             .map_err(|e| e.to_string())
-    });
+    })
+    .with_rows(csv_rows(dir));
     Ok((tables, info))
 }
 
