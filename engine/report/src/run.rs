@@ -1014,7 +1014,7 @@ fn block_models(
         compiler.set_frame(m, true, frame?);
         // Rows to compute (and the one block they are kept for), or the block it streams into.
         let rows = match n.only_reader() {
-            Some(b) if n.streams_into().is_some() && !waiting.contains(&b) => Err(b),
+            Some(b) if n.streams_into() == Some(b) && !waiting.contains(&b) => Err(b),
             Some(b) => Ok((compiler.block_input(report, b, m, None)?, Some(b))),
             None => Ok((compiler.model_frame(m, true, &mut Vec::new())?, None)),
         };
