@@ -120,8 +120,6 @@ fn write_rows_pretty(
     tz: chrono_tz::Tz,
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
-    // The rows are the elements of an array four levels in: report, blocks, block, rows.
-    const DEPTH: usize = 4;
     if block.row_count() == 0 {
         return out.write_all(b"[]");
     }
@@ -137,6 +135,17 @@ fn write_rows_pretty(
         }
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Each key as the serializer writes it, with the `": "` after it: once per block,
+    // not once per cell.
+    let keys: &[Vec<u8>] = &block
+        .columns
+        .iter()
+        .map(|c| {
+            let mut key = serde_json::to_vec(&c.name)?;
+            key.extend_from_slice(b": ");
+            Ok(key)
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
     out.write_all(b"[")?;
     for window in chunks.chunks(cores) {
         let written: Vec<std::io::Result<Vec<u8>>> = std::thread::scope(|scope| {
@@ -147,22 +156,15 @@ fn write_rows_pretty(
                         let rows = rows_of(&block.id, &block.columns, batch, tz)
                             .map_err(std::io::Error::other)?;
                         let mut bytes = Vec::new();
-                        let indent = b"  ".repeat(DEPTH);
                         for (k, cells) in rows.iter().enumerate() {
                             let lead: &[u8] = if first + k == 0 { b"\n" } else { b",\n" };
                             bytes.extend_from_slice(lead);
-                            bytes.extend_from_slice(&indent);
-                            // The formatter as it stands at the rows' depth.
-                            let mut pretty = serde_json::ser::PrettyFormatter::new();
-                            for _ in 0..DEPTH {
-                                serde_json::ser::Formatter::begin_array(
-                                    &mut pretty,
-                                    &mut std::io::sink(),
-                                )?;
+                            bytes.extend_from_slice(&ROW_INDENT);
+                            row_pretty(keys, cells, &mut bytes)?;
+                            // The first row tells about how long the others are.
+                            if k == 0 {
+                                bytes.reserve(bytes.len() * rows.len());
                             }
-                            let mut ser =
-                                serde_json::Serializer::with_formatter(&mut bytes, pretty);
-                            Object(&block.columns, cells).serialize(&mut ser)?;
                         }
                         Ok(bytes)
                     })
@@ -178,8 +180,35 @@ fn write_rows_pretty(
         }
     }
     out.write_all(b"\n")?;
-    out.write_all(&b"  ".repeat(DEPTH - 1))?;
+    out.write_all(&ROW_INDENT[2..])?;
     out.write_all(b"]")
+}
+
+/// The indent of a row of a block's `rows`: the rows are the elements of an array four
+/// levels in (report, blocks, block, rows), two spaces a level, as `PrettyFormatter`
+/// indents.
+const ROW_INDENT: [u8; 8] = [b' '; 8];
+
+/// One row as `to_writer_pretty` writes an object at the depth of `ROW_INDENT`: each
+/// entry on a line of its own one level deeper, the closing brace at the row's indent.
+/// `keys` are the columns' names serialized, each with its `": "`.
+fn row_pretty(keys: &[Vec<u8>], cells: &[Cell], bytes: &mut Vec<u8>) -> std::io::Result<()> {
+    if keys.is_empty() {
+        bytes.extend_from_slice(b"{}");
+        return Ok(());
+    }
+    bytes.push(b'{');
+    for (i, (key, cell)) in keys.iter().zip(cells).enumerate() {
+        bytes.extend_from_slice(if i == 0 { b"\n" } else { b",\n" });
+        bytes.extend_from_slice(&ROW_INDENT);
+        bytes.extend_from_slice(b"  ");
+        bytes.extend_from_slice(key);
+        serde_json::to_writer(&mut *bytes, &CellJson(cell))?;
+    }
+    bytes.push(b'\n');
+    bytes.extend_from_slice(&ROW_INDENT);
+    bytes.push(b'}');
+    Ok(())
 }
 
 /// One block, ready to serialize.
@@ -470,7 +499,7 @@ mod tests {
     fn written_pretty_is_what_serde_json_writes_pretty() {
         // More rows than a chunk, in batches of uneven sizes (one empty), so that chunks
         // are serialized side by side; a block of no rows; a block with a child level
-        // (written whole); a title that looks like a marker.
+        // (written whole); a title that looks like a marker; column names JSON escapes.
         let mut big = BlockResult::of_rows(
             "big",
             "\u{0}svodka-rows-0000000000000000-0",
@@ -503,7 +532,22 @@ mod tests {
             portal_url: None,
             links: Default::default(),
         };
-        let result = ReportResult::of_blocks("r", info, vec![big, empty, nested]);
+        // Keys JSON escapes, written once per block.
+        let odd = "na\"me\u{1}";
+        let batch = rows(0, 5);
+        let mut fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields[1] = fields[1].clone().with_name(odd);
+        let batch =
+            RecordBatch::try_new(Arc::new(Schema::new(fields)), batch.columns().to_vec()).unwrap();
+        let mut odd_columns = columns();
+        odd_columns[1].name = odd.into();
+        let keys = BlockResult::of_rows("keys", "Ключи", BlockKind::List, odd_columns, vec![batch]);
+        let result = ReportResult::of_blocks("r", info, vec![big, empty, nested, keys]);
         let expected = serde_json::to_vec_pretty(&ReportJson::new(&result).unwrap()).unwrap();
         let mut written = Vec::new();
         ReportJson::new(&result)
