@@ -89,10 +89,7 @@ pub fn demo_dir() -> Result<std::path::PathBuf> {
 /// Runs over `tables` allocate from mimalloc from now on when they hold small data
 /// (`svodka_report::tables::SMALL_DATA_ROWS`; see `alloc`).
 pub fn choose_allocator(tables: &dyn svodka_report::tables::TableSet) {
-    if tables
-        .rows()
-        .is_some_and(|rows| rows < svodka_report::tables::SMALL_DATA_ROWS)
-    {
+    if tables.holds_small_data() {
         crate::alloc::prefer_mimalloc();
     }
 }

@@ -584,10 +584,7 @@ async fn run_once(
             Some(_) => 1,
             None => parallelism(),
         },
-        small: req.memory_limit.is_none()
-            && source
-                .rows()
-                .is_some_and(|rows| rows < crate::tables::SMALL_DATA_ROWS),
+        small: req.memory_limit.is_none() && source.holds_small_data(),
     };
     let mut read = columns_read(&p.compiler, &p.variants, catalog, report, &p.blocks)?;
     timings.lap("columns read".into());

@@ -33,6 +33,11 @@ pub trait TableSet: Send + Sync {
     fn rows(&self) -> Option<u64> {
         None
     }
+
+    /// Whether the set is known to hold fewer than [`SMALL_DATA_ROWS`] rows.
+    fn holds_small_data(&self) -> bool {
+        self.rows().is_some_and(|rows| rows < SMALL_DATA_ROWS)
+    }
 }
 
 /// Data of fewer rows than this, in all its tables, is small: ~165 000 deals in the demo's
