@@ -90,7 +90,10 @@ mod tests {
         let from_glibc = unsafe { Chosen.alloc(layout) };
         assert!(!from_glibc.is_null() && !from_mimalloc(from_glibc));
         fill(from_glibc, 1);
+        // The option set is the purge delay: the one whose default is 10 ms.
+        assert_eq!(unsafe { mi::mi_option_get(PURGE_DELAY) }, 10);
         prefer_mimalloc();
+        assert_eq!(unsafe { mi::mi_option_get(PURGE_DELAY) }, -1);
         let from_mi = unsafe { Chosen.alloc_zeroed(layout) };
         assert!(from_mimalloc(from_mi));
         assert_eq!(from_mi as usize % 64, 0);
