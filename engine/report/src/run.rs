@@ -614,16 +614,68 @@ async fn run_once(
     }
     timings.lap("columns read through models, side by side".into());
     let slots = Slots::new(how.slots);
-    let kept = compute_shared(report, &periods, how, &slots, &mut timings).await?;
-    let models = block_models(report, &periods, &kept, how, &slots, &mut timings)?;
-    // A block starts as soon as the models computed as rows that it reads are: a block
-    // that reads none of them (only models streamed into it, or tables) beside them.
-    let mut models_pending: std::collections::HashMap<usize, usize> = Default::default();
-    for kept in &models.kept_for {
-        for b in &kept.scanned_by {
-            *models_pending.entry(*b).or_default() += 1;
+    let mut running = tokio::task::JoinSet::new();
+    // The frames each period's models are planned over: the models kept so far.
+    let mut keep: Vec<Vec<(String, bool)>> = vec![Vec::new(); periods.len()];
+    let mut shared = SharedWaves::of(&periods, how);
+    if !shared.all_kept() {
+        for task in shared.start_next(report, &periods, &keep, &slots)? {
+            running.spawn(task);
         }
     }
+    // A model over the shared ones is planned once they are kept. At small data the others
+    // start now, beside them: a plan's time is then mostly planning, on one core. At scale
+    // the shared models fill the cores, and a model beside them would only add its rows
+    // to their peak: every model waits.
+    let shared_first = !shared.all_kept();
+    let waits = |at: usize, n: &Narrowed| {
+        shared_first && (!how.small || periods[at].over_shared.contains(&n.model))
+    };
+    let all_read: Vec<(usize, &Narrowed)> = periods
+        .iter()
+        .enumerate()
+        .flat_map(|(at, period)| period.narrowed.iter().map(move |n| (at, n)))
+        .collect();
+    let gated: std::collections::BTreeSet<usize> = all_read
+        .iter()
+        .filter(|(at, n)| waits(*at, n))
+        .flat_map(|(_, n)| n.scans.iter().copied())
+        .collect();
+    // At small data, the blocks that wait for rows: for a model computed as rows, or for
+    // the shared ones. A model streamed into one of them would start only after that wait,
+    // so it is computed as rows too, beside the others. (At a million deals keeping such a
+    // model, `sales_plan`'s stage visits, took its peak from 1.06 to 1.41 GB and its time
+    // from 4.0 to 4.9 s.)
+    let waiting: std::collections::HashSet<usize> = match how.small {
+        true => all_read
+            .iter()
+            .filter(|(_, n)| n.streams_into().is_none())
+            .flat_map(|(_, n)| n.scans.iter().copied())
+            .collect(),
+        false => Default::default(),
+    };
+    let waiting_now: std::collections::HashSet<usize> = match how.small {
+        true => waiting.iter().chain(&gated).copied().collect(),
+        false => Default::default(),
+    };
+    let mut models = block_models(
+        report,
+        &periods,
+        &mut keep,
+        |at, n| !waits(at, n),
+        &waiting_now,
+        how,
+        &slots,
+        &mut timings,
+    )?;
+    // A block starts as soon as the models computed as rows that it reads are kept (and
+    // the shared ones, when it reads a model over them): a block that waits for none of
+    // them (reading only models streamed into it, or tables) beside them.
+    let mut models_pending: std::collections::HashMap<usize, usize> =
+        gated.iter().map(|b| (*b, 1)).collect();
+    let mut kept_for: Vec<KeptFor> = Vec::new();
+    let mut streaming = std::mem::take(&mut models.streaming);
+    let mut models_left = spawn_models(models, &mut running, &mut kept_for, &mut models_pending);
     let (first, later): (Vec<_>, Vec<_>) = read
         .blocks
         .into_iter()
@@ -631,60 +683,112 @@ async fn run_once(
     let mut later: std::collections::HashMap<usize, _> =
         later.into_iter().map(|block| (block.0, block)).collect();
     let total = first.len() + later.len();
-    // The models first: they run while the blocks that wait for none of them are made
-    // ready, on this thread.
-    let mut running = tokio::task::JoinSet::new();
-    for (k, work) in models.work.into_iter().enumerate() {
-        running.spawn(async move {
-            let ((m, rows), seconds) = work.await;
-            Done::Model(k, m, Box::new(rows), seconds)
-        });
-    }
+    // The blocks that wait for none of the models are made ready on this thread while
+    // the models run.
     let (first, mut compiling) =
-        timed_now(|| blocks_to_run(first, report, &p.compiler, &made, &models.streaming, how));
+        timed_now(|| blocks_to_run(first, report, &p.compiler, &made, &streaming, how));
     let (first, mut reused) = first?;
     for task in block_tasks(first, report, req, &slots) {
         running.spawn(task);
     }
-    let mut models_left = models.kept_for.len();
     let mut blocks = Vec::new();
     // The first error stops new blocks from starting; those running are waited for.
     let mut failed: Option<ReportError> = None;
     while let Some(done) = running.join_next().await {
         let done = done.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        let (k, m, rows, seconds) = match done {
+        // The blocks that waited for what is kept now.
+        let mut waited: Vec<usize> = Vec::new();
+        match done {
             Done::Block(i, block, seconds) => {
                 blocks.push((i, *block, seconds));
                 continue;
             }
-            Done::Model(k, m, rows, seconds) => (k, m, rows, seconds),
-        };
-        models_left -= 1;
-        if failed.is_some() {
-            continue;
+            Done::Shared(at, m, rows, seconds) => {
+                if failed.is_some() {
+                    continue;
+                }
+                let kept = shared.keep(
+                    report,
+                    &periods,
+                    &mut keep,
+                    at,
+                    &m,
+                    *rows,
+                    seconds,
+                    &mut timings,
+                );
+                if let Err(e) = kept {
+                    failed = Some(e);
+                    continue;
+                }
+                if shared.computing > 0 {
+                    continue;
+                }
+                release_freed_memory();
+                if !shared.all_kept() {
+                    match shared.start_next(report, &periods, &keep, &slots) {
+                        Ok(tasks) => {
+                            for task in tasks {
+                                running.spawn(task);
+                            }
+                        }
+                        Err(e) => failed = Some(e),
+                    }
+                    continue;
+                }
+                // Every shared model kept: the models over them.
+                let over = block_models(
+                    report,
+                    &periods,
+                    &mut keep,
+                    waits,
+                    &waiting,
+                    how,
+                    &slots,
+                    &mut timings,
+                );
+                let mut over = match over {
+                    Ok(over) => over,
+                    Err(e) => {
+                        failed = Some(e);
+                        continue;
+                    }
+                };
+                streaming.append(&mut over.streaming);
+                models_left += spawn_models(over, &mut running, &mut kept_for, &mut models_pending);
+                waited.extend(gated.iter().copied());
+            }
+            Done::Model(k, m, rows, seconds) => {
+                models_left -= 1;
+                if failed.is_some() {
+                    continue;
+                }
+                let kept = &kept_for[k];
+                if let Err(e) = keep_model(report, &periods, kept, &m, *rows, seconds, &mut timings)
+                {
+                    failed = Some(e);
+                    continue;
+                }
+                waited.extend(kept.scanned_by.iter().copied());
+            }
         }
-        let kept = &models.kept_for[k];
-        if let Err(e) = keep_model(report, &periods, kept, &m, *rows, seconds, &mut timings) {
-            failed = Some(e);
-            continue;
-        }
-        if models_left == 0 {
+        if models_left == 0 && shared.all_kept() {
             forget_shared_models(&periods);
             release_freed_memory();
         }
         let mut ready = Vec::new();
-        for b in &kept.scanned_by {
-            let left = models_pending.get_mut(b).expect("counted above");
+        for b in waited {
+            let left = models_pending.get_mut(&b).expect("counted above");
             *left -= 1;
             if *left == 0 {
-                ready.extend(later.remove(b));
+                ready.extend(later.remove(&b));
             }
         }
         if ready.is_empty() {
             continue;
         }
         let (compiled, seconds) =
-            timed_now(|| blocks_to_run(ready, report, &p.compiler, &made, &models.streaming, how));
+            timed_now(|| blocks_to_run(ready, report, &p.compiler, &made, &streaming, how));
         compiling += seconds;
         match compiled {
             Ok((ready, planned)) => {
@@ -809,6 +913,9 @@ struct PeriodModels<'c> {
     /// of each.
     waves: Vec<Vec<String>>,
     widths: std::collections::HashMap<String, Vec<String>>,
+    /// The models blocks read that read a shared one (of `waves`), directly or through
+    /// others: planned once those are kept.
+    over_shared: std::collections::HashSet<String>,
 }
 
 /// Narrows the models blocks read in `compiler`'s period (`narrowed`: the models with
@@ -835,9 +942,9 @@ fn narrow_period<'c>(
     let order = dependency_order(catalog, &read);
     let unfiltered: Vec<(String, bool)> = order.iter().map(|m| (m.clone(), false)).collect();
     compiler.forget_frames_except(&unfiltered);
-    // Which models the narrowed ones read (a stand-in's scan, or a model's frame under
+    // Which models each narrowed one reads (a stand-in's scan, or a model's frame under
     // its name), and every model those read.
-    let mut direct: Vec<String> = Vec::new();
+    let mut reached_by: Vec<(String, Vec<String>)> = Vec::new();
     for m in &read {
         let plan = compiler
             .model_frame(m, true, &mut Vec::new())?
@@ -847,6 +954,7 @@ fn narrow_period<'c>(
             LogicalPlan::SubqueryAlias(a) => a.input.as_ref(),
             other => other,
         };
+        let mut direct: Vec<String> = Vec::new();
         below
             .apply_with_subqueries(|node| {
                 let name = match node {
@@ -862,13 +970,21 @@ fn narrow_period<'c>(
                 Ok(TreeNodeRecursion::Continue)
             })
             .map_err(|e| model_error(report.id(), m, e))?;
+        reached_by.push((m.clone(), reachable_models(catalog, direct)));
     }
-    let reached = reachable_models(catalog, direct);
-    let inner: Vec<String> = order.into_iter().filter(|m| reached.contains(m)).collect();
+    let inner: Vec<String> = order
+        .into_iter()
+        .filter(|m| reached_by.iter().any(|(_, reached)| reached.contains(m)))
+        .collect();
     let widths = inner_columns(compiler, report, &inner, &narrowed)?;
     let shared: Vec<String> = shared_models(catalog, &read)
         .into_iter()
         .filter(|m| widths.contains_key(m))
+        .collect();
+    let over_shared = reached_by
+        .into_iter()
+        .filter(|(m, reached)| shared.contains(m) || reached.iter().any(|r| shared.contains(r)))
+        .map(|(m, _)| m)
         .collect();
     Ok(PeriodModels {
         compiler,
@@ -876,60 +992,111 @@ fn narrow_period<'c>(
         narrowed,
         waves: in_waves(catalog, &shared),
         widths,
+        over_shared,
     })
 }
 
-/// Computes the models that two or more models read under the models blocks read (the
-/// per-entity facts), once, in memory, for every period the run reads (`periods`, each
-/// narrowed by `narrow_period`), with only the columns read: wave by wave, every period's
-/// side by side, so that one period's small models run beside another's big ones. Each
-/// model's time goes to `timings`. Returns, per period, the models computed. Not
-/// `how.local`: nothing is computed, the models stay plans inlined in every block's plan.
-async fn compute_shared(
-    report: &Report,
-    periods: &[PeriodModels<'_>],
-    how: Executing,
-    slots: &Slots,
-    timings: &mut Stopwatch,
-) -> Result<Vec<Vec<(String, bool)>>, ReportError> {
-    let mut kept: Vec<Vec<(String, bool)>> = vec![Vec::new(); periods.len()];
-    if !how.local {
-        return Ok(kept);
+/// The models that two or more models read under the models blocks read (the per-entity
+/// facts) in every period the run reads (`PeriodModels::waves`), computed once, in memory,
+/// with only the columns read, as tasks of the run: wave by wave, every period's side by
+/// side, so that one period's small models run beside another's big ones. Not
+/// `how.local`: none, the models stay plans inlined in every block's plan.
+struct SharedWaves {
+    /// The waves in all (of the period with the most).
+    waves: usize,
+    /// The next wave to start.
+    next: usize,
+    /// The models of the wave started that are not kept yet.
+    computing: usize,
+    /// Each model started, by period and name: its whole schema (what it is not computed
+    /// with reads as typed nulls).
+    schemas: std::collections::HashMap<(usize, String), datafusion::common::DFSchemaRef>,
+}
+
+impl SharedWaves {
+    fn of(periods: &[PeriodModels<'_>], how: Executing) -> SharedWaves {
+        SharedWaves {
+            waves: match how.local {
+                true => periods.iter().map(|p| p.waves.len()).max().unwrap_or(0),
+                false => 0,
+            },
+            next: 0,
+            computing: 0,
+            schemas: Default::default(),
+        }
     }
-    let waves = periods.iter().map(|p| p.waves.len()).max().unwrap_or(0);
-    // A wave's models read none of each other: they are computed side by side.
-    for wave in 0..waves {
-        let mut schemas = Vec::new();
-        let mut work = Vec::new();
+
+    /// Every shared model is kept (or there are none).
+    fn all_kept(&self) -> bool {
+        self.next >= self.waves && self.computing == 0
+    }
+
+    /// The tasks computing the next wave's models, planned over the frames in `keep` (the
+    /// models computed so far); they ask for their slots before any model blocks read.
+    fn start_next(
+        &mut self,
+        report: &Report,
+        periods: &[PeriodModels<'_>],
+        keep: &[Vec<(String, bool)>],
+        slots: &Slots,
+    ) -> Result<Vec<Task>, ReportError> {
+        let wave = self.next;
+        self.next += 1;
+        let mut tasks: Vec<Task> = Vec::new();
         for (at, period) in periods.iter().enumerate() {
             let Some(models) = period.waves.get(wave) else {
                 continue;
             };
-            period.compiler.forget_frames_except(&kept[at]);
+            period.compiler.forget_frames_except(&keep[at]);
             for m in models {
                 let full = period.compiler.model_frame(m, false, &mut Vec::new())?;
-                schemas.push((at, full.schema().clone()));
+                self.schemas
+                    .insert((at, m.clone()), Arc::new(full.schema().clone()));
                 let frame = only_columns(full, m, &period.widths[m])
                     .map_err(|e| model_error(report.id(), m, e))?;
-                work.push(slots.clone().run(0, in_memory(frame, m.clone())));
+                let work = slots.clone().run(SHARED_RANK, in_memory(frame, m.clone()));
+                tasks.push(Box::pin(async move {
+                    let ((m, rows), seconds) = work.await;
+                    Done::Shared(at, m, Box::new(rows), seconds)
+                }));
             }
         }
-        for (((m, cached), seconds), (at, schema)) in spawned(work).await.into_iter().zip(schemas) {
-            let period = &periods[at];
-            let cached = cached.map_err(|e| model_error(report.id(), &m, e))?;
-            let frame = crate::compile::unread_as_nulls(cached, &m, &schema)
-                .map_err(|e| model_error(report.id(), &m, e))?;
-            period.compiler.set_frame(&m, false, frame);
-            kept[at].push((m.clone(), false));
-            timings
-                .laps
-                .push((format!("model {m}{}", period.label), seconds));
-        }
-        release_freed_memory();
-        timings.lap("models side by side".into());
+        self.computing = tasks.len();
+        Ok(tasks)
     }
-    Ok(kept)
+
+    /// Hands shared model `m` of period `at`, computed, to its period's compiler (and to
+    /// `keep`), for the models over it.
+    #[allow(clippy::too_many_arguments)]
+    fn keep(
+        &mut self,
+        report: &Report,
+        periods: &[PeriodModels<'_>],
+        keep: &mut [Vec<(String, bool)>],
+        at: usize,
+        m: &str,
+        rows: datafusion::error::Result<DataFrame>,
+        seconds: f64,
+        timings: &mut Stopwatch,
+    ) -> Result<(), ReportError> {
+        self.computing -= 1;
+        let period = &periods[at];
+        let rows = rows.map_err(|e| model_error(report.id(), m, e))?;
+        let schema = &self.schemas[&(at, m.to_string())];
+        let frame = crate::compile::unread_as_nulls(rows, m, schema)
+            .map_err(|e| model_error(report.id(), m, e))?;
+        period.compiler.set_frame(m, false, frame);
+        keep[at].push((m.to_string(), false));
+        timings
+            .laps
+            .push((format!("model {m}{}", period.label), seconds));
+        Ok(())
+    }
 }
+
+/// The rank of the plans of shared models: before every other's, for the models over them
+/// wait for them.
+const SHARED_RANK: usize = 0;
 
 /// A model's rows being computed, with its name and the seconds it took.
 type ModelWork = std::pin::Pin<
@@ -962,16 +1129,21 @@ struct KeptFor {
     scanned_by: std::collections::BTreeSet<usize>,
 }
 
-/// Makes each period's models that blocks read (`periods`; the shared models under them
-/// computed already: `kept`) ready to compute: narrowed, and as rows only where two or
-/// more of a block's plans, or two or more blocks, read them. A model one block reads is
-/// kept as that block reads it (its `where` applied, for the block's groupings to share),
-/// and not at all when the block reads it once: the rows then stream into the block's
-/// aggregate. Not `how.local`: nothing to compute.
+/// Makes the models blocks read that `now` picks, of each period (`periods`; the frames
+/// to plan them over in `keep`, the models computed so far), ready to compute: narrowed,
+/// and as rows only where two or more of a block's plans, or two or more blocks, read
+/// them. A model one block reads is kept as that block reads it (its `where` applied, for
+/// the block's groupings to share), and not at all when the block reads it once: the rows
+/// then stream into the block's aggregate — unless the block is `waiting` for other rows,
+/// when the model would start only after that wait. Each model's frame, narrowed, goes
+/// to `keep`. Not `how.local`: nothing to compute.
+#[allow(clippy::too_many_arguments)]
 fn block_models(
     report: &Report,
     periods: &[PeriodModels<'_>],
-    kept: &[Vec<(String, bool)>],
+    keep: &mut [Vec<(String, bool)>],
+    now: impl Fn(usize, &Narrowed) -> bool,
+    waiting: &std::collections::HashSet<usize>,
     how: Executing,
     slots: &Slots,
     timings: &mut Stopwatch,
@@ -985,26 +1157,18 @@ fn block_models(
         return Ok(out);
     }
     for (at, period) in periods.iter().enumerate() {
-        period.compiler.forget_frames_except(&kept[at]);
+        period.compiler.forget_frames_except(&keep[at]);
     }
-    // Each model's plan over the shared models' rows, none over another's: side by side.
+    // Each model's plan over the models kept, none over another's: side by side.
     let models: Vec<(usize, &Narrowed)> = periods
         .iter()
         .enumerate()
         .flat_map(|(at, period)| period.narrowed.iter().map(move |n| (at, n)))
+        .filter(|(at, n)| now(*at, n))
         .collect();
-    // At small data, the blocks that wait for a model computed as rows: a model streamed
-    // into one of them would start only after that wait, so it is computed as rows too,
-    // beside the others. (At a million deals keeping such a model, `sales_plan`'s stage
-    // visits, took its peak from 1.06 to 1.41 GB and its time from 4.0 to 4.9 s.)
-    let waiting: std::collections::HashSet<usize> = match how.small {
-        true => models
-            .iter()
-            .filter(|(_, n)| n.streams_into().is_none())
-            .flat_map(|(_, n)| n.scans.iter().copied())
-            .collect(),
-        false => Default::default(),
-    };
+    for (at, n) in &models {
+        keep[*at].push((n.model.clone(), true));
+    }
     let planned = in_parallel(models, |(at, n)| {
         let (compiler, m) = (periods[at].compiler, &n.model);
         let (frame, seconds) = timed_now(|| narrowed_frame(compiler, report, m, true, &n.columns));
@@ -1053,7 +1217,9 @@ fn block_models(
     computed.sort_by_key(|(_, _, nodes, _)| std::cmp::Reverse(*nodes));
     for (rank, (rows, m, _, kept)) in computed.into_iter().enumerate() {
         out.work.push(Box::pin(
-            slots.clone().run(rank, in_memory(rows, m.clone())),
+            slots
+                .clone()
+                .run(SHARED_RANK + 1 + rank, in_memory(rows, m.clone())),
         ));
         out.kept_for.push(kept);
     }
@@ -1071,6 +1237,30 @@ fn plan_nodes(frame: &DataFrame) -> usize {
         Ok(TreeNodeRecursion::Continue)
     });
     nodes
+}
+
+/// Spawns `models`' work on `running`, each task tagged with its index in `kept_for` (to
+/// which what each is kept for is added), and counts each in `pending` for every block
+/// that reads it. Returns how many were spawned.
+fn spawn_models(
+    models: BlockModels,
+    running: &mut tokio::task::JoinSet<Done>,
+    kept_for: &mut Vec<KeptFor>,
+    pending: &mut std::collections::HashMap<usize, usize>,
+) -> usize {
+    let spawned = models.work.len();
+    for (work, kept) in models.work.into_iter().zip(models.kept_for) {
+        for b in &kept.scanned_by {
+            *pending.entry(*b).or_default() += 1;
+        }
+        let k = kept_for.len();
+        kept_for.push(kept);
+        running.spawn(async move {
+            let ((m, rows), seconds) = work.await;
+            Done::Model(k, m, Box::new(rows), seconds)
+        });
+    }
+    spawned
 }
 
 /// Hands a computed model's rows to its period's compiler, for the blocks to read.
@@ -1115,9 +1305,16 @@ fn forget_shared_models(periods: &[PeriodModels<'_>]) {
     }
 }
 
-/// What one of the run's tasks gave: a model's rows (by its index in `BlockModels::work`,
-/// and its name), or a block's result; with its seconds.
+/// What one of the run's tasks gave: a shared model's rows (by its period and name), a
+/// model's rows (by its index in the run's `KeptFor`s, and its name), or a block's result;
+/// with its seconds.
 enum Done {
+    Shared(
+        usize,
+        String,
+        Box<datafusion::error::Result<DataFrame>>,
+        f64,
+    ),
     Model(
         usize,
         String,

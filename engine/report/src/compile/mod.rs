@@ -129,7 +129,7 @@ pub struct Compiler<'a> {
 
 /// The compilers of one run for parameters other than its own (a shifted period, a
 /// block's own month): each made once and shared by every block that asks for it, so that
-/// the run can compute its models once (`run::compute_shared`, `run::block_models`).
+/// the run can compute its models once (`run::SharedWaves`, `run::block_models`).
 #[derive(Default)]
 pub struct Variants<'a> {
     made: Mutex<Vec<(RunParams, Arc<Compiler<'a>>)>>,
