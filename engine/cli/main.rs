@@ -449,6 +449,11 @@ async fn main() {
         eprintln!("error: {}", error_text(&e));
         std::process::exit(1);
     }
+    // Ended here, not by returning: returning drops the runtime, which waits for its
+    // threads and frees what each holds, ~2 ms of a small run that the process's end does
+    // at no cost. Everything written is written: the output is closed and stdout is
+    // flushed by `exit`.
+    std::process::exit(0);
 }
 
 /// An error with its causes, each cause once: a library error's message often quotes its

@@ -149,31 +149,22 @@ fn write_rows_pretty(
     out.write_all(b"[")?;
     for window in chunks.chunks(cores) {
         let written: Vec<std::io::Result<Vec<u8>>> = std::thread::scope(|scope| {
-            let running: Vec<_> = window
+            // The first chunk on this thread, which would otherwise only wait: a block of
+            // one chunk (most blocks) starts no thread.
+            let (here, others) = window.split_first().expect("chunks() gives none empty");
+            let others: Vec<_> = others
                 .iter()
                 .map(|(first, batch)| {
-                    scope.spawn(move || {
-                        let rows = rows_of(&block.id, &block.columns, batch, tz)
-                            .map_err(std::io::Error::other)?;
-                        let mut bytes = Vec::new();
-                        for (k, cells) in rows.iter().enumerate() {
-                            let lead: &[u8] = if first + k == 0 { b"\n" } else { b",\n" };
-                            bytes.extend_from_slice(lead);
-                            bytes.extend_from_slice(&ROW_INDENT);
-                            row_pretty(keys, cells, &mut bytes)?;
-                            // The first row tells about how long the others are.
-                            if k == 0 {
-                                bytes.reserve(bytes.len() * rows.len());
-                            }
-                        }
-                        Ok(bytes)
-                    })
+                    scope.spawn(move || chunk_pretty(block, keys, *first, batch, tz))
                 })
                 .collect();
-            running
-                .into_iter()
-                .map(|r| r.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                .collect()
+            let mut written = vec![chunk_pretty(block, keys, here.0, &here.1, tz)];
+            written.extend(
+                others
+                    .into_iter()
+                    .map(|r| r.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
+            );
+            written
         });
         for bytes in written {
             out.write_all(&bytes?)?;
@@ -188,6 +179,30 @@ fn write_rows_pretty(
 /// levels in (report, blocks, block, rows), two spaces a level, as `PrettyFormatter`
 /// indents.
 const ROW_INDENT: [u8; 8] = [b' '; 8];
+
+/// Rows `first`… of `block` (`batch`, a chunk of its rows) as they stand in its `rows`
+/// array: each after its separator and indent, with `keys` as the serializer writes them.
+fn chunk_pretty(
+    block: &BlockResult,
+    keys: &[Vec<u8>],
+    first: usize,
+    batch: &arrow::record_batch::RecordBatch,
+    tz: chrono_tz::Tz,
+) -> std::io::Result<Vec<u8>> {
+    let rows = rows_of(&block.id, &block.columns, batch, tz).map_err(std::io::Error::other)?;
+    let mut bytes = Vec::new();
+    for (k, cells) in rows.iter().enumerate() {
+        let lead: &[u8] = if first + k == 0 { b"\n" } else { b",\n" };
+        bytes.extend_from_slice(lead);
+        bytes.extend_from_slice(&ROW_INDENT);
+        row_pretty(keys, cells, &mut bytes)?;
+        // The first row tells about how long the others are.
+        if k == 0 {
+            bytes.reserve(bytes.len() * rows.len());
+        }
+    }
+    Ok(bytes)
+}
 
 /// One row as `to_writer_pretty` writes an object at the depth of `ROW_INDENT`: each
 /// entry on a line of its own one level deeper, the closing brace at the row's indent.
