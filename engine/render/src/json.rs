@@ -95,6 +95,8 @@ impl ReportJson<'_> {
         }
         let skeleton = serde_json::to_vec_pretty(&self)?;
         let mut rest = &skeleton[..];
+        // Asked once: each answer reads the process's cgroup files.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         for (i, written) in &marked {
             let at = rest
                 .windows(written.len())
@@ -103,7 +105,7 @@ impl ReportJson<'_> {
             out.write_all(&rest[..at])?;
             let b = &self.blocks[*i];
             let tz = b.streamed.expect("marked blocks stream their rows");
-            write_rows_pretty(b.block, tz, out)?;
+            write_rows_pretty(b.block, tz, cores, out)?;
             rest = &rest[at + written.len()..];
         }
         out.write_all(rest)
@@ -114,10 +116,11 @@ impl ReportJson<'_> {
 const ROWS_PER_CHUNK: usize = 4096;
 
 /// A block's rows as `to_writer_pretty` writes the value of its `rows` key (at the depth
-/// of a block of the report), chunks of rows serialized side by side on the cores.
+/// of a block of the report), chunks of rows serialized side by side on the `cores`.
 fn write_rows_pretty(
     block: &BlockResult,
     tz: chrono_tz::Tz,
+    cores: usize,
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
     if block.row_count() == 0 {
@@ -134,7 +137,6 @@ fn write_rows_pretty(
             offset += len;
         }
     }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // Each key as the serializer writes it, with the `": "` after it: once per block,
     // not once per cell.
     let keys: &[Vec<u8>] = &block

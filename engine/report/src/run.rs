@@ -424,11 +424,15 @@ struct Executing {
     small: bool,
 }
 
-/// How many plans a run executes at a time: the cores.
+/// How many plans a run executes at a time: the cores. Asked of the system once: each
+/// answer reads the process's cgroup files, and a run asks for it dozens of times.
 fn parallelism() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    })
 }
 
 /// Executes one compiled block's plans — its rows, totals, children and, when it is
