@@ -1,13 +1,14 @@
 //! The process's allocator: glibc's, or mimalloc once a run has found its data small.
 //!
 //! Why: at 20 000 deals a run is mostly many small allocations, which mimalloc serves
-//! with fewer page faults (~16 000 → ~2 600) and less CPU; at a million deals mimalloc
+//! with less CPU; at a million deals mimalloc
 //! keeps freed memory (for 10 ms by default, for good as `prefer_mimalloc` sets it) and a
 //! run's peak passes 1.5 GB where glibc's stays under 1.4 GB. Memory goes back to the allocator that gave it, whichever is chosen then.
 //!
 //! mimalloc's 2.x line, not 3.x: a run's threads are many and short-lived, and 3.x
-//! spread their allocations over more of its huge pages — at 20 000 deals 41–86 fresh
-//! 2 MiB pages a run against 27–51, each zeroed by the kernel on first touch.
+//! spread their allocations over more memory — at 20 000 deals 41–86 fresh 2 MiB pages
+//! a run against 27–51 (measured while huge pages were still allowed; see
+//! `prefer_mimalloc` for why they no longer are).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ffi::c_void;
@@ -24,6 +25,9 @@ static MIMALLOC: AtomicBool = AtomicBool::new(false);
 /// names no constant for it).
 const PURGE_DELAY: mi::mi_option_t = 15;
 
+/// mimalloc's `allow_thp` (`mi_option_allow_thp`, likewise unnamed by the crate).
+const ALLOW_THP: mi::mi_option_t = 37;
+
 /// New allocations come from mimalloc from now on, which keeps the memory it frees for
 /// the rest of the process instead of handing it back to the system after 10 ms: a run
 /// is short, and each page handed back is zeroed by the kernel again when it is next
@@ -31,6 +35,14 @@ const PURGE_DELAY: mi::mi_option_t = 15;
 pub fn prefer_mimalloc() {
     // SAFETY: sets an option; mimalloc reads it each time it would purge.
     unsafe { mi::mi_option_set(PURGE_DELAY, -1) };
+    // No transparent huge pages: mimalloc asks for them on the memory it maps (where the
+    // system gives them only when asked, as Debian's default does), and each is 2 MiB
+    // zeroed on first touch however little of it is used. On a virtual machine whose idle memory the host takes back
+    // (free page reporting), a run after a few idle seconds paid for each with a fault on
+    // the host: `sales_plan` at 20 000 deals 690 ms (841 ms of system time) with them,
+    // 240 ms without.
+    // SAFETY: sets an option that mimalloc reads when it maps memory, before it first does.
+    unsafe { mi::mi_option_set(ALLOW_THP, 0) };
     MIMALLOC.store(true, Ordering::Relaxed);
 }
 
@@ -90,10 +102,12 @@ mod tests {
         let from_glibc = unsafe { Chosen.alloc(layout) };
         assert!(!from_glibc.is_null() && !from_mimalloc(from_glibc));
         fill(from_glibc, 1);
-        // The option set is the purge delay: the one whose default is 10 ms.
+        // The options set are the purge delay (its default 10 ms) and THP (allowed).
         assert_eq!(unsafe { mi::mi_option_get(PURGE_DELAY) }, 10);
+        assert_eq!(unsafe { mi::mi_option_get(ALLOW_THP) }, 1);
         prefer_mimalloc();
         assert_eq!(unsafe { mi::mi_option_get(PURGE_DELAY) }, -1);
+        assert_eq!(unsafe { mi::mi_option_get(ALLOW_THP) }, 0);
         let from_mi = unsafe { Chosen.alloc_zeroed(layout) };
         assert!(from_mimalloc(from_mi));
         assert_eq!(from_mi as usize % 64, 0);
