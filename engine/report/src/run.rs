@@ -635,11 +635,7 @@ async fn run_once(
     let waits = |at: usize, n: &Narrowed| {
         shared_first && (!how.small || periods[at].over_shared.contains(&n.model))
     };
-    let all_read: Vec<(usize, &Narrowed)> = periods
-        .iter()
-        .enumerate()
-        .flat_map(|(at, period)| period.narrowed.iter().map(move |n| (at, n)))
-        .collect();
+    let all_read: Vec<(usize, &Narrowed)> = read_by_blocks(&periods).collect();
     let gated: std::collections::BTreeSet<usize> = all_read
         .iter()
         .filter(|(at, n)| waits(*at, n))
@@ -1102,6 +1098,16 @@ impl SharedWaves {
 /// wait for them.
 const SHARED_RANK: usize = 0;
 
+/// The models blocks read, of every period, each with its period's index.
+fn read_by_blocks<'p>(
+    periods: &'p [PeriodModels<'_>],
+) -> impl Iterator<Item = (usize, &'p Narrowed)> {
+    periods
+        .iter()
+        .enumerate()
+        .flat_map(|(at, period)| period.narrowed.iter().map(move |n| (at, n)))
+}
+
 /// A model's rows being computed, with its name and the seconds it took.
 type ModelWork = std::pin::Pin<
     Box<
@@ -1164,10 +1170,7 @@ fn block_models(
         period.compiler.forget_frames_except(&keep[at]);
     }
     // Each model's plan over the models kept, none over another's: side by side.
-    let models: Vec<(usize, &Narrowed)> = periods
-        .iter()
-        .enumerate()
-        .flat_map(|(at, period)| period.narrowed.iter().map(move |n| (at, n)))
+    let models: Vec<(usize, &Narrowed)> = read_by_blocks(periods)
         .filter(|(at, n)| now(*at, n))
         .collect();
     for (at, n) in &models {
