@@ -1,9 +1,10 @@
 //! The process's allocator: glibc's, or mimalloc once a run has found its data small.
 //!
 //! Why: at 20 000 deals a run is mostly many small allocations, which mimalloc serves
-//! with less CPU; at a million deals mimalloc
-//! keeps freed memory (for 10 ms by default, for good as `prefer_mimalloc` sets it) and a
-//! run's peak passes 1.5 GB where glibc's stays under 1.4 GB. Memory goes back to the allocator that gave it, whichever is chosen then.
+//! with less CPU; at a million deals mimalloc keeps freed memory (for 10 ms by default,
+//! for good as `prefer_mimalloc` sets it) and a run's peak passes 1.5 GB where glibc's
+//! stays under 1.4 GB. Memory goes back to the allocator that gave it, whichever is
+//! chosen then.
 //!
 //! mimalloc's 2.x line, not 3.x: a run's threads are many and short-lived, and 3.x
 //! spread their allocations over more memory — at 20 000 deals 41–86 fresh 2 MiB pages
@@ -37,10 +38,10 @@ pub fn prefer_mimalloc() {
     unsafe { mi::mi_option_set(PURGE_DELAY, -1) };
     // No transparent huge pages: mimalloc asks for them on the memory it maps (where the
     // system gives them only when asked, as Debian's default does), and each is 2 MiB
-    // zeroed on first touch however little of it is used. On a virtual machine whose idle memory the host takes back
-    // (free page reporting), a run after a few idle seconds paid for each with a fault on
-    // the host: `sales_plan` at 20 000 deals 690 ms (841 ms of system time) with them,
-    // 240 ms without.
+    // zeroed on first touch however little of it is used. On a virtual machine whose
+    // idle memory the host takes back (free page reporting), a run after a few idle
+    // seconds paid for each with a fault on the host: `sales_plan` at 20 000 deals 690 ms
+    // (841 ms of system time) with them, 240 ms without.
     // SAFETY: sets an option that mimalloc reads when it maps memory, before it first does.
     unsafe { mi::mi_option_set(ALLOW_THP, 0) };
     MIMALLOC.store(true, Ordering::Relaxed);
