@@ -12,7 +12,7 @@
 //! `prefer_mimalloc` for why they no longer are).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::ffi::c_void;
+use std::ffi::{c_int, c_ulong, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use libmimalloc_sys as mi;
@@ -44,7 +44,56 @@ pub fn prefer_mimalloc() {
     // (841 ms of system time) with them, 240 ms without.
     // SAFETY: sets an option that mimalloc reads when it maps memory, before it first does.
     unsafe { mi::mi_option_set(ALLOW_THP, 0) };
+    refuse_huge_pages();
     MIMALLOC.store(true, Ordering::Relaxed);
+}
+
+/// `PR_SET_THP_DISABLE` of `<linux/prctl.h>`: the process refuses transparent huge pages.
+#[cfg(target_os = "linux")]
+const PR_SET_THP_DISABLE: c_int = 41;
+/// `PR_GET_THP_DISABLE`: whether it does.
+#[cfg(all(test, target_os = "linux"))]
+const PR_GET_THP_DISABLE: c_int = 42;
+
+#[cfg(target_os = "linux")]
+unsafe extern "C" {
+    /// glibc's `prctl`, linked into every Rust program on Linux.
+    fn prctl(option: c_int, ...) -> c_int;
+}
+
+/// Where the system backs all anonymous memory with huge pages (`enabled` = `always`,
+/// as some distributions set it), mimalloc's option alone does not keep them away: it
+/// only stops mimalloc asking. mimalloc would refuse them for the process itself at its
+/// start if the option were off then, but it is read before a run knows its data. So the
+/// process refuses them here; a small run never forks, and a big one never gets here.
+fn refuse_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: sets a flag of this process; a kernel without it returns an error, ignored
+    // (huge pages then stay as the system gives them).
+    unsafe {
+        prctl(
+            PR_SET_THP_DISABLE,
+            1 as c_ulong,
+            0 as c_ulong,
+            0 as c_ulong,
+            0 as c_ulong,
+        );
+    }
+}
+
+/// Whether this process refuses transparent huge pages (`PR_GET_THP_DISABLE`).
+#[cfg(all(test, target_os = "linux"))]
+fn refuses_huge_pages() -> bool {
+    // SAFETY: reads a flag of this process.
+    unsafe {
+        prctl(
+            PR_GET_THP_DISABLE,
+            0 as c_ulong,
+            0 as c_ulong,
+            0 as c_ulong,
+            0 as c_ulong,
+        ) == 1
+    }
 }
 
 fn from_mimalloc(ptr: *mut u8) -> bool {
@@ -106,9 +155,13 @@ mod tests {
         // The options set are the purge delay (its default 10 ms) and THP (allowed).
         assert_eq!(unsafe { mi::mi_option_get(PURGE_DELAY) }, 10);
         assert_eq!(unsafe { mi::mi_option_get(ALLOW_THP) }, 1);
+        #[cfg(target_os = "linux")]
+        assert!(!refuses_huge_pages());
         prefer_mimalloc();
         assert_eq!(unsafe { mi::mi_option_get(PURGE_DELAY) }, -1);
         assert_eq!(unsafe { mi::mi_option_get(ALLOW_THP) }, 0);
+        #[cfg(target_os = "linux")]
+        assert!(refuses_huge_pages());
         let from_mi = unsafe { Chosen.alloc_zeroed(layout) };
         assert!(from_mimalloc(from_mi));
         assert_eq!(from_mi as usize % 64, 0);
