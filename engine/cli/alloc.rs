@@ -66,34 +66,26 @@ unsafe extern "C" {
 /// only stops mimalloc asking. mimalloc would refuse them for the process itself at its
 /// start if the option were off then, but it is read before a run knows its data. So the
 /// process refuses them here; a small run never forks, and a big one never gets here.
+/// A kernel without the flag returns an error, ignored: huge pages then stay as the
+/// system gives them.
 fn refuse_huge_pages() {
     #[cfg(target_os = "linux")]
-    // SAFETY: sets a flag of this process; a kernel without it returns an error, ignored
-    // (huge pages then stay as the system gives them).
-    unsafe {
-        prctl(
-            PR_SET_THP_DISABLE,
-            1 as c_ulong,
-            0 as c_ulong,
-            0 as c_ulong,
-            0 as c_ulong,
-        );
-    }
+    thp_prctl(PR_SET_THP_DISABLE, 1);
 }
 
 /// Whether this process refuses transparent huge pages (`PR_GET_THP_DISABLE`).
 #[cfg(all(test, target_os = "linux"))]
 fn refuses_huge_pages() -> bool {
-    // SAFETY: reads a flag of this process.
-    unsafe {
-        prctl(
-            PR_GET_THP_DISABLE,
-            0 as c_ulong,
-            0 as c_ulong,
-            0 as c_ulong,
-            0 as c_ulong,
-        ) == 1
-    }
+    thp_prctl(PR_GET_THP_DISABLE, 0) == 1
+}
+
+/// `prctl(option, arg, 0, 0, 0)`: the calls on the process's huge-page flag take one
+/// argument and zeros for the rest.
+#[cfg(target_os = "linux")]
+fn thp_prctl(option: c_int, arg: c_ulong) -> c_int {
+    // SAFETY: sets or reads a flag of this process; every argument is passed at the
+    // width the kernel reads it.
+    unsafe { prctl(option, arg, 0 as c_ulong, 0 as c_ulong, 0 as c_ulong) }
 }
 
 fn from_mimalloc(ptr: *mut u8) -> bool {
